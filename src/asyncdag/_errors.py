@@ -1,0 +1,110 @@
+"""One exception hierarchy, rooted at :class:`AsyncdagError`.
+
+Messages name the solid, input or config path involved and say what to do,
+because the person reading them is usually looking at a pipeline they wrote
+minutes ago.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AsyncdagError",
+    "ConfigError",
+    "ConfigErrorItem",
+    "DefinitionError",
+    "EventLoopError",
+    "PipelineRunCanceled",
+    "ResourceInitError",
+    "RetryRequested",
+    "StepTimeoutError",
+]
+
+
+class AsyncdagError(Exception):
+    """Base of every error asyncdag raises itself."""
+
+
+class DefinitionError(AsyncdagError):
+    """A solid, pipeline or resource is defined or wired wrongly; nothing has run."""
+
+
+class EventLoopError(AsyncdagError, RuntimeError):
+    """A blocking entry point was called from inside a running event loop."""
+
+
+class ConfigErrorItem:
+    """One config problem: where it is (a dotted path) and what is wrong there."""
+
+    __slots__ = ("message", "path")
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+    def __repr__(self) -> str:
+        return f"ConfigErrorItem(path={self.path!r}, message={self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ConfigErrorItem):
+            return NotImplemented
+        return (self.path, self.message) == (other.path, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.message))
+
+
+class ConfigError(AsyncdagError):
+    """Run config does not fit the schema.  Carries every problem found, not just the first."""
+
+    def __init__(self, errors: Sequence[ConfigErrorItem], *, subject: str = "run config") -> None:
+        self.errors = list(errors)
+        lines = "\n".join(f"  - {error}" for error in self.errors)
+        count = len(self.errors)
+        noun = "error" if count == 1 else "errors"
+        super().__init__(f"{subject} has {count} {noun}; nothing ran:\n{lines}")
+
+
+class ResourceInitError(AsyncdagError):
+    """A resource's setup raised; the run fails and the steps that need it never start."""
+
+    def __init__(self, resource_key: str, cause: BaseException) -> None:
+        self.resource_key = resource_key
+        super().__init__(
+            f"resource {resource_key!r} failed during setup: {type(cause).__name__}: {cause}"
+        )
+
+
+class StepTimeoutError(AsyncdagError, TimeoutError):
+    """A step attempt ran longer than its solid's ``timeout=``."""
+
+    def __init__(self, step_key: str, timeout: float) -> None:
+        self.step_key = step_key
+        self.timeout = timeout
+        super().__init__(
+            f"step {step_key!r} timed out after {timeout:g}s; raise the solid's timeout= "
+            "or give it a RetryPolicy to try again"
+        )
+
+
+class PipelineRunCanceled(AsyncdagError):
+    """Raised by ``raise_on_error=True`` when a run ended CANCELED rather than by a step error."""
+
+
+class RetryRequested(AsyncdagError):  # noqa: N818 - Dagster's name; users know it
+    """Raise from a solid to ask for another attempt.
+
+    ``max_retries`` and ``seconds_to_wait`` override the solid's retry policy
+    for this request, as in Dagster.
+    """
+
+    def __init__(self, max_retries: int = 1, seconds_to_wait: float = 0.0) -> None:
+        self.max_retries = max_retries
+        self.seconds_to_wait = seconds_to_wait
+        super().__init__(
+            f"retry requested (max_retries={max_retries}, seconds_to_wait={seconds_to_wait})"
+        )

@@ -1,0 +1,163 @@
+"""The event vocabulary: everything a run says about itself.
+
+Events are the one channel between the engine and whoever listens (the console
+logger, storage, live subscribers, the UI).  They are frozen, slotted and
+JSON-serialisable through :meth:`Event.to_dict` / :meth:`Event.from_dict`, so a
+stored event log comes back exactly as it was emitted.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import traceback
+from typing import Any
+
+import attrs
+
+__all__ = ["ErrorInfo", "Event", "EventType", "RunStatus", "StepStatus"]
+
+
+class EventType(enum.StrEnum):
+    """What happened.  The string values are stable: storage and the UI key on them."""
+
+    RUN_START = "RUN_START"
+    RUN_SUCCESS = "RUN_SUCCESS"
+    RUN_FAILURE = "RUN_FAILURE"
+    RUN_CANCELING = "RUN_CANCELING"
+    RUN_CANCELED = "RUN_CANCELED"
+
+    RESOURCE_INIT_STARTED = "RESOURCE_INIT_STARTED"
+    RESOURCE_INIT_SUCCESS = "RESOURCE_INIT_SUCCESS"
+    RESOURCE_INIT_FAILURE = "RESOURCE_INIT_FAILURE"
+    RESOURCE_TEARDOWN = "RESOURCE_TEARDOWN"
+    RESOURCE_TEARDOWN_FAILURE = "RESOURCE_TEARDOWN_FAILURE"
+
+    STEP_START = "STEP_START"
+    STEP_OUTPUT = "STEP_OUTPUT"
+    STEP_SUCCESS = "STEP_SUCCESS"
+    STEP_FAILURE = "STEP_FAILURE"
+    STEP_UP_FOR_RETRY = "STEP_UP_FOR_RETRY"
+    STEP_SKIPPED = "STEP_SKIPPED"
+    STEP_CANCELED = "STEP_CANCELED"
+
+    HOOK_COMPLETED = "HOOK_COMPLETED"
+    HOOK_ERRORED = "HOOK_ERRORED"
+
+    LOG = "LOG"
+
+
+class RunStatus(enum.StrEnum):
+    """A run's state.  NOT_STARTED and STARTED appear only in storage."""
+
+    NOT_STARTED = "NOT_STARTED"
+    STARTED = "STARTED"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELED = "CANCELED"
+
+
+class StepStatus(enum.StrEnum):
+    """A step's final (or, while a run goes on, current) state."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    RETRYING = "RETRYING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    SKIPPED = "SKIPPED"
+    CANCELED = "CANCELED"
+
+
+@attrs.frozen
+class ErrorInfo:
+    """An exception made serialisable: the live exception cannot cross storage or the wire."""
+
+    type: str
+    message: str
+    traceback: str
+    cause: ErrorInfo | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        return cls(
+            type=f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+            message=str(exc),
+            traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            cause=cls.from_exception(cause) if cause is not None and cause is not exc else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "message": self.message,
+            "traceback": self.traceback,
+            "cause": self.cause.to_dict() if self.cause is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ErrorInfo:
+        cause = data.get("cause")
+        return cls(
+            type=data["type"],
+            message=data["message"],
+            traceback=data.get("traceback", ""),
+            cause=cls.from_dict(cause) if cause else None,
+        )
+
+
+@attrs.frozen
+class Event:
+    """One thing that happened in a run.
+
+    ``seq`` numbers a run's events from 0 without gaps, so a reader can resume
+    after the last one it saw.  ``data`` holds the type-specific details
+    (``attempt``, ``duration``, ``error``...) and stays JSON-serialisable:
+    an :class:`ErrorInfo` is stored in it as a dict.
+    """
+
+    run_id: str
+    seq: int
+    timestamp: float
+    type: EventType
+    step_key: str | None = None
+    level: int = logging.DEBUG
+    message: str = ""
+    data: dict[str, Any] | None = None
+
+    @property
+    def error(self) -> ErrorInfo | None:
+        """The failure this event carries, if any."""
+        if self.data is None or "error" not in self.data:
+            return None
+        return ErrorInfo.from_dict(self.data["error"])
+
+    @property
+    def level_name(self) -> str:
+        return logging.getLevelName(self.level)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "timestamp": self.timestamp,
+            "type": self.type.value,
+            "step_key": self.step_key,
+            "level": self.level,
+            "message": self.message,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        return cls(
+            run_id=data["run_id"],
+            seq=data["seq"],
+            timestamp=data["timestamp"],
+            type=EventType(data["type"]),
+            step_key=data.get("step_key"),
+            level=data.get("level", logging.DEBUG),
+            message=data.get("message", ""),
+            data=data.get("data"),
+        )
