@@ -95,7 +95,7 @@ class PipelineRunCanceled(AsyncdagError):
     """Raised by ``raise_on_error=True`` when a run ended CANCELED rather than by a step error."""
 
 
-class RetryRequested(AsyncdagError):  # noqa: N818 - Dagster's name; users know it
+class RetryRequested(AsyncdagError):
     """Raise from a solid to ask for another attempt.
 
     ``max_retries`` and ``seconds_to_wait`` override the solid's retry policy

@@ -1,0 +1,67 @@
+"""asyncdag: Dagster's programming model on an anyio task group.
+
+Write solids (sync or async functions), wire them into a pipeline by calling
+them, and run it with :func:`execute_pipeline` (blocking) or
+:func:`execute_pipeline_async` (inside asyncio or trio).  Everything public
+is re-exported here; modules starting with ``_`` are internals.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ._api import RunHandle, execute_pipeline, execute_pipeline_async, open_run
+from ._context import SolidContext, StepLog
+from ._definitions import OutputHandle, PipelineDefinition, SolidDefinition, pipeline, solid
+from ._errors import (
+    AsyncdagError,
+    ConfigError,
+    ConfigErrorItem,
+    DefinitionError,
+    EventLoopError,
+    PipelineRunCanceled,
+    ResourceInitError,
+    RetryRequested,
+    StepTimeoutError,
+)
+from ._events import ErrorInfo, Event, EventType, RunStatus, StepStatus
+from ._resources import InitResourceContext, ResourceDefinition, resource
+from ._result import PipelineRunResult, StepResult
+from ._retry import Backoff, Jitter, RetryPolicy
+
+__all__ = [
+    "AsyncdagError",
+    "Backoff",
+    "ConfigError",
+    "ConfigErrorItem",
+    "DefinitionError",
+    "ErrorInfo",
+    "Event",
+    "EventLoopError",
+    "EventType",
+    "InitResourceContext",
+    "Jitter",
+    "OutputHandle",
+    "PipelineDefinition",
+    "PipelineRunCanceled",
+    "PipelineRunResult",
+    "ResourceDefinition",
+    "ResourceInitError",
+    "RetryPolicy",
+    "RetryRequested",
+    "RunHandle",
+    "RunStatus",
+    "SolidContext",
+    "SolidDefinition",
+    "StepLog",
+    "StepResult",
+    "StepStatus",
+    "StepTimeoutError",
+    "__version__",
+    "execute_pipeline",
+    "execute_pipeline_async",
+    "open_run",
+    "pipeline",
+    "resource",
+    "solid",
+]

@@ -1,0 +1,440 @@
+"""Running a pipeline from Python: ``execute_pipeline``, its awaitable twin, and the run handle.
+
+``execute_pipeline`` is a thin shell that starts an event loop and awaits
+``execute_pipeline_async``, which opens a run with :func:`open_run`.  There is
+one engine and one way a run happens; the entry points differ only at the edge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import anyio
+import sniffio
+
+from . import _tracing
+from ._bus import EventBus, Listener
+from ._console import console_listener, install_default_handler
+from ._definitions import PipelineDefinition
+from ._engine import Executor
+from ._errors import AsyncdagError, DefinitionError, EventLoopError
+from ._events import Event, EventType, RunStatus, StepStatus
+from ._plan import ExecutionPlan
+from ._resources import ResourceManager
+from ._result import PipelineRunResult, StepResult
+
+__all__ = ["RunHandle", "execute_pipeline", "execute_pipeline_async", "open_run"]
+
+_RUN_END_EVENTS = {
+    RunStatus.SUCCESS: (EventType.RUN_SUCCESS, logging.DEBUG),
+    RunStatus.FAILURE: (EventType.RUN_FAILURE, logging.ERROR),
+    RunStatus.CANCELED: (EventType.RUN_CANCELED, logging.WARNING),
+}
+
+
+class RunHandle:
+    """A run in progress: watch its events, cancel it, await its result.
+
+    Get one from ``async with open_run(pipeline) as run:``.  Leaving the block
+    waits for the run to end; an exception in the block cancels the run first.
+    """
+
+    def __init__(
+        self,
+        pipeline: PipelineDefinition,
+        *,
+        run_config: Mapping[str, Any] | None,
+        max_concurrency: int | None,
+        concurrency_limits: Mapping[str, int] | None,
+        tags: Mapping[str, str] | None,
+        fail_fast: bool,
+        storage: Any,
+        run_id: str | None,
+        parent_run_id: str | None,
+        tracing: bool,
+        listeners: Iterable[Listener],
+    ) -> None:
+        if not isinstance(pipeline, PipelineDefinition):
+            raise DefinitionError(
+                f"expected a pipeline made with @pipeline, got {pipeline!r}; decorate the "
+                "pipeline's body function with @pipeline"
+            )
+        if max_concurrency is not None and max_concurrency < 1:
+            raise AsyncdagError(
+                f"max_concurrency must be >= 1 (or None for no bound), got {max_concurrency}"
+            )
+        self.pipeline = pipeline
+        self.run_id = run_id or str(uuid.uuid4())
+        self.parent_run_id = parent_run_id
+        self.tags = {**pipeline.tags, **{str(k): str(v) for k, v in (tags or {}).items()}}
+        self._storage = storage
+
+        # Everything that can be wrong with the input is found here, before anything runs.
+        from .config import resolve_run_config
+
+        resolved = resolve_run_config(pipeline, run_config)
+        self.run_config: dict[str, Any] = dict(resolved.raw)
+        self.plan = ExecutionPlan.build(
+            pipeline,
+            solid_configs={name: sc.config for name, sc in resolved.solids.items()},
+            input_values={name: sc.inputs for name, sc in resolved.solids.items() if sc.inputs},
+        )
+        limits = dict(resolved.execution.concurrency_limits)
+        limits.update(concurrency_limits or {})
+        for pool, limit in limits.items():
+            if not isinstance(limit, int) or limit < 1:
+                raise AsyncdagError(
+                    f"concurrency_limits[{pool!r}] must be an int >= 1, got {limit!r}"
+                )
+        self.max_concurrency = (
+            max_concurrency if max_concurrency is not None else resolved.execution.max_concurrency
+        )
+        self.concurrency_limits = limits
+
+        install_default_handler()
+        self._bus = EventBus(self.run_id)
+        console = console_listener(pipeline.name)
+        if console is not None:
+            self._bus.add_listener(console)  # type: ignore[arg-type]
+        for listener in listeners:
+            self._bus.add_listener(listener)
+
+        self._resources = (
+            ResourceManager(
+                pipeline.resource_defs, resolved.resources, run_id=self.run_id, emit=self._bus.emit
+            )
+            if pipeline.resource_defs
+            else None
+        )
+        self._tracer = _tracing.run_tracer(enabled=tracing)
+        self._executor = Executor(
+            self.plan,
+            run_id=self.run_id,
+            emit=self._bus.emit,
+            max_concurrency=self.max_concurrency,
+            concurrency_limits=limits,
+            fail_fast=fail_fast,
+            resources=self._resources,
+            tracer=self._tracer,
+            tags=self.tags,
+            run_config=self.run_config,
+        )
+        self.status = RunStatus.NOT_STARTED
+        self._result: PipelineRunResult | None = None
+        self._finished = anyio.Event()
+        self._start_time = 0.0
+
+    # --- what users call -----------------------------------------------------------------------
+
+    def events(self, *, after: int = -1) -> AsyncIterator[Event]:
+        """Every event of the run from the start (or after seq ``after``), then live ones until it ends."""
+        return self._bus.stream(after=after)
+
+    @property
+    def event_log(self) -> list[Event]:
+        """The events emitted so far (a live list: do not mutate)."""
+        return self._bus.events
+
+    def cancel(self) -> None:
+        """Ask the run to stop: running steps are cancelled, pending ones never start.
+
+        The run then ends CANCELED, with resources torn down.  Safe to call at
+        any time, more than once, and after the run ended.
+        """
+        if self._result is None:
+            self._executor.cancel()
+
+    async def result(self) -> PipelineRunResult:
+        """Wait for the run to end and return its result."""
+        await self._finished.wait()
+        assert self._result is not None
+        return self._result
+
+    @property
+    def done(self) -> bool:
+        return self._result is not None
+
+    @property
+    def trace_id(self) -> str | None:
+        return self._tracer.trace_id if self._tracer is not None else None
+
+    # --- the run itself --------------------------------------------------------------------------
+
+    async def _execute(self) -> None:
+        recorder: Any = contextlib.nullcontext()
+        if self._storage is not None:
+            from .storage import RunRecord, RunRecorder
+
+            record = RunRecord(
+                run_id=self.run_id,
+                pipeline_name=self.pipeline.name,
+                status=RunStatus.STARTED,
+                run_config=self.run_config,
+                tags=self.tags,
+                start_time=time.time(),
+                end_time=None,
+                parent_run_id=self.parent_run_id,
+                pid=os.getpid(),
+                hostname=socket.gethostname(),
+                failure_reason=None,
+            )
+            recorder = RunRecorder(self._storage, record)
+        async with recorder as sink:
+            if sink is not None:
+                self._bus.add_listener(sink)
+            await self._execute_recorded()
+
+    async def _execute_recorded(self) -> None:
+        bus = self._bus
+        tracer = self._tracer
+        self._start_time = time.time()
+        self.status = RunStatus.STARTED
+        token = None
+        if tracer is not None:
+            tracer.start_run(pipeline_name=self.pipeline.name, run_id=self.run_id, tags=self.tags)
+            token = tracer.attach_run()
+        data: dict[str, Any] = {
+            "pipeline_name": self.pipeline.name,
+            "step_count": len(self.plan),
+            "max_concurrency": self.max_concurrency,
+            "tags": self.tags,
+        }
+        if tracer is not None:
+            data["trace_id"] = tracer.trace_id
+        bus.emit(
+            EventType.RUN_START,
+            None,
+            logging.DEBUG,
+            f"Started execution of run for {self.pipeline.name!r}.",
+            data,
+        )
+        status = RunStatus.CANCELED
+        try:
+            status = await self._executor.run()
+        finally:
+            with anyio.CancelScope(shield=True):
+                self._finish(status)
+                if token is not None:
+                    tracer.detach(token)  # type: ignore[union-attr]
+
+    def _finish(self, status: RunStatus) -> None:
+        end = time.time()
+        states = self._executor.states
+        failed = [s.step.key for s in states if s.status is StepStatus.FAILURE]
+        skipped = sum(1 for s in states if s.status is StepStatus.SKIPPED)
+        event_type, level = _RUN_END_EVENTS[status]
+        if status is RunStatus.SUCCESS:
+            message = f"Finished execution of run for {self.pipeline.name!r}."
+        elif status is RunStatus.FAILURE:
+            message = (
+                f"Execution of run for {self.pipeline.name!r} failed. "
+                f"Failed steps: {failed or 'none'}; skipped: {skipped}."
+            )
+        else:
+            message = f"Execution of run for {self.pipeline.name!r} was canceled."
+        self._bus.emit(
+            event_type,
+            None,
+            level,
+            message,
+            {"duration": end - self._start_time, "failed_steps": failed, "skipped": skipped},
+        )
+        if self._tracer is not None:
+            result = {
+                RunStatus.SUCCESS: _tracing.SUCCESS,
+                RunStatus.FAILURE: _tracing.FAILURE,
+                RunStatus.CANCELED: _tracing.CANCELLATION,
+            }[status]
+            self._tracer.end_run(result)
+        self.status = status
+        step_results = {}
+        outputs = {}
+        exceptions = {}
+        for state in states:
+            key = state.step.key
+            step_results[key] = StepResult(
+                key=key,
+                solid_name=state.step.solid.name,
+                status=state.status,
+                attempts=state.attempts,
+                start_time=state.start,
+                end_time=state.end,
+                error=state.error,
+                skip_reason=state.skip_reason,
+            )
+            if state.outputs is not None:
+                outputs[key] = state.outputs
+            if state.exception is not None and state.status is not StepStatus.SUCCESS:
+                exceptions[key] = state.exception
+        self._result = PipelineRunResult(
+            run_id=self.run_id,
+            pipeline_name=self.pipeline.name,
+            status=status,
+            events=self._bus.events,
+            step_results=step_results,
+            start_time=self._start_time,
+            end_time=end,
+            trace_id=self.trace_id,
+            outputs=outputs,
+            exceptions=exceptions,
+        )
+        self._bus.close()
+        self._finished.set()
+
+
+@contextlib.asynccontextmanager
+async def open_run(
+    pipeline: PipelineDefinition,
+    run_config: Mapping[str, Any] | None = None,
+    *,
+    max_concurrency: int | None = None,
+    concurrency_limits: Mapping[str, int] | None = None,
+    tags: Mapping[str, str] | None = None,
+    fail_fast: bool = False,
+    storage: Any = None,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    tracing: bool = True,
+    listeners: Iterable[Listener] = (),
+) -> AsyncIterator[RunHandle]:
+    """Start a run in the current task and hand back its :class:`RunHandle`.
+
+    Config and wiring are checked before the block is entered (raising
+    ``ConfigError`` / ``DefinitionError``, with nothing run).  Leaving the
+    block waits for the run to end; an exception raised in the block cancels
+    the run and propagates once the run has wound down.
+    """
+    handle = RunHandle(
+        pipeline,
+        run_config=run_config,
+        max_concurrency=max_concurrency,
+        concurrency_limits=concurrency_limits,
+        tags=tags,
+        fail_fast=fail_fast,
+        storage=storage,
+        run_id=run_id,
+        parent_run_id=parent_run_id,
+        tracing=tracing,
+        listeners=listeners,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(handle._execute)
+        try:
+            yield handle
+        except BaseException:
+            handle.cancel()
+            raise
+
+
+def _raise_for(result: PipelineRunResult) -> None:
+    if result.status is not RunStatus.FAILURE:
+        return
+    for step in result.step_results.values():
+        if step.status is StepStatus.FAILURE:
+            exc = result.exception_for_step(step.key)
+            if exc is not None:
+                raise exc
+    for step in result.step_results.values():
+        exc = result.exception_for_step(step.key)
+        if exc is not None:
+            raise exc
+    raise AsyncdagError(f"run {result.run_id} of {result.pipeline_name!r} failed")
+
+
+async def execute_pipeline_async(
+    pipeline: PipelineDefinition,
+    run_config: Mapping[str, Any] | None = None,
+    *,
+    max_concurrency: int | None = None,
+    concurrency_limits: Mapping[str, int] | None = None,
+    raise_on_error: bool = True,
+    tags: Mapping[str, str] | None = None,
+    fail_fast: bool = False,
+    storage: Any = None,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    tracing: bool = True,
+    listeners: Iterable[Listener] = (),
+) -> PipelineRunResult:
+    """Run ``pipeline`` inside the running event loop (asyncio or trio) and return its result.
+
+    With ``raise_on_error=True`` a failed step's own exception is re-raised,
+    after the run has ended cleanly (resources closed, events complete).
+    Cancelling the calling scope cancels the run; the cancellation propagates
+    after the run is recorded as CANCELED.
+    """
+    async with open_run(
+        pipeline,
+        run_config,
+        max_concurrency=max_concurrency,
+        concurrency_limits=concurrency_limits,
+        tags=tags,
+        fail_fast=fail_fast,
+        storage=storage,
+        run_id=run_id,
+        parent_run_id=parent_run_id,
+        tracing=tracing,
+        listeners=listeners,
+    ) as run:
+        pass
+    result = await run.result()
+    if raise_on_error:
+        _raise_for(result)
+    return result
+
+
+def execute_pipeline(
+    pipeline: PipelineDefinition,
+    run_config: Mapping[str, Any] | None = None,
+    *,
+    max_concurrency: int | None = None,
+    concurrency_limits: Mapping[str, int] | None = None,
+    raise_on_error: bool = True,
+    tags: Mapping[str, str] | None = None,
+    fail_fast: bool = False,
+    storage: Any = None,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    tracing: bool = True,
+    listeners: Iterable[Listener] = (),
+    backend: str = "asyncio",
+) -> PipelineRunResult:
+    """Run ``pipeline`` to the end, starting an event loop (``backend``: asyncio or trio).
+
+    From code that is already inside an event loop, ``await
+    execute_pipeline_async(...)`` instead: a blocking call there would stall
+    the loop, so this raises :class:`EventLoopError`.
+    """
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        library = None
+    if library is not None:
+        raise EventLoopError(
+            f"execute_pipeline() was called inside a running {library} event loop, where it "
+            "would block the loop; use `await execute_pipeline_async(...)` instead"
+        )
+    call = functools.partial(
+        execute_pipeline_async,
+        pipeline,
+        run_config,
+        max_concurrency=max_concurrency,
+        concurrency_limits=concurrency_limits,
+        raise_on_error=raise_on_error,
+        tags=tags,
+        fail_fast=fail_fast,
+        storage=storage,
+        run_id=run_id,
+        parent_run_id=parent_run_id,
+        tracing=tracing,
+        listeners=listeners,
+    )
+    return anyio.run(call, backend=backend)

@@ -1,0 +1,88 @@
+"""The run's event log and its fan-out to listeners and live readers.
+
+Emitting is synchronous and cheap (one object, one append, a loop over
+listeners), because the engine emits from its hot path.  Listeners must not
+block: storage buffers, the console logger formats.  Async readers wait on an
+``anyio.Event`` that exists only while someone waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import anyio
+
+from ._events import Event, EventType
+
+__all__ = ["EventBus", "Listener"]
+
+Listener = Callable[[Event], Any]
+
+_log = logging.getLogger("asyncdag.events")
+
+
+class EventBus:
+    """Numbers events, keeps them in order, and tells listeners and readers."""
+
+    __slots__ = ("_closed", "_listeners", "_waiter", "events", "run_id")
+
+    def __init__(self, run_id: str, listeners: Iterable[Listener] = ()) -> None:
+        self.run_id = run_id
+        self.events: list[Event] = []
+        self._listeners = list(listeners)
+        self._waiter: anyio.Event | None = None
+        self._closed = False
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def emit(
+        self,
+        type: EventType,
+        step_key: str | None = None,
+        level: int = logging.DEBUG,
+        message: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        events = self.events
+        event = Event(self.run_id, len(events), time.time(), type, step_key, level, message, data)
+        events.append(event)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not take the run down with it
+                _log.exception("event listener %r failed on %s", listener, event.type)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+        return event
+
+    def close(self) -> None:
+        """No more events will come; wake readers so they can finish."""
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def stream(self, *, after: int = -1) -> AsyncIterator[Event]:
+        """Every event after sequence number ``after``, then live ones until the run ends."""
+        index = after + 1
+        while True:
+            events = self.events
+            while index < len(events):
+                yield events[index]
+                index += 1
+            if self._closed:
+                return
+            if self._waiter is None:
+                self._waiter = anyio.Event()
+            await self._waiter.wait()
