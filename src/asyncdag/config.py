@@ -209,14 +209,25 @@ _EXECUTION_SPEC = field_spec(
 )
 
 
+def _copy(value: Any) -> Any:
+    """Copy config data; plain dicts, lists and scalars fast, anything else by deepcopy."""
+    if isinstance(value, str | int | float | bool | None):
+        return value
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return copy.deepcopy(value)
+
+
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Overlay ``override`` on ``base`` key by key; non-dict values (lists too) replace."""
-    out = {k: copy.deepcopy(v) for k, v in base.items()}
+    out = {k: _copy(v) for k, v in base.items()}
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = _deep_merge(out[key], value)
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = _copy(value)
     return out
 
 
@@ -528,12 +539,17 @@ def default_run_config(pipeline: _Pipeline) -> dict[str, Any]:
 
 
 def _read_yaml_source(source: str | os.PathLike[str]) -> tuple[str, str]:
-    """(name for messages, YAML text).  A str is a file path if it names an existing file."""
-    if (
-        isinstance(source, os.PathLike)
-        or ("\n" not in source and source.endswith((".yaml", ".yml", ".json")))
-        or ("\n" not in source and os.path.isfile(source))
-    ):
+    """(name for messages, YAML text).
+
+    A str is a file path when it is one line naming an existing file, or one line
+    ending in .yaml/.yml/.json that cannot be YAML text ({, [ or spaces).
+    """
+    looks_like_path = "\n" not in source if isinstance(source, str) else True
+    if isinstance(source, str) and looks_like_path:
+        looks_like_path = os.path.isfile(source) or (
+            source.endswith((".yaml", ".yml", ".json")) and not any(c in source for c in "{[ ")
+        )
+    if looks_like_path:
         name = os.fspath(source)
         try:
             with open(name, encoding="utf-8") as f:
