@@ -738,6 +738,12 @@ def test_missing_yaml_file_is_a_config_error(tmp_path: Any) -> None:
         load_run_config(str(tmp_path / "nope.yaml"))
 
 
+def test_one_line_yaml_ending_in_yaml_is_text_not_a_path() -> None:
+    assert load_run_config("resources: {db: {config: {file: x.yaml}}}") == {
+        "resources": {"db": {"config": {"file": "x.yaml"}}}
+    }
+
+
 # --- property: validation against random schemas ----------------------------------------------
 
 KEYS = st.text(alphabet=string.ascii_lowercase, min_size=1, max_size=4)
