@@ -1,0 +1,96 @@
+"""Timing and bookkeeping shared by run.py and the subprocess worker.
+
+Programs are alternated (rotated each repeat) inside one event loop, so drift
+on a shared machine (another process waking, CPU frequency) hits every side
+alike; medians, not means, so one stall does not move the figure.  A garbage
+collection runs before each timed run, and the collector stays enabled during
+it: engines that allocate more pay for it, as they would in production.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BENCH_DIR",
+    "ROOT",
+    "SRC",
+    "WrongResultError",
+    "alternate",
+    "median",
+    "quiet_asyncdag_logging",
+    "use_working_tree",
+]
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+SRC = ROOT / "src"
+
+Program = Callable[[], Awaitable[Any]]
+
+
+class WrongResultError(AssertionError):
+    """A program returned something other than the workload's known answer."""
+
+
+def use_working_tree() -> None:
+    """Benchmark the asyncdag in this checkout, not whatever copy is installed."""
+    for path in (str(SRC), str(BENCH_DIR)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def quiet_asyncdag_logging() -> None:
+    """Keep the console event logger from printing, so printing is not what gets measured."""
+    logging.getLogger("asyncdag").setLevel(logging.WARNING)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+async def _timed(name: str, program: Program, expected: Any) -> float:
+    gc.collect()
+    started = time.perf_counter()
+    value = await program()
+    elapsed = time.perf_counter() - started
+    if value != expected:
+        raise WrongResultError(f"{name} returned {value!r}, expected {expected!r}")
+    return elapsed
+
+
+async def alternate(
+    programs: Mapping[str, Program],
+    *,
+    expected: Any,
+    repeats: int,
+    warmup: int,
+    budget_s: float,
+    min_repeats: int = 1,
+) -> dict[str, list[float]]:
+    """Run each program ``warmup`` times untimed, then ``repeats`` times each, rotating the order.
+
+    Stops early once ``budget_s`` has been spent and every program has at least
+    ``min_repeats`` samples, so one unexpectedly slow program cannot blow the
+    suite's time limit; the JSON records how many samples each figure has.
+    """
+    names = list(programs)
+    for _ in range(warmup):
+        for name in names:
+            await _timed(name, programs[name], expected)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    started = time.perf_counter()
+    for rep in range(repeats):
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(await _timed(name, programs[name], expected))
+        if rep + 1 >= min_repeats and time.perf_counter() - started > budget_s:
+            break
+    return samples

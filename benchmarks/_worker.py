@@ -1,0 +1,180 @@
+"""Measurements that need a process of their own; run.py starts one per measurement.
+
+* ``scale`` (W5): peak memory is read with ``resource.getrusage`` (``ru_maxrss``),
+  a high-water mark for the process's whole life, so each size and program gets
+  a fresh process, and the figure is the peak minus the RSS before the graph
+  was built.  Chosen over tracemalloc because tracemalloc hooks every
+  allocation (runs get several times slower, so time and memory could not come
+  from the same run) and sees only Python's allocator, not thread stacks or C
+  buffers; ru_maxrss is what the OS actually charged, at no cost to the run.
+* ``trace``: a process may set the global OpenTelemetry tracer provider only
+  once, so each tracing mode (none, no-op API provider, SDK) gets a process.
+
+Usage: ``python _worker.py '<json request>'``; the last stdout line is the JSON answer.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+from _harness import alternate, median, quiet_asyncdag_logging, use_working_tree
+
+
+def _current_rss() -> int:
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return pages * resource.getpagesize()
+
+
+def _peak_rss() -> int:
+    # Linux reports ru_maxrss in KiB (macOS in bytes; this suite targets Linux).
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def scale(impl: str, n: int, backend: str, time_runs: int) -> dict[str, Any]:
+    """Build the W3 shape at size ``n``, run it once (peak memory), then time ``time_runs`` runs."""
+    import raw_anyio
+    import workloads
+
+    # Load everything either side needs (asyncdag, the backend's modules, the event
+    # loop machinery) first, so the RSS delta is the graph and the run, not imports.
+    import asyncdag  # noqa: F401
+
+    async def settle() -> None:
+        await anyio.sleep(0)
+
+    anyio.run(settle, backend=backend)
+    rss_before = _current_rss()
+    started = time.perf_counter()
+    if impl == "raw":
+        graph = workloads.wide_graph(n)
+
+        async def program() -> Any:
+            return await raw_anyio.run_dag_worker_pool(graph, limit=50)
+
+    else:
+        program, _ = workloads.dag_runner(
+            lambda: workloads.build_wide_pipeline(n), "total", max_concurrency=50
+        )
+    build_s = time.perf_counter() - started
+
+    async def measure() -> tuple[float, list[float]]:
+        first = time.perf_counter()
+        value = await program()
+        first_s = time.perf_counter() - first
+        if value != n:
+            raise AssertionError(f"{impl} wide({n}) returned {value!r}")
+        if not time_runs:
+            return first_s, []
+        samples = await alternate(
+            {impl: program}, expected=n, repeats=time_runs, warmup=0, budget_s=float("inf")
+        )
+        return first_s, samples[impl]
+
+    first_s, runs = anyio.run(measure, backend=backend)
+    peak = _peak_rss()
+    return {
+        "impl": impl,
+        "n": n,
+        "backend": backend,
+        "build_s": build_s,
+        "first_run_s": first_s,
+        "run_s": median(runs) if runs else first_s,
+        "runs": runs,
+        "rss_before": rss_before,
+        "peak_rss": peak,
+        "peak_delta_bytes": max(0, peak - rss_before),
+    }
+
+
+def _set_tracing(mode: str) -> Any:
+    """Install the provider for ``mode``; return the dropping exporter for the SDK mode."""
+    if mode == "off":
+        return None
+    from opentelemetry import trace
+
+    if mode == "noop":
+        trace.set_tracer_provider(trace.NoOpTracerProvider())
+        return None
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class DroppingExporter(SpanExporter):
+        """Counts and forgets spans: the cost measured is making and batching them, not I/O."""
+
+        def __init__(self) -> None:
+            self.exported = 0
+
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            self.exported += len(spans)
+            return SpanExportResult.SUCCESS
+
+    exporter = DroppingExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
+
+
+def traced(
+    mode: str, backend: str, sizes: dict[str, int], repeats: int, warmup: int
+) -> dict[str, Any]:
+    """Time W2 and W3 under one tracing mode; with the SDK, count the spans that reached export."""
+    exporter = _set_tracing(mode)
+    import workloads
+
+    cases = [workloads.chain_case(sizes["W2"]), workloads.wide_case(sizes["W3"])]
+    out: dict[str, Any] = {"mode": mode, "backend": backend}
+    for case in cases:
+        if case.dag is None:
+            raise RuntimeError(case.dag_error or "asyncdag pipeline missing")
+        samples = anyio.run(
+            lambda case=case: alternate(
+                {"asyncdag": case.dag},
+                expected=case.expected,
+                repeats=repeats,
+                warmup=warmup,
+                budget_s=float("inf"),
+            ),
+            backend=backend,
+        )
+        out[case.name] = {"size": case.size, "steps": case.steps, "runs": samples["asyncdag"]}
+        out[case.name]["median_s"] = median(samples["asyncdag"])
+    if exporter is not None:
+        from opentelemetry import trace
+
+        trace.get_tracer_provider().shutdown()  # type: ignore[attr-defined]
+        out["spans_exported"] = exporter.exported
+    return out
+
+
+def main(argv: list[str]) -> int:
+    use_working_tree()
+    quiet_asyncdag_logging()
+    request = json.loads(argv[1])
+    task = request.pop("task")
+    if task == "scale":
+        answer = scale(**request)
+    elif task == "trace":
+        answer = traced(**request)
+    else:
+        raise SystemExit(f"unknown task {task!r}")
+    print(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,748 @@
+"""asyncdag's benchmark suite: every workload against a hand-written raw anyio program.
+
+    python benchmarks/run.py                  # the whole suite (< 10 min on 2 cores)
+    python benchmarks/run.py --quick          # smaller sizes, fewer repeats (< 1 min)
+    python benchmarks/run.py --smoke          # every workload at tiny size; exit 1 on any error
+    python benchmarks/run.py --only W2,W3 --backend trio
+
+Prints tables and writes benchmarks/results/latest.json (smoke runs write only
+with --json).  Goals are printed next to the figures and never asserted: the
+exit status says only whether every workload ran and returned the right answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import workloads
+from _harness import (  # after the sys.path line above
+    BENCH_DIR,
+    ROOT,
+    SRC,
+    alternate,
+    median,
+    quiet_asyncdag_logging,
+    use_working_tree,
+)
+
+use_working_tree()
+
+ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "TRACE", "IMPORT", "STORAGE", "PEERS")
+BACKENDS = ("asyncio", "trio")
+
+
+@attrs.frozen
+class Profile:
+    """Sizes and repeats for one kind of run."""
+
+    name: str
+    repeats: int
+    warmup: int
+    budget_s: float  # per workload and backend; repeats stop early past it
+    w1: tuple[int, float, int]  # steps, sleep, bound
+    w2: int
+    w3: int
+    w4: int
+    w5: tuple[int, ...]
+    w5_processes: int  # fresh processes per size and program
+    w5_time_runs: int  # timed runs in each process after the first (memory) run
+    w6: int
+    w7: tuple[int, float, int]
+    trace_w2: int
+    trace_w3: int
+    trace_repeats: int
+    storage: int
+    import_rounds: int
+
+
+PROFILES = {
+    "full": Profile(
+        name="full",
+        repeats=7,
+        warmup=1,
+        budget_s=25.0,
+        w1=(200, 0.05, 50),
+        w2=1_000,
+        w3=10_000,
+        w4=10_000,
+        w5=(1_000, 10_000, 100_000),
+        w5_processes=2,
+        w5_time_runs=2,
+        w6=500,
+        w7=(200, 0.01, 20),
+        trace_w2=1_000,
+        trace_w3=10_000,
+        trace_repeats=5,
+        storage=10_000,
+        import_rounds=9,
+    ),
+    "quick": Profile(
+        name="quick",
+        repeats=3,
+        warmup=1,
+        budget_s=3.0,
+        w1=(200, 0.05, 50),
+        w2=1_000,
+        w3=2_000,
+        w4=2_000,
+        w5=(1_000, 10_000),
+        w5_processes=1,
+        w5_time_runs=1,
+        w6=200,
+        w7=(200, 0.01, 20),
+        trace_w2=500,
+        trace_w3=2_000,
+        trace_repeats=3,
+        storage=2_000,
+        import_rounds=3,
+    ),
+    "smoke": Profile(
+        name="smoke",
+        repeats=1,
+        warmup=0,
+        budget_s=1.0,
+        w1=(20, 0.002, 5),
+        w2=20,
+        w3=20,
+        w4=30,
+        w5=(50, 100),
+        w5_processes=1,
+        w5_time_runs=1,
+        w6=10,
+        w7=(10, 0.001, 3),
+        trace_w2=20,
+        trace_w3=20,
+        trace_repeats=1,
+        storage=20,
+        import_rounds=1,
+    ),
+}
+
+GOALS = {
+    "W1": ("makespan ≤ 1.05x ideal", 1.05),
+    "W2": ("≤ 1.5x raw", 1.5),
+    "W3": ("≤ 1.5x raw", 1.5),
+    "W5": ("time growth 10k→100k ≤ 11x", 11.0),
+    "IMPORT": ("≤ 2x anyio", 2.0),
+}
+
+
+class Suite:
+    """Collects rows, notes and errors while workloads run; renders and saves them at the end."""
+
+    def __init__(self, profile: Profile, backends: tuple[str, ...]) -> None:
+        self.profile = profile
+        self.backends = backends
+        self.rows: list[dict[str, Any]] = []
+        self.scale: list[dict[str, Any]] = []
+        self.tracing: list[dict[str, Any]] = []
+        self.imports: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self.errors: list[dict[str, str]] = []
+
+    @contextlib.contextmanager
+    def guard(self, what: str) -> Iterator[None]:
+        """Record a workload's exception and go on with the next one."""
+        try:
+            yield
+        except Exception as exc:
+            self.errors.append(
+                {"workload": what, "error": repr(exc), "traceback": traceback.format_exc()}
+            )
+            print(f"!! {what} failed: {exc!r}", file=sys.stderr)
+
+
+# --- in-process comparisons (W1-W4, W6, W7, storage) ---------------------------------------------
+
+
+def _case_row(
+    case: workloads.Case, backend: str, samples: dict[str, list[float]]
+) -> dict[str, Any]:
+    raw_medians = {name: median(samples[name]) for name in case.raw}
+    best = min(raw_medians, key=raw_medians.__getitem__)
+    raw_s = raw_medians[best]
+    row: dict[str, Any] = {
+        "workload": case.name,
+        "backend": backend,
+        "size": case.size,
+        "steps": case.steps,
+        "repeats": min(len(v) for v in samples.values()),
+        "raw_baseline": best,
+        "raw_s": raw_s,
+        "raw_medians_s": raw_medians,
+        "raw_us_per_step": raw_s / case.steps * 1e6,
+        "samples_s": samples,
+        "build_s": case.build_s,
+    }
+    if case.ideal_s is not None:
+        row["ideal_s"] = case.ideal_s
+        row["raw_over_ideal"] = raw_s / case.ideal_s
+    if "asyncdag" in samples:
+        dag_s = median(samples["asyncdag"])
+        row["asyncdag_s"] = dag_s
+        row["ratio"] = dag_s / raw_s
+        row["ratio_by_baseline"] = {name: dag_s / s for name, s in raw_medians.items()}
+        row["asyncdag_us_per_step"] = dag_s / case.steps * 1e6
+        row["extra_us_per_step"] = (dag_s - raw_s) / case.steps * 1e6
+        if case.ideal_s is not None:
+            row["asyncdag_over_ideal"] = dag_s / case.ideal_s
+        _judge(row)
+    return row
+
+
+def _judge(row: dict[str, Any]) -> None:
+    goal = GOALS.get(row["workload"])
+    if goal is None:
+        return
+    text, limit = goal
+    value = row["asyncdag_over_ideal"] if row["workload"] == "W1" else row["ratio"]
+    row["goal"] = text
+    row["goal_met"] = value <= limit
+
+
+def _compare(suite: Suite, make_case: Callable[[], workloads.Case]) -> None:
+    case = make_case()
+    programs = {**case.raw}
+    if case.dag is not None:
+        programs["asyncdag"] = case.dag
+    p = suite.profile
+    for backend in suite.backends:
+        with suite.guard(f"{case.name}[{backend}]"):
+            samples = anyio.run(
+                lambda: alternate(
+                    programs,
+                    expected=case.expected,
+                    repeats=p.repeats,
+                    warmup=p.warmup,
+                    budget_s=p.budget_s,
+                    min_repeats=min(3, p.repeats),
+                ),
+                backend=backend,
+            )
+            suite.rows.append(_case_row(case, backend, samples))
+    if case.dag_error:
+        # The raw side ran and is reported; the missing engine still fails the suite.
+        raise RuntimeError(case.dag_error)
+
+
+def run_storage(suite: Suite) -> None:
+    """W3 with run history in SQLite against no storage argument at all."""
+    try:
+        from asyncdag.storage import SqliteStorage
+    except ImportError as exc:
+        suite.notes.append(f"STORAGE skipped: SqliteStorage not importable ({exc})")
+        return
+    n = suite.profile.storage
+    runner, build_s = workloads.dag_runner(
+        lambda: workloads.build_wide_pipeline(n), "total", max_concurrency=50
+    )
+    p = suite.profile
+    with tempfile.TemporaryDirectory(prefix="asyncdag-bench-") as tmp:
+        storage = SqliteStorage(Path(tmp) / "runs.db")
+        with storage if hasattr(storage, "__enter__") else contextlib.nullcontext(storage):
+
+            async def none() -> Any:
+                return await runner()
+
+            async def sqlite() -> Any:
+                return await runner(storage=storage)
+
+            for backend in suite.backends:
+                with suite.guard(f"STORAGE[{backend}]"):
+                    try:
+                        samples = anyio.run(
+                            lambda: alternate(
+                                {"no storage": none, "sqlite": sqlite},
+                                expected=n,
+                                repeats=p.repeats,
+                                warmup=p.warmup,
+                                budget_s=p.budget_s,
+                                min_repeats=min(3, p.repeats),
+                            ),
+                            backend=backend,
+                        )
+                    except TypeError as exc:
+                        if "storage" not in str(exc):
+                            raise
+                        suite.notes.append(f"STORAGE skipped: execute_pipeline_async: {exc}")
+                        return
+                    base = median(samples["no storage"])
+                    with_db = median(samples["sqlite"])
+                    suite.rows.append(
+                        {
+                            "workload": "STORAGE",
+                            "backend": backend,
+                            "size": n,
+                            "steps": n + 1,
+                            "repeats": len(samples["sqlite"]),
+                            "raw_baseline": "asyncdag, no storage",
+                            "raw_s": base,
+                            "asyncdag_s": with_db,
+                            "ratio": with_db / base,
+                            "extra_us_per_step": (with_db - base) / (n + 1) * 1e6,
+                            "samples_s": samples,
+                            "build_s": build_s,
+                        }
+                    )
+
+
+def run_http(suite: Suite) -> None:
+    from http_server import running_server
+
+    with running_server() as base_url:
+        _compare(suite, lambda: workloads.http_case(suite.profile.w6, base_url=base_url))
+
+
+# --- subprocess measurements (W5, tracing, import) -----------------------------------------------
+
+
+def _subprocess_json(request: dict[str, Any], *, timeout: float = 300) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH_DIR / "_worker.py"), json.dumps(request)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {request} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_scale(suite: Suite) -> None:
+    p = suite.profile
+    for backend in suite.backends:
+        with suite.guard(f"W5[{backend}]"):
+            by_size: dict[int, dict[str, list[dict[str, Any]]]] = {}
+            for n in p.w5:
+                by_size[n] = {"raw": [], "asyncdag": []}
+                for rep in range(p.w5_processes):
+                    order = ("raw", "asyncdag") if rep % 2 == 0 else ("asyncdag", "raw")
+                    for impl in order:
+                        by_size[n][impl].append(
+                            _subprocess_json(
+                                {
+                                    "task": "scale",
+                                    "impl": impl,
+                                    "n": n,
+                                    "backend": backend,
+                                    "time_runs": p.w5_time_runs,
+                                }
+                            )
+                        )
+            suite.scale.extend(_scale_rows(backend, by_size))
+
+
+def _scale_rows(
+    backend: str, by_size: dict[int, dict[str, list[dict[str, Any]]]]
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    previous: dict[str, Any] | None = None
+    for n, impls in sorted(by_size.items()):
+        row: dict[str, Any] = {"backend": backend, "n": n}
+        for impl, runs in impls.items():
+            run_s = median([r["run_s"] for r in runs])
+            mem = median([r["peak_delta_bytes"] for r in runs])
+            row[impl] = {
+                "run_s": run_s,
+                "us_per_node": run_s / (n + 1) * 1e6,
+                "build_s": median([r["build_s"] for r in runs]),
+                "peak_delta_bytes": mem,
+                "bytes_per_node": mem / (n + 1),
+                "processes": runs,
+            }
+        row["ratio"] = row["asyncdag"]["run_s"] / row["raw"]["run_s"]
+        if previous is not None:
+            factor = n / previous["n"]
+            row["growth_from"] = previous["n"]
+            for impl in ("raw", "asyncdag"):
+                row[impl]["time_growth"] = row[impl]["run_s"] / previous[impl]["run_s"]
+                row[impl]["build_growth"] = row[impl]["build_s"] / previous[impl]["build_s"]
+                row[impl]["memory_growth"] = (
+                    row[impl]["peak_delta_bytes"] / previous[impl]["peak_delta_bytes"]
+                    if previous[impl]["peak_delta_bytes"]
+                    else None
+                )
+            # The goal is stated for 10x steps (10k -> 100k): allow 1.1x the size factor.
+            row["goal"] = f"time growth ≤ {1.1 * factor:g}x for {factor:g}x nodes"
+            row["goal_met"] = row["asyncdag"]["time_growth"] <= 1.1 * factor
+        rows.append(row)
+        previous = row
+    return rows
+
+
+def run_tracing(suite: Suite) -> None:
+    p = suite.profile
+    for backend in suite.backends:
+        with suite.guard(f"TRACE[{backend}]"):
+            modes = {}
+            for mode in ("off", "noop", "sdk"):
+                modes[mode] = _subprocess_json(
+                    {
+                        "task": "trace",
+                        "mode": mode,
+                        "backend": backend,
+                        "sizes": {"W2": p.trace_w2, "W3": p.trace_w3},
+                        "repeats": p.trace_repeats,
+                        "warmup": p.warmup,
+                    }
+                )
+            for workload in ("W2", "W3"):
+                off = modes["off"][workload]["median_s"]
+                suite.tracing.append(
+                    {
+                        "workload": workload,
+                        "backend": backend,
+                        "size": modes["off"][workload]["size"],
+                        "off_s": off,
+                        "noop_s": modes["noop"][workload]["median_s"],
+                        "sdk_s": modes["sdk"][workload]["median_s"],
+                        "noop_ratio": modes["noop"][workload]["median_s"] / off,
+                        "sdk_ratio": modes["sdk"][workload]["median_s"] / off,
+                        "sdk_spans_exported": modes["sdk"].get("spans_exported"),
+                        "sdk_us_per_step": (modes["sdk"][workload]["median_s"] - off)
+                        / modes["off"][workload]["steps"]
+                        * 1e6,
+                        "runs": {mode: modes[mode][workload]["runs"] for mode in modes},
+                    }
+                )
+            if not modes["sdk"].get("spans_exported"):
+                suite.notes.append(
+                    f"TRACE[{backend}]: the SDK exporter received no spans: "
+                    "the engine emitted none, so the SDK column measures nothing"
+                )
+
+
+def run_imports(suite: Suite) -> None:
+    """Wall time of ``python -c "import X"`` minus ``python -c pass``, interleaved, medians."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
+    }
+    commands = {"bare": "pass", "anyio": "import anyio", "asyncdag": "import asyncdag"}
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(suite.profile.import_rounds):
+        for name, code in commands.items():
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=ROOT)
+            samples[name].append(time.perf_counter() - started)
+    bare = median(samples["bare"])
+    anyio_s = median(samples["anyio"]) - bare
+    dag_s = median(samples["asyncdag"]) - bare
+    heavy = _heavy_imports(env)
+    suite.imports = {
+        "rounds": suite.profile.import_rounds,
+        "bare_python_s": bare,
+        "anyio_s": anyio_s,
+        "asyncdag_s": dag_s,
+        "ratio": dag_s / anyio_s if anyio_s > 0 else None,
+        "goal": GOALS["IMPORT"][0],
+        "goal_met": anyio_s > 0 and dag_s / anyio_s <= GOALS["IMPORT"][1],
+        "heaviest_modules_us": heavy,
+        "samples_s": samples,
+    }
+
+
+def _heavy_imports(env: dict[str, str]) -> list[tuple[str, int]]:
+    """The slowest modules (self time, µs) under ``import asyncdag``, from ``-X importtime``."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import asyncdag"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    entries: list[tuple[str, int]] = []
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, _cumulative, name = line.removeprefix("import time:").split("|", 2)
+        entries.append((name.strip(), int(self_us)))
+    return sorted(entries, key=lambda e: -e[1])[:8]
+
+
+def run_peers(suite: Suite) -> None:
+    for peer in ("dagster", "prefect"):
+        if importlib.util.find_spec(peer) is None:
+            suite.notes.append(
+                f"PEERS: {peer} is not installed; no comparison (never a dependency)"
+            )
+        else:
+            suite.notes.append(
+                f"PEERS: {peer} is installed, but the suite has no {peer} workloads yet"
+            )
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+def _fmt_s(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1e3:.1f} ms" if value < 10 else f"{value:.2f} s"
+
+
+def _fmt_x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _goal_cell(row: dict[str, Any]) -> str:
+    if "goal" not in row:
+        return ""
+    mark = "[green]met[/]" if row["goal_met"] else "[red]missed[/]"
+    return f"{row['goal']}: {mark}"
+
+
+def render(suite: Suite) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=170)
+    if suite.rows:
+        table = Table(title=f"asyncdag vs raw anyio ({suite.profile.name})", show_lines=False)
+        for column in (
+            "workload",
+            "backend",
+            "steps",
+            "raw (baseline)",
+            "asyncdag",
+            "ratio",
+            "µs/step raw → dag",
+            "vs ideal",
+            "goal",
+        ):
+            table.add_column(column, justify="left" if column in ("workload", "goal") else "right")
+        for row in suite.rows:
+            per_step = (
+                f"{row['raw_us_per_step']:.1f} → {row['asyncdag_us_per_step']:.1f}"
+                if "asyncdag_us_per_step" in row
+                else (f"+{row['extra_us_per_step']:.1f}" if "extra_us_per_step" in row else "")
+            )
+            ideal = (
+                f"raw {row['raw_over_ideal']:.2f}x / dag {row.get('asyncdag_over_ideal', 0):.2f}x"
+                if "ideal_s" in row
+                else ""
+            )
+            table.add_row(
+                row["workload"],
+                row["backend"],
+                str(row["steps"]),
+                f"{_fmt_s(row['raw_s'])} ({row['raw_baseline']})",
+                _fmt_s(row.get("asyncdag_s")),
+                _fmt_x(row.get("ratio")),
+                per_step,
+                ideal,
+                _goal_cell(row),
+            )
+        console.print(table)
+    if suite.scale:
+        table = Table(title="W5 scale: the W3 shape, fresh process per size (peak RSS delta)")
+        for column in (
+            "backend",
+            "nodes",
+            "raw µs/node",
+            "dag µs/node",
+            "ratio",
+            "dag build",
+            "raw B/node",
+            "dag B/node",
+            "dag growth time / mem / build",
+            "goal",
+        ):
+            table.add_column(column, justify="left" if column == "goal" else "right")
+        for row in suite.scale:
+            raw, dag = row["raw"], row["asyncdag"]
+            growth = (
+                f"{dag['time_growth']:.1f}x / "
+                + (f"{dag['memory_growth']:.1f}x" if dag["memory_growth"] else "-")
+                + f" / {dag['build_growth']:.1f}x"
+                if "time_growth" in dag
+                else ""
+            )
+            table.add_row(
+                row["backend"],
+                f"{row['n']:,}",
+                f"{raw['us_per_node']:.1f}",
+                f"{dag['us_per_node']:.1f}",
+                _fmt_x(row["ratio"]),
+                _fmt_s(dag["build_s"]),
+                f"{raw['bytes_per_node']:.0f}",
+                f"{dag['bytes_per_node']:.0f}",
+                growth,
+                _goal_cell(row),
+            )
+        console.print(table)
+    if suite.tracing:
+        table = Table(title="Tracing cost (asyncdag runs; ratio against no provider)")
+        for column in (
+            "workload",
+            "backend",
+            "steps",
+            "off",
+            "no-op API",
+            "SDK",
+            "SDK µs/step",
+            "spans",
+        ):
+            table.add_column(column, justify="right")
+        for row in suite.tracing:
+            table.add_row(
+                row["workload"],
+                row["backend"],
+                str(row["size"]),
+                _fmt_s(row["off_s"]),
+                f"{_fmt_s(row['noop_s'])} ({_fmt_x(row['noop_ratio'])})",
+                f"{_fmt_s(row['sdk_s'])} ({_fmt_x(row['sdk_ratio'])})",
+                f"+{row['sdk_us_per_step']:.1f}",
+                str(row["sdk_spans_exported"]),
+            )
+        console.print(table)
+    if suite.imports:
+        imp = suite.imports
+        console.print(
+            f"[bold]import[/] (median of {imp['rounds']}, minus bare python "
+            f"{_fmt_s(imp['bare_python_s'])}): anyio {_fmt_s(imp['anyio_s'])}, "
+            f"asyncdag {_fmt_s(imp['asyncdag_s'])}, ratio {_fmt_x(imp['ratio'])}  "
+            f"{_goal_cell(imp)}"
+        )
+        heavy = ", ".join(
+            f"{name} {us / 1e3:.1f} ms" for name, us in imp["heaviest_modules_us"][:5]
+        )
+        console.print(f"  heaviest modules under import asyncdag (self time): {heavy}")
+    for note in suite.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    for error in suite.errors:
+        console.print(f"[red]error:[/] {error['workload']}: {error['error']}")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def save(suite: Suite, path: Path, args: argparse.Namespace, elapsed: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "meta": {
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "profile": suite.profile.name,
+            "backends": list(suite.backends),
+            "only": args.only,
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "anyio": _version("anyio"),
+            "trio": _version("trio"),
+            "git_commit": _git_commit(),
+            "elapsed_s": elapsed,
+        },
+        "goals": {k: v[0] for k, v in GOALS.items()},
+        "results": suite.rows,
+        "scale": suite.scale,
+        "tracing": suite.tracing,
+        "import": suite.imports,
+        "notes": suite.notes,
+        "errors": suite.errors,
+    }
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    size.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, one repeat; exit 1 on any error"
+    )
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(ALL)}")
+    parser.add_argument("--backend", choices=BACKENDS, help="one backend instead of both")
+    parser.add_argument("--json", type=Path, help="where to write results")
+    args = parser.parse_args(argv)
+    if args.only:
+        wanted = [w.strip().upper() for w in args.only.split(",") if w.strip()]
+        unknown = sorted(set(wanted) - set(ALL))
+        if unknown:
+            parser.error(f"--only: unknown workload(s) {unknown}; choose from {','.join(ALL)}")
+        args.only = wanted
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    backends = (args.backend,) if args.backend else BACKENDS
+    selected = args.only or list(ALL)
+    quiet_asyncdag_logging()
+    suite = Suite(profile, backends)
+    p = profile
+    steps: dict[str, Callable[[], None]] = {
+        "W1": lambda: _compare(
+            suite, lambda: workloads.wide_sleep_case(p.w1[0], delay=p.w1[1], limit=p.w1[2])
+        ),
+        "W2": lambda: _compare(suite, lambda: workloads.chain_case(p.w2)),
+        "W3": lambda: _compare(suite, lambda: workloads.wide_case(p.w3)),
+        "W4": lambda: _compare(suite, lambda: workloads.random_dag_case(p.w4)),
+        "W5": lambda: run_scale(suite),
+        "W6": lambda: run_http(suite),
+        "W7": lambda: _compare(
+            suite, lambda: workloads.sync_threads_case(p.w7[0], delay=p.w7[1], limit=p.w7[2])
+        ),
+        "TRACE": lambda: run_tracing(suite),
+        "IMPORT": lambda: run_imports(suite),
+        "STORAGE": lambda: run_storage(suite),
+        "PEERS": lambda: run_peers(suite),
+    }
+    started = time.perf_counter()
+    for name in ALL:
+        if name in selected:
+            print(f"-- {name} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+            with suite.guard(name):
+                steps[name]()
+    elapsed = time.perf_counter() - started
+    render(suite)
+    print(f"suite took {elapsed:.0f} s", file=sys.stderr)
+    target = args.json or (None if args.smoke else BENCH_DIR / "results" / "latest.json")
+    if target is not None:
+        save(suite, target, args, elapsed)
+        print(f"results written to {target}", file=sys.stderr)
+    return 1 if suite.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
