@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import importlib.util
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -43,6 +41,7 @@ from _harness import (  # after the sys.path line above
     quiet_asyncdag_logging,
     use_working_tree,
 )
+from _report import render, save
 
 use_working_tree()
 
@@ -493,196 +492,6 @@ def run_peers(suite: Suite) -> None:
             )
 
 
-# --- output --------------------------------------------------------------------------------------
-
-
-def _fmt_s(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1e3:.1f} ms" if value < 10 else f"{value:.2f} s"
-
-
-def _fmt_x(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def _goal_cell(row: dict[str, Any]) -> str:
-    if "goal" not in row:
-        return ""
-    mark = "[green]met[/]" if row["goal_met"] else "[red]missed[/]"
-    return f"{row['goal']}: {mark}"
-
-
-def render(suite: Suite) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=170)
-    if suite.rows:
-        table = Table(title=f"asyncdag vs raw anyio ({suite.profile.name})", show_lines=False)
-        for column in (
-            "workload",
-            "backend",
-            "steps",
-            "raw (baseline)",
-            "asyncdag",
-            "ratio",
-            "µs/step raw → dag",
-            "vs ideal",
-            "goal",
-        ):
-            table.add_column(column, justify="left" if column in ("workload", "goal") else "right")
-        for row in suite.rows:
-            per_step = (
-                f"{row['raw_us_per_step']:.1f} → {row['asyncdag_us_per_step']:.1f}"
-                if "asyncdag_us_per_step" in row
-                else (f"+{row['extra_us_per_step']:.1f}" if "extra_us_per_step" in row else "")
-            )
-            ideal = (
-                f"raw {row['raw_over_ideal']:.2f}x / dag {row.get('asyncdag_over_ideal', 0):.2f}x"
-                if "ideal_s" in row
-                else ""
-            )
-            table.add_row(
-                row["workload"],
-                row["backend"],
-                str(row["steps"]),
-                f"{_fmt_s(row['raw_s'])} ({row['raw_baseline']})",
-                _fmt_s(row.get("asyncdag_s")),
-                _fmt_x(row.get("ratio")),
-                per_step,
-                ideal,
-                _goal_cell(row),
-            )
-        console.print(table)
-    if suite.scale:
-        table = Table(title="W5 scale: the W3 shape, fresh process per size (peak RSS delta)")
-        for column in (
-            "backend",
-            "nodes",
-            "raw µs/node",
-            "dag µs/node",
-            "ratio",
-            "dag build",
-            "raw B/node",
-            "dag B/node",
-            "dag growth time / mem / build",
-            "goal",
-        ):
-            table.add_column(column, justify="left" if column == "goal" else "right")
-        for row in suite.scale:
-            raw, dag = row["raw"], row["asyncdag"]
-            growth = (
-                f"{dag['time_growth']:.1f}x / "
-                + (f"{dag['memory_growth']:.1f}x" if dag["memory_growth"] else "-")
-                + f" / {dag['build_growth']:.1f}x"
-                if "time_growth" in dag
-                else ""
-            )
-            table.add_row(
-                row["backend"],
-                f"{row['n']:,}",
-                f"{raw['us_per_node']:.1f}",
-                f"{dag['us_per_node']:.1f}",
-                _fmt_x(row["ratio"]),
-                _fmt_s(dag["build_s"]),
-                f"{raw['bytes_per_node']:.0f}",
-                f"{dag['bytes_per_node']:.0f}",
-                growth,
-                _goal_cell(row),
-            )
-        console.print(table)
-    if suite.tracing:
-        table = Table(title="Tracing cost (asyncdag runs; ratio against no provider)")
-        for column in (
-            "workload",
-            "backend",
-            "steps",
-            "off",
-            "no-op API",
-            "SDK",
-            "SDK µs/step",
-            "spans",
-        ):
-            table.add_column(column, justify="right")
-        for row in suite.tracing:
-            table.add_row(
-                row["workload"],
-                row["backend"],
-                str(row["size"]),
-                _fmt_s(row["off_s"]),
-                f"{_fmt_s(row['noop_s'])} ({_fmt_x(row['noop_ratio'])})",
-                f"{_fmt_s(row['sdk_s'])} ({_fmt_x(row['sdk_ratio'])})",
-                f"+{row['sdk_us_per_step']:.1f}",
-                str(row["sdk_spans_exported"]),
-            )
-        console.print(table)
-    if suite.imports:
-        imp = suite.imports
-        console.print(
-            f"[bold]import[/] (median of {imp['rounds']}, minus bare python "
-            f"{_fmt_s(imp['bare_python_s'])}): anyio {_fmt_s(imp['anyio_s'])}, "
-            f"asyncdag {_fmt_s(imp['asyncdag_s'])}, ratio {_fmt_x(imp['ratio'])}  "
-            f"{_goal_cell(imp)}"
-        )
-        heavy = ", ".join(
-            f"{name} {us / 1e3:.1f} ms" for name, us in imp["heaviest_modules_us"][:5]
-        )
-        console.print(f"  heaviest modules under import asyncdag (self time): {heavy}")
-    for note in suite.notes:
-        console.print(f"[yellow]note:[/] {note}")
-    for error in suite.errors:
-        console.print(f"[red]error:[/] {error['workload']}: {error['error']}")
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip()
-
-
-def save(suite: Suite, path: Path, args: argparse.Namespace, elapsed: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = {
-        "meta": {
-            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "profile": suite.profile.name,
-            "backends": list(suite.backends),
-            "only": args.only,
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "anyio": _version("anyio"),
-            "trio": _version("trio"),
-            "git_commit": _git_commit(),
-            "elapsed_s": elapsed,
-        },
-        "goals": {k: v[0] for k, v in GOALS.items()},
-        "results": suite.rows,
-        "scale": suite.scale,
-        "tracing": suite.tracing,
-        "import": suite.imports,
-        "notes": suite.notes,
-        "errors": suite.errors,
-    }
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     size = parser.add_mutually_exclusive_group()
@@ -739,7 +548,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"suite took {elapsed:.0f} s", file=sys.stderr)
     target = args.json or (None if args.smoke else BENCH_DIR / "results" / "latest.json")
     if target is not None:
-        save(suite, target, args, elapsed)
+        save(
+            suite,
+            target,
+            only=args.only,
+            goals={k: v[0] for k, v in GOALS.items()},
+            elapsed=elapsed,
+        )
         print(f"results written to {target}", file=sys.stderr)
     return 1 if suite.errors else 0
 
