@@ -82,9 +82,8 @@ class RunHandle:
 
         resolved = resolve_run_config(pipeline, run_config)
         self.run_config: dict[str, Any] = dict(resolved.raw)
-        self.plan = ExecutionPlan.build(
+        self.plan = ExecutionPlan.for_pipeline(
             pipeline,
-            solid_configs={name: sc.config for name, sc in resolved.solids.items()},
             input_values={name: sc.inputs for name, sc in resolved.solids.items() if sc.inputs},
         )
         limits = dict(resolved.execution.concurrency_limits)
@@ -126,6 +125,7 @@ class RunHandle:
             tracer=self._tracer,
             tags=self.tags,
             run_config=self.run_config,
+            solid_configs={name: sc.config for name, sc in resolved.solids.items()},
         )
         self.status = RunStatus.NOT_STARTED
         self._result: PipelineRunResult | None = None

@@ -37,6 +37,13 @@ __all__ = ["Executor", "StepState"]
 
 Emit = Callable[[EventType, str | None, int, str, dict[str, Any] | None], Any]
 
+# A worker yields to the event loop at least this often, even when its steps never await.
+_STEPS_PER_CHECKPOINT = 32
+# Workers that find no work wait for more, up to this many; the rest exit.  Waking a
+# waiting worker is cheaper than spawning one, but thousands of idle workers cost memory
+# and a thundering herd at the end of the run.
+_MAX_IDLE_WORKERS = 16
+
 DEBUG = logging.DEBUG
 ERROR = logging.ERROR
 WARNING = logging.WARNING
@@ -94,8 +101,10 @@ class Executor:
         tracer: _tracing.RunTracer | None = None,
         tags: Mapping[str, str] | None = None,
         run_config: Mapping[str, Any] | None = None,
+        solid_configs: Mapping[str, Any] | None = None,
     ) -> None:
         self.plan = plan
+        self._solid_configs = solid_configs or {}
         self.run_id = run_id
         self._emit = emit
         self._bound = max_concurrency if max_concurrency else math.inf
@@ -112,6 +121,7 @@ class Executor:
         self._done = 0
         self._workers = 0
         self._idle = 0
+        self._arriving = 0
         self._wake = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
         self._cancel_reason: str | None = None  # "user" or "fail_fast"
@@ -190,17 +200,18 @@ class Executor:
         ``freeing`` is 1 when called by a worker about to loop for more work:
         that worker will take one item itself.
         """
-        backlog = len(self._ready) - freeing
+        # Workers spawned or woken but not yet running will each take an item too.
+        backlog = len(self._ready) - freeing - self._arriving
         if backlog <= 0:
             return
         if self._idle:
-            self._wake.set()
-            self._wake = anyio.Event()
             backlog -= self._idle
+            self._wake_idle()
         tg = self._tg
         assert tg is not None
         while backlog > 0 and self._workers < self._bound:
             self._workers += 1
+            self._arriving += 1
             backlog -= 1
             tg.start_soon(self._worker)
 
@@ -220,7 +231,15 @@ class Executor:
             for index in state.step.downstream:
                 self._skip(states[index], reason)
         if self._done == len(states) and self._idle:
-            self._wake.set()  # let idle workers see the run is over and exit
+            self._wake_idle()  # let idle workers see the run is over and exit
+
+    def _wake_idle(self) -> None:
+        # Woken workers stop counting as idle now, not when they next run, so that
+        # a second call before they run does not count on them twice.
+        self._arriving += self._idle
+        self._idle = 0
+        self._wake.set()
+        self._wake = anyio.Event()
 
     def _skip(self, first: StepState, reason: str) -> None:
         stack = [first]
@@ -279,20 +298,31 @@ class Executor:
     async def _worker(self) -> None:
         ready = self._ready
         states_total = len(self.states)
+        streak = 0
+        self._arriving -= 1
         try:
             while True:
                 if ready:
-                    state = ready.popleft()
-                    await self._run_step(state)
+                    await self._run_step(ready.popleft())
                     self._spawn_workers(1)
+                    streak += 1
+                    if streak >= _STEPS_PER_CHECKPOINT:
+                        # Steps that never await would otherwise hold the loop for the whole
+                        # run; a checkpoint lets other tasks (and cancellation) in.
+                        streak = 0
+                        await anyio.lowlevel.checkpoint()
                     continue
-                if self._done >= states_total:
+                if self._done >= states_total or self._idle >= _MAX_IDLE_WORKERS:
                     return
                 self._idle += 1
+                wake = self._wake
                 try:
-                    await self._wake.wait()
-                finally:
-                    self._idle -= 1
+                    await wake.wait()
+                except BaseException:
+                    if not wake.is_set():
+                        self._idle -= 1
+                    raise
+                self._arriving -= 1
         finally:
             self._workers -= 1
 
@@ -454,7 +484,7 @@ class Executor:
             step_key=step.key,
             retry_number=retry_number,
             log=StepLog(self._emit, step.key, span),
-            solid_config=step.config,
+            solid_config=self._solid_configs.get(step.key),
             resources=resources,
             tags=self._tags,
             run_config=self._run_config,
@@ -473,7 +503,6 @@ class Executor:
             if step.timeout is None:
                 if solid.is_async:
                     value = await fn(*args, **kwargs)
-                    await anyio.lowlevel.checkpoint()
                 else:
                     value = await anyio.to_thread.run_sync(
                         functools.partial(fn, *args, **kwargs), limiter=self._thread_limiter

@@ -7,6 +7,7 @@ not exist), so a run that starts has a graph that can finish.
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -37,7 +38,6 @@ class Step:
     """One node of the plan, with everything the engine needs resolved up front."""
 
     __slots__ = (
-        "config",
         "downstream",
         "index",
         "inputs",
@@ -58,7 +58,6 @@ class Step:
         node: Node,
         inputs: tuple[tuple[str, int, Any], ...],
         upstream: tuple[int, ...],
-        config: Any,
     ) -> None:
         self.index = index
         self.key = key
@@ -67,7 +66,6 @@ class Step:
         self.inputs = inputs
         self.upstream = upstream
         self.downstream: list[int] = []
-        self.config = config
         self.pool: str | None = node.solid.pool
         self.retry_policy: RetryPolicy | None = node.solid.retry_policy
         self.timeout: float | None = node.solid.timeout
@@ -123,19 +121,38 @@ class ExecutionPlan:
         return len(self.steps)
 
     @classmethod
+    def for_pipeline(
+        cls,
+        pipeline: PipelineDefinition,
+        *,
+        input_values: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> ExecutionPlan:
+        """The plan for one run of ``pipeline``.
+
+        A plan is immutable (runs keep their state elsewhere), and a pipeline
+        never changes after its body ran, so the plan of a run whose config
+        feeds no inputs is built once per pipeline and reused: planning is the
+        largest per-run cost that does not depend on the run.
+        """
+        if input_values:
+            return cls.build(pipeline, input_values=input_values)
+        plan = _plan_cache.get(pipeline)
+        if plan is None:
+            plan = _plan_cache[pipeline] = cls.build(pipeline)
+        return plan
+
+    @classmethod
     def build(
         cls,
         pipeline: PipelineDefinition,
         *,
-        solid_configs: Mapping[str, Any] | None = None,
         input_values: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ExecutionPlan:
-        """Resolve ``pipeline`` against validated config into runnable steps.
+        """Resolve ``pipeline`` into runnable steps.
 
         ``input_values`` are the values run config gives for inputs that no
         solid feeds.  Every unfed input is reported in one error.
         """
-        solid_configs = solid_configs or {}
         input_values = input_values or {}
         order = _topological_order(pipeline)
         index_of = {node.name: i for i, node in enumerate(order)}
@@ -181,7 +198,6 @@ class ExecutionPlan:
                     node=node,
                     inputs=tuple(resolved),
                     upstream=tuple(upstream),
-                    config=solid_configs.get(node.name),
                 )
             )
         if problems:
@@ -193,3 +209,8 @@ class ExecutionPlan:
             for up in step.upstream:
                 steps[up].downstream.append(step.index)
         return cls(pipeline, steps)
+
+
+_plan_cache: weakref.WeakKeyDictionary[PipelineDefinition, ExecutionPlan] = (
+    weakref.WeakKeyDictionary()
+)
