@@ -1,0 +1,210 @@
+"""Building pipelines: node naming, wiring, and the errors a badly wired pipeline gets."""
+
+from __future__ import annotations
+
+import pytest
+
+from asyncdag import DefinitionError, RetryPolicy, pipeline, resource, solid
+from asyncdag._definitions import Constant, FanIn, FromOutput
+from asyncdag._plan import ExecutionPlan
+
+
+@solid
+def one() -> int:
+    return 1
+
+
+@solid
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@solid
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+def test_calling_a_solid_twice_makes_two_nodes_with_distinct_names() -> None:
+    @pipeline
+    def p():
+        add(add(one(), one()), one())
+
+    assert list(p.nodes) == ["one", "one_2", "add", "one_3", "add_2"]
+    assert p.nodes["add_2"].inputs == {"a": FromOutput("add"), "b": FromOutput("one_3")}
+
+
+def test_alias_names_a_node_explicitly() -> None:
+    @pipeline
+    def p():
+        add.alias("w1")(one.alias("left")(), one.alias("right")())
+
+    assert list(p.nodes) == ["left", "right", "w1"]
+    assert p.nodes["w1"].solid is add
+
+
+def test_duplicate_alias_is_an_error_naming_it() -> None:
+    with pytest.raises(DefinitionError, match="two nodes are named 'x'"):
+
+        @pipeline
+        def p():
+            one.alias("x")()
+            one.alias("x")()
+
+
+def test_fan_in_list_keeps_order_and_constants() -> None:
+    @pipeline
+    def p():
+        total([one(), 5, one()])
+
+    source = p.nodes["total"].inputs["xs"]
+    assert source == FanIn((FromOutput("one"), Constant(5), FromOutput("one_2")))
+    assert p.nodes["total"].upstream == ("one", "one_2")
+
+
+def test_unknown_input_name_is_an_error_naming_solid_and_input() -> None:
+    with pytest.raises(DefinitionError, match=r"solid 'add' has no input named 'c'"):
+
+        @pipeline
+        def p():
+            add(a=one(), c=one())
+
+
+def test_too_many_positional_arguments_is_an_error() -> None:
+    with pytest.raises(DefinitionError, match=r"solid 'one_2' takes 0 input"):
+
+        @pipeline
+        def p():
+            one(one())
+
+
+def test_passing_the_solid_instead_of_its_output_is_explained() -> None:
+    with pytest.raises(DefinitionError, match=r"pass `other\(\)` rather than `other`"):
+
+        @pipeline
+        def p():
+            total([one])  # a list of solids is just a constant; the bare solid is not
+            add(one, one())
+
+
+def test_branching_on_an_output_while_defining_is_an_error() -> None:
+    with pytest.raises(DefinitionError, match="cannot be used in an if"):
+
+        @pipeline
+        def p():
+            if one():
+                pass
+
+
+def test_pipeline_without_solids_is_an_error() -> None:
+    with pytest.raises(DefinitionError, match="has no solids"):
+
+        @pipeline
+        def p():
+            pass
+
+
+def test_unbound_resource_is_an_error_at_definition_time() -> None:
+    @solid(required_resources={"db"})
+    def uses_db(context) -> None:
+        pass
+
+    with pytest.raises(DefinitionError, match=r"solid 'uses_db' requires resource\(s\) \['db'\]"):
+
+        @pipeline
+        def p():
+            uses_db()
+
+
+def test_resource_depending_on_unbound_resource_is_an_error() -> None:
+    @resource(required_resources={"secrets"})
+    def db(context):
+        return object()
+
+    @solid(required_resources={"db"})
+    def uses_db(context) -> None:
+        pass
+
+    with pytest.raises(DefinitionError, match="resource 'db' requires resource 'secrets'"):
+
+        @pipeline(resources={"db": db})
+        def p():
+            uses_db()
+
+
+def test_context_must_be_the_first_parameter() -> None:
+    with pytest.raises(DefinitionError, match="'context' must be the first parameter"):
+
+        @solid
+        def bad(x, context):
+            return x
+
+
+def test_var_args_are_rejected() -> None:
+    with pytest.raises(DefinitionError, match=r"\*args/\*\*kwargs"):
+
+        @solid
+        def bad(*xs):
+            return xs
+
+
+def test_invalid_options_are_rejected_with_the_solid_named() -> None:
+    with pytest.raises(DefinitionError, match="solid 'slow': timeout must be > 0"):
+        solid(name="slow", timeout=0)(lambda: None)
+    with pytest.raises(DefinitionError, match="retry_policy must be a RetryPolicy"):
+        solid(name="r", retry_policy=3)(lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(DefinitionError, match="retry_on"):
+        RetryPolicy(retry_on=("nope",))  # type: ignore[arg-type]
+
+
+def test_solid_called_outside_a_pipeline_runs_its_function() -> None:
+    assert add(2, 3) == 5
+
+
+def test_unconnected_inputs_are_all_reported_at_plan_time() -> None:
+    @pipeline
+    def p():
+        add()
+
+    with pytest.raises(DefinitionError) as info:
+        ExecutionPlan.build(p)
+    message = str(info.value)
+    assert "solid 'add' input 'a' is not connected" in message
+    assert "solid 'add' input 'b' is not connected" in message
+    assert "solids.add.inputs.a" in message
+
+
+def test_plan_orders_steps_after_their_inputs_and_links_both_ways() -> None:
+    @pipeline
+    def p():
+        x = one()
+        add(x, add.alias("inner")(x, one()))
+
+    plan = ExecutionPlan.build(p)
+    position = {step.key: step.index for step in plan.steps}
+    for step in plan.steps:
+        for up in step.upstream:
+            assert up < step.index
+            assert step.index in plan.steps[up].downstream
+    assert position["inner"] < position["add"]
+
+
+def test_retry_policy_delays_follow_dagster_arithmetic() -> None:
+    from asyncdag import Backoff, Jitter
+
+    linear = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.LINEAR)
+    assert [linear.delay_for(n) for n in (1, 2, 3)] == [2, 4, 6]
+    exponential = RetryPolicy(max_retries=3, delay=1, backoff=Backoff.EXPONENTIAL)
+    assert [exponential.delay_for(n) for n in (1, 2, 3)] == [1, 3, 7]
+
+    class Fixed:
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+        def random(self) -> float:
+            return self.value
+
+    full = RetryPolicy(delay=4, jitter=Jitter.FULL)
+    assert full.delay_for(1, rng=Fixed(0.25)) == 1.0  # type: ignore[arg-type]
+    plus_minus = RetryPolicy(delay=4, jitter=Jitter.PLUS_MINUS)
+    assert plus_minus.delay_for(1, rng=Fixed(0.0)) == 0.0  # type: ignore[arg-type]
+    assert plus_minus.delay_for(1, rng=Fixed(1.0)) == 8.0  # type: ignore[arg-type]
