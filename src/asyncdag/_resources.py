@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, overload
 
 import anyio
@@ -19,9 +21,15 @@ import attrs
 
 from ._errors import DefinitionError, ResourceInitError
 
-__all__ = ["InitResourceContext", "ResourceDefinition", "Resources", "resource"]
-
-_log = logging.getLogger("asyncdag.resources")
+__all__ = [
+    "InitResourceContext",
+    "ResourceDefinition",
+    "ResourceLog",
+    "ResourceManager",
+    "Resources",
+    "check_resource_graph",
+    "resource",
+]
 
 
 @attrs.frozen(eq=False)
@@ -107,7 +115,13 @@ class Resources:
                 f"{self._owner} used resource {key!r} without declaring it; add "
                 f"required_resources={{{key!r}}} to its definition"
             )
-        return self._values[key]
+        try:
+            return self._values[key]
+        except KeyError:
+            raise DefinitionError(
+                f"{self._owner} used resource {key!r} before it was set up; resources are "
+                "only available while a run executes the step that declares them"
+            ) from None
 
     def __getitem__(self, key: str) -> Any:
         return self.__getattr__(key)
@@ -122,18 +136,106 @@ class Resources:
         return f"<Resources {sorted(self._allowed)}>"
 
 
+class ResourceLog:
+    """``context.log`` of a resource's setup: messages become the run's LOG events.
+
+    They carry ``data["resource"]`` so a reader can tell them from step logs,
+    and mirror :class:`logging.Logger`'s methods like a step's log does.
+    """
+
+    __slots__ = ("_emit", "_key")
+
+    def __init__(self, emit: Emit, key: str) -> None:
+        self._emit = emit
+        self._key = key
+
+    def log(self, level: int, msg: object, *args: object, exc_info: Any = None) -> None:
+        from ._events import EventType
+
+        message = str(msg) % args if args else str(msg)
+        data: dict[str, Any] = {"resource": self._key}
+        if exc_info:
+            exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+            if exc is not None:
+                data["traceback"] = "".join(traceback.format_exception(exc))
+        self._emit(EventType.LOG, None, level, message, data)
+
+    def debug(self, msg: object, *args: object) -> None:
+        self.log(logging.DEBUG, msg, *args)
+
+    def info(self, msg: object, *args: object) -> None:
+        self.log(logging.INFO, msg, *args)
+
+    def warning(self, msg: object, *args: object) -> None:
+        self.log(logging.WARNING, msg, *args)
+
+    def error(self, msg: object, *args: object, exc_info: Any = None) -> None:
+        self.log(logging.ERROR, msg, *args, exc_info=exc_info)
+
+    def exception(self, msg: object, *args: object) -> None:
+        self.log(logging.ERROR, msg, *args, exc_info=True)
+
+
 @attrs.frozen
 class InitResourceContext:
     """What a resource's function receives: its config, its own resources, a logger, the run id."""
 
     resource_config: Any
     resources: Resources
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    log: ResourceLog
     run_id: str
     key: str
 
 
-Emit = Callable[..., None]
+Emit = Callable[..., Any]
+_Exit = Callable[[], Awaitable[Any]]
+
+
+def check_resource_graph(owner: str, definitions: Mapping[str, Any]) -> None:
+    """Raise :class:`DefinitionError` for a binding that is not a resource, an unbound need, or a cycle.
+
+    Called before anything runs, so a run never finds out halfway through
+    that two resources wait for each other.
+    """
+    for key, definition in definitions.items():
+        if not isinstance(definition, ResourceDefinition):
+            raise DefinitionError(
+                f"{owner} binds resource {key!r} to {definition!r}, which is not a resource; "
+                "decorate its factory with @resource"
+            )
+        for dep in sorted(definition.required_resources):
+            if dep not in definitions:
+                raise DefinitionError(
+                    f"resource {key!r} requires resource {dep!r} that {owner} does not bind "
+                    f"(bound: {sorted(definitions)}); add it to @pipeline(resources={{...}})"
+                )
+    done: set[str] = set()
+    for root in sorted(definitions):
+        # Iterative depth-first search; ``path`` is the chain of keys being visited.
+        path: list[str] = []
+        on_path: set[str] = set()
+        stack: list[tuple[str, bool]] = [(root, False)]
+        while stack:
+            key, leaving = stack.pop()
+            if leaving:
+                path.pop()
+                on_path.discard(key)
+                done.add(key)
+                continue
+            if key in done:
+                continue
+            if key in on_path:
+                cycle = " -> ".join((*path[path.index(key) :], key))
+                raise DefinitionError(
+                    f"resources of {owner} depend on each other in a cycle: {cycle}; "
+                    "break it by removing one of these required_resources"
+                )
+            path.append(key)
+            on_path.add(key)
+            stack.append((key, True))
+            for dep in sorted(definitions[key].required_resources, reverse=True):
+                if dep not in done:
+                    stack.append((dep, False))
 
 
 class ResourceManager:
@@ -141,6 +243,10 @@ class ResourceManager:
 
     Concurrent steps that need the same resource wait for one setup; a setup
     that failed stays failed for the rest of the run, so no step retries it.
+    Sync code of a resource (a plain function, a generator, ``__enter__`` and
+    ``__exit__``) runs in a worker thread so it cannot stall the event loop;
+    async code runs on the run's own loop, so an async client can be shared
+    by every step.
     """
 
     def __init__(
@@ -150,7 +256,9 @@ class ResourceManager:
         *,
         run_id: str,
         emit: Emit,
+        owner: str = "the pipeline",
     ) -> None:
+        check_resource_graph(owner, definitions)
         self._definitions = definitions
         self._configs = configs
         self._run_id = run_id
@@ -158,21 +266,23 @@ class ResourceManager:
         self.values: dict[str, Any] = {}
         self._failed: dict[str, ResourceInitError] = {}
         self._locks: dict[str, anyio.Lock] = {}
-        self._stack = contextlib.AsyncExitStack()
+        self._exits: list[tuple[str, _Exit | None]] = []
+        self._closed = False
         self.setup_order: list[str] = []
 
     async def ensure(self, keys: Iterable[str]) -> None:
-        """Make sure every resource in ``keys`` (and what they depend on) is set up."""
-        for key in sorted(keys):
-            if key not in self.values:
-                await self._setup(key, chain=())
+        """Make sure every resource in ``keys`` (and what they depend on) is set up.
 
-    async def _setup(self, key: str, chain: tuple[str, ...]) -> None:
+        Raises the :class:`ResourceInitError` of the first one that could not be.
+        """
+        values = self.values
+        for key in sorted(keys):
+            if key not in values:
+                await self._setup(key)
+
+    async def _setup(self, key: str) -> None:
         if key in self._failed:
             raise self._failed[key]
-        if key in chain:
-            cycle = " -> ".join((*chain, key))
-            raise DefinitionError(f"resources depend on each other in a cycle: {cycle}")
         lock = self._locks.setdefault(key, anyio.Lock())
         async with lock:
             if key in self.values:
@@ -182,12 +292,32 @@ class ResourceManager:
             definition = self._definitions[key]
             for dep in sorted(definition.required_resources):
                 if dep not in self.values:
-                    await self._setup(dep, (*chain, key))
+                    try:
+                        await self._setup(dep)
+                    except ResourceInitError as exc:
+                        raise self._record_failure(key, exc) from exc
             await self._build(key, definition)
+
+    def _record_failure(self, key: str, exc: BaseException) -> ResourceInitError:
+        from ._events import ErrorInfo, EventType
+
+        error = ResourceInitError(key, exc)
+        error.__cause__ = exc
+        self._failed[key] = error
+        self._emit(
+            EventType.RESOURCE_INIT_FAILURE,
+            None,
+            logging.ERROR,
+            str(error),
+            {"resource": key, "error": ErrorInfo.from_exception(exc).to_dict()},
+        )
+        return error
 
     async def _build(self, key: str, definition: ResourceDefinition) -> None:
         from ._events import EventType
 
+        if self._closed:
+            raise ResourceInitError(key, RuntimeError("the run's resources were already closed"))
         self._emit(
             EventType.RESOURCE_INIT_STARTED,
             None,
@@ -198,28 +328,19 @@ class ResourceManager:
         context = InitResourceContext(
             resource_config=self._configs.get(key),
             resources=Resources(self.values, definition.required_resources, f"resource {key!r}"),
-            log=logging.LoggerAdapter(_log, {"resource": key, "run_id": self._run_id}),
+            log=ResourceLog(self._emit, key),
             run_id=self._run_id,
             key=key,
         )
         try:
-            value = await self._enter(definition, context)
+            value, exit_ = await self._enter(definition.fn, context)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:
-            from ._events import ErrorInfo
-
-            error = ResourceInitError(key, exc)
-            error.__cause__ = exc
-            self._failed[key] = error
-            self._emit(
-                EventType.RESOURCE_INIT_FAILURE,
-                None,
-                logging.ERROR,
-                str(error),
-                {"resource": key, "error": ErrorInfo.from_exception(exc).to_dict()},
-            )
-            raise error from exc
+            raise self._record_failure(key, exc) from exc
+        # No checkpoint between entering and recording the exit: cancellation
+        # cannot slip in and leave an entered resource without its teardown.
+        self._exits.append((key, exit_))
         self.values[key] = value
         self.setup_order.append(key)
         self._emit(
@@ -230,78 +351,81 @@ class ResourceManager:
             {"resource": key},
         )
 
-    async def _enter(self, definition: ResourceDefinition, context: InitResourceContext) -> Any:
-        fn = definition.fn
-        if inspect.isclass(fn):
-            instance = fn(context) if _takes_argument(fn.__init__, skip_self=True) else fn()
-            return await self._enter_object(instance)
+    async def _enter(
+        self, fn: Callable[..., Any], context: InitResourceContext
+    ) -> tuple[Any, _Exit | None]:
         args = (context,) if _takes_argument(fn) else ()
+        if inspect.isclass(fn):
+            if hasattr(fn, "__aenter__"):
+                return await _enter_object(fn(*args))
+            return await _enter_object(await anyio.to_thread.run_sync(fn, *args))
         if inspect.isasyncgenfunction(fn):
-            return await self._stack.enter_async_context(contextlib.asynccontextmanager(fn)(*args))
+            return await _enter_object(contextlib.asynccontextmanager(fn)(*args))
         if inspect.isgeneratorfunction(fn):
-            manager = contextlib.contextmanager(fn)(*args)
-            value = await anyio.to_thread.run_sync(manager.__enter__)
-            self._stack.push_async_exit(_sync_exit_in_thread(manager))
-            return value
+            return await _enter_object(contextlib.contextmanager(fn)(*args))
         if inspect.iscoroutinefunction(fn):
             result = await fn(*args)
         else:
             result = await anyio.to_thread.run_sync(fn, *args)
-        return await self._enter_object(result) if _is_context_manager(result) else result
-
-    async def _enter_object(self, obj: Any) -> Any:
-        if hasattr(obj, "__aenter__"):
-            return await self._stack.enter_async_context(obj)
-        if hasattr(obj, "__enter__"):
-            return self._stack.enter_context(obj)
-        return obj
+        return await _enter_object(result)
 
     async def aclose(self) -> None:
-        """Tear everything down in reverse order of setup; shielded, so cancellation cannot skip it."""
+        """Tear everything down in reverse order of setup; shielded, so cancellation cannot skip it.
+
+        A teardown that raises is reported (naming its resource) and the
+        others still run.  Closing twice does nothing the second time.
+        """
         from ._events import ErrorInfo, EventType
 
+        self._closed = True
         with anyio.CancelScope(shield=True):
-            try:
-                await self._stack.aclose()
-            except Exception as exc:
-                self._emit(
-                    EventType.RESOURCE_TEARDOWN_FAILURE,
-                    None,
-                    logging.ERROR,
-                    f"Resource teardown failed: {type(exc).__name__}: {exc}",
-                    {"error": ErrorInfo.from_exception(exc).to_dict()},
-                )
-            else:
-                if self.setup_order:
+            while self._exits:
+                key, exit_ = self._exits.pop()
+                try:
+                    if exit_ is not None:
+                        await exit_()
+                except Exception as exc:
+                    self._emit(
+                        EventType.RESOURCE_TEARDOWN_FAILURE,
+                        None,
+                        logging.ERROR,
+                        f"Teardown of resource {key!r} failed: {type(exc).__name__}: {exc}",
+                        {"resource": key, "error": ErrorInfo.from_exception(exc).to_dict()},
+                    )
+                else:
                     self._emit(
                         EventType.RESOURCE_TEARDOWN,
                         None,
                         logging.DEBUG,
-                        f"Tore down resources {list(reversed(self.setup_order))}",
-                        {"resources": list(reversed(self.setup_order))},
+                        f"Tore down resource {key!r}",
+                        {"resource": key},
                     )
 
 
-def _sync_exit_in_thread(manager: Any) -> Callable[..., Any]:
-    async def exit_(exc_type: Any, exc: Any, tb: Any) -> bool:
-        return bool(await anyio.to_thread.run_sync(manager.__exit__, exc_type, exc, tb))
+async def _enter_object(obj: Any) -> tuple[Any, _Exit | None]:
+    """Enter ``obj`` if it is an (async) context manager; return its value and how to exit it."""
+    if hasattr(obj, "__aenter__") and hasattr(obj, "__aexit__"):
+        value = await obj.__aenter__()
 
-    return exit_
+        async def aexit() -> None:
+            await obj.__aexit__(None, None, None)
+
+        return value, aexit
+    if hasattr(obj, "__enter__") and hasattr(obj, "__exit__"):
+        value = await anyio.to_thread.run_sync(obj.__enter__)
+
+        async def exit_in_thread() -> None:
+            await anyio.to_thread.run_sync(obj.__exit__, None, None, None)
+
+        return value, exit_in_thread
+    return obj, None
 
 
-def _is_context_manager(value: Any) -> bool:
-    return hasattr(value, "__aenter__") or (
-        hasattr(value, "__enter__") and hasattr(value, "__exit__")
-    )
-
-
-def _takes_argument(fn: Callable[..., Any], *, skip_self: bool = False) -> bool:
+def _takes_argument(fn: Callable[..., Any]) -> bool:
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return False
-    if skip_self and params and params[0].name == "self":
-        params = params[1:]
     return any(
         p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params
     )
