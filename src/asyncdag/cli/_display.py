@@ -1,0 +1,310 @@
+"""What a person sees while a run goes on and after it: log lines, live progress, summaries.
+
+Everything prints through one rich console, so log lines scroll above the live
+progress line instead of tearing it.  On a terminal there is colour and a live
+line; in a pipe or file the same information comes as plain text.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from asyncdag._events import Event, EventType, StepStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.table import Table
+
+__all__ = [
+    "ConsoleLogHandler",
+    "RunProgress",
+    "StepRow",
+    "format_duration",
+    "install_log_handler",
+    "silence_logs",
+    "step_rows",
+    "steps_table",
+]
+
+LOGGER_NAME = "asyncdag"
+
+LEVEL_STYLES = {
+    logging.DEBUG: "blue",
+    logging.INFO: "green",
+    logging.WARNING: "yellow",
+    logging.ERROR: "red",
+    logging.CRITICAL: "bold red",
+}
+
+STATUS_STYLES = {
+    "SUCCESS": "green",
+    "FAILURE": "red",
+    "CANCELED": "yellow",
+    "SKIPPED": "dim",
+    "RUNNING": "cyan",
+    "RETRYING": "yellow",
+    "STARTED": "cyan",
+    "PENDING": "dim",
+    "NOT_STARTED": "dim",
+}
+
+_FINAL_STEP_EVENTS = {
+    EventType.STEP_SUCCESS: StepStatus.SUCCESS,
+    EventType.STEP_FAILURE: StepStatus.FAILURE,
+    EventType.STEP_SKIPPED: StepStatus.SKIPPED,
+    EventType.STEP_CANCELED: StepStatus.CANCELED,
+}
+
+
+# -- log lines ---------------------------------------------------------------------------
+
+
+class ConsoleLogHandler(logging.Handler):
+    """Prints ``asyncdag`` log records as one line each, the level coloured, on a rich console."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(self.render(record), soft_wrap=True)
+        except Exception:
+            self.handleError(record)
+
+    def render(self, record: logging.LogRecord) -> RenderableType:
+        from rich.text import Text
+
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        text = Text()
+        text.append(stamp, style="dim")
+        text.append(" ")
+        text.append(f"{record.levelname:<7}", style=LEVEL_STYLES.get(record.levelno, ""))
+        step_key = getattr(record, "step_key", None)
+        if step_key:
+            text.append(" ")
+            text.append(str(step_key), style="cyan")
+        event_type = getattr(record, "event_type", None)
+        if event_type:
+            text.append(" ")
+            text.append(str(event_type), style="dim")
+        elif not hasattr(record, "asyncdag_event") and record.name != LOGGER_NAME:
+            text.append(f" {record.name}", style="dim")
+        text.append(" - ")
+        text.append(record.getMessage(), style="red" if record.levelno >= logging.ERROR else "")
+        extra = getattr(record, "error_traceback", None)
+        if not extra and record.exc_info:
+            extra = logging.Formatter().formatException(record.exc_info)
+        if extra:
+            text.append("\n")
+            text.append(str(extra).rstrip(), style="dim")
+        return text
+
+
+def _logger() -> logging.Logger:
+    return logging.getLogger(LOGGER_NAME)
+
+
+def _reset_handlers(logger: logging.Logger) -> None:
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    # The library installs its own stderr handler only when "asyncdag" has none; ours is it,
+    # and not propagating keeps a root handler from printing every line a second time.
+    logger.propagate = False
+
+
+def install_log_handler(console: Console) -> ConsoleLogHandler:
+    """Route the ``asyncdag`` logger (and its children) to ``console`` only."""
+    logger = _logger()
+    _reset_handlers(logger)
+    handler = ConsoleLogHandler(console)
+    logger.addHandler(handler)
+    level = os.environ.get("ASYNCDAG_LOG_LEVEL", "DEBUG").strip().upper() or "DEBUG"
+    logger.setLevel(int(level) if level.isdigit() else logging.getLevelName(level))
+    return handler
+
+
+def silence_logs() -> None:
+    """For ``--json``: the events themselves are the output, so log lines would be noise."""
+    logger = _logger()
+    _reset_handlers(logger)
+    logger.addHandler(logging.NullHandler())
+    logger.disabled = True
+
+
+# -- steps, from an event log ------------------------------------------------------------
+
+
+@attrs.frozen
+class StepRow:
+    """One step as an event log tells it: the summary table's row."""
+
+    key: str
+    status: str
+    attempts: int
+    start: float | None
+    end: float | None
+    note: str = ""
+
+    @property
+    def duration(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return self.end - self.start
+
+
+def step_rows(events: Iterable[Event], *, run_finished: bool = False) -> list[StepRow]:
+    """Per step: last status, attempts, first start to end, and why it failed or was skipped.
+
+    ``run_finished``: a step still RUNNING then never ended (its process was killed),
+    which the row says instead of pretending it goes on.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for event in events:
+        key = event.step_key
+        if key is None or not event.type.value.startswith("STEP_"):
+            continue
+        row = rows.setdefault(
+            key, {"status": "PENDING", "attempts": 0, "start": None, "end": None, "note": ""}
+        )
+        data = event.data or {}
+        if event.type is EventType.STEP_START:
+            row["status"] = "RUNNING"
+            row["attempts"] = max(row["attempts"], int(data.get("attempt", row["attempts"] + 1)))
+            if row["start"] is None:
+                row["start"] = event.timestamp
+        elif event.type is EventType.STEP_UP_FOR_RETRY:
+            row["status"] = "RETRYING"
+        elif event.type in _FINAL_STEP_EVENTS:
+            row["status"] = _FINAL_STEP_EVENTS[event.type].value
+            row["end"] = event.timestamp
+            error = event.error
+            if error is not None:
+                row["note"] = f"{error.type}: {error.message}"
+            elif data.get("reason"):
+                row["note"] = str(data["reason"])
+    if run_finished:
+        for row in rows.values():
+            if row["status"] in ("RUNNING", "RETRYING", "PENDING"):
+                row["note"] = row["note"] or "never finished: the run ended first"
+    return [StepRow(key=key, **row) for key, row in rows.items()]
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{rest:02d}s" if hours else f"{minutes}m{rest:02d}s"
+
+
+def steps_table(rows: Sequence[StepRow]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("step")
+    table.add_column("status")
+    table.add_column("attempts", justify="right")
+    table.add_column("duration", justify="right")
+    table.add_column("note", overflow="fold")
+    for row in rows:
+        table.add_row(
+            row.key,
+            Text(row.status, style=STATUS_STYLES.get(row.status, "")),
+            str(row.attempts),
+            format_duration(row.duration),
+            row.note,
+        )
+    return table
+
+
+# -- live progress -----------------------------------------------------------------------
+
+
+class RunProgress:
+    """Counts steps as events arrive; renders one status line for rich's ``Live``.
+
+    Events may arrive from worker threads (a sync solid logging), and rich
+    refreshes from its own thread, so the counters sit behind a lock.
+    """
+
+    def __init__(self, pipeline_name: str, total: int) -> None:
+        self.pipeline_name = pipeline_name
+        self.total = total
+        self._lock = threading.Lock()
+        self._running: dict[str, None] = {}
+        self._done = 0
+        self._failed = 0
+        self._skipped = 0
+        self._canceled = 0
+        self._started = time.monotonic()
+        self._note = ""
+
+    def on_event(self, event: Event) -> None:
+        key = event.step_key
+        with self._lock:
+            if event.type is EventType.RUN_START:
+                self.total = int((event.data or {}).get("step_count", self.total))
+            elif event.type is EventType.STEP_START and key is not None:
+                self._running[key] = None
+            elif event.type in _FINAL_STEP_EVENTS and key is not None:
+                self._running.pop(key, None)
+                status = _FINAL_STEP_EVENTS[event.type]
+                if status is StepStatus.SUCCESS:
+                    self._done += 1
+                elif status is StepStatus.FAILURE:
+                    self._failed += 1
+                elif status is StepStatus.SKIPPED:
+                    self._skipped += 1
+                else:
+                    self._canceled += 1
+            elif event.type is EventType.STEP_UP_FOR_RETRY and key is not None:
+                self._running.pop(key, None)
+            elif event.type is EventType.RUN_CANCELING:
+                self._note = "canceling..."
+
+    def note(self, text: str) -> None:
+        with self._lock:
+            self._note = text
+
+    def __rich__(self) -> RenderableType:
+        from rich.text import Text
+
+        with self._lock:
+            running = list(self._running)
+            done, failed, skipped, canceled = (
+                self._done,
+                self._failed,
+                self._skipped,
+                self._canceled,
+            )
+            note = self._note
+        elapsed = time.monotonic() - self._started
+        text = Text()
+        text.append(f"{self.pipeline_name} ", style="bold")
+        text.append(f"{done}/{self.total} done", style="green")
+        text.append(f"  {len(running)} running", style="cyan")
+        text.append(f"  {failed} failed", style="red" if failed else "dim")
+        if skipped:
+            text.append(f"  {skipped} skipped", style="dim")
+        if canceled:
+            text.append(f"  {canceled} canceled", style="yellow")
+        text.append(f"  {format_duration(elapsed)}", style="dim")
+        if note:
+            text.append(f"  {note}", style="yellow")
+        if running:
+            shown = ", ".join(running[:4]) + (f" +{len(running) - 4}" if len(running) > 4 else "")
+            text.append(f"\n  running: {shown}", style="dim")
+        return text

@@ -1,0 +1,545 @@
+"""The ``asyncdag`` command line, driven through the real console script in subprocesses."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from asyncdag import RunStatus
+
+pytestmark = pytest.mark.slow
+
+PIPELINES = Path(__file__).parent / "pipelines"
+HELLO = str(PIPELINES / "hello.py")
+SEVERAL = str(PIPELINES / "several.py")
+FAILING = str(PIPELINES / "failing.py")
+SLOW = str(PIPELINES / "slow.py")
+STUBBORN = str(PIPELINES / "stubborn.py")
+CONFIGURED = str(PIPELINES / "config_needed.py")
+TIMEOUT = 120
+
+
+def _script() -> str:
+    beside = Path(sys.executable).parent / "asyncdag"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("asyncdag")
+    assert found, "the asyncdag console script is not installed"
+    return found
+
+
+ASYNCDAG = _script()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    directory = tmp_path / "home"
+    directory.mkdir()
+    return directory
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("OTEL_") and k not in ("ASYNCDAG_LOG_LEVEL", "COLUMNS", "NO_COLOR")
+    }
+    env["ASYNCDAG_HOME"] = str(home)
+    return env
+
+
+def cli(home: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ASYNCDAG, *args],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=cwd,
+    )
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def runs(home: Path, *args: str) -> list[dict[str, Any]]:
+    done = cli(home, "run", "list", "--json", *args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def assert_one_clear_line(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    first = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+    assert done.stderr.startswith("asyncdag: error: "), done.stderr
+    for fragment in fragments:
+        assert fragment in done.stderr, (fragment, done.stderr, first)
+
+
+# -- help and usage ------------------------------------------------------------------------
+
+
+def test_help_lists_every_command(home: Path) -> None:
+    done = cli(home, "--help")
+    assert done.returncode == 0
+    for command in ("pipeline", "run", "ui"):
+        assert command in done.stdout
+    done = cli(home, "pipeline", "--help")
+    for command in ("execute", "list", "show", "bench"):
+        assert command in done.stdout
+
+
+def test_no_command_is_a_usage_error(home: Path) -> None:
+    assert cli(home).returncode == 2
+    assert cli(home, "run").returncode == 2
+    assert cli(home, "pipeline", "frobnicate").returncode == 2
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("asyncdag.ui.cli") is not None, reason="the UI command is installed"
+)
+def test_ui_without_its_module_says_so(home: Path) -> None:
+    assert_one_clear_line(cli(home, "ui", "-f", HELLO), "asyncdag.ui.cli is missing")
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("asyncdag.cli._bench") is not None, reason="bench is installed"
+)
+def test_bench_without_its_module_says_so(home: Path) -> None:
+    assert_one_clear_line(
+        cli(home, "pipeline", "bench", "-f", HELLO), "asyncdag.cli._bench is missing"
+    )
+
+
+# -- pipeline execute ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_execute_runs_the_pipeline_and_records_it(home: Path, backend: str) -> None:
+    done = cli(home, "pipeline", "execute", "-f", HELLO, "--backend", backend)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("Hey, Kan!") == 1  # logged once: no second handler
+    assert "Hey, Kan!" not in done.stderr
+    assert "\x1b[" not in done.stdout  # not a terminal: plain text
+    recorded = runs(home)
+    assert [(r["pipeline_name"], r["status"]) for r in recorded] == [("hey_pipeline", "SUCCESS")]
+    run_id = recorded[0]["run_id"]
+    assert run_id in done.stdout
+    summary = done.stdout[done.stdout.index("attempts") :]
+    assert "get_name" in summary
+    assert "hey" in summary
+    assert summary.count("SUCCESS") >= 3
+
+
+def test_execute_json_streams_every_event_in_order(home: Path) -> None:
+    done = cli(home, "pipeline", "execute", "-f", HELLO, "--json")
+    assert done.returncode == 0, done.stderr
+    events = json_lines(done.stdout)
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert events[0]["type"] == "RUN_START"
+    assert events[-1]["type"] == "RUN_SUCCESS"
+    assert [e["step_key"] for e in events if e["type"] == "STEP_SUCCESS"] == ["get_name", "hey"]
+    assert any(e["type"] == "LOG" and e["message"] == "Hey, Kan!" for e in events)
+    assert len({e["run_id"] for e in events}) == 1
+    shown = json.loads(cli(home, "run", "show", events[0]["run_id"], "--json").stdout)
+    assert shown["events"] == events
+
+
+def test_execute_quiet_prints_logs_only(home: Path) -> None:
+    done = cli(home, "pipeline", "execute", "-f", HELLO, "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "Hey, Kan!" in done.stdout
+    assert "attempts" not in done.stdout
+
+
+def test_execute_without_storage_records_nothing(home: Path) -> None:
+    done = cli(home, "pipeline", "execute", "-f", HELLO, "--no-storage")
+    assert done.returncode == 0, done.stderr
+    assert "not recorded" in done.stdout
+    assert runs(home) == []
+
+
+def test_a_failed_run_exits_1_and_says_why(home: Path) -> None:
+    done = cli(home, "pipeline", "execute", "-f", FAILING)
+    assert done.returncode == 1, done.stderr
+    assert "ValueError: the input was bad" in done.stdout
+    summary = done.stdout[done.stdout.index("attempts") :]
+    assert "FAILURE" in summary
+    assert "SKIPPED" in summary
+    assert [r["status"] for r in runs(home, "--status", "failure")] == ["FAILURE"]
+
+
+def test_fail_fast_reaches_the_engine(home: Path) -> None:
+    events = json_lines(cli(home, "pipeline", "execute", "-f", FAILING, "--json").stdout)
+    assert events[-1]["type"] == "RUN_FAILURE"
+    done = cli(home, "pipeline", "execute", "-f", FAILING, "--json", "--fail-fast")
+    assert done.returncode == 1
+    assert json_lines(done.stdout)[-1]["type"] == "RUN_FAILURE"
+
+
+def test_config_files_merge_in_order_and_tags_are_stored(home: Path, tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text("solids:\n  greet:\n    config: {name: Ann, count: 5}\n")
+    override = tmp_path / "override.yaml"
+    override.write_text("solids:\n  greet:\n    config: {count: 2}\n")
+    done = cli(
+        home,
+        "pipeline",
+        "execute",
+        "-f",
+        CONFIGURED,
+        "-c",
+        str(base),
+        "-c",
+        str(override),
+        "--tag",
+        "team=data",
+        "--tag",
+        "env=dev",
+        "--max-concurrency",
+        "1",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    events = json_lines(done.stdout)
+    assert [e["message"] for e in events if e["type"] == "LOG"] == ["hello Ann", "hello Ann"]
+    assert events[0]["data"]["max_concurrency"] == 1
+    (record,) = runs(home)
+    assert record["tags"] == {"team": "data", "env": "dev"}
+    assert record["run_config"]["solids"]["greet"]["config"] == {"name": "Ann", "count": 2}
+
+
+def test_trace_flags_write_spans(home: Path, tmp_path: Path) -> None:
+    trace_file = tmp_path / "spans.jsonl"
+    jaeger = tmp_path / "trace.json"
+    done = cli(
+        home,
+        "pipeline",
+        "execute",
+        "-f",
+        HELLO,
+        "--quiet",
+        "--trace-file",
+        str(trace_file),
+        "--jaeger-json",
+        str(jaeger),
+    )
+    assert done.returncode == 0, done.stderr
+    names = {json.loads(line)["name"] for line in trace_file.read_text().splitlines()}
+    assert {"get_name", "hey"} <= names
+    assert json.loads(jaeger.read_text())["data"]
+
+
+# -- bad input: one clear line, exit 2, nothing recorded ------------------------------------
+
+
+def test_missing_file(home: Path) -> None:
+    assert_one_clear_line(cli(home, "pipeline", "execute", "-f", "nope.py"), "nope.py")
+
+
+def test_no_source_given(home: Path) -> None:
+    assert_one_clear_line(cli(home, "pipeline", "execute"), "-f FILE")
+
+
+def test_syntax_error_names_file_and_line(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "broken.py"
+    path.write_text("x = 1\ndef f(:\n")
+    assert_one_clear_line(cli(home, "pipeline", "execute", "-f", str(path)), f"{path}:2: syntax")
+
+
+def test_verbose_shows_the_traceback(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "broken.py"
+    path.write_text("x = 1\ndef f(:\n")
+    done = cli(home, "pipeline", "execute", "-f", str(path), "--verbose")
+    assert done.returncode == 2
+    assert "Traceback" in done.stderr
+
+
+def test_import_error(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "imports.py"
+    path.write_text("import no_such_module_xyz\n")
+    assert_one_clear_line(
+        cli(home, "pipeline", "execute", "-f", str(path)), "imports.py:1", "no_such_module_xyz"
+    )
+
+
+def test_definition_error(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "wiring.py"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            from asyncdag import pipeline, solid
+
+            @solid
+            def one():
+                return 1
+
+            @pipeline
+            def wired_wrong():
+                one(unknown=1)
+            """
+        )
+    )
+    assert_one_clear_line(cli(home, "pipeline", "execute", "-f", str(path)), "wiring.py:")
+
+
+def test_no_pipeline_in_the_file(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "nothing.py"
+    path.write_text("x = 1\n")
+    assert_one_clear_line(cli(home, "pipeline", "execute", "-f", str(path)), "defines no pipeline")
+
+
+def test_several_pipelines_without_p(home: Path) -> None:
+    assert_one_clear_line(cli(home, "pipeline", "execute", "-f", SEVERAL), "etl, report", "-p")
+
+
+def test_unknown_pipeline_name_suggests_one(home: Path) -> None:
+    assert_one_clear_line(
+        cli(home, "pipeline", "execute", "-f", SEVERAL, "-p", "repot"), "did you mean 'report'"
+    )
+
+
+def test_invalid_yaml(home: Path, tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("solids: [\n")
+    assert_one_clear_line(
+        cli(home, "pipeline", "execute", "-f", CONFIGURED, "-c", str(config)),
+        str(config),
+        "invalid YAML",
+        "line 2",
+    )
+
+
+def test_missing_config_file(home: Path, tmp_path: Path) -> None:
+    assert_one_clear_line(
+        cli(home, "pipeline", "execute", "-f", CONFIGURED, "-c", str(tmp_path / "none.txt")),
+        "none.txt not found",
+    )
+
+
+def test_config_errors_are_all_reported_with_paths(home: Path, tmp_path: Path) -> None:
+    config = tmp_path / "empty.yaml"
+    config.write_text("solids:\n  greet:\n    config: {}\n")
+    done = cli(home, "pipeline", "execute", "-f", CONFIGURED, "-c", str(config))
+    assert_one_clear_line(done, "solids.greet.config.name", "solids.greet.config.count")
+    assert runs(home) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--tag", "no-equals"],
+        ["--max-concurrency", "0"],
+        ["--backend", "curio"],
+        ["--json", "--quiet"],
+    ],
+)
+def test_bad_options_exit_2(home: Path, args: list[str]) -> None:
+    done = cli(home, "pipeline", "execute", "-f", HELLO, *args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert runs(home) == []
+
+
+# -- pipeline list / show ------------------------------------------------------------------
+
+
+def test_pipeline_list(home: Path) -> None:
+    done = cli(home, "pipeline", "list", "-f", SEVERAL)
+    assert done.returncode == 0, done.stderr
+    assert "etl" in done.stdout
+    assert "report" in done.stdout
+    listed = json.loads(cli(home, "pipeline", "list", "-f", SEVERAL, "--json").stdout)
+    assert {(p["name"], p["solids"]) for p in listed} == {("etl", 3), ("report", 2)}
+
+
+def test_pipeline_show_prints_graph_policies_and_schema(home: Path) -> None:
+    done = cli(home, "pipeline", "show", "-f", SEVERAL, "-p", "etl")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for fragment in (
+        "extract -> scale",
+        "scale -> total",
+        "pool=db",
+        "timeout=30s",
+        "max_retries=2",
+        "input numbers: list <- extract.result",
+        '"factor"',
+        "JSON Schema",
+    ):
+        assert fragment in out, fragment
+    described = json.loads(
+        cli(home, "pipeline", "show", "-f", SEVERAL, "-p", "etl", "--json").stdout
+    )
+    assert described["edges"] == [
+        {"from": "extract", "to": "scale"},
+        {"from": "scale", "to": "total"},
+    ]
+    schema = described["config_schema"]["properties"]["solids"]["properties"]["scale"]
+    assert "factor" in json.dumps(schema)
+
+
+def test_pipeline_show_needs_a_choice_among_several(home: Path) -> None:
+    assert_one_clear_line(cli(home, "pipeline", "show", "-f", SEVERAL), "etl, report")
+
+
+# -- run list / show / delete --------------------------------------------------------------
+
+
+@pytest.fixture
+def three_runs(home: Path) -> list[str]:
+    ids = []
+    for path in (HELLO, FAILING, HELLO):
+        done = cli(home, "pipeline", "execute", "-f", path, "--json")
+        ids.append(json_lines(done.stdout)[0]["run_id"])
+    return ids
+
+
+def test_run_list_filters(home: Path, three_runs: list[str]) -> None:
+    assert [r["run_id"] for r in runs(home)] == three_runs[::-1]
+    assert [r["run_id"] for r in runs(home, "--pipeline", "failing")] == [three_runs[1]]
+    assert [r["run_id"] for r in runs(home, "--status", "SUCCESS")] == [
+        three_runs[2],
+        three_runs[0],
+    ]
+    assert [r["run_id"] for r in runs(home, "--limit", "1")] == [three_runs[2]]
+    table = cli(home, "run", "list")
+    assert table.returncode == 0
+    assert all(run_id in table.stdout for run_id in three_runs)
+
+
+def test_run_list_rejects_an_unknown_status(home: Path) -> None:
+    assert cli(home, "run", "list", "--status", "DONE").returncode == 2
+
+
+def test_run_show_by_prefix(home: Path, three_runs: list[str]) -> None:
+    failed = three_runs[1]
+    done = cli(home, "run", "show", failed[:8])
+    assert done.returncode == 0, done.stderr
+    assert failed in done.stdout
+    assert "FAILURE" in done.stdout
+    assert "ValueError: the input was bad" in done.stdout
+    assert "STEP_SKIPPED" in done.stdout
+    shown = json.loads(cli(home, "run", "show", failed[:8], "--json").stdout)
+    assert shown["run"]["status"] == "FAILURE"
+    steps = {s["key"]: (s["status"], s["attempts"]) for s in shown["steps"]}
+    assert steps == {
+        "boom": ("FAILURE", 1),
+        "after": ("SKIPPED", 0),
+        "independent": ("SUCCESS", 1),
+    }
+
+
+def test_run_show_unknown_and_ambiguous_ids(home: Path, three_runs: list[str]) -> None:
+    assert_one_clear_line(cli(home, "run", "show", "zzzz"), "no run with id 'zzzz'")
+    assert_one_clear_line(cli(home, "run", "show", ""), "matches 3 runs")
+
+
+def test_run_delete(home: Path, three_runs: list[str]) -> None:
+    done = cli(home, "run", "delete", three_runs[0][:10])
+    assert done.returncode == 0, done.stderr
+    assert [r["run_id"] for r in runs(home)] == three_runs[:0:-1]
+    assert cli(home, "run", "show", three_runs[0]).returncode == 2
+    assert cli(home, "run", "delete", three_runs[0]).returncode == 2
+
+
+# -- signals -------------------------------------------------------------------------------
+
+
+def _start(home: Path, path: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [ASYNCDAG, "pipeline", "execute", "-f", path, "--json", *args],
+        env=_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _read_until(process: subprocess.Popen[str], event_type: str, step_key: str | None) -> Iterator:
+    """Events from the process's stdout up to and including the one awaited."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        event = json.loads(line)
+        yield event
+        if event["type"] == event_type and event["step_key"] == step_key:
+            return
+    raise AssertionError(f"the process ended before {event_type} of {step_key}")
+
+
+def _stored_run(home: Path, run_id: str, *, recover: bool) -> Any:
+    from asyncdag.storage import SqliteStorage
+
+    with SqliteStorage(home / "asyncdag.db", recover_orphans=recover) as storage:
+        return anyio.run(functools.partial(storage.get_run, run_id))
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_cancels_the_run_and_records_it_canceled(home: Path, backend: str) -> None:
+    process = _start(home, SLOW, "--backend", backend)
+    try:
+        seen = list(_read_until(process, "STEP_START", "wait_forever"))
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=TIMEOUT)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    events = seen + json_lines(rest)
+    types = [e["type"] for e in events]
+    assert types[-1] == "RUN_CANCELED"
+    assert "STEP_CANCELED" in types
+    record = _stored_run(home, events[0]["run_id"], recover=False)
+    assert record.status is RunStatus.CANCELED
+
+
+def test_second_ctrl_c_exits_at_once_and_the_run_is_then_failed(home: Path) -> None:
+    process = _start(home, STUBBORN)
+    try:
+        seen = list(_read_until(process, "STEP_START", "stubborn"))
+        process.send_signal(signal.SIGINT)
+        seen += list(_read_until(process, "RUN_CANCELING", None))
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=TIMEOUT)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "RUN_CANCELED" not in [e["type"] for e in seen + json_lines(rest)]
+    run_id = seen[0]["run_id"]
+    assert _stored_run(home, run_id, recover=False).status is RunStatus.STARTED
+    (listed,) = runs(home)
+    assert listed["status"] == "FAILURE"
+
+
+def test_sigkill_leaves_a_started_run_that_the_next_command_marks_failed(home: Path) -> None:
+    process = _start(home, SLOW)
+    try:
+        seen = list(_read_until(process, "STEP_START", "wait_forever"))
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=TIMEOUT)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGKILL
+    run_id = seen[0]["run_id"]
+    assert _stored_run(home, run_id, recover=False).status is RunStatus.STARTED
+    (listed,) = runs(home)
+    assert listed["run_id"] == run_id
+    assert listed["status"] == "FAILURE"
+    assert "killed" in listed["failure_reason"]
+    table = cli(home, "run", "list")
+    assert "FAILURE" in table.stdout
+    assert "killed" in table.stdout
