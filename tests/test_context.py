@@ -260,11 +260,6 @@ async def test_a_sync_solid_sees_run_cancellation_and_returns(raise_in_thread: b
         assert result.step_result("busy").status is StepStatus.CANCELED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine records a sync solid that returns after run.cancel() as SUCCESS; "
-    "fix: checkpoint_if_cancelled() after to_thread.run_sync in Executor._attempt",
-)
 async def test_a_sync_solid_that_returns_after_cancellation_ends_canceled() -> None:
     result, seen = await run_and_cancel_sync_solid(raise_in_thread=False)
     assert seen["saw_cancel"] is True

@@ -29,7 +29,7 @@ from ._errors import AsyncdagError, DefinitionError, EventLoopError
 from ._events import Event, EventType, RunStatus, StepStatus
 from ._plan import ExecutionPlan
 from ._resources import ResourceManager
-from ._result import PipelineRunResult, StepResult
+from ._result import LazyMapping, PipelineRunResult, StepResult
 
 __all__ = ["RunHandle", "execute_pipeline", "execute_pipeline_async", "open_run"]
 
@@ -60,6 +60,7 @@ class RunHandle:
         run_id: str | None,
         parent_run_id: str | None,
         tracing: bool,
+        tracer_provider: Any = None,
         listeners: Iterable[Listener],
     ) -> None:
         if not isinstance(pipeline, PipelineDefinition):
@@ -102,7 +103,7 @@ class RunHandle:
         self._bus = EventBus(self.run_id)
         console = console_listener(pipeline.name)
         if console is not None:
-            self._bus.add_listener(console)  # type: ignore[arg-type]
+            self._bus.add_listener(console[0], min_level=console[1])
         for listener in listeners:
             self._bus.add_listener(listener)
 
@@ -113,7 +114,7 @@ class RunHandle:
             if pipeline.resource_defs
             else None
         )
-        self._tracer = _tracing.run_tracer(enabled=tracing)
+        self._tracer = _tracing.run_tracer(enabled=tracing, tracer_provider=tracer_provider)
         self._executor = Executor(
             self.plan,
             run_id=self.run_id,
@@ -125,7 +126,9 @@ class RunHandle:
             tracer=self._tracer,
             tags=self.tags,
             run_config=self.run_config,
-            solid_configs={name: sc.config for name, sc in resolved.solids.items()},
+            solid_configs={
+                name: sc.config for name, sc in resolved.solids.items() if sc.config is not None
+            },
         )
         self.status = RunStatus.NOT_STARTED
         self._result: PipelineRunResult | None = None
@@ -255,31 +258,35 @@ class RunHandle:
             }[status]
             self._tracer.end_run(result)
         self.status = status
-        step_results = {}
         outputs = {}
         exceptions = {}
         for state in states:
-            key = state.step.key
-            step_results[key] = StepResult(
-                key=key,
-                solid_name=state.step.solid.name,
-                status=state.status,
-                attempts=state.attempts,
-                start_time=state.start,
-                end_time=state.end,
-                error=state.error,
-                skip_reason=state.skip_reason,
-            )
             if state.outputs is not None:
-                outputs[key] = state.outputs
+                outputs[state.step.key] = state.outputs
             if state.exception is not None and state.status is not StepStatus.SUCCESS:
-                exceptions[key] = state.exception
+                exceptions[state.step.key] = state.exception
+
+        def step_results() -> dict[str, StepResult]:
+            return {
+                state.step.key: StepResult(
+                    key=state.step.key,
+                    solid_name=state.step.solid.name,
+                    status=state.status,
+                    attempts=state.attempts,
+                    start_time=state.start,
+                    end_time=state.end,
+                    error=state.error,
+                    skip_reason=state.skip_reason,
+                )
+                for state in states
+            }
+
         self._result = PipelineRunResult(
             run_id=self.run_id,
             pipeline_name=self.pipeline.name,
             status=status,
             events=self._bus.events,
-            step_results=step_results,
+            step_results=LazyMapping(step_results),
             start_time=self._start_time,
             end_time=end,
             trace_id=self.trace_id,
@@ -303,6 +310,7 @@ async def open_run(
     run_id: str | None = None,
     parent_run_id: str | None = None,
     tracing: bool = True,
+    tracer_provider: Any = None,
     listeners: Iterable[Listener] = (),
 ) -> AsyncIterator[RunHandle]:
     """Start a run in the current task and hand back its :class:`RunHandle`.
@@ -323,6 +331,7 @@ async def open_run(
         run_id=run_id,
         parent_run_id=parent_run_id,
         tracing=tracing,
+        tracer_provider=tracer_provider,
         listeners=listeners,
     )
     async with anyio.create_task_group() as tg:
@@ -362,6 +371,7 @@ async def execute_pipeline_async(
     run_id: str | None = None,
     parent_run_id: str | None = None,
     tracing: bool = True,
+    tracer_provider: Any = None,
     listeners: Iterable[Listener] = (),
 ) -> PipelineRunResult:
     """Run ``pipeline`` inside the running event loop (asyncio or trio) and return its result.
@@ -369,7 +379,9 @@ async def execute_pipeline_async(
     With ``raise_on_error=True`` a failed step's own exception is re-raised,
     after the run has ended cleanly (resources closed, events complete).
     Cancelling the calling scope cancels the run; the cancellation propagates
-    after the run is recorded as CANCELED.
+    after the run is recorded as CANCELED.  The run's spans go to the global
+    OpenTelemetry tracer provider, or to ``tracer_provider`` when given (a test's
+    in-memory exporter, or an application that keeps several providers).
     """
     async with open_run(
         pipeline,
@@ -382,6 +394,7 @@ async def execute_pipeline_async(
         run_id=run_id,
         parent_run_id=parent_run_id,
         tracing=tracing,
+        tracer_provider=tracer_provider,
         listeners=listeners,
     ) as run:
         pass
@@ -404,6 +417,7 @@ def execute_pipeline(
     run_id: str | None = None,
     parent_run_id: str | None = None,
     tracing: bool = True,
+    tracer_provider: Any = None,
     listeners: Iterable[Listener] = (),
     backend: str = "asyncio",
 ) -> PipelineRunResult:
@@ -435,6 +449,7 @@ def execute_pipeline(
         run_id=run_id,
         parent_run_id=parent_run_id,
         tracing=tracing,
+        tracer_provider=tracer_provider,
         listeners=listeners,
     )
     return anyio.run(call, backend=backend)

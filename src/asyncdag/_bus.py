@@ -32,12 +32,13 @@ class EventBus:
     def __init__(self, run_id: str, listeners: Iterable[Listener] = ()) -> None:
         self.run_id = run_id
         self.events: list[Event] = []
-        self._listeners = list(listeners)
+        self._listeners: list[tuple[Listener, int]] = [(listener, 0) for listener in listeners]
         self._waiter: anyio.Event | None = None
         self._closed = False
 
-    def add_listener(self, listener: Listener) -> None:
-        self._listeners.append(listener)
+    def add_listener(self, listener: Listener, *, min_level: int = 0) -> None:
+        """Call ``listener`` with every event at ``min_level`` or above, in order."""
+        self._listeners.append((listener, min_level))
 
     def emit(
         self,
@@ -50,7 +51,9 @@ class EventBus:
         events = self.events
         event = Event(self.run_id, len(events), time.time(), type, step_key, level, message, data)
         events.append(event)
-        for listener in self._listeners:
+        for listener, min_level in self._listeners:
+            if level < min_level:
+                continue
             try:
                 listener(event)
             except Exception:  # a listener's bug must not take the run down with it

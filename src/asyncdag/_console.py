@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 
 from ._events import Event, EventType
 
@@ -77,11 +78,16 @@ def install_default_handler() -> None:
         logger.setLevel(logging.getLevelName(level) if level.isalpha() else int(level))
 
 
-def console_listener(pipeline_name: str) -> object | None:
-    """A bus listener that logs events at their level, or None when the logger is silent."""
+def console_listener(pipeline_name: str) -> tuple[Callable[[Event], None], int] | None:
+    """A bus listener that logs events, and the lowest level it wants; None when the logger is silent.
+
+    The bus skips events below that level without calling the listener, so a
+    quiet logger costs the engine nothing per step.
+    """
     logger = logging.getLogger(LOGGER_NAME)
     if logger.disabled or not logger.isEnabledFor(logging.CRITICAL):
         return None
+    min_level = logger.getEffectiveLevel()
     is_enabled = logger.isEnabledFor
     make_record = logger.makeRecord
     handle = logger.handle
@@ -111,4 +117,4 @@ def console_listener(pipeline_name: str) -> object | None:
         record.created = event.timestamp
         handle(record)
 
-    return listener
+    return listener, min_level

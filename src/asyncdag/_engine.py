@@ -281,6 +281,10 @@ class Executor:
                         f"Step {state.step.key!r} canceled before it could run",
                         None,
                     )
+                    if self._tracer is not None:
+                        self._tracer.unstarted_step(
+                            state.step, run_id=self.run_id, result=_tracing.CANCELLATION
+                        )
                 else:
                     state.status = StepStatus.SKIPPED
                     state.skip_reason = "the run stopped at the first failure (fail_fast)"
@@ -291,6 +295,10 @@ class Executor:
                         f"Skipped step {state.step.key!r}: {state.skip_reason}",
                         {"reason": state.skip_reason},
                     )
+                    if self._tracer is not None:
+                        self._tracer.skip_step(
+                            state.step, run_id=self.run_id, reason=state.skip_reason
+                        )
                 self._done += 1
 
     # --- workers -------------------------------------------------------------------------------
@@ -357,6 +365,10 @@ class Executor:
                     f"Step {key!r} did not start: {exc}",
                     {"reason": str(exc), "resource": exc.resource_key},
                 )
+                if self._tracer is not None:
+                    self._tracer.unstarted_step(
+                        step, run_id=self.run_id, result=_tracing.ERROR, error=exc
+                    )
                 self._complete(state)
                 return
 
@@ -402,7 +414,10 @@ class Executor:
         except _Retry as retry:
             state.status = StepStatus.RETRYING
             if tracer is not None:
-                tracer.end_step(span, _tracing.FAILURE, state.exception)
+                tracer.end_step(span, _tracing.FAILURE, state.exception, retry_delay=retry.delay)
+                # The wait task must not inherit this attempt's span as its current context.
+                tracer.detach(token)
+                token = None
             self._release_pool(state)
             assert self._tg is not None
             self._tg.start_soon(self._requeue_after, state, retry.delay)
@@ -507,6 +522,9 @@ class Executor:
                     value = await anyio.to_thread.run_sync(
                         functools.partial(fn, *args, **kwargs), limiter=self._thread_limiter
                     )
+                    # A thread cannot be interrupted: if the run was cancelled while it ran,
+                    # its value arrives too late and the step ends CANCELED, not SUCCESS.
+                    await anyio.lowlevel.checkpoint_if_cancelled()
             else:
                 with anyio.move_on_after(step.timeout) as scope:
                     if solid.is_async:
@@ -515,6 +533,7 @@ class Executor:
                         value = await anyio.to_thread.run_sync(
                             functools.partial(fn, *args, **kwargs), limiter=self._thread_limiter
                         )
+                        await anyio.lowlevel.checkpoint_if_cancelled()
                 if scope.cancel_called:
                     raise StepTimeoutError(step.key, step.timeout)
             return value

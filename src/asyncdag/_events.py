@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 import traceback
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -107,14 +107,17 @@ class ErrorInfo:
         )
 
 
-@attrs.frozen
-class Event:
+class Event(NamedTuple):
     """One thing that happened in a run.
 
     ``seq`` numbers a run's events from 0 without gaps, so a reader can resume
     after the last one it saw.  ``data`` holds the type-specific details
     (``attempt``, ``duration``, ``error``...) and stays JSON-serialisable:
     an :class:`ErrorInfo` is stored in it as a dict.
+
+    A named tuple rather than an attrs class: the engine makes two or more of
+    these per step, and a tuple is built in half the time of a frozen attrs
+    instance while being just as immutable.
     """
 
     run_id: str

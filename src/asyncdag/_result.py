@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -10,7 +10,40 @@ import attrs
 from ._errors import AsyncdagError
 from ._events import ErrorInfo, Event, RunStatus, StepStatus
 
-__all__ = ["PipelineRunResult", "StepResult"]
+__all__ = ["LazyMapping", "PipelineRunResult", "StepResult"]
+
+
+class LazyMapping(Mapping[str, Any]):
+    """A mapping built on first use.
+
+    A run of 100,000 steps should not pay for 100,000 result objects that a
+    caller awaiting one output never looks at.
+    """
+
+    __slots__ = ("_data", "_factory")
+
+    def __init__(self, factory: Callable[[], dict[str, Any]]) -> None:
+        self._factory: Callable[[], dict[str, Any]] | None = factory
+        self._data: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._data is None:
+            assert self._factory is not None
+            self._data = self._factory()
+            self._factory = None
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __repr__(self) -> str:
+        return repr(self._load())
 
 
 @attrs.frozen

@@ -378,6 +378,11 @@ def _merged(pipeline: _Pipeline, run_config: Mapping[str, Any] | None) -> dict[s
     return _deep_merge(base, run_config or {})
 
 
+# Shared by every node that has neither schema nor config: frozen, so sharing is safe,
+# and a 10,000-node pipeline with no config allocates nothing per node.
+_NO_CONFIG = SolidRunConfig()
+
+
 def resolve_run_config(
     pipeline: _Pipeline, run_config: Mapping[str, Any] | None = None
 ) -> ResolvedRunConfig:
@@ -404,7 +409,7 @@ def resolve_run_config(
             and node.solid.config_schema is None
             and (not node.solid.input_defs or not _unfed_required_inputs(node))
         ):
-            solids[name] = SolidRunConfig()
+            solids[name] = _NO_CONFIG
             continue
         solids[name] = _resolve_solid(node, entry, f"solids.{name}", errors)
 
