@@ -11,7 +11,6 @@ import contextlib
 import functools
 import logging
 import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -174,6 +173,8 @@ class RunHandle:
     async def _execute(self) -> None:
         recorder: Any = contextlib.nullcontext()
         if self._storage is not None:
+            import socket
+
             from .storage import RunRecord, RunRecorder
 
             record = RunRecord(
