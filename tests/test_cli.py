@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import os
 import shutil
@@ -108,22 +107,6 @@ def test_no_command_is_a_usage_error(home: Path) -> None:
     assert cli(home).returncode == 2
     assert cli(home, "run").returncode == 2
     assert cli(home, "pipeline", "frobnicate").returncode == 2
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("asyncdag.ui.cli") is not None, reason="the UI command is installed"
-)
-def test_ui_without_its_module_says_so(home: Path) -> None:
-    assert_one_clear_line(cli(home, "ui", "-f", HELLO), "asyncdag.ui.cli is missing")
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("asyncdag.cli._bench") is not None, reason="bench is installed"
-)
-def test_bench_without_its_module_says_so(home: Path) -> None:
-    assert_one_clear_line(
-        cli(home, "pipeline", "bench", "-f", HELLO), "asyncdag.cli._bench is missing"
-    )
 
 
 # -- pipeline execute ----------------------------------------------------------------------
