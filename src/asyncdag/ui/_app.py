@@ -1,0 +1,146 @@
+"""The ASGI app: the JSON API, the live feeds, and the static front end, mountable anywhere.
+
+Every URL the page uses is relative to the app's root (the HTML carries a
+``<base href>`` set from the ASGI ``root_path``), so ``app.mount("/dag", ui)``
+in a Starlette or FastAPI service works without configuration.  Pages are
+routed in the browser by the URL fragment (``#/runs/<id>``), so the server
+serves one HTML file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from asyncdag import __version__
+from asyncdag._definitions import PipelineDefinition
+from asyncdag._errors import AsyncdagError
+
+from ._api import build_api, routes
+from ._live import LiveRuns
+
+if TYPE_CHECKING:
+    from asyncdag.storage import RunStorage
+
+__all__ = ["create_app"]
+
+_STATIC = resources.files("asyncdag.ui") / "static"
+
+
+def _pipelines_by_name(
+    pipelines: Iterable[PipelineDefinition] | Mapping[str, PipelineDefinition],
+) -> dict[str, PipelineDefinition]:
+    items = pipelines.values() if isinstance(pipelines, Mapping) else pipelines
+    out: dict[str, PipelineDefinition] = {}
+    for pipeline in items:
+        if not isinstance(pipeline, PipelineDefinition):
+            raise AsyncdagError(
+                f"create_app(pipelines=...) takes pipelines made with @pipeline, got {pipeline!r}"
+            )
+        if pipeline.name in out and out[pipeline.name] is not pipeline:
+            raise AsyncdagError(
+                f"two pipelines are named {pipeline.name!r}; give one another name with "
+                "@pipeline(name=...)"
+            )
+        out[pipeline.name] = pipeline
+    return out
+
+
+def _root_path(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def create_app(
+    pipelines: Iterable[PipelineDefinition] | Mapping[str, PipelineDefinition] = (),
+    *,
+    storage: RunStorage | None = None,
+    jaeger_url: str | None = None,
+    title: str = "asyncdag",
+) -> Starlette:
+    """The web UI as an ASGI app: the pipelines' graphs, a config playground, live runs.
+
+    ``storage`` keeps the run history (default: an in-memory store, gone with
+    the process; ``asyncdag ui`` passes the SQLite store the CLI shares).
+    ``jaeger_url`` (default ``$ASYNCDAG_JAEGER_URL``) turns trace ids into
+    links to ``<jaeger_url>/trace/<id>``.
+
+    Launched runs live in a task group the app's lifespan opens.  Mounted in
+    another app, enter that lifespan from the host's own, since Starlette does
+    not run a mounted app's lifespan::
+
+        ui = create_app([my_pipeline], storage=SqliteStorage())
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            async with ui.router.lifespan_context(ui):
+                yield
+
+        app = Starlette(routes=[Mount("/dag", app=ui)], lifespan=lifespan)
+    """
+    if storage is None:
+        from asyncdag.storage import InMemoryStorage
+
+        storage = InMemoryStorage()
+    by_name = _pipelines_by_name(pipelines)
+    live = LiveRuns(storage)
+    jaeger = jaeger_url if jaeger_url is not None else os.environ.get("ASYNCDAG_JAEGER_URL")
+    info = {
+        "title": title,
+        "version": __version__,
+        "jaeger_url": jaeger.rstrip("/") if jaeger else None,
+    }
+    endpoints, openapi = build_api(by_name, live, info=info)
+    index_template = (_STATIC / "index.html").read_text(encoding="utf-8")
+
+    async def index(request: Request) -> Response:
+        page = index_template.replace("__BASE__", html.escape(_root_path(request) + "/"))
+        page = page.replace("__TITLE__", html.escape(title))
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(openapi(_root_path(request)))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = exc.detail
+        if exc.status_code == 404:
+            message = f"nothing at {request.url.path}; the API is described at api/openapi.json"
+        return JSONResponse(
+            {"error": message}, status_code=exc.status_code, headers=exc.headers or None
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with live.running():
+            yield
+
+    app = Starlette(
+        routes=[
+            Route("/", index, methods=["GET"]),
+            Route("/api/openapi.json", openapi_json, methods=["GET"]),
+            *routes(endpoints),
+            Mount("/static", app=StaticFiles(directory=str(_STATIC)), name="static"),
+        ],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.state.live = live
+    app.state.pipelines = by_name
+    app.state.storage = storage
+    return app
+
+
+def static_dir() -> Any:
+    """Where the front end's files are (for tests and packaging checks)."""
+    return _STATIC
