@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
-
-import anyio.from_thread
 
 from ._events import EventType
 from ._resources import Resources
@@ -38,6 +35,8 @@ class StepLog:
         if exc_info:
             exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
             if exc is not None:
+                import traceback
+
                 data = {"traceback": "".join(traceback.format_exception(exc))}
         span = self._span
         if span is not None:
@@ -129,6 +128,8 @@ class SolidContext:
         return early.  In an async solid cancellation arrives at the next
         ``await`` by itself and this is always False while the solid runs.
         """
+        import anyio.from_thread  # only sync solids ask, from their worker thread
+
         try:
             anyio.from_thread.check_cancelled()
         except RuntimeError:
@@ -139,6 +140,8 @@ class SolidContext:
 
     def check_cancelled(self) -> None:
         """In a sync solid, raise the cancellation exception if the step was cancelled or timed out."""
+        import anyio.from_thread  # only sync solids ask, from their worker thread
+
         try:
             anyio.from_thread.check_cancelled()
         except RuntimeError:

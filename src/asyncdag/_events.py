@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import traceback
 from typing import Any, NamedTuple
 
 import attrs
@@ -80,6 +79,8 @@ class ErrorInfo:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        import traceback
+
         cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
         return cls(
             type=f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),

@@ -6,12 +6,14 @@ The delay arithmetic is Dagster's, so a policy ported from Dagster behaves the s
 from __future__ import annotations
 
 import enum
-import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._errors import DefinitionError
+
+if TYPE_CHECKING:
+    import random
 
 __all__ = ["Backoff", "Jitter", "RetryPolicy"]
 
@@ -80,7 +82,11 @@ class RetryPolicy:
             value = base * attempt
         else:
             value = base
-        draw = (rng or random).random
+        if rng is None:
+            import random
+
+            rng = random  # type: ignore[assignment]
+        draw = rng.random  # type: ignore[union-attr]
         if self.jitter is Jitter.FULL:
             value = draw() * value
         elif self.jitter is Jitter.PLUS_MINUS:
