@@ -12,7 +12,6 @@ import functools
 import logging
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
@@ -72,7 +71,11 @@ class RunHandle:
                 f"max_concurrency must be >= 1 (or None for no bound), got {max_concurrency}"
             )
         self.pipeline = pipeline
-        self.run_id = run_id or str(uuid.uuid4())
+        if run_id is None:
+            import uuid  # imported on first run: it drags in platform and random
+
+            run_id = str(uuid.uuid4())
+        self.run_id = run_id
         self.parent_run_id = parent_run_id
         self.tags = {**pipeline.tags, **{str(k): str(v) for k, v in (tags or {}).items()}}
         self._storage = storage
