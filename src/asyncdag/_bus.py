@@ -9,6 +9,7 @@ block: storage buffers, the console logger formats.  Async readers wait on an
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -27,10 +28,11 @@ _log = logging.getLogger("asyncdag.events")
 class EventBus:
     """Numbers events, keeps them in order, and tells listeners and readers."""
 
-    __slots__ = ("_closed", "_listeners", "_waiter", "events", "run_id")
+    __slots__ = ("_closed", "_listeners", "_loop_thread", "_waiter", "events", "run_id")
 
     def __init__(self, run_id: str, listeners: Iterable[Listener] = ()) -> None:
         self.run_id = run_id
+        self._loop_thread = threading.get_ident()
         self.events: list[Event] = []
         self._listeners: list[tuple[Listener, int]] = [(listener, 0) for listener in listeners]
         self._waiter: anyio.Event | None = None
@@ -48,6 +50,12 @@ class EventBus:
         message: str = "",
         data: dict[str, Any] | None = None,
     ) -> Event:
+        if threading.get_ident() != self._loop_thread:
+            # A sync solid logging from its worker thread: numbering, listeners and waking
+            # readers all belong to the event loop's thread, so hop there and wait.
+            import anyio.from_thread
+
+            return anyio.from_thread.run_sync(self.emit, type, step_key, level, message, data)
         events = self.events
         event = Event(self.run_id, len(events), time.time(), type, step_key, level, message, data)
         events.append(event)
