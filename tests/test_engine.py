@@ -716,3 +716,29 @@ async def test_chain_runs_in_order() -> None:
     result = await execute_pipeline_async(chain, max_concurrency=4)
     assert result.output_for_solid("l49") == 50
     assert order == [f"l{i}" for i in range(50)]
+
+
+async def test_logs_from_sync_solids_in_threads_reach_live_readers_in_order() -> None:
+    lines_per_step = 300
+
+    @solid
+    def chatty(context) -> None:
+        for i in range(lines_per_step):
+            context.log.info(f"{context.step_key} line {i}")
+
+    @pipeline
+    def p():
+        for i in range(4):
+            chatty.alias(f"c{i}")()
+
+    seen = []
+    with anyio.fail_after(DEADLOCK_GUARD):
+        async with open_run(p) as run:
+            async for event in run.events():  # a live reader waiting while threads log
+                seen.append(event)
+    result = await run.result()
+    assert result.success
+    assert [e.seq for e in seen] == list(range(len(result.events)))
+    for i in range(4):
+        lines = [e.message for e in seen if e.type is EventType.LOG and e.step_key == f"c{i}"]
+        assert lines == [f"c{i} line {n}" for n in range(lines_per_step)]
