@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._app import EXIT_FAILURE, EXIT_OK
-from ._common import UsageError, add_source_arguments, make_console, selected_pipeline
+from ._common import (
+    UsageError,
+    add_run_arguments,
+    add_source_arguments,
+    make_console,
+    selected_pipeline,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -48,14 +54,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     add_source_arguments(parser)
-    parser.add_argument(
-        "-c",
-        "--config",
-        action="append",
-        default=[],
-        metavar="YAML",
-        help="run config file (repeatable; later files override earlier ones key by key)",
-    )
+    add_run_arguments(parser)
     parser.add_argument(
         "--concurrency",
         type=_bounds,
@@ -72,12 +71,6 @@ def register(subparsers: Any) -> None:
         default=1,
         metavar="N",
         help="unmeasured runs before each bound's measured ones (1)",
-    )
-    parser.add_argument(
-        "--backend",
-        choices=("asyncio", "trio"),
-        default="asyncio",
-        help="the event loop to run on (default: asyncio)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument(

@@ -38,6 +38,24 @@ class UsageError(AsyncdagError):
     """The command line itself is wrong (a malformed --tag, an ambiguous run id)."""
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-c YAML`` (repeatable) and ``--backend``: what every command that runs a pipeline takes."""
+    parser.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="run config file (repeatable; later files override earlier ones key by key)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="the event loop to run on (default: asyncio)",
+    )
+
+
 def add_source_arguments(parser: argparse.ArgumentParser, *, require_name: bool = False) -> None:
     """``-f FILE`` / ``-m MODULE`` (repeatable, at least one) and ``-p NAME``."""
     source = parser.add_argument_group("pipeline source")

@@ -18,6 +18,8 @@ import attrs
 
 from asyncdag._events import Event, EventType, StepStatus
 
+from .._console import LOGGER_NAME
+
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.table import Table
@@ -33,7 +35,6 @@ __all__ = [
     "steps_table",
 ]
 
-LOGGER_NAME = "asyncdag"
 
 LEVEL_STYLES = {
     logging.DEBUG: "blue",

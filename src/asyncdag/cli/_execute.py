@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._app import EXIT_CANCELED, EXIT_FAILURE, EXIT_OK
-from ._common import UsageError, add_source_arguments, make_console, open_storage, selected_pipeline
+from ._common import (
+    UsageError,
+    add_run_arguments,
+    add_source_arguments,
+    make_console,
+    open_storage,
+    selected_pipeline,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -42,14 +49,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     add_source_arguments(parser)
-    parser.add_argument(
-        "-c",
-        "--config",
-        action="append",
-        default=[],
-        metavar="YAML",
-        help="run config file (repeatable; later files override earlier ones key by key)",
-    )
+    add_run_arguments(parser)
     parser.add_argument(
         "--max-concurrency", type=_positive_int, metavar="N", help="run at most N steps at once"
     )
@@ -62,12 +62,6 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--fail-fast", action="store_true", help="stop the whole run at the first failed step"
-    )
-    parser.add_argument(
-        "--backend",
-        choices=("asyncio", "trio"),
-        default="asyncio",
-        help="the event loop to run on (default: asyncio)",
     )
     parser.add_argument(
         "--no-storage", action="store_true", help="do not record this run in the run history"
