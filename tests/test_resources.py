@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import attrs
 import httpx
 import pytest
@@ -580,6 +582,71 @@ async def test_teardown_happens_when_an_outer_cancel_scope_cancels_the_run() -> 
     assert scope.cancelled_caught
     assert log == ["up a", "up slow_close", "down slow_close", "down a"]
     assert awaited_in_teardown == [False]
+
+
+async def test_cancelling_during_an_async_setup_unwinds_it_and_tears_down_the_rest() -> None:
+    log: list[str] = []
+    entered = anyio.Event()
+
+    @resource
+    async def hangs() -> AsyncIterator[str]:
+        log.append("setting up hangs")
+        entered.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            log.append("setup of hangs unwound")
+        yield "never"  # pragma: no cover
+
+    @solid(required_resources={"a", "hangs"})
+    async def use(context: Any) -> None:
+        log.append("use ran")
+
+    @pipeline(resources={"a": tracked("a", log), "hangs": hangs})
+    def p() -> None:
+        use()
+
+    async with open_run(p) as run:
+        await entered.wait()
+        run.cancel()
+    result = await run.result()
+    assert result.status is RunStatus.CANCELED
+    assert result.step_result("use").status is StepStatus.CANCELED
+    assert log == ["up a", "setting up hangs", "setup of hangs unwound", "down a"]
+
+
+async def test_a_sync_setup_finishing_after_cancellation_is_still_torn_down() -> None:
+    log: list[str] = []
+    entered = anyio.Event()
+    release = threading.Event()
+
+    @resource
+    def slow_sync() -> Iterator[str]:
+        anyio.from_thread.run_sync(entered.set)
+        release.wait()  # a thread cannot be interrupted: setup completes after the cancel
+        log.append("up slow_sync")
+        yield "slow_sync"
+        log.append("down slow_sync")
+
+    @solid(required_resources={"slow_sync"})
+    async def use(context: Any) -> None:
+        log.append("use ran")
+
+    @pipeline(resources={"slow_sync": slow_sync})
+    def p() -> None:
+        use()
+
+    try:
+        async with open_run(p) as run:
+            await entered.wait()
+            run.cancel()
+            release.set()
+    finally:
+        release.set()
+    result = await run.result()
+    assert result.status is RunStatus.CANCELED
+    assert "use ran" not in log
+    assert log == ["up slow_sync", "down slow_sync"]
 
 
 async def test_a_failing_teardown_is_reported_by_name_and_the_others_still_run() -> None:

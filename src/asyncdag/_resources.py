@@ -12,11 +12,12 @@ import contextlib
 import inspect
 import logging
 import sys
-import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, overload
 
 import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import attrs
 
 from ._errors import DefinitionError, ResourceInitError
@@ -157,6 +158,8 @@ class ResourceLog:
         if exc_info:
             exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
             if exc is not None:
+                import traceback
+
                 data["traceback"] = "".join(traceback.format_exception(exc))
         self._emit(EventType.LOG, None, level, message, data)
 
@@ -276,9 +279,15 @@ class ResourceManager:
         Raises the :class:`ResourceInitError` of the first one that could not be.
         """
         values = self.values
-        for key in sorted(keys):
+        missing = [key for key in keys if key not in values]
+        if not missing:
+            return
+        for key in sorted(missing):
             if key not in values:
                 await self._setup(key)
+        # Sync setup runs in a thread that finishes even when the step is cancelled
+        # meanwhile; do not let a cancelled step go on to start its solid.
+        await anyio.lowlevel.checkpoint_if_cancelled()
 
     async def _setup(self, key: str) -> None:
         if key in self._failed:
