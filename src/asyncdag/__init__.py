@@ -12,7 +12,16 @@ __version__ = "0.1.0"
 
 from ._api import RunHandle, execute_pipeline, execute_pipeline_async, open_run
 from ._context import SolidContext, StepLog
-from ._definitions import OutputHandle, PipelineDefinition, SolidDefinition, pipeline, solid
+from ._definitions import (
+    CollectHandle,
+    DynamicHandle,
+    MultiOutputHandle,
+    OutputHandle,
+    PipelineDefinition,
+    SolidDefinition,
+    pipeline,
+    solid,
+)
 from ._errors import (
     AsyncdagError,
     ConfigError,
@@ -25,6 +34,9 @@ from ._errors import (
     StepTimeoutError,
 )
 from ._events import ErrorInfo, Event, EventType, RunStatus, StepStatus
+from ._graph import GraphDefinition, graph
+from ._hooks import HookContext, HookDefinition, failure_hook, success_hook
+from ._outputs import DynamicOut, DynamicOutput, Out, Output, OutputError
 from ._resources import InitResourceContext, ResourceDefinition, resource
 from ._result import PipelineRunResult, StepResult
 from ._retry import Backoff, Jitter, RetryPolicy
@@ -32,15 +44,26 @@ from ._retry import Backoff, Jitter, RetryPolicy
 __all__ = [
     "AsyncdagError",
     "Backoff",
+    "CollectHandle",
     "ConfigError",
     "ConfigErrorItem",
     "DefinitionError",
+    "DynamicHandle",
+    "DynamicOut",
+    "DynamicOutput",
     "ErrorInfo",
     "Event",
     "EventLoopError",
     "EventType",
+    "GraphDefinition",
+    "HookContext",
+    "HookDefinition",
     "InitResourceContext",
     "Jitter",
+    "MultiOutputHandle",
+    "Out",
+    "Output",
+    "OutputError",
     "OutputHandle",
     "PipelineDefinition",
     "PipelineRunCanceled",
@@ -60,8 +83,11 @@ __all__ = [
     "__version__",
     "execute_pipeline",
     "execute_pipeline_async",
+    "failure_hook",
+    "graph",
     "open_run",
     "pipeline",
     "resource",
     "solid",
+    "success_hook",
 ]

@@ -17,13 +17,19 @@ from typing import Any, TypeVar, overload
 import attrs
 
 from ._errors import DefinitionError
+from ._hooks import HookDefinition
+from ._outputs import DynamicOut, Out
 from ._retry import RetryPolicy
 
 __all__ = [
+    "Collect",
+    "CollectHandle",
     "Constant",
+    "DynamicHandle",
     "FanIn",
     "FromOutput",
     "InputDefinition",
+    "MultiOutputHandle",
     "Node",
     "OutputHandle",
     "PipelineDefinition",
@@ -78,7 +84,22 @@ class FanIn:
     sources: tuple[FromOutput | Constant, ...]
 
 
-InputSource = FromOutput | Constant | FanIn
+@attrs.frozen
+class Collect:
+    """Every item of a fan-out, as a list in mapping-key order.
+
+    ``node``/``output`` is what is gathered: a mapped (template) node's output,
+    or the producer's dynamic output itself; ``producer``/``producer_output``
+    name the fan-out it belongs to.
+    """
+
+    node: str
+    output: str
+    producer: str
+    producer_output: str
+
+
+InputSource = FromOutput | Constant | FanIn | Collect
 
 
 @attrs.frozen(eq=False)
@@ -99,6 +120,120 @@ class OutputHandle:
             f"the output of solid {self.node!r} cannot be iterated while the pipeline is "
             "being defined; pass it whole to another solid"
         )
+
+
+class MultiOutputHandle:
+    """The outputs of a multi-output solid (or a graph) call: ``res.ok`` or ``ok, bad = res``."""
+
+    __slots__ = ("_handles", "_owner")
+
+    def __init__(self, owner: str, handles: Mapping[str, Any]) -> None:
+        self._owner = owner
+        self._handles = dict(handles)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._handles[name]
+        except KeyError:
+            raise DefinitionError(
+                f"{self._owner!r} has no output named {name!r}; its outputs are "
+                f"{list(self._handles)}"
+            ) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self.__getattr__(name)
+
+    def __iter__(self) -> Any:
+        return iter(self._handles.values())
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def __bool__(self) -> bool:
+        raise DefinitionError(
+            f"the outputs of {self._owner!r} have no value while the pipeline is being defined; "
+            "branch inside a solid (optional outputs) instead"
+        )
+
+
+@attrs.frozen(eq=False)
+class DynamicHandle:
+    """A fan-out: one value per yielded item.  ``.map(fn)`` processes each, ``.collect()`` gathers."""
+
+    node: str
+    output: str
+    producer: str
+    producer_output: str
+
+    def map(self, fn: Callable[[OutputHandle], Any]) -> Any:
+        """Run ``fn``'s solids once per item; each starts as soon as its item is yielded.
+
+        ``fn`` receives a handle for one item and calls solids on it, like a
+        pipeline body; what it returns (a handle, or several) becomes a new
+        fan-out over the same items.
+        """
+        builder = _current_builder.get()
+        if builder is None:
+            raise DefinitionError(
+                f"{self.node}(...).map() only makes sense inside a @pipeline or @graph body"
+            )
+        group = (self.producer, self.producer_output)
+        previous = builder.map_group
+        if previous is not None:
+            raise DefinitionError(
+                f".map() over the items of {self.producer!r} was called inside another .map(); "
+                "nested fan-outs are not supported: map once and call several solids in fn"
+            )
+        builder.map_group = group
+        try:
+            result = fn(OutputHandle(self.node, self.output))
+        finally:
+            builder.map_group = previous
+        return _wrap_mapped(result, group)
+
+    def collect(self) -> CollectHandle:
+        """All items' values as one list (in mapping-key order), for a fan-in solid."""
+        return CollectHandle(self.node, self.output, self.producer, self.producer_output)
+
+    def __bool__(self) -> bool:
+        raise DefinitionError(
+            f"the fan-out of {self.node!r} has no value while the pipeline is being defined"
+        )
+
+    def __iter__(self) -> Any:
+        raise DefinitionError(
+            f"the fan-out of {self.node!r} cannot be iterated while the pipeline is being "
+            "defined; use .map(fn) to process each item or .collect() to gather them"
+        )
+
+
+def _wrap_mapped(result: Any, group: tuple[str, str]) -> Any:
+    if result is None:
+        return None
+    if isinstance(result, OutputHandle):
+        return DynamicHandle(result.node, result.output, *group)
+    if isinstance(result, MultiOutputHandle):
+        return MultiOutputHandle(
+            "mapped outputs", {k: _wrap_mapped(v, group) for k, v in result._handles.items()}
+        )
+    if isinstance(result, Mapping):
+        return MultiOutputHandle(
+            "mapped outputs", {k: _wrap_mapped(v, group) for k, v in result.items()}
+        )
+    raise DefinitionError(
+        f"the function given to .map() returned {result!r}; return a solid's output handle, "
+        "a dict of them, or None"
+    )
+
+
+@attrs.frozen(eq=False)
+class CollectHandle:
+    """A fan-out gathered into one list; pass it to a solid outside ``.map()``."""
+
+    node: str
+    output: str
+    producer: str
+    producer_output: str
 
 
 # --- solids ----------------------------------------------------------------------------------
@@ -138,14 +273,34 @@ class SolidDefinition:
     required_resources: frozenset[str] = attrs.field(
         factory=frozenset, converter=_normalize_resources
     )
+    # None: the single output ``result`` (the common case, kept on the fast path).
+    outs: Mapping[str, Out | DynamicOut] | None = None
+    is_generator: bool = False
+    is_async_generator: bool = False
 
     @property
     def input_names(self) -> tuple[str, ...]:
         return tuple(d.name for d in self.input_defs)
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(self.outs) if self.outs is not None else (DEFAULT_OUTPUT,)
+
+    @property
+    def has_dynamic_output(self) -> bool:
+        return self.outs is not None and any(isinstance(o, DynamicOut) for o in self.outs.values())
+
     def alias(self, name: str) -> _PendingInvocation:
         """Name the next node made from this solid explicitly: ``add.alias("total")(x, y)``."""
         return _PendingInvocation(self, alias=name)
+
+    def after(self, *handles: Any) -> _PendingInvocation:
+        """Make the next node wait for other solids without taking their values."""
+        return _PendingInvocation(self).after(*handles)
+
+    def with_hooks(self, hooks: Iterable[HookDefinition]) -> _PendingInvocation:
+        """Attach success/failure hooks to the next node made from this solid."""
+        return _PendingInvocation(self).with_hooks(hooks)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         builder = _current_builder.get()
@@ -157,19 +312,58 @@ class SolidDefinition:
         return f"<SolidDefinition {self.name!r}>"
 
 
+def _check_hooks(owner: str, hooks: Iterable[HookDefinition]) -> frozenset[HookDefinition]:
+    hooks = frozenset(hooks)
+    for hook in hooks:
+        if not isinstance(hook, HookDefinition):
+            raise DefinitionError(
+                f"{owner}: {hook!r} is not a hook; decorate it with @success_hook or @failure_hook"
+            )
+    return hooks
+
+
 @attrs.frozen
 class _PendingInvocation:
     solid: SolidDefinition
     alias: str | None = None
+    after_nodes: tuple[str, ...] = ()
+    hooks: frozenset[HookDefinition] = frozenset()
 
-    def __call__(self, *args: Any, **kwargs: Any) -> OutputHandle:
+    def after(self, *handles: Any) -> _PendingInvocation:
+        """Wait for these solids' steps (handles of their calls) without taking their values."""
+        names = list(self.after_nodes)
+        for handle in handles:
+            if isinstance(handle, OutputHandle | DynamicHandle | CollectHandle):
+                names.append(handle.node)
+            elif isinstance(handle, MultiOutputHandle):
+                names.extend(h.node for h in handle)
+            else:
+                raise DefinitionError(
+                    f"{self.solid.name}.after() takes the handles returned by solid calls, "
+                    f"got {handle!r}"
+                )
+        return attrs.evolve(self, after_nodes=tuple(dict.fromkeys(names)))
+
+    def with_hooks(self, hooks: Iterable[HookDefinition]) -> _PendingInvocation:
+        return attrs.evolve(
+            self, hooks=self.hooks | _check_hooks(f"solid {self.solid.name!r}", hooks)
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         builder = _current_builder.get()
         if builder is None:
             raise DefinitionError(
-                f"{self.solid.name}.alias({self.alias!r})(...) only makes sense inside a "
+                f"{self.solid.name}.alias/after/with_hooks(...)(...) only makes sense inside a "
                 "@pipeline body; call the solid directly to run its function"
             )
-        return builder.add(self.solid, args, kwargs, alias=self.alias)
+        return builder.add(
+            self.solid,
+            args,
+            kwargs,
+            alias=self.alias,
+            after=self.after_nodes,
+            hooks=self.hooks,
+        )
 
 
 def _input_defs_of(fn: Callable[..., Any], name: str) -> tuple[bool, tuple[InputDefinition, ...]]:
@@ -200,6 +394,27 @@ def _input_defs_of(fn: Callable[..., Any], name: str) -> tuple[bool, tuple[Input
     return takes_context, tuple(defs)
 
 
+def _check_outs(
+    name: str, outs: Mapping[str, Out | DynamicOut] | None
+) -> dict[str, Out | DynamicOut] | None:
+    if outs is None:
+        return None
+    if not outs:
+        raise DefinitionError(f"solid {name!r}: outs is empty; leave it out for one output")
+    checked: dict[str, Out | DynamicOut] = {}
+    for out_name, out in outs.items():
+        if not isinstance(out_name, str) or not out_name.isidentifier():
+            raise DefinitionError(
+                f"solid {name!r}: output name {out_name!r} is not a valid identifier"
+            )
+        if not isinstance(out, Out | DynamicOut):
+            raise DefinitionError(
+                f"solid {name!r}: outs[{out_name!r}] must be Out() or DynamicOut(), got {out!r}"
+            )
+        checked[out_name] = out
+    return checked
+
+
 @overload
 def solid(fn: F, /) -> SolidDefinition: ...
 
@@ -215,6 +430,7 @@ def solid(
     tags: Mapping[str, Any] | None = None,
     config_schema: Any = None,
     required_resources: Iterable[str] | None = None,
+    outs: Mapping[str, Out | DynamicOut] | None = None,
 ) -> Callable[[F], SolidDefinition]: ...
 
 
@@ -230,6 +446,7 @@ def solid(
     tags: Mapping[str, Any] | None = None,
     config_schema: Any = None,
     required_resources: Iterable[str] | None = None,
+    outs: Mapping[str, Out | DynamicOut] | None = None,
 ) -> SolidDefinition | Callable[[F], SolidDefinition]:
     """Declare a unit of computation, sync or async.
 
@@ -237,6 +454,11 @@ def solid(
     others are inputs, wired by calling the solid inside a ``@pipeline`` body.
     ``timeout`` is in seconds per attempt; ``pool`` names a concurrency pool
     whose limit the run sets (``concurrency_limits={"http": 10}``).
+
+    ``outs`` declares named outputs (``{"ok": Out(), "bad": Out(is_required=False)}``):
+    return a tuple in that order or a dict, or yield ``Output(value, name)`` from a
+    (sync or async) generator.  A ``DynamicOut`` is fed by yielding
+    ``DynamicOutput(value, mapping_key=...)``; each item's mapped steps start at once.
     """
 
     def decorate(func: Callable[..., Any]) -> SolidDefinition:
@@ -252,6 +474,16 @@ def solid(
                 f"solid {solid_name!r}: retry_policy must be a RetryPolicy, got {retry_policy!r}"
             )
         takes_context, input_defs = _input_defs_of(func, solid_name)
+        checked_outs = _check_outs(solid_name, outs)
+        is_async_gen = inspect.isasyncgenfunction(func)
+        is_gen = is_async_gen or inspect.isgeneratorfunction(func)
+        if checked_outs is not None and not is_gen:
+            dynamic = [n for n, o in checked_outs.items() if isinstance(o, DynamicOut)]
+            if dynamic:
+                raise DefinitionError(
+                    f"solid {solid_name!r}: output {dynamic[0]!r} is a DynamicOut, so the solid "
+                    "must be a generator that yields DynamicOutput(value, mapping_key=...)"
+                )
         definition = SolidDefinition(
             fn=func,
             name=solid_name,
@@ -265,6 +497,9 @@ def solid(
             tags=tags,
             config_schema=config_schema,
             required_resources=required_resources,
+            outs=checked_outs,
+            is_generator=is_gen,
+            is_async_generator=is_async_gen,
         )
         return definition
 
@@ -283,18 +518,26 @@ class Node:
     name: str
     solid: SolidDefinition
     inputs: Mapping[str, InputSource]
+    # Nodes this one waits for without taking a value (``.after(...)``).
+    after: tuple[str, ...] = ()
+    hooks: frozenset[HookDefinition] = frozenset()
+    # (producer node, dynamic output) for a node made inside ``.map()``: a template
+    # instantiated once per yielded item; None for an ordinary node.
+    dynamic: tuple[str, str] | None = None
 
     @property
     def upstream(self) -> tuple[str, ...]:
-        """Names of the nodes whose outputs feed this one, without repeats, in input order."""
+        """Names of the nodes this one waits for, without repeats, inputs first, then ``after``."""
         seen: dict[str, None] = {}
         for source in self.inputs.values():
-            if isinstance(source, FromOutput):
+            if isinstance(source, FromOutput | Collect):
                 seen[source.node] = None
             elif isinstance(source, FanIn):
                 for item in source.sources:
                     if isinstance(item, FromOutput):
                         seen[item.node] = None
+        for name in self.after:
+            seen[name] = None
         return tuple(seen)
 
 
@@ -304,44 +547,107 @@ _current_builder: contextvars.ContextVar[_GraphBuilder | None] = contextvars.Con
 
 
 class _GraphBuilder:
-    """Collects nodes while a pipeline body runs."""
+    """Collects nodes while a pipeline body runs.
+
+    ``prefix`` is the namespace of the ``@graph`` being expanded (``outer.inner.``);
+    ``map_group`` is the fan-out whose ``.map()`` function is running, if any.
+    """
 
     def __init__(self, pipeline_name: str) -> None:
         self.pipeline_name = pipeline_name
         self.nodes: dict[str, Node] = {}
         self._uses: dict[str, int] = {}
+        self.prefix = ""
+        self.map_group: tuple[str, str] | None = None
 
-    def _unique_name(self, solid_def: SolidDefinition, alias: str | None) -> str:
+    def unique_name(self, base: str, alias: str | None, *, what: str) -> str:
+        """A node (or graph) name unused in the current namespace, with the namespace prefix."""
+        prefix = self.prefix
         if alias is not None:
             if not alias.isidentifier():
                 raise DefinitionError(
-                    f"pipeline {self.pipeline_name!r}: alias {alias!r} for solid "
-                    f"{solid_def.name!r} is not a valid identifier"
+                    f"pipeline {self.pipeline_name!r}: alias {alias!r} for {what} "
+                    f"{base!r} is not a valid identifier"
                 )
-            if alias in self.nodes:
+            full = prefix + alias
+            if full in self.nodes or any(n.startswith(full + ".") for n in self.nodes):
                 raise DefinitionError(
-                    f"pipeline {self.pipeline_name!r}: two nodes are named {alias!r}; "
+                    f"pipeline {self.pipeline_name!r}: two nodes are named {full!r}; "
                     "give each .alias() a distinct name"
                 )
-            return alias
-        count = self._uses.get(solid_def.name, 0)
+            return full
+        count = self._uses.get(prefix + base, 0)
         while True:
             count += 1
-            candidate = solid_def.name if count == 1 else f"{solid_def.name}_{count}"
-            if candidate not in self.nodes:
-                self._uses[solid_def.name] = count
+            candidate = prefix + (base if count == 1 else f"{base}_{count}")
+            if candidate not in self.nodes and not any(
+                n.startswith(candidate + ".") for n in self.nodes
+            ):
+                self._uses[prefix + base] = count
                 return candidate
+
+    def _group_of(self, node: str, output: str) -> tuple[str, str] | None:
+        """The fan-out a handle belongs to, or None for an ordinary (static) value."""
+        target = self.nodes.get(node)
+        if target is None:
+            return None
+        if target.dynamic is not None:
+            return target.dynamic
+        outs = target.solid.outs
+        if outs is not None and isinstance(outs.get(output), DynamicOut):
+            return (node, output)
+        return None
+
+    def _ref(self, node_name: str, input_name: str, handle: OutputHandle) -> FromOutput:
+        group = self._group_of(handle.node, handle.output)
+        if group is not None and group != self.map_group:
+            if self.map_group is None:
+                raise DefinitionError(
+                    f"solid {node_name!r} input {input_name!r} was given the output of "
+                    f"{handle.node!r}, which has one value per item yielded by {group[0]!r}; "
+                    "process each item inside .map(fn), or pass .collect() to gather them"
+                )
+            raise DefinitionError(
+                f"solid {node_name!r} input {input_name!r} mixes the items of {group[0]!r} "
+                f"with the fan-out of {self.map_group[0]!r}; one .map() covers one fan-out"
+            )
+        return FromOutput(handle.node, handle.output)
 
     def _source(self, node_name: str, input_name: str, value: Any) -> InputSource:
         if isinstance(value, OutputHandle):
-            return FromOutput(value.node, value.output)
-        if isinstance(value, (list, tuple)) and any(isinstance(v, OutputHandle) for v in value):
-            return FanIn(
-                tuple(
-                    FromOutput(v.node, v.output) if isinstance(v, OutputHandle) else Constant(v)
-                    for v in value
-                )
+            return self._ref(node_name, input_name, value)
+        if isinstance(value, DynamicHandle):
+            raise DefinitionError(
+                f"solid {node_name!r} input {input_name!r} was given the fan-out of "
+                f"{value.node!r}; use .map(fn) to process each item or .collect() to gather them"
             )
+        if isinstance(value, CollectHandle):
+            if self.map_group is not None:
+                raise DefinitionError(
+                    f"solid {node_name!r} input {input_name!r}: .collect() cannot be used "
+                    "inside .map(); collect outside the mapped function"
+                )
+            return Collect(value.node, value.output, value.producer, value.producer_output)
+        if isinstance(value, MultiOutputHandle):
+            raise DefinitionError(
+                f"solid {node_name!r} input {input_name!r} was given all outputs of a "
+                f"multi-output call; pick one (result.name) or unpack them"
+            )
+        if isinstance(value, (list, tuple)) and any(
+            isinstance(v, OutputHandle | DynamicHandle | CollectHandle) for v in value
+        ):
+            items: list[FromOutput | Constant] = []
+            for v in value:
+                if isinstance(v, OutputHandle):
+                    items.append(self._ref(node_name, input_name, v))
+                elif isinstance(v, DynamicHandle | CollectHandle):
+                    raise DefinitionError(
+                        f"solid {node_name!r} input {input_name!r}: a fan-out or collected "
+                        "list cannot be an item of a fan-in list; pass .collect() on its own"
+                    )
+                else:
+                    items.append(Constant(v))
+            return FanIn(tuple(items))
         if isinstance(value, SolidDefinition | _PendingInvocation):
             raise DefinitionError(
                 f"solid {node_name!r} input {input_name!r} was given the solid itself; "
@@ -356,8 +662,10 @@ class _GraphBuilder:
         kwargs: dict[str, Any],
         *,
         alias: str | None,
-    ) -> OutputHandle:
-        node_name = self._unique_name(solid_def, alias)
+        after: tuple[str, ...] = (),
+        hooks: frozenset[HookDefinition] = frozenset(),
+    ) -> Any:
+        node_name = self.unique_name(solid_def.name, alias, what="solid")
         names = solid_def.input_names
         if len(args) > len(names):
             raise DefinitionError(
@@ -379,8 +687,38 @@ class _GraphBuilder:
                     "(positionally and by keyword)"
                 )
             inputs[input_name] = self._source(node_name, input_name, value)
-        self.nodes[node_name] = Node(name=node_name, solid=solid_def, inputs=inputs)
-        return OutputHandle(node_name)
+        for up in after:
+            group = self._group_of(up, "")
+            if group is not None and self.nodes[up].dynamic is not None and group != self.map_group:
+                raise DefinitionError(
+                    f"solid {node_name!r} cannot wait .after() the mapped solid {up!r} outside "
+                    "its .map(); wait for a step that takes its .collect() instead"
+                )
+        if self.map_group is not None and solid_def.has_dynamic_output:
+            raise DefinitionError(
+                f"solid {node_name!r} has a DynamicOut but is called inside .map(); nested "
+                "fan-outs are not supported"
+            )
+        self.nodes[node_name] = Node(
+            name=node_name,
+            solid=solid_def,
+            inputs=inputs,
+            after=after,
+            hooks=hooks,
+            dynamic=self.map_group,
+        )
+        outs = solid_def.outs
+        if outs is None:
+            return OutputHandle(node_name)
+        handles: dict[str, Any] = {}
+        for out_name, out in outs.items():
+            if isinstance(out, DynamicOut):
+                handles[out_name] = DynamicHandle(node_name, out_name, node_name, out_name)
+            else:
+                handles[out_name] = OutputHandle(node_name, out_name)
+        if len(handles) == 1:
+            return next(iter(handles.values()))
+        return MultiOutputHandle(node_name, handles)
 
 
 # --- pipelines -------------------------------------------------------------------------------
@@ -416,6 +754,7 @@ class PipelineDefinition:
     default_config: dict[str, Any] | None = None
     tags: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_tags)
     fn: Callable[..., Any] | None = None
+    hook_defs: frozenset[HookDefinition] = frozenset()
 
     @property
     def solid_names(self) -> list[str]:
@@ -441,6 +780,7 @@ def _build_pipeline(
     resources: Mapping[str, Any] | None,
     config: dict[str, Any] | None,
     tags: Mapping[str, Any] | None,
+    hooks: Iterable[HookDefinition] | None = None,
 ) -> PipelineDefinition:
     params = [
         p for p in inspect.signature(fn).parameters.values() if p.default is inspect.Parameter.empty
@@ -470,6 +810,7 @@ def _build_pipeline(
         default_config=config,
         tags=tags,
         fn=fn,
+        hook_defs=_check_hooks(f"pipeline {name!r}", hooks or ()),
     )
 
 
@@ -485,6 +826,7 @@ def pipeline(
     resources: Mapping[str, Any] | None = None,
     config: dict[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
+    hooks: Iterable[HookDefinition] | None = None,
 ) -> Callable[[Callable[[], Any]], PipelineDefinition]: ...
 
 
@@ -497,13 +839,15 @@ def pipeline(
     resources: Mapping[str, Any] | None = None,
     config: dict[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
+    hooks: Iterable[HookDefinition] | None = None,
 ) -> PipelineDefinition | Callable[[Callable[[], Any]], PipelineDefinition]:
     """Declare a pipeline whose body wires solids by calling them.
 
     The body runs once, at decoration time, to record the graph; it never
     runs again, so it must not do work itself.  ``resources`` binds resource
     definitions by key; ``config`` is a default run config that a run's own
-    config overrides key by key.
+    config overrides key by key.  ``hooks`` (from ``@success_hook`` /
+    ``@failure_hook``) run after every step of the pipeline.
     """
 
     def decorate(func: Callable[[], Any]) -> PipelineDefinition:
@@ -514,6 +858,7 @@ def pipeline(
             resources=resources,
             config=config,
             tags=tags,
+            hooks=hooks,
         )
 
     if fn is not None:

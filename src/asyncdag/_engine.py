@@ -23,14 +23,20 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
 from . import _tracing
 from ._context import SolidContext, StepLog
+from ._dynamic import DynamicRuntime, consumed_missing
 from ._errors import ResourceInitError, RetryRequested, StepTimeoutError
 from ._events import ErrorInfo, EventType, RunStatus, StepStatus
-from ._plan import INPUT_CONSTANT, INPUT_STEP, ExecutionPlan, Step
+from ._hooks import FAILURE as HOOK_FAILURE
+from ._hooks import SUCCESS as HOOK_SUCCESS
+from ._hooks import HookContext, HookDefinition, run_hooks
+from ._outputs import DynamicOut, OutputError, check_outputs, outputs_from_return
+from ._plan import INPUT_CONSTANT, INPUT_FAN_IN, INPUT_STEP, ExecutionPlan, Step
 from ._resources import ResourceManager, Resources
 
 __all__ = ["Executor", "StepState"]
@@ -130,6 +136,14 @@ class Executor:
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         self.peak_running = 0
         self._running = 0
+        # Fan-out bookkeeping, only for plans that stream (None keeps the static path bare).
+        self._dyn = DynamicRuntime(self) if plan.groups or plan.streams else None
+
+    def _new_state(self, step: Step) -> StepState:
+        """A runtime step (a mapped item's), appended to the run's states."""
+        state = StepState(step)
+        self.states.append(state)
+        return state
 
     # --- public ------------------------------------------------------------------------------
 
@@ -215,11 +229,30 @@ class Executor:
             backlog -= 1
             tg.start_soon(self._worker)
 
-    def _complete(self, state: StepState) -> None:
-        """A step reached a final state: count it and release or skip what depends on it."""
+    def _complete(self, state: StepState, missing: bool = False) -> None:
+        """A step reached a final state: count it and release or skip what depends on it.
+
+        ``missing``: the step left an optional output out, so what takes that
+        output is skipped instead of released.
+        """
         self._done += 1
         states = self.states
-        if state.status is StepStatus.SUCCESS:
+        if missing:
+            produced = state.outputs or {}
+            for index in state.step.downstream:
+                dependent = states[index]
+                if dependent.status is StepStatus.PENDING:
+                    absent = consumed_missing(dependent.step, state.step.index, produced)
+                    if absent is not None:
+                        self._skip(
+                            dependent,
+                            f"output {absent!r} of step {state.step.key!r} was not produced",
+                        )
+                        continue
+                    dependent.remaining -= 1
+                    if dependent.remaining == 0:
+                        self._make_ready(dependent)
+        elif state.status is StepStatus.SUCCESS:
             for index in state.step.downstream:
                 dependent = states[index]
                 if dependent.status is StepStatus.PENDING:
@@ -230,6 +263,8 @@ class Executor:
             reason = f"upstream step {state.step.key!r} did not succeed ({state.status.value})"
             for index in state.step.downstream:
                 self._skip(states[index], reason)
+        if self._dyn is not None:
+            self._dyn.on_complete(state)
         if self._done == len(states) and self._idle:
             self._wake_idle()  # let idle workers see the run is over and exit
 
@@ -260,6 +295,8 @@ class Executor:
             )
             if self._tracer is not None:
                 self._tracer.skip_step(state.step, run_id=self.run_id, reason=reason)
+            if self._dyn is not None:
+                self._dyn.on_complete(state)
             child_reason = f"upstream step {state.step.key!r} was skipped"
             for index in state.step.downstream:
                 if states[index].status is StepStatus.PENDING:
@@ -305,7 +342,7 @@ class Executor:
 
     async def _worker(self) -> None:
         ready = self._ready
-        states_total = len(self.states)
+        states = self.states  # grows while a fan-out yields: compare with its length
         streak = 0
         self._arriving -= 1
         try:
@@ -320,7 +357,7 @@ class Executor:
                         streak = 0
                         await anyio.lowlevel.checkpoint()
                     continue
-                if self._done >= states_total or self._idle >= _MAX_IDLE_WORKERS:
+                if self._done >= len(states) or self._idle >= _MAX_IDLE_WORKERS:
                     return
                 self._idle += 1
                 wake = self._wake
@@ -393,7 +430,14 @@ class Executor:
         tracer = self._tracer
         span = token = None
         if tracer is not None:
-            span = tracer.start_step(step, run_id=self.run_id, attempt=attempt)
+            span = tracer.start_step(
+                step,
+                run_id=self.run_id,
+                attempt=attempt,
+                extra=None
+                if step.mapping_key is None
+                else {"asyncdag.mapping_key": step.mapping_key},
+            )
             token = tracer.use_span(span)
         try:
             value = await self._attempt(state, kwargs, span)
@@ -449,11 +493,25 @@ class Executor:
                 self._cancel_reason = "fail_fast"
                 assert self._tg is not None
                 self._tg.cancel_scope.cancel()
+            if step.hooks:
+                await self._run_hooks(state, HOOK_FAILURE)
             return
         else:
             state.status = StepStatus.SUCCESS
             state.end = end = time.time()
-            state.outputs = {"result": value}
+            outs = step.outs
+            if outs is None:
+                state.outputs = {"result": value}
+            else:
+                state.outputs = value
+                for name in value:
+                    emit(
+                        EventType.STEP_OUTPUT,
+                        key,
+                        DEBUG,
+                        f"Yielded output {name!r}.",
+                        {"output": name},
+                    )
             emit(
                 EventType.STEP_SUCCESS,
                 key,
@@ -464,7 +522,18 @@ class Executor:
             if tracer is not None:
                 tracer.end_step(span, _tracing.SUCCESS)
             self._release_pool(state)
-            self._complete(state)
+            if outs is None:
+                self._complete(state)
+            else:
+                self._complete(
+                    state,
+                    any(
+                        name not in value and not isinstance(out, DynamicOut)
+                        for name, out in outs.items()
+                    ),
+                )
+            if step.hooks:
+                await self._run_hooks(state, HOOK_SUCCESS)
         finally:
             self._running -= 1
             if token is not None:
@@ -478,11 +547,13 @@ class Executor:
                 kwargs[name] = payload
             elif kind == INPUT_STEP:
                 kwargs[name] = states[payload[0]].outputs[payload[1]]  # type: ignore[index]
-            else:
+            elif kind == INPUT_FAN_IN:
                 kwargs[name] = [
                     states[ref].outputs[output] if is_step else ref  # type: ignore[index]
                     for is_step, ref, output in payload
                 ]
+            else:
+                kwargs[name] = self._dyn.collect(payload)  # type: ignore[union-attr]
         return kwargs
 
     def _make_context(self, step: Step, retry_number: int, span: Any) -> SolidContext:
@@ -499,7 +570,7 @@ class Executor:
             step_key=step.key,
             retry_number=retry_number,
             log=StepLog(self._emit, step.key, span),
-            solid_config=self._solid_configs.get(step.key),
+            solid_config=self._solid_configs.get(step.node.name),
             resources=resources,
             tags=self._tags,
             run_config=self._run_config,
@@ -518,6 +589,8 @@ class Executor:
             if step.timeout is None:
                 if solid.is_async:
                     value = await fn(*args, **kwargs)
+                elif solid.is_generator:
+                    value = await self._drain(state, fn(*args, **kwargs))
                 else:
                     value = await anyio.to_thread.run_sync(
                         functools.partial(fn, *args, **kwargs), limiter=self._thread_limiter
@@ -529,6 +602,8 @@ class Executor:
                 with anyio.move_on_after(step.timeout) as scope:
                     if solid.is_async:
                         value = await fn(*args, **kwargs)
+                    elif solid.is_generator:
+                        value = await self._drain(state, fn(*args, **kwargs))
                     else:
                         value = await anyio.to_thread.run_sync(
                             functools.partial(fn, *args, **kwargs), limiter=self._thread_limiter
@@ -536,6 +611,10 @@ class Executor:
                         await anyio.lowlevel.checkpoint_if_cancelled()
                 if scope.cancel_called:
                     raise StepTimeoutError(step.key, step.timeout)
+            if step.outs is not None:
+                if not solid.is_generator:
+                    value = outputs_from_return(step.key, step.outs, value)
+                check_outputs(step.key, step.outs, value)
             return value
         except self._cancelled_exc:
             raise
@@ -543,6 +622,14 @@ class Executor:
             delay = self._retry_delay(state, exc)
             if delay is None:
                 raise
+            if self._dyn is not None and self._dyn.yielded.get(step.index):
+                raise OutputError(
+                    f"step {step.key!r} failed after yielding "
+                    f"{self._dyn.yielded[step.index]} dynamic output(s) and is not retried: "
+                    "a retry would yield them again and start their mapped steps twice; "
+                    "retry inside the generator instead "
+                    f"(it failed with {type(exc).__name__}: {exc})"
+                ) from exc
             state.exception = exc
             error = ErrorInfo.from_exception(exc)
             self._emit(
@@ -555,6 +642,64 @@ class Executor:
                 {"attempt": state.attempts, "delay": delay, "error": error.to_dict()},
             )
             raise _Retry(delay) from exc
+
+    async def _drain(self, state: StepState, gen: Any) -> dict[str, Any]:
+        """Run a generator solid, handing each item to the fan-out as it is yielded.
+
+        An async generator is iterated here; a sync one in a worker thread that
+        passes each item back to the event loop, so mapped steps start while the
+        generator keeps producing.
+        """
+        dyn = self._dyn
+        assert dyn is not None
+        outputs: dict[str, Any] = {}
+        if state.step.solid.is_async_generator:
+            try:
+                async for item in gen:
+                    dyn.on_item(state, item, outputs)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await gen.aclose()
+        else:
+
+            def drain() -> None:
+                try:
+                    for item in gen:
+                        anyio.from_thread.run_sync(dyn.on_item, state, item, outputs)
+                        anyio.from_thread.check_cancelled()
+                finally:
+                    gen.close()
+
+            await anyio.to_thread.run_sync(drain, limiter=self._thread_limiter)
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        return outputs
+
+    async def _run_hooks(self, state: StepState, kind: str) -> None:
+        """The step's hooks of ``kind``, after its outcome was recorded (its span has ended)."""
+        step = state.step
+
+        def make_context(hook: HookDefinition) -> HookContext:
+            solid = step.solid
+            resources = None
+            if solid.required_resources and self._resources is not None:
+                resources = Resources(
+                    self._resources.values, solid.required_resources, f"solid {step.key!r}"
+                )
+            return HookContext(
+                hook_name=hook.name,
+                run_id=self.run_id,
+                pipeline_name=self.plan.pipeline.name,
+                solid_name=solid.name,
+                step_key=step.key,
+                log=StepLog(self._emit, step.key),
+                solid_config=self._solid_configs.get(step.node.name),
+                resources=resources,
+                tags=self._tags,
+                run_config=self._run_config,
+                error=state.exception if kind == HOOK_FAILURE else None,
+            )
+
+        await run_hooks(step.hooks, kind, self._emit, make_context, limiter=self._thread_limiter)
 
     def _retry_delay(self, state: StepState, exc: Exception) -> float | None:
         """Seconds to wait before the next attempt, or None when the step should fail now."""

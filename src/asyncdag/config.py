@@ -243,6 +243,38 @@ def _section(
     return value
 
 
+def _flatten_graph_sections(
+    section: Mapping[str, Any], nodes: Mapping[str, Any], prefix: str, errors: list[ConfigErrorItem]
+) -> dict[str, Any]:
+    """``{outer: {solids: {inner: {...}}}}`` (a @graph's solids, nested) as ``{"outer.inner": ...}``.
+
+    Graphs are flattened into dotted node names when the pipeline is built; config
+    may name those directly or nest by graph, as in Dagster.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in section.items():
+        full = prefix + key
+        is_graph = full not in nodes and any(name.startswith(full + ".") for name in nodes)
+        if is_graph and isinstance(value, Mapping):
+            extra = sorted(set(value) - {"solids"})
+            if extra:
+                errors.append(
+                    ConfigErrorItem(
+                        f"solids.{full}",
+                        f"{full!r} is a graph: its config goes under 'solids' (per solid), "
+                        f"not {extra}",
+                    )
+                )
+            inner = value.get("solids") or {}
+            if not isinstance(inner, Mapping):
+                errors.append(ConfigErrorItem(f"solids.{full}.solids", "expected a mapping"))
+                continue
+            flat.update(_flatten_graph_sections(inner, nodes, full + ".", errors))
+        else:
+            flat[full] = value
+    return flat
+
+
 def _check_keys(
     given: Mapping[str, Any],
     valid: Mapping[str, Any] | tuple[str, ...],
@@ -400,6 +432,8 @@ def resolve_run_config(
 
     nodes = pipeline.nodes
     solids_section = _section(raw, "solids", "solids", errors)
+    if any("." in name for name in nodes):
+        solids_section = _flatten_graph_sections(solids_section, nodes, "", errors)
     _check_keys(solids_section, nodes, "solids", errors, noun="solid")
     solids: dict[str, SolidRunConfig] = {}
     for name, node in nodes.items():

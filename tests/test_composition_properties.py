@@ -1,0 +1,129 @@
+"""hypothesis: random nested graphs with random fan-outs match a sequential reference evaluation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from asyncdag import (
+    DynamicOut,
+    DynamicOutput,
+    execute_pipeline_async,
+    graph,
+    pipeline,
+    solid,
+)
+
+# A random program: a chain of stages, each either an affine map `a*x + b` (possibly wrapped in
+# nested graphs) or a fan-out of `k` items, mapped by affine steps and collected by a sum.
+stage = st.one_of(
+    st.tuples(st.just("affine"), st.integers(-3, 3), st.integers(-5, 5), st.integers(0, 2)),
+    st.tuples(
+        st.just("fan"),
+        st.integers(0, 6),
+        st.lists(st.tuples(st.integers(-3, 3), st.integers(-5, 5)), min_size=0, max_size=3),
+        st.booleans(),
+    ),
+)
+
+
+def reference(x: int, stages: list[tuple[Any, ...]]) -> int:
+    for s in stages:
+        if s[0] == "affine":
+            x = s[1] * x + s[2]
+        else:
+            _, k, maps, _sync = s
+            values = []
+            for i in sorted(range(k), key=lambda i: f"k{i}"):
+                v = x + i
+                for a, b in maps:
+                    v = a * v + b
+                values.append(v)
+            x = sum(values)
+    return x
+
+
+def build(stages: list[tuple[Any, ...]]):
+    @solid
+    def start() -> int:
+        return 7
+
+    def affine(a: int, b: int):
+        @solid(name="affine")
+        async def f(x: int) -> int:
+            await anyio.lowlevel.checkpoint()
+            return a * x + b
+
+        return f
+
+    def wrap(body, depth: int):
+        for level in range(depth):
+            body = graph(name=f"g{level}")(lambda x, inner=body: inner(x))
+        return body
+
+    @solid
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    def fan(k: int, sync: bool):
+        if sync:
+
+            @solid(name="fan", outs={"items": DynamicOut()})
+            def produce(x: int):
+                for i in range(k):
+                    yield DynamicOutput(x + i, mapping_key=f"k{i}")
+
+        else:
+
+            @solid(name="fan", outs={"items": DynamicOut()})
+            async def produce(x: int):
+                for i in range(k):
+                    await anyio.lowlevel.checkpoint()
+                    yield DynamicOutput(x + i, mapping_key=f"k{i}")
+
+        return produce
+
+    @pipeline
+    def p():
+        handle = start()
+        for s in stages:
+            if s[0] == "affine":
+                _, a, b, depth = s
+                step = affine(a, b)
+                handle = wrap(lambda x, step=step: step(x), depth)(handle)
+            else:
+                _, k, maps, sync = s
+
+                def per_item(v, maps=maps):
+                    for a, b in maps:
+                        v = affine(a, b)(v)
+                    return v
+
+                items = fan(k, sync)(handle)
+                mapped = items.map(per_item) if maps else items
+                handle = total(mapped.collect())
+        total.alias("final")([handle])
+
+    return p
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    stages=st.lists(stage, min_size=1, max_size=5),
+    bound=st.sampled_from([2, 3, None]),
+    backend=st.sampled_from(["asyncio", "trio"]),
+)
+def test_random_nested_fan_outs_match_sequential_reference(
+    stages: list[tuple[Any, ...]], bound: int | None, backend: str
+) -> None:
+    p = build(stages)
+
+    async def main() -> Any:
+        return await execute_pipeline_async(p, max_concurrency=bound)
+
+    result = anyio.run(main, backend=backend)
+    assert result.success
+    assert result.output_for_solid("final") == reference(7, stages)

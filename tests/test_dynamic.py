@@ -1,0 +1,352 @@
+"""Streaming fan-out: DynamicOut items mapped as they are yielded, then collected; asyncio and trio."""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+import pytest
+
+from asyncdag import (
+    DefinitionError,
+    DynamicOut,
+    DynamicOutput,
+    EventType,
+    HookContext,
+    OutputError,
+    RetryPolicy,
+    RunStatus,
+    StepStatus,
+    execute_pipeline_async,
+    pipeline,
+    solid,
+    success_hook,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@solid(outs={"items": DynamicOut()})
+async def numbers(n: int = 4):
+    for i in range(n):
+        yield DynamicOutput(i, mapping_key=f"n{i}")
+
+
+@solid(outs={"items": DynamicOut()})
+def sync_numbers(n: int = 4):
+    for i in range(n):
+        yield DynamicOutput(i, mapping_key=f"n{i}")
+
+
+@solid
+async def square(x: int) -> int:
+    return x * x
+
+
+@solid
+def add_one(x: int) -> int:
+    return x + 1
+
+
+@solid
+def gather(values: list[int]) -> list[int]:
+    return values
+
+
+async def run(p, **kwargs):
+    return await execute_pipeline_async(p, raise_on_error=False, **kwargs)
+
+
+async def test_map_and_collect_from_async_and_sync_generators() -> None:
+    @pipeline
+    def p():
+        gather(numbers().map(lambda x: add_one(square(x))).collect())
+        gather.alias("from_sync")(sync_numbers().map(square).collect())
+        gather.alias("raw")(numbers.alias("again")().collect())
+
+    result = await run(p, max_concurrency=3)
+    assert result.status is RunStatus.SUCCESS
+    assert result.output_for_solid("gather") == [1, 2, 5, 10]
+    assert result.output_for_solid("from_sync") == [0, 1, 4, 9]
+    assert result.output_for_solid("raw") == [0, 1, 2, 3]
+    assert result.step_results["square[n2]"].status is StepStatus.SUCCESS
+    assert result.step_results["add_one[n3]"].status is StepStatus.SUCCESS
+
+
+async def test_collect_is_in_mapping_key_order_not_yield_order() -> None:
+    @solid(outs={"items": DynamicOut()})
+    async def shuffled():
+        for key in ["c", "a", "b"]:
+            yield DynamicOutput(key.upper(), mapping_key=key)
+
+    @pipeline
+    def p():
+        gather(shuffled().collect())
+
+    result = await run(p)
+    assert result.output_for_solid("gather") == ["A", "B", "C"]
+
+
+async def test_empty_fan_out_collects_an_empty_list() -> None:
+    @pipeline
+    def p():
+        gather(numbers().map(square).collect())
+
+    result = await run(p, run_config={"solids": {"numbers": {"inputs": {"n": 0}}}})
+    assert result.output_for_solid("gather") == []
+
+
+async def test_mapped_step_finishes_before_the_async_generator_yields_its_last_item() -> None:
+    first_done = anyio.Event()
+
+    @solid(outs={"items": DynamicOut()})
+    async def producer():
+        yield DynamicOutput(1, mapping_key="first")
+        await first_done.wait()  # only a streaming engine gets past this
+        yield DynamicOutput(2, mapping_key="last")
+
+    @solid
+    async def consume(x: int) -> int:
+        if x == 1:
+            first_done.set()
+        return x
+
+    @pipeline
+    def p():
+        gather(producer().map(consume).collect())
+
+    result = await run(p, max_concurrency=2)
+    assert result.output_for_solid("gather") == [1, 2]
+    events = [(e.type, e.step_key, (e.data or {}).get("mapping_key")) for e in result.events]
+    first_success = events.index((EventType.STEP_SUCCESS, "consume[first]", None))
+    last_yield = events.index((EventType.STEP_OUTPUT, "producer", "last"))
+    assert first_success < last_yield
+
+
+async def test_mapped_step_finishes_before_the_sync_generator_yields_its_last_item() -> None:
+    first_done = threading.Event()
+
+    @solid(outs={"items": DynamicOut()})
+    def producer():
+        yield DynamicOutput(1, mapping_key="first")
+        assert first_done.wait(timeout=60), "the mapped step did not run while the generator ran"
+        yield DynamicOutput(2, mapping_key="last")
+
+    @solid
+    def consume(x: int) -> int:
+        return x
+
+    # A success hook runs after STEP_SUCCESS is emitted, so the generator's wait ends
+    # only once the mapped step's success is in the event log.
+    @success_hook
+    def release(context: HookContext) -> None:
+        if context.step_key == "consume[first]":
+            first_done.set()
+
+    @pipeline
+    def p():
+        gather(producer().map(lambda x: consume.with_hooks({release})(x)).collect())
+
+    result = await run(p, max_concurrency=2)
+    assert result.status is RunStatus.SUCCESS
+    events = [(e.type, e.step_key, (e.data or {}).get("mapping_key")) for e in result.events]
+    assert events.index((EventType.STEP_SUCCESS, "consume[first]", None)) < events.index(
+        (EventType.STEP_OUTPUT, "producer", "last")
+    )
+
+
+async def test_mapped_steps_stay_within_the_run_bound() -> None:
+    running = peak = 0
+
+    @solid
+    async def slow(x: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0)
+        await anyio.sleep(0)
+        running -= 1
+        return x
+
+    @pipeline
+    def p():
+        gather(numbers().map(slow).collect())
+
+    result = await run(
+        p, max_concurrency=2, run_config={"solids": {"numbers": {"inputs": {"n": 20}}}}
+    )
+    # mapping-key order is string order: n0, n1, n10, n11, ..., n2, ...
+    assert result.output_for_solid("gather") == sorted(range(20), key=lambda i: f"n{i}")
+    assert 1 <= peak <= 2
+
+
+async def test_duplicate_mapping_key_fails_the_producer_naming_both_items() -> None:
+    @solid(outs={"items": DynamicOut()})
+    async def clash():
+        yield DynamicOutput("x", mapping_key="same")
+        yield DynamicOutput("y", mapping_key="same")
+
+    @pipeline
+    def p():
+        gather(clash().map(add_one).collect())
+
+    result = await run(p)
+    error = result.step_results["clash"].error
+    assert result.step_results["clash"].status is StepStatus.FAILURE
+    assert "'same' twice" in error.message and "'x'" in error.message and "'y'" in error.message
+    assert result.step_results["gather"].status is StepStatus.SKIPPED
+
+
+async def test_invalid_mapping_key_is_rejected() -> None:
+    @solid(outs={"items": DynamicOut()})
+    async def bad():
+        yield DynamicOutput(1, mapping_key="has space")
+
+    @pipeline
+    def p():
+        bad().map(add_one)
+
+    result = await run(p)
+    assert isinstance(result.exception_for_step("bad"), OutputError)
+    assert "letters, digits and _" in result.step_results["bad"].error.message
+
+
+async def test_a_failed_mapped_step_skips_the_collector_and_others_still_run() -> None:
+    @solid
+    def picky(x: int) -> int:
+        if x == 2:
+            raise ValueError("two")
+        return x
+
+    @pipeline
+    def p():
+        gather(numbers().map(picky).collect())
+
+    result = await run(p)
+    assert result.status is RunStatus.FAILURE
+    assert result.step_results["picky[n2]"].status is StepStatus.FAILURE
+    assert result.step_results["picky[n3]"].status is StepStatus.SUCCESS
+    collector = result.step_results["gather"]
+    assert collector.status is StepStatus.SKIPPED and "picky[n2]" in collector.skip_reason
+
+
+async def test_a_producer_that_fails_after_yielding_is_not_retried() -> None:
+    @solid(outs={"items": DynamicOut()}, retry_policy=RetryPolicy(max_retries=3))
+    async def flaky():
+        yield DynamicOutput(1, mapping_key="a")
+        raise ConnectionError("lost")
+
+    @pipeline
+    def p():
+        gather(flaky().map(add_one).collect())
+
+    result = await run(p)
+    flaky_result = result.step_results["flaky"]
+    assert flaky_result.status is StepStatus.FAILURE and flaky_result.attempts == 1
+    assert "not retried" in flaky_result.error.message
+    assert result.step_results["add_one[a]"].status is StepStatus.SUCCESS
+    assert result.step_results["gather"].status is StepStatus.SKIPPED
+
+
+async def test_mapped_steps_take_static_inputs_and_config() -> None:
+    @solid
+    def offset() -> int:
+        return 100
+
+    @solid(config_schema={"factor": int})
+    def combine(context, x: int, base: int) -> int:
+        return base + x * context.solid_config["factor"]
+
+    @pipeline
+    def p():
+        base = offset()
+        gather(numbers().map(lambda x: combine(x, base)).collect())
+
+    result = await run(p, run_config={"solids": {"combine": {"config": {"factor": 10}}}})
+    assert result.output_for_solid("gather") == [100, 110, 120, 130]
+
+
+async def test_mapped_step_spans_carry_the_mapping_key() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    @pipeline
+    def p():
+        numbers().map(square)
+
+    await execute_pipeline_async(p, tracer_provider=provider)
+    keys = {
+        s.name: s.attributes.get("asyncdag.mapping_key")
+        for s in exporter.get_finished_spans()
+        if s.name.startswith("square")
+    }
+    assert keys == {f"square[n{i}]": f"n{i}" for i in range(4)}
+
+
+def test_wiring_errors_for_fan_outs() -> None:
+    with pytest.raises(DefinitionError, match=r"use \.map\(fn\)"):
+
+        @pipeline
+        def direct():
+            add_one(numbers())
+
+    with pytest.raises(DefinitionError, match="nested fan-outs"):
+
+        @pipeline
+        def nested():
+            numbers().map(lambda x: numbers(x).map(add_one))
+
+    with pytest.raises(DefinitionError, match=r"inside \.map"):
+
+        @pipeline
+        def collect_inside():
+            items = numbers()
+            items.map(lambda x: gather(items.collect()))
+
+    with pytest.raises(DefinitionError, match="must be a generator"):
+
+        @solid(outs={"items": DynamicOut()})
+        def not_a_generator():
+            return [1]
+
+
+def _load_example(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_crawler_example_streams_and_summarizes() -> None:
+    crawler = _load_example("crawler")
+    with crawler.local_site(25) as base:
+        result = await execute_pipeline_async(
+            crawler.crawler,
+            {"solids": {"discover": {"config": {"base_url": base}}}},
+            max_concurrency=4,
+            concurrency_limits={"http": 3},
+        )
+    assert result.output_for_solid("summarize") == {
+        "pages": 25,
+        "ok": 25,
+        "words": sum(n % 7 + 1 for n in range(25)),
+    }
+    assert result.step_results["fetch[000024]"].status is StepStatus.SUCCESS
+
+
+async def test_branching_example_skips_the_branch_not_taken() -> None:
+    branching = _load_example("branching")
+    config = {"solids": {"order": {"config": {"amount": 50}}}}
+    result = await execute_pipeline_async(branching.branching, config)
+    assert result.output_for_solid("auto_approve") == "approved"
+    assert result.step_results["manual_review"].status is StepStatus.SKIPPED
