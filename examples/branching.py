@@ -39,7 +39,9 @@ def manual_review(context, amount: int) -> str:
     return "in review"
 
 
-@pipeline
+# A default run config, so `asyncdag pipeline execute -f examples/branching.py` runs as is;
+# `-c` or the UI's playground override it key by key.
+@pipeline(config={"solids": {"order": {"config": {"amount": 250}}}})
 def branching():
     small, large = route(order())
     auto_approve(small)
