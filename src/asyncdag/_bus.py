@@ -23,6 +23,7 @@ __all__ = ["EventBus", "Listener"]
 Listener = Callable[[Event], Any]
 
 _log = logging.getLogger("asyncdag.events")
+_new_event = tuple.__new__
 
 
 class EventBus:
@@ -57,7 +58,10 @@ class EventBus:
 
             return anyio.from_thread.run_sync(self.emit, type, step_key, level, message, data)
         events = self.events
-        event = Event(self.run_id, len(events), time.time(), type, step_key, level, message, data)
+        # tuple.__new__ skips the named tuple's Python-level __new__: a third of the cost.
+        event = _new_event(
+            Event, (self.run_id, len(events), time.time(), type, step_key, level, message, data)
+        )
         events.append(event)
         for listener, min_level in self._listeners:
             if level < min_level:

@@ -423,7 +423,7 @@ class Executor:
             EventType.STEP_START,
             key,
             DEBUG,
-            f"Started execution of step {key!r}.",
+            step.started_message,
             {"attempt": attempt, "waited": now - state.ready_at},
         )
 
@@ -516,7 +516,7 @@ class Executor:
                 EventType.STEP_SUCCESS,
                 key,
                 DEBUG,
-                f"Finished execution of step {key!r} in {(end - now) * 1000:.2f}ms.",
+                f"{step.finished_prefix}{(end - now) * 1000:.2f}ms.",
                 {"attempt": attempt, "duration": end - now},
             )
             if tracer is not None:

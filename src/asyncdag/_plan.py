@@ -47,6 +47,7 @@ class Step:
     __slots__ = (
         "collects",
         "downstream",
+        "finished_prefix",
         "hooks",
         "index",
         "inputs",
@@ -57,6 +58,7 @@ class Step:
         "pool",
         "retry_policy",
         "solid",
+        "started_message",
         "timeout",
         "upstream",
     )
@@ -75,6 +77,9 @@ class Step:
     ) -> None:
         self.index = index
         self.key = key
+        # Built once per plan (plans are cached per pipeline), not once per run.
+        self.started_message = f"Started execution of step {key!r}."
+        self.finished_prefix = f"Finished execution of step {key!r} in "
         self.node = node
         self.solid: SolidDefinition = node.solid
         self.inputs = inputs
