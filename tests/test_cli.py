@@ -526,3 +526,11 @@ def test_sigkill_leaves_a_started_run_that_the_next_command_marks_failed(home: P
     table = cli(home, "run", "list")
     assert "FAILURE" in table.stdout
     assert "killed" in table.stdout
+
+
+def test_pipeline_show_describes_fan_out_and_collect(home: Path) -> None:
+    crawler = str(Path(__file__).resolve().parent.parent / "examples" / "crawler.py")
+    done = cli(home, "pipeline", "show", "-f", crawler)
+    assert done.returncode == 0, done.stderr
+    assert "mapped over each item of discover.urls" in done.stdout
+    assert "<- collect fetch.result over each item of discover.urls" in done.stdout

@@ -105,6 +105,8 @@ def _describe_node(node: Node) -> dict[str, Any]:
         "name": node.name,
         "solid": solid.name,
         "kind": "async" if solid.is_async else "sync",
+        "mapped_over": f"{node.dynamic[0]}.{node.dynamic[1]}" if node.dynamic else None,
+        "after": list(node.after),
         "description": solid.description,
         "inputs": inputs,
         "upstream": list(node.upstream),
@@ -118,7 +120,7 @@ def _describe_node(node: Node) -> dict[str, Any]:
 
 
 def _source_text(source: Any) -> str:
-    from asyncdag._definitions import Constant, FanIn, FromOutput
+    from asyncdag._definitions import Collect, Constant, FanIn, FromOutput
 
     if source is None:
         return "run config"
@@ -128,6 +130,11 @@ def _source_text(source: Any) -> str:
         return f"constant {source.value!r}"[:60]
     if isinstance(source, FanIn):
         return "[" + ", ".join(_source_text(s) for s in source.sources) + "]"
+    if isinstance(source, Collect):
+        return (
+            f"collect {source.node}.{source.output} over each item of "
+            f"{source.producer}.{source.producer_output}"
+        )
     return repr(source)
 
 
@@ -147,6 +154,10 @@ def _render(d: dict[str, Any]) -> str:
         for input_name, info in step["inputs"].items():
             lines.append(f"    input {input_name}: {info['type']} <- {info['from']}")
         details = []
+        if step["mapped_over"]:
+            details.append(f"mapped over each item of {step['mapped_over']}")
+        if step["after"]:
+            details.append(f"after={','.join(step['after'])}")
         if step["pool"]:
             details.append(f"pool={step['pool']}")
         if step["timeout"] is not None:
