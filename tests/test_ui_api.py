@@ -162,7 +162,7 @@ async def test_pipeline_graph_describes_each_solid(ui: UI) -> None:
     assert greet["description"] == "Greets `name`, `times` times."
     assert greet["pool"] == "io"
     assert greet["timeout"] == 30
-    assert greet["outputs"] == [{"name": "result", "type": "str"}]
+    assert greet["outputs"] == [{"name": "result", "type": "str", "required": True, "dynamic": False}]
     assert greet["inputs"][0]["source"] == {"kind": "config"}
     assert greet["config_schema"]["required"] == ["greeting"]
     assert greet["config_schema"]["properties"]["times"]["default"] == 1
@@ -609,3 +609,32 @@ def test_create_app_rejects_what_is_not_a_pipeline() -> None:
     with pytest.raises(AsyncdagError, match="takes pipelines made with @pipeline"):
         create_app([object()])  # type: ignore[list-item]
     assert chatty_pipeline.name == "chatty_pipeline"
+
+
+async def test_pipeline_graph_shows_fan_out_collect_and_optional_outputs() -> None:
+    from pathlib import Path
+
+    from asyncdag._loader import load_pipelines
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    loaded = load_pipelines(files=[examples / "crawler.py", examples / "branching.py"])
+    app = create_app(list(loaded.values()), storage=InMemoryStorage())
+    served = UI(app, "", None)
+    async with lifespan(app), served.client:
+        crawler = (await served.get("/api/pipelines/crawler")).json()
+        branching = (await served.get("/api/pipelines/branching")).json()
+    nodes = {n["name"]: n for n in crawler["nodes"]}
+    assert nodes["fetch"]["mapped_over"] == {"node": "discover", "output": "urls"}
+    assert nodes["discover"]["outputs"] == [
+        {"name": "urls", "type": "Any", "required": False, "dynamic": True}
+    ]
+    assert nodes["summarize"]["inputs"][0]["source"]["kind"] == "collect"
+    assert {(e["from"], e["to"], e["input"]) for e in crawler["edges"]} == {
+        ("discover", "fetch", "url"),
+        ("fetch", "summarize", "pages"),
+    }
+    route = next(n for n in branching["nodes"] if n["name"] == "route")
+    assert [(o["name"], o["required"]) for o in route["outputs"]] == [
+        ("small", False),
+        ("large", False),
+    ]

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from asyncdag._definitions import Constant, FanIn, FromOutput, PipelineDefinition
+from asyncdag._definitions import Collect, Constant, FanIn, FromOutput, PipelineDefinition
 from asyncdag._errors import AsyncdagError, ConfigError
 from asyncdag._events import RunStatus
 
@@ -91,7 +91,31 @@ def _source(source: Any) -> dict[str, Any]:
         return {"kind": "fan_in", "sources": [_source(s) for s in source.sources]}
     if isinstance(source, Constant):
         return {"kind": "constant", "value": repr(source.value)[:200]}
+    if isinstance(source, Collect):
+        return {
+            "kind": "collect",
+            "node": source.node,
+            "output": source.output,
+            "producer": source.producer,
+            "producer_output": source.producer_output,
+        }
     return {"kind": "unknown"}
+
+
+def _outputs(solid: Any) -> list[dict[str, Any]]:
+    from asyncdag import DynamicOut
+
+    if not solid.outs:
+        return [{"name": "result", "type": _output_type(solid), "required": True, "dynamic": False}]
+    return [
+        {
+            "name": name,
+            "type": "Any",
+            "required": getattr(out, "is_required", True),
+            "dynamic": isinstance(out, DynamicOut),
+        }
+        for name, out in solid.outs.items()
+    ]
 
 
 def _node(node: Any) -> dict[str, Any]:
@@ -116,7 +140,11 @@ def _node(node: Any) -> dict[str, Any]:
         "description": solid.description,
         "is_async": solid.is_async,
         "inputs": inputs,
-        "outputs": [{"name": "result", "type": _output_type(solid)}],
+        "outputs": _outputs(solid),
+        "mapped_over": (
+            {"node": node.dynamic[0], "output": node.dynamic[1]} if node.dynamic else None
+        ),
+        "after": list(node.after),
         "config_schema": (
             config_json_schema(solid.config_schema) if solid.config_schema is not None else None
         ),
@@ -135,7 +163,7 @@ def _edges(pipeline: PipelineDefinition) -> list[dict[str, str]]:
         for input_name, source in node.inputs.items():
             items = source.sources if isinstance(source, FanIn) else (source,)
             for item in items:
-                if isinstance(item, FromOutput):
+                if isinstance(item, FromOutput | Collect):
                     edges.append(
                         {
                             "from": item.node,
@@ -144,6 +172,8 @@ def _edges(pipeline: PipelineDefinition) -> list[dict[str, str]]:
                             "input": input_name,
                         }
                     )
+        for before in node.after:
+            edges.append({"from": before, "output": None, "to": node.name, "input": None})
     return edges
 
 

@@ -20,7 +20,7 @@ export class GraphView {
       id: n.name,
       label: n.name,
       inputOrder: n.inputs.map((i) => i.name),
-      sub: n.solid !== n.name ? n.solid : n.is_async ? "async" : "sync",
+      sub: (n.solid !== n.name ? n.solid : n.is_async ? "async" : "sync") + (n.mapped_over ? ` · each ${n.mapped_over.node}.${n.mapped_over.output}` : ""),
     }));
     const subs = new Map(nodes.map((n) => [n.id, n.sub]));
     this.layout = layout(nodes, pipeline.edges);
@@ -38,7 +38,7 @@ export class GraphView {
     for (const e of this.layout.edges) {
       edgeLayer.append(svg("path", { d: pathData(e.points), class: "edge", "marker-end": "url(#arrow)", "data-from": e.from, "data-to": e.to }));
       const text = svg("text", { x: e.label.x, y: e.label.y, class: "edge-label", "text-anchor": "middle" });
-      text.textContent = e.input;
+      text.textContent = e.input ?? "after";
       labelLayer.append(text);
     }
     for (const b of this.layout.nodes) {

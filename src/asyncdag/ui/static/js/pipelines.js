@@ -59,7 +59,7 @@ export function solidDetails(node) {
       ? h("table", { class: "mini" }, node.inputs.map((i) => h("tr", {}, [h("td", {}, code(i.name)), h("td", { class: "type" }, i.type), h("td", { class: "muted" }, sourceText(i.source))])))
       : h("div", { class: "muted small" }, "None"),
     h("h3", {}, "Outputs"),
-    h("table", { class: "mini" }, node.outputs.map((o) => h("tr", {}, [h("td", {}, code(o.name)), h("td", { class: "type" }, o.type)]))),
+    h("table", { class: "mini" }, node.outputs.map((o) => h("tr", {}, [h("td", {}, code(o.name)), h("td", { class: "type" }, o.type + (o.dynamic ? " · fan-out" : o.required === false ? " · optional" : ""))]))),
     h("h3", {}, "Execution"),
     kv("Pool", node.pool ? code(node.pool) : h("span", { class: "muted" }, "none")),
     kv("Timeout", node.timeout ? `${node.timeout} s per attempt` : h("span", { class: "muted" }, "none")),

@@ -22,7 +22,9 @@ export async function runPage(root, runId, info) {
     if (!s) { s = { state: "pending", attempts: [] }; steps.set(key, s); }
     return s;
   };
-  if (pipeline) for (const n of pipeline.nodes) step(n.name);
+  // A mapped node is a template, not a step: its steps ("fetch[k]") appear as items are yielded.
+  const templates = pipeline ? pipeline.nodes.filter((n) => n.mapped_over).map((n) => n.name) : [];
+  if (pipeline) for (const n of pipeline.nodes) if (!n.mapped_over) step(n.name);
   let status = run.status, canceling = false;
   let t0 = run.start_time, end = run.end_time, traceId = run.trace_id || null;
   const dirty = new Set();
@@ -131,15 +133,31 @@ export async function runPage(root, runId, info) {
       }
     }
   };
+  // A mapped step's key is "node[mapping_key]": its graph node is the template "node",
+  // coloured by the most telling state among its instances.
+  const templateOf = (key) => { const i = key.indexOf("["); return i < 0 ? null : key.slice(0, i); };
+  const RANK = { failure: 6, running: 5, retrying: 4, canceled: 3, pending: 2, skipped: 1, success: 0 };
   const paint = () => {
     if (view) {
-      for (const key of dirty) view.setState(key, steps.get(key).state);
+      const templates = new Set();
+      for (const key of dirty) {
+        const template = templateOf(key);
+        if (template === null) view.setState(key, steps.get(key).state);
+        else templates.add(template);
+      }
+      for (const template of templates) {
+        let worst = null;
+        for (const [key, s] of steps) {
+          if (templateOf(key) === template && (worst === null || RANK[s.state] > RANK[worst])) worst = s.state;
+        }
+        if (worst !== null) view.setState(template, worst);
+      }
       dirty.clear();
     }
     gantt.update(steps, { t0, end, live: !FINISHED.has(status) });
     refreshHeader();
   };
-  if (view) for (const key of steps.keys()) view.setState(key, "pending");
+  if (view) for (const key of [...steps.keys(), ...templates]) view.setState(key, "pending");
   paint();
 
   const source = new EventSource(`api/runs/${enc(runId)}/events/stream`);
