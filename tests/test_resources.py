@@ -892,3 +892,149 @@ async def test_a_solid_sees_only_its_declared_resources() -> None:
     result = await execute_pipeline_async(p)
     assert result.output_for_solid("look") == (True, False, ["a"])
     assert log == ["up a", "down a"]
+
+
+# --- resources holding a task group across their yield -----------------------------------------
+
+
+def heartbeat(log: list[str]) -> ResourceDefinition:
+    """A resource that keeps a background task (a task group) open while it is in use."""
+
+    @resource
+    async def heart() -> AsyncIterator[str]:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.sleep_forever)
+            log.append("up heart")
+            yield "beat"
+            tg.cancel_scope.cancel()
+        log.append("down heart")
+
+    return heart
+
+
+def recorder() -> tuple[list[tuple[Any, Any]], Any]:
+    events: list[tuple[Any, Any]] = []
+
+    def emit(type: Any, step_key: Any, level: Any, message: Any, data: Any) -> None:
+        events.append((type, (data or {}).get("resource")))
+
+    return events, emit
+
+
+async def test_a_hosted_manager_runs_each_resource_in_a_task_of_its_own() -> None:
+    from asyncdag._resources import ResourceManager
+
+    log: list[str] = []
+    events, emit = recorder()
+    definitions = {"heart": heartbeat(log), "a": tracked("a", log)}
+    manager = ResourceManager(definitions, {}, run_id="r", emit=emit)
+    async with manager.hosted():
+        # Set up from a step-like task that ends long before teardown.
+        async with anyio.create_task_group() as steps:
+            steps.start_soon(manager.ensure, {"a", "heart"})
+        assert manager.values == {"a": "a", "heart": "beat"}
+        assert log == ["up a", "up heart"]
+    assert log == ["up a", "up heart", "down heart", "down a"]
+    assert [e for e in events if e[0] is EventType.RESOURCE_TEARDOWN] == [
+        (EventType.RESOURCE_TEARDOWN, "heart"),
+        (EventType.RESOURCE_TEARDOWN, "a"),
+    ]
+
+
+async def test_a_hosted_manager_reports_setup_and_teardown_failures_by_name() -> None:
+    from asyncdag._resources import ResourceManager
+
+    log: list[str] = []
+
+    @resource
+    async def bad() -> AsyncIterator[str]:
+        raise ConnectionError("refused")
+        yield "never"  # pragma: no cover
+
+    @resource
+    async def fragile() -> AsyncIterator[str]:
+        yield "fragile"
+        raise OSError("gone")
+
+    events, emit = recorder()
+    definitions = {"bad": bad, "fragile": fragile, "a": tracked("a", log)}
+    manager = ResourceManager(definitions, {}, run_id="r", emit=emit)
+    async with manager.hosted():
+        await manager.ensure({"a", "fragile"})
+        with pytest.raises(ResourceInitError, match=r"'bad'.*refused"):
+            await manager.ensure({"bad"})
+    assert log == ["up a", "down a"]
+    assert (EventType.RESOURCE_INIT_FAILURE, "bad") in events
+    assert (EventType.RESOURCE_TEARDOWN_FAILURE, "fragile") in events
+
+
+async def test_a_hosted_manager_tears_down_in_order_when_cancelled_from_outside() -> None:
+    from asyncdag._resources import ResourceManager
+
+    log: list[str] = []
+    _, emit = recorder()
+    manager = ResourceManager(
+        {"heart": heartbeat(log), "a": tracked("a", log)}, {}, run_id="r", emit=emit
+    )
+    with anyio.CancelScope() as outer:
+        async with manager.hosted():
+            await manager.ensure({"a"})
+            await manager.ensure({"heart"})
+            outer.cancel()
+            await anyio.sleep_forever()
+    assert outer.cancelled_caught
+    assert log == ["up a", "up heart", "down heart", "down a"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the engine does not yet run resources in ResourceManager.hosted(), so a resource "
+    "entered in a step's task is exited in another task",
+)
+async def test_a_resource_holding_a_task_group_works_in_a_pipeline() -> None:
+    log: list[str] = []
+
+    @solid(required_resources={"heart"})
+    async def use(context: Any) -> str:
+        return context.resources.heart
+
+    @pipeline(resources={"heart": heartbeat(log)})
+    def p() -> None:
+        use()
+
+    result = await execute_pipeline_async(p)
+    assert result.output_for_solid("use") == "beat"
+    assert log == ["up heart", "down heart"]
+
+
+async def test_a_hosted_sync_setup_finishing_after_its_step_was_cancelled_is_undone() -> None:
+    from asyncdag._resources import ResourceManager
+
+    log: list[str] = []
+    entered = anyio.Event()
+    release = threading.Event()
+
+    @resource
+    def slow_sync() -> Iterator[str]:
+        anyio.from_thread.run_sync(entered.set)
+        release.wait()
+        log.append("up slow_sync")
+        yield "slow_sync"
+        log.append("down slow_sync")
+
+    events, emit = recorder()
+    manager = ResourceManager({"slow_sync": slow_sync}, {}, run_id="r", emit=emit)
+    try:
+        async with manager.hosted():
+            with anyio.CancelScope() as step:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(manager.ensure, {"slow_sync"})
+                    await entered.wait()
+                    step.cancel()
+                    release.set()
+            assert step.cancelled_caught
+            assert log == ["up slow_sync", "down slow_sync"]
+    finally:
+        release.set()
+    assert "slow_sync" not in manager.values
+    assert (EventType.RESOURCE_TEARDOWN, "slow_sync") in events

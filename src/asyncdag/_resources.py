@@ -12,10 +12,11 @@ import contextlib
 import inspect
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, overload
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import anyio.to_thread
 import attrs
@@ -271,6 +272,7 @@ class ResourceManager:
         self._locks: dict[str, anyio.Lock] = {}
         self._exits: list[tuple[str, _Exit | None]] = []
         self._closed = False
+        self._host: anyio.abc.TaskGroup | None = None
         self.setup_order: list[str] = []
 
     async def ensure(self, keys: Iterable[str]) -> None:
@@ -342,13 +344,21 @@ class ResourceManager:
             key=key,
         )
         try:
-            value, exit_ = await self._enter(definition.fn, context)
+            if self._host is not None:
+                await self._host.start(self._hold, key, definition.fn, context)
+            else:
+                value, exit_ = await self._enter(definition.fn, context)
+                self._register(key, value, exit_)
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:
             raise self._record_failure(key, exc) from exc
-        # No checkpoint between entering and recording the exit: cancellation
-        # cannot slip in and leave an entered resource without its teardown.
+
+    def _register(self, key: str, value: Any, exit_: _Exit | None) -> None:
+        """Record a resource that was entered.  Synchronous, and called with no checkpoint
+        after entering, so cancellation cannot leave an entered resource without its teardown."""
+        from ._events import EventType
+
         self._exits.append((key, exit_))
         self.values[key] = value
         self.setup_order.append(key)
@@ -359,6 +369,70 @@ class ResourceManager:
             f"Resource {key!r} is ready",
             {"resource": key},
         )
+
+    async def _hold(
+        self,
+        key: str,
+        fn: Callable[..., Any],
+        context: InitResourceContext,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """One resource's whole life in one task of the host task group.
+
+        A resource that opens a task group or cancel scope across its ``yield``
+        must enter and exit it in the same task; the step task that first
+        needed it is gone by teardown time, so the resource gets a task of its own.
+        """
+        close = anyio.Event()
+        closed = anyio.Event()
+        failure: list[Exception] = []
+
+        async def exit_hosted() -> None:
+            close.set()
+            await closed.wait()
+            if failure:
+                raise failure[0]
+
+        with anyio.CancelScope() as scope:
+            value, exit_ = await self._enter(fn, context)
+            try:
+                # A sync setup finishes in its thread even when the step that wanted it
+                # was cancelled meanwhile; then nobody waits for the value: undo it now.
+                await anyio.lowlevel.checkpoint_if_cancelled()
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True):
+                    await self._teardown(key, exit_)
+                raise
+            # From here on the resource outlives the step that set it up and is torn
+            # down only by aclose(), even when the run is cancelled from outside.
+            scope.shield = True
+            self._register(key, value, exit_hosted)
+            task_status.started()
+            try:
+                await close.wait()
+                if exit_ is not None:
+                    await exit_()
+            except Exception as exc:
+                failure.append(exc)
+            finally:
+                closed.set()
+
+    @contextlib.asynccontextmanager
+    async def hosted(self) -> AsyncIterator[ResourceManager]:
+        """Give every resource a task of its own for the run; tear all down on the way out.
+
+        The engine wraps a run in this.  Without it, a resource is entered in the
+        task of the step that first needs it and exited in the run's task, which
+        breaks resources holding a task group or cancel scope across their ``yield``.
+        """
+        async with anyio.create_task_group() as host:
+            self._host = host
+            try:
+                yield self
+            finally:
+                self._host = None
+                await self.aclose()
 
     async def _enter(
         self, fn: Callable[..., Any], context: InitResourceContext
@@ -384,31 +458,35 @@ class ResourceManager:
         A teardown that raises is reported (naming its resource) and the
         others still run.  Closing twice does nothing the second time.
         """
-        from ._events import ErrorInfo, EventType
-
         self._closed = True
         with anyio.CancelScope(shield=True):
             while self._exits:
                 key, exit_ = self._exits.pop()
-                try:
-                    if exit_ is not None:
-                        await exit_()
-                except Exception as exc:
-                    self._emit(
-                        EventType.RESOURCE_TEARDOWN_FAILURE,
-                        None,
-                        logging.ERROR,
-                        f"Teardown of resource {key!r} failed: {type(exc).__name__}: {exc}",
-                        {"resource": key, "error": ErrorInfo.from_exception(exc).to_dict()},
-                    )
-                else:
-                    self._emit(
-                        EventType.RESOURCE_TEARDOWN,
-                        None,
-                        logging.DEBUG,
-                        f"Tore down resource {key!r}",
-                        {"resource": key},
-                    )
+                await self._teardown(key, exit_)
+
+    async def _teardown(self, key: str, exit_: _Exit | None) -> None:
+        """Run one resource's teardown and say how it went; never raises an Exception."""
+        from ._events import ErrorInfo, EventType
+
+        try:
+            if exit_ is not None:
+                await exit_()
+        except Exception as exc:
+            self._emit(
+                EventType.RESOURCE_TEARDOWN_FAILURE,
+                None,
+                logging.ERROR,
+                f"Teardown of resource {key!r} failed: {type(exc).__name__}: {exc}",
+                {"resource": key, "error": ErrorInfo.from_exception(exc).to_dict()},
+            )
+        else:
+            self._emit(
+                EventType.RESOURCE_TEARDOWN,
+                None,
+                logging.DEBUG,
+                f"Tore down resource {key!r}",
+                {"resource": key},
+            )
 
 
 async def _enter_object(obj: Any) -> tuple[Any, _Exit | None]:
