@@ -986,11 +986,6 @@ async def test_a_hosted_manager_tears_down_in_order_when_cancelled_from_outside(
     assert log == ["up a", "up heart", "down heart", "down a"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine does not yet run resources in ResourceManager.hosted(), so a resource "
-    "entered in a step's task is exited in another task",
-)
 async def test_a_resource_holding_a_task_group_works_in_a_pipeline() -> None:
     log: list[str] = []
 

@@ -111,7 +111,11 @@ class RunHandle:
 
         self._resources = (
             ResourceManager(
-                pipeline.resource_defs, resolved.resources, run_id=self.run_id, emit=self._bus.emit
+                pipeline.resource_defs,
+                resolved.resources,
+                run_id=self.run_id,
+                emit=self._bus.emit,
+                owner=f"pipeline {pipeline.name!r}",
             )
             if pipeline.resource_defs
             else None

@@ -735,12 +735,9 @@ def _check_resources(
                 f"solid {node.name!r} requires resource(s) {missing} that pipeline {name!r} does "
                 f"not bind (bound: {bound}); add them with @pipeline(resources={{...}})"
             )
-    for key, resource_def in resource_defs.items():
-        for dep in sorted(getattr(resource_def, "required_resources", ())):
-            if dep not in resource_defs:
-                raise DefinitionError(
-                    f"resource {key!r} requires resource {dep!r} that pipeline {name!r} does not bind"
-                )
+    from ._resources import check_resource_graph
+
+    check_resource_graph(f"pipeline {name!r}", resource_defs)
 
 
 @attrs.frozen(eq=False)

@@ -161,6 +161,14 @@ class Executor:
         Cancellation from an enclosing scope is recorded (steps CANCELED,
         resources closed, RUN_CANCELED emitted) and then re-raised.
         """
+        if self._resources is None:
+            return await self._run()
+        # Each resource lives in a task of its own for the whole run, so one that holds a
+        # task group or cancel scope across its yield is entered and exited in one task.
+        async with self._resources.hosted():
+            return await self._run()
+
+    async def _run(self) -> RunStatus:
         outer_cancel: BaseException | None = None
         try:
             async with anyio.create_task_group() as tg:
