@@ -2,73 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from ._events import EventType
+from ._log import StepLog
 from ._resources import Resources
 
-__all__ = ["SolidContext", "StepLog"]
-
-Emit = Callable[[EventType, str | None, int, str, dict[str, Any] | None], Any]
-
-
-class StepLog:
-    """``context.log``: messages become LOG events of the step (and span events when traced).
-
-    It mirrors :class:`logging.Logger`'s methods so a solid can be handed to
-    code that expects a logger.
-    """
-
-    __slots__ = ("_emit", "_span", "_step_key")
-
-    def __init__(self, emit: Emit, step_key: str | None, span: Any = None) -> None:
-        self._emit = emit
-        self._step_key = step_key
-        self._span = span
-
-    def log(self, level: int, msg: object, *args: object, exc_info: Any = None) -> None:
-        message = str(msg) % args if args else str(msg)
-        data: dict[str, Any] | None = None
-        if exc_info:
-            exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
-            if exc is not None:
-                import traceback
-
-                data = {"traceback": "".join(traceback.format_exception(exc))}
-        span = self._span
-        if span is not None:
-            ctx = span.get_span_context()
-            data = dict(data or {})
-            data["trace_id"] = format(ctx.trace_id, "032x")
-            data["span_id"] = format(ctx.span_id, "016x")
-            span.add_event(
-                "log",
-                {"log.severity": logging.getLevelName(level), "log.message": message},
-            )
-        self._emit(EventType.LOG, self._step_key, level, message, data)
-
-    def debug(self, msg: object, *args: object) -> None:
-        self.log(logging.DEBUG, msg, *args)
-
-    def info(self, msg: object, *args: object) -> None:
-        self.log(logging.INFO, msg, *args)
-
-    def warning(self, msg: object, *args: object) -> None:
-        self.log(logging.WARNING, msg, *args)
-
-    warn = warning
-
-    def error(self, msg: object, *args: object, exc_info: Any = None) -> None:
-        self.log(logging.ERROR, msg, *args, exc_info=exc_info)
-
-    def exception(self, msg: object, *args: object) -> None:
-        self.log(logging.ERROR, msg, *args, exc_info=True)
-
-    def critical(self, msg: object, *args: object) -> None:
-        self.log(logging.CRITICAL, msg, *args)
+__all__ = ["SolidContext"]
 
 
 class SolidContext:

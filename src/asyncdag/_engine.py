@@ -28,13 +28,14 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from . import _tracing
-from ._context import SolidContext, StepLog
+from ._context import SolidContext
 from ._dynamic import DynamicRuntime, consumed_missing
 from ._errors import ResourceInitError, RetryRequested, StepTimeoutError
 from ._events import ErrorInfo, EventType, RunStatus, StepStatus
 from ._hooks import FAILURE as HOOK_FAILURE
 from ._hooks import SUCCESS as HOOK_SUCCESS
 from ._hooks import HookContext, HookDefinition, run_hooks
+from ._log import StepLog
 from ._outputs import DynamicOut, OutputError, check_outputs, outputs_from_return
 from ._plan import INPUT_CONSTANT, INPUT_FAN_IN, INPUT_STEP, ExecutionPlan, Step
 from ._resources import ResourceManager, Resources
@@ -585,6 +586,23 @@ class Executor:
             span=span,
         )
 
+    async def _invoke(
+        self, state: StepState, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Call the solid's function the way its kind needs: awaited, drained, or in a thread."""
+        solid = state.step.solid
+        if solid.is_async:
+            return await fn(*args, **kwargs)
+        if solid.is_generator:
+            return await self._drain(state, fn(*args, **kwargs))
+        value = await anyio.to_thread.run_sync(
+            functools.partial(fn, *args, **kwargs), limiter=self._thread_limiter
+        )
+        # A thread cannot be interrupted: if the run was cancelled while it ran, its
+        # value arrives too late and the step ends CANCELED, not SUCCESS.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        return value
+
     async def _attempt(self, state: StepState, kwargs: dict[str, Any], span: Any) -> Any:
         """One attempt: call the solid (with its timeout); raise _Retry when another attempt is due."""
         step = state.step
@@ -595,28 +613,13 @@ class Executor:
             args = (self._make_context(step, state.attempts - 1, span),)
         try:
             if step.timeout is None:
-                if solid.is_async:
+                if solid.is_async:  # the hot path: no extra coroutine frame
                     value = await fn(*args, **kwargs)
-                elif solid.is_generator:
-                    value = await self._drain(state, fn(*args, **kwargs))
                 else:
-                    value = await anyio.to_thread.run_sync(
-                        functools.partial(fn, *args, **kwargs), limiter=self._thread_limiter
-                    )
-                    # A thread cannot be interrupted: if the run was cancelled while it ran,
-                    # its value arrives too late and the step ends CANCELED, not SUCCESS.
-                    await anyio.lowlevel.checkpoint_if_cancelled()
+                    value = await self._invoke(state, fn, args, kwargs)
             else:
                 with anyio.move_on_after(step.timeout) as scope:
-                    if solid.is_async:
-                        value = await fn(*args, **kwargs)
-                    elif solid.is_generator:
-                        value = await self._drain(state, fn(*args, **kwargs))
-                    else:
-                        value = await anyio.to_thread.run_sync(
-                            functools.partial(fn, *args, **kwargs), limiter=self._thread_limiter
-                        )
-                        await anyio.lowlevel.checkpoint_if_cancelled()
+                    value = await self._invoke(state, fn, args, kwargs)
                 if scope.cancel_called:
                     raise StepTimeoutError(step.key, step.timeout)
             if step.outs is not None:

@@ -21,7 +21,7 @@ from ._errors import DefinitionError
 from ._events import ErrorInfo, EventType
 
 if TYPE_CHECKING:
-    from ._context import StepLog
+    from ._log import StepLog
 
 __all__ = ["HookContext", "HookDefinition", "failure_hook", "run_hooks", "success_hook"]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, overload
 
@@ -22,6 +21,7 @@ import anyio.to_thread
 import attrs
 
 from ._errors import DefinitionError, ResourceInitError
+from ._log import StepLog
 
 __all__ = [
     "InitResourceContext",
@@ -138,46 +138,14 @@ class Resources:
         return f"<Resources {sorted(self._allowed)}>"
 
 
-class ResourceLog:
-    """``context.log`` of a resource's setup: messages become the run's LOG events.
+class ResourceLog(StepLog):
+    """``context.log`` of a resource's setup: messages become the run's LOG events,
+    with ``data["resource"]`` naming the resource."""
 
-    They carry ``data["resource"]`` so a reader can tell them from step logs,
-    and mirror :class:`logging.Logger`'s methods like a step's log does.
-    """
-
-    __slots__ = ("_emit", "_key")
+    __slots__ = ()
 
     def __init__(self, emit: Emit, key: str) -> None:
-        self._emit = emit
-        self._key = key
-
-    def log(self, level: int, msg: object, *args: object, exc_info: Any = None) -> None:
-        from ._events import EventType
-
-        message = str(msg) % args if args else str(msg)
-        data: dict[str, Any] = {"resource": self._key}
-        if exc_info:
-            exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
-            if exc is not None:
-                import traceback
-
-                data["traceback"] = "".join(traceback.format_exception(exc))
-        self._emit(EventType.LOG, None, level, message, data)
-
-    def debug(self, msg: object, *args: object) -> None:
-        self.log(logging.DEBUG, msg, *args)
-
-    def info(self, msg: object, *args: object) -> None:
-        self.log(logging.INFO, msg, *args)
-
-    def warning(self, msg: object, *args: object) -> None:
-        self.log(logging.WARNING, msg, *args)
-
-    def error(self, msg: object, *args: object, exc_info: Any = None) -> None:
-        self.log(logging.ERROR, msg, *args, exc_info=exc_info)
-
-    def exception(self, msg: object, *args: object) -> None:
-        self.log(logging.ERROR, msg, *args, exc_info=True)
+        super().__init__(emit, None, extra={"resource": key})
 
 
 @attrs.frozen

@@ -1,0 +1,83 @@
+"""``context.log``: a logger-shaped facade whose messages become the run's LOG events.
+
+Solids and resources both log through it; a resource's messages carry
+``data["resource"]`` so a reader can tell them from a step's.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ._events import EventType
+
+__all__ = ["StepLog"]
+
+Emit = Callable[[EventType, str | None, int, str, dict[str, Any] | None], Any]
+
+
+class StepLog:
+    """``context.log``: messages become LOG events of the step (and span events when traced).
+
+    It mirrors :class:`logging.Logger`'s methods so a solid can be handed to
+    code that expects a logger.
+    """
+
+    __slots__ = ("_emit", "_extra", "_span", "_step_key")
+
+    def __init__(
+        self,
+        emit: Emit,
+        step_key: str | None,
+        span: Any = None,
+        *,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self._emit = emit
+        self._step_key = step_key
+        self._span = span
+        self._extra = extra
+
+    def log(self, level: int, msg: object, *args: object, exc_info: Any = None) -> None:
+        message = str(msg) % args if args else str(msg)
+        data: dict[str, Any] | None = dict(self._extra) if self._extra else None
+        if exc_info:
+            exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+            if exc is not None:
+                import traceback
+
+                data = dict(data or {})
+                data["traceback"] = "".join(traceback.format_exception(exc))
+        span = self._span
+        if span is not None:
+            ctx = span.get_span_context()
+            data = dict(data or {})
+            data["trace_id"] = format(ctx.trace_id, "032x")
+            data["span_id"] = format(ctx.span_id, "016x")
+            span.add_event(
+                "log",
+                {"log.severity": logging.getLevelName(level), "log.message": message},
+            )
+        self._emit(EventType.LOG, self._step_key, level, message, data)
+
+    def debug(self, msg: object, *args: object) -> None:
+        self.log(logging.DEBUG, msg, *args)
+
+    def info(self, msg: object, *args: object) -> None:
+        self.log(logging.INFO, msg, *args)
+
+    def warning(self, msg: object, *args: object) -> None:
+        self.log(logging.WARNING, msg, *args)
+
+    warn = warning
+
+    def error(self, msg: object, *args: object, exc_info: Any = None) -> None:
+        self.log(logging.ERROR, msg, *args, exc_info=exc_info)
+
+    def exception(self, msg: object, *args: object) -> None:
+        self.log(logging.ERROR, msg, *args, exc_info=True)
+
+    def critical(self, msg: object, *args: object) -> None:
+        self.log(logging.CRITICAL, msg, *args)
