@@ -557,6 +557,9 @@ class _GraphBuilder:
         self.pipeline_name = pipeline_name
         self.nodes: dict[str, Node] = {}
         self._uses: dict[str, int] = {}
+        # Every graph namespace in use ("outer", "outer.inner"): a name may be neither a
+        # node nor a namespace.  A set, so naming stays O(1) per node, not O(nodes).
+        self._namespaces: set[str] = set()
         self.prefix = ""
         self.map_group: tuple[str, str] | None = None
 
@@ -570,7 +573,7 @@ class _GraphBuilder:
                     f"{base!r} is not a valid identifier"
                 )
             full = prefix + alias
-            if full in self.nodes or any(n.startswith(full + ".") for n in self.nodes):
+            if full in self.nodes or full in self._namespaces:
                 raise DefinitionError(
                     f"pipeline {self.pipeline_name!r}: two nodes are named {full!r}; "
                     "give each .alias() a distinct name"
@@ -580,9 +583,7 @@ class _GraphBuilder:
         while True:
             count += 1
             candidate = prefix + (base if count == 1 else f"{base}_{count}")
-            if candidate not in self.nodes and not any(
-                n.startswith(candidate + ".") for n in self.nodes
-            ):
+            if candidate not in self.nodes and candidate not in self._namespaces:
                 self._uses[prefix + base] = count
                 return candidate
 
@@ -699,6 +700,9 @@ class _GraphBuilder:
                 f"solid {node_name!r} has a DynamicOut but is called inside .map(); nested "
                 "fan-outs are not supported"
             )
+        parts = node_name.split(".")
+        for depth in range(1, len(parts)):
+            self._namespaces.add(".".join(parts[:depth]))
         self.nodes[node_name] = Node(
             name=node_name,
             solid=solid_def,
