@@ -155,10 +155,45 @@ def render(suite: Suite) -> None:
             f"{name} {us / 1e3:.1f} ms" for name, us in imp["heaviest_modules_us"][:5]
         )
         console.print(f"  heaviest modules under import asyncdag (self time): {heavy}")
+    if suite.peers:
+        _render_peers(console, suite.peers)
     for note in suite.notes:
         console.print(f"[yellow]note:[/] {note}")
     for error in suite.errors:
         console.print(f"[red]error:[/] {error['workload']}: {error['error']}")
+
+
+def _render_peers(console: Any, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title="Peers: µs/step, the peer, asyncdag and raw anyio alternated in one process (asyncio)"
+    )
+    for column in (
+        "workload",
+        "peer",
+        "steps",
+        "runs",
+        "raw (baseline)",
+        "asyncdag (vs raw)",
+        "peer (vs raw)",
+        "peer / asyncdag",
+    ):
+        table.add_column(column, justify="left" if column in ("workload", "peer") else "right")
+    for row in rows:
+        table.add_row(
+            row["workload"],
+            f"{row['peer']} {row['peer_version'] or ''}".strip(),
+            str(row["steps"]),
+            str(row["repeats"]),
+            f"{row['raw_us_per_step']:.1f} ({row['raw_baseline']})",
+            f"{row['asyncdag_us_per_step']:.1f} ({_fmt_x(row['asyncdag_ratio'])})",
+            f"{row['peer_us_per_step']:,.0f} ({row['peer_ratio']:,.0f}x)",
+            f"{row['peer_over_asyncdag']:,.0f}x",
+        )
+    console.print(table)
+    for how in dict.fromkeys(f"{row['peer']}: {row['how']}" for row in rows):
+        console.print(f"  {how}")
 
 
 def _git_commit() -> str | None:
@@ -195,6 +230,7 @@ def save(
         "scale": suite.scale,
         "tracing": suite.tracing,
         "import": suite.imports,
+        "peers": suite.peers,
         "notes": suite.notes,
         "errors": suite.errors,
     }

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -42,6 +41,7 @@ from _harness import (  # after the sys.path line above
     use_working_tree,
 )
 from _report import render, save
+from peers import run_peers
 
 use_working_tree()
 
@@ -155,6 +155,7 @@ class Suite:
         self.scale: list[dict[str, Any]] = []
         self.tracing: list[dict[str, Any]] = []
         self.imports: dict[str, Any] = {}
+        self.peers: list[dict[str, Any]] = []
         self.notes: list[str] = []
         self.errors: list[dict[str, str]] = []
 
@@ -480,18 +481,6 @@ def _heavy_imports(env: dict[str, str]) -> list[tuple[str, int]]:
     return sorted(entries, key=lambda e: -e[1])[:8]
 
 
-def run_peers(suite: Suite) -> None:
-    for peer in ("dagster", "prefect"):
-        if importlib.util.find_spec(peer) is None:
-            suite.notes.append(
-                f"PEERS: {peer} is not installed; no comparison (never a dependency)"
-            )
-        else:
-            suite.notes.append(
-                f"PEERS: {peer} is installed, but the suite has no {peer} workloads yet"
-            )
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     size = parser.add_mutually_exclusive_group()
@@ -535,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         "TRACE": lambda: run_tracing(suite),
         "IMPORT": lambda: run_imports(suite),
         "STORAGE": lambda: run_storage(suite),
-        "PEERS": lambda: run_peers(suite),
+        "PEERS": lambda: run_peers(suite, alone=selected == ["PEERS"]),
     }
     started = time.perf_counter()
     for name in ALL:
