@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
-import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
@@ -672,12 +671,13 @@ class Executor:
                 with anyio.CancelScope(shield=True):
                     await gen.aclose()
         else:
+            from anyio import from_thread  # only sync generator solids need it; costly to import
 
             def drain() -> None:
                 try:
                     for item in gen:
-                        anyio.from_thread.run_sync(dyn.on_item, state, item, outputs)
-                        anyio.from_thread.check_cancelled()
+                        from_thread.run_sync(dyn.on_item, state, item, outputs)
+                        from_thread.check_cancelled()
                 finally:
                     gen.close()
 

@@ -12,16 +12,18 @@ import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import anyio
-import anyio.abc
 import anyio.lowlevel
 import anyio.to_thread
 import attrs
 
 from ._errors import DefinitionError, ResourceInitError
 from ._log import StepLog
+
+if TYPE_CHECKING:
+    import anyio.abc
 
 __all__ = [
     "InitResourceContext",
