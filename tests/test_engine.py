@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from asyncdag import (
@@ -687,9 +688,8 @@ async def test_context_exposes_the_run() -> None:
 def test_execute_pipeline_runs_on_asyncio_and_trio() -> None:
     @solid
     async def where() -> str:
-        import sniffio
-
-        return sniffio.current_async_library()
+        backend = anyio.lowlevel.current_token().backend_class
+        return backend.__module__.rpartition("._")[2]
 
     @pipeline
     def p():

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import anyio
-import sniffio
+import anyio.lowlevel
 
 from . import _tracing
 from ._bus import EventBus, Listener
@@ -436,9 +436,11 @@ def execute_pipeline(
     the loop, so this raises :class:`EventLoopError`.
     """
     try:
-        library = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
+        token = anyio.lowlevel.current_token()
+    except anyio.NoEventLoopError:
         library = None
+    else:
+        library = token.backend_class.__module__.rpartition("._")[2]
     if library is not None:
         raise EventLoopError(
             f"execute_pipeline() was called inside a running {library} event loop, where it "
