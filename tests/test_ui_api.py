@@ -162,7 +162,9 @@ async def test_pipeline_graph_describes_each_solid(ui: UI) -> None:
     assert greet["description"] == "Greets `name`, `times` times."
     assert greet["pool"] == "io"
     assert greet["timeout"] == 30
-    assert greet["outputs"] == [{"name": "result", "type": "str", "required": True, "dynamic": False}]
+    assert greet["outputs"] == [
+        {"name": "result", "type": "str", "required": True, "dynamic": False}
+    ]
     assert greet["inputs"][0]["source"] == {"kind": "config"}
     assert greet["config_schema"]["required"] == ["greeting"]
     assert greet["config_schema"]["properties"]["times"]["default"] == 1
