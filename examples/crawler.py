@@ -22,7 +22,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+try:
+    import httpx
+except ImportError:  # pragma: no cover - only without the extra
+    raise ImportError("this example needs httpx: pip install 'asyncdag[examples]'") from None
 
 from asyncdag import DynamicOut, DynamicOutput, execute_pipeline, pipeline, solid
 

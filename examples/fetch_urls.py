@@ -26,7 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import httpx
+
+try:
+    import httpx
+except ImportError:  # pragma: no cover - only without the extra
+    raise ImportError("this example needs httpx: pip install 'asyncdag[examples]'") from None
 
 from asyncdag import InitResourceContext, execute_pipeline, pipeline, resource, solid
 from asyncdag.config import load_run_config
