@@ -11,7 +11,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ._api import RunHandle, execute_pipeline, execute_pipeline_async, open_run
-from ._context import SolidContext
+from ._context import HookContext, SolidContext
 from ._definitions import (
     CollectHandle,
     DynamicHandle,
@@ -35,7 +35,7 @@ from ._errors import (
 )
 from ._events import ErrorInfo, Event, EventType, RunStatus, StepStatus
 from ._graph import GraphDefinition, graph
-from ._hooks import HookContext, HookDefinition, failure_hook, success_hook
+from ._hooks import HookDefinition, failure_hook, success_hook
 from ._log import StepLog
 from ._outputs import DynamicOut, DynamicOutput, Out, Output, OutputError
 from ._resources import InitResourceContext, ResourceDefinition, resource

@@ -8,7 +8,7 @@ from typing import Any
 from ._log import StepLog
 from ._resources import Resources
 
-__all__ = ["SolidContext"]
+__all__ = ["HookContext", "SolidContext"]
 
 
 class SolidContext:
@@ -91,3 +91,17 @@ class SolidContext:
         return (
             f"<SolidContext step={self.step_key!r} run={self.run_id!r} retry={self.retry_number}>"
         )
+
+
+class HookContext(SolidContext):
+    """What a hook receives: the step's context, its ``hook_name``, and ``error`` for a failure hook."""
+
+    __slots__ = ("error", "hook_name")
+
+    def __init__(self, *, hook_name: str, error: BaseException | None, **step: Any) -> None:
+        super().__init__(**step)
+        self.hook_name = hook_name
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"<HookContext {self.hook_name!r} step={self.step_key!r}>"

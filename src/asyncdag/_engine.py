@@ -27,13 +27,13 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from . import _tracing
-from ._context import SolidContext
+from ._context import HookContext, SolidContext
 from ._dynamic import DynamicRuntime, consumed_missing
 from ._errors import ResourceInitError, RetryRequested, StepTimeoutError
 from ._events import ErrorInfo, EventType, RunStatus, StepStatus
 from ._hooks import FAILURE as HOOK_FAILURE
 from ._hooks import SUCCESS as HOOK_SUCCESS
-from ._hooks import HookContext, HookDefinition, run_hooks
+from ._hooks import HookDefinition, run_hooks
 from ._log import StepLog
 from ._outputs import DynamicOut, OutputError, check_outputs, outputs_from_return
 from ._plan import INPUT_CONSTANT, INPUT_FAN_IN, INPUT_STEP, ExecutionPlan, Step
@@ -564,14 +564,23 @@ class Executor:
                 kwargs[name] = self._dyn.collect(payload)  # type: ignore[union-attr]
         return kwargs
 
-    def _make_context(self, step: Step, retry_number: int, span: Any) -> SolidContext:
+    def _make_context(
+        self,
+        step: Step,
+        retry_number: int,
+        span: Any,
+        *,
+        cls: type[SolidContext] = SolidContext,
+        **extra: Any,
+    ) -> SolidContext:
+        """The context a solid (or, with ``cls=HookContext``, one of its hooks) receives."""
         solid = step.solid
         resources = None
         if solid.required_resources and self._resources is not None:
             resources = Resources(
                 self._resources.values, solid.required_resources, f"solid {step.key!r}"
             )
-        return SolidContext(
+        return cls(
             run_id=self.run_id,
             pipeline_name=self.plan.pipeline.name,
             solid_name=solid.name,
@@ -583,6 +592,7 @@ class Executor:
             tags=self._tags,
             run_config=self._run_config,
             span=span,
+            **extra,
         )
 
     async def _invoke(
@@ -690,23 +700,13 @@ class Executor:
         step = state.step
 
         def make_context(hook: HookDefinition) -> HookContext:
-            solid = step.solid
-            resources = None
-            if solid.required_resources and self._resources is not None:
-                resources = Resources(
-                    self._resources.values, solid.required_resources, f"solid {step.key!r}"
-                )
-            return HookContext(
+            # The step's span has ended by now, so hook logs carry none.
+            return self._make_context(  # type: ignore[return-value]
+                step,
+                max(state.attempts - 1, 0),
+                None,
+                cls=HookContext,
                 hook_name=hook.name,
-                run_id=self.run_id,
-                pipeline_name=self.plan.pipeline.name,
-                solid_name=solid.name,
-                step_key=step.key,
-                log=StepLog(self._emit, step.key),
-                solid_config=self._solid_configs.get(step.node.name),
-                resources=resources,
-                tags=self._tags,
-                run_config=self._run_config,
                 error=state.exception if kind == HOOK_FAILURE else None,
             )
 

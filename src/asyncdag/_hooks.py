@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
 
 import attrs
@@ -21,9 +21,9 @@ from ._errors import DefinitionError
 from ._events import ErrorInfo, EventType
 
 if TYPE_CHECKING:
-    from ._log import StepLog
+    from ._context import HookContext
 
-__all__ = ["HookContext", "HookDefinition", "failure_hook", "run_hooks", "success_hook"]
+__all__ = ["HookDefinition", "failure_hook", "run_hooks", "success_hook"]
 
 SUCCESS = "success"
 FAILURE = "failure"
@@ -40,54 +40,6 @@ class HookDefinition:
 
     def __repr__(self) -> str:
         return f"<HookDefinition {self.kind} {self.name!r}>"
-
-
-class HookContext:
-    """What a hook receives: the step's context fields, plus ``error`` for a failure hook."""
-
-    __slots__ = (
-        "error",
-        "hook_name",
-        "log",
-        "pipeline_name",
-        "resources",
-        "run_config",
-        "run_id",
-        "solid_config",
-        "solid_name",
-        "step_key",
-        "tags",
-    )
-
-    def __init__(
-        self,
-        *,
-        hook_name: str,
-        run_id: str,
-        pipeline_name: str,
-        solid_name: str,
-        step_key: str,
-        log: StepLog,
-        solid_config: Any,
-        resources: Any,
-        tags: Mapping[str, str],
-        run_config: Mapping[str, Any],
-        error: BaseException | None,
-    ) -> None:
-        self.hook_name = hook_name
-        self.run_id = run_id
-        self.pipeline_name = pipeline_name
-        self.solid_name = solid_name
-        self.step_key = step_key
-        self.log = log
-        self.solid_config = solid_config
-        self.resources = resources
-        self.tags = tags
-        self.run_config = run_config
-        self.error = error
-
-    def __repr__(self) -> str:
-        return f"<HookContext {self.hook_name!r} step={self.step_key!r}>"
 
 
 def _make_hook(kind: str, fn: Callable[..., Any] | None, name: str | None) -> Any:
