@@ -8,6 +8,8 @@ by key and summed in key order.  Both bounded at 50.  Prints medians and the
 ratio per backend.
 
     python benchmarks/bench_dynamic.py [--items 5000] [--repeats 5]
+
+The suite reports the same comparison as its W8 row (`python benchmarks/run.py --only W8`).
 """
 
 from __future__ import annotations
@@ -19,70 +21,21 @@ import time
 from pathlib import Path
 
 import anyio
-import anyio.abc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import quiet_asyncdag_logging, use_working_tree
 
 use_working_tree()
 
-from asyncdag import (  # noqa: E402
-    DynamicOut,
-    DynamicOutput,
-    execute_pipeline_async,
-    pipeline,
-    solid,
-)
+from workloads import build_dynamic_pipeline, run_dynamic_raw  # noqa: E402
+
+from asyncdag import execute_pipeline_async  # noqa: E402
 
 BOUND = 50
 
 
-def build(n: int):
-    @solid(outs={"items": DynamicOut()})
-    async def produce():
-        for i in range(n):
-            yield DynamicOutput(i, mapping_key=f"k{i:06d}")
-
-    @solid
-    async def work(x: int) -> int:
-        return x + 1
-
-    @solid
-    def total(values: list[int]) -> int:
-        return sum(values)
-
-    @pipeline
-    def dynamic_bench():
-        total(produce().map(work).collect())
-
-    return dynamic_bench
-
-
-async def raw(n: int) -> int:
-    async def produce():
-        for i in range(n):
-            yield f"k{i:06d}", i
-
-    results: dict[str, int] = {}
-    send, receive = anyio.create_memory_object_stream[tuple[str, int]](BOUND)
-
-    async def worker(items: anyio.abc.ObjectReceiveStream[tuple[str, int]]) -> None:
-        async with items:
-            async for key, value in items:
-                results[key] = value + 1
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(BOUND):
-            tg.start_soon(worker, receive.clone())
-        receive.close()
-        async with send:
-            async for item in produce():
-                await send.send(item)
-    return sum(results[k] for k in sorted(results))
-
-
 async def measure(n: int, repeats: int) -> tuple[float, float]:
-    p = build(n)
+    p = build_dynamic_pipeline(n)
     expected = sum(range(1, n + 1))
     dag_times, raw_times = [], []
     for _ in range(repeats):  # alternate, so load drift hits both alike
@@ -91,7 +44,7 @@ async def measure(n: int, repeats: int) -> tuple[float, float]:
         dag_times.append(time.perf_counter() - start)
         assert result.output_for_solid("total") == expected
         start = time.perf_counter()
-        assert await raw(n) == expected
+        assert await run_dynamic_raw(n, limit=BOUND) == expected
         raw_times.append(time.perf_counter() - start)
     return statistics.median(raw_times), statistics.median(dag_times)
 

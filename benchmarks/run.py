@@ -45,7 +45,7 @@ from peers import run_peers
 
 use_working_tree()
 
-ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "TRACE", "IMPORT", "STORAGE", "PEERS")
+ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "TRACE", "IMPORT", "STORAGE", "PEERS")
 BACKENDS = ("asyncio", "trio")
 
 
@@ -66,6 +66,7 @@ class Profile:
     w5_time_runs: int  # timed runs in each process after the first (memory) run
     w6: int
     w7: tuple[int, float, int]
+    w8: int  # dynamic items through map and collect
     trace_w2: int
     trace_w3: int
     trace_repeats: int
@@ -88,6 +89,7 @@ PROFILES = {
         w5_time_runs=2,
         w6=500,
         w7=(200, 0.01, 20),
+        w8=5_000,
         trace_w2=1_000,
         trace_w3=10_000,
         trace_repeats=5,
@@ -108,6 +110,7 @@ PROFILES = {
         w5_time_runs=1,
         w6=100,
         w7=(200, 0.01, 20),
+        w8=1_000,
         trace_w2=500,
         trace_w3=2_000,
         trace_repeats=3,
@@ -128,6 +131,7 @@ PROFILES = {
         w5_time_runs=1,
         w6=10,
         w7=(10, 0.001, 3),
+        w8=20,
         trace_w2=20,
         trace_w3=20,
         trace_repeats=1,
@@ -534,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         "W7": lambda: _compare(
             suite, lambda: workloads.sync_threads_case(p.w7[0], delay=p.w7[1], limit=p.w7[2])
         ),
+        "W8": lambda: _compare(suite, lambda: workloads.dynamic_case(p.w8)),
         "TRACE": lambda: run_tracing(suite),
         "IMPORT": lambda: run_imports(suite),
         "STORAGE": lambda: run_storage(suite),

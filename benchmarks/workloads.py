@@ -465,3 +465,75 @@ def sync_threads_case(n: int, *, delay: float, limit: int, with_dag: bool = True
         build_s=build_s,
         dag_error=error,
     )
+
+
+# --- W8: dynamic fan-out --------------------------------------------------------------------------
+
+DYNAMIC_KEY = "k{:06d}"
+
+
+def build_dynamic_pipeline(n: int) -> Any:
+    """An async generator yields ``n`` items; each is mapped to a no-op as it is yielded; a sum collects."""
+    from asyncdag import DynamicOut, DynamicOutput, pipeline, solid
+
+    @solid(outs={"items": DynamicOut()})
+    async def produce():  # type: ignore[no-untyped-def]
+        for i in range(n):
+            yield DynamicOutput(i, mapping_key=DYNAMIC_KEY.format(i))
+
+    @solid
+    async def work(x: int) -> int:
+        return x + 1
+
+    @solid
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    @pipeline(name=f"w8_dynamic_{n}")
+    def dynamic_bench() -> None:
+        total(produce().map(work).collect())
+
+    return dynamic_bench
+
+
+async def run_dynamic_raw(n: int, *, limit: int) -> int:
+    """The same generator feeding a bounded stream read by ``limit`` workers; results summed in key order."""
+    import anyio.abc
+
+    async def produce():  # type: ignore[no-untyped-def]
+        for i in range(n):
+            yield DYNAMIC_KEY.format(i), i
+
+    results: dict[str, int] = {}
+    send, receive = anyio.create_memory_object_stream[tuple[str, int]](limit)
+
+    async def worker(items: anyio.abc.ObjectReceiveStream[tuple[str, int]]) -> None:
+        async with items:
+            async for key, value in items:
+                results[key] = value + 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(limit):
+            tg.start_soon(worker, receive.clone())
+        receive.close()
+        async with send:
+            async for item in produce():
+                await send.send(item)
+    return sum(results[k] for k in sorted(results))
+
+
+def dynamic_case(n: int, *, limit: int = 50, with_dag: bool = True) -> Case:
+    """W8: ``n`` dynamic items through map and collect, streaming, bound ``limit``."""
+    dag, build_s, error = _maybe_dag(
+        with_dag, lambda: build_dynamic_pipeline(n), "total", max_concurrency=limit
+    )
+    return Case(
+        name="W8",
+        size=n,
+        steps=n + 2,
+        expected=sum(range(1, n + 1)),
+        raw={"stream-workers": lambda: run_dynamic_raw(n, limit=limit)},
+        dag=dag,
+        build_s=build_s,
+        dag_error=error,
+    )
