@@ -5,21 +5,35 @@ the body runs, a :class:`_GraphBuilder` is current (a context variable); each
 solid call adds a :class:`Node` to it and returns an :class:`OutputHandle`
 standing for the value that node will produce.  Passing a handle to another
 call wires an edge.  Nothing here imports anyio: definitions are plain data.
+
+This module keeps the declarations (``@solid``, ``@pipeline`` and what they
+make); input sources (``_sources``), handles (``_handles``) and the graph
+builder (``_builder``) have their own modules and are re-exported here, so
+``asyncdag._definitions`` stays the one import for all of them.
 """
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, overload
 
 import attrs
 
+from ._builder import Node, _current_builder, _GraphBuilder
 from ._errors import DefinitionError
+from ._handles import (
+    CollectHandle,
+    DynamicHandle,
+    MultiOutputHandle,
+    OutputHandle,
+)
+from ._handles import _wrap_mapped as _wrap_mapped
 from ._hooks import HookDefinition
 from ._outputs import DynamicOut, Out
 from ._retry import RetryPolicy
+from ._sources import DEFAULT_OUTPUT, Collect, Constant, FanIn, FromOutput
+from ._sources import InputSource as InputSource
 
 __all__ = [
     "Collect",
@@ -38,8 +52,6 @@ __all__ = [
     "solid",
 ]
 
-DEFAULT_OUTPUT = "result"
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -57,183 +69,6 @@ class InputDefinition:
         if self.annotation is inspect.Parameter.empty:
             return "Any"
         return getattr(self.annotation, "__name__", None) or repr(self.annotation)
-
-
-# --- where an input's value comes from -------------------------------------------------------
-
-
-@attrs.frozen
-class FromOutput:
-    """The value of another node's output."""
-
-    node: str
-    output: str = DEFAULT_OUTPUT
-
-
-@attrs.frozen
-class Constant:
-    """A value written into the pipeline body itself."""
-
-    value: Any
-
-
-@attrs.frozen
-class FanIn:
-    """A list input gathered from several outputs (and constants), in the order given."""
-
-    sources: tuple[FromOutput | Constant, ...]
-
-
-@attrs.frozen
-class Collect:
-    """Every item of a fan-out, as a list in mapping-key order.
-
-    ``node``/``output`` is what is gathered: a mapped (template) node's output,
-    or the producer's dynamic output itself; ``producer``/``producer_output``
-    name the fan-out it belongs to.
-    """
-
-    node: str
-    output: str
-    producer: str
-    producer_output: str
-
-
-InputSource = FromOutput | Constant | FanIn | Collect
-
-
-@attrs.frozen(eq=False)
-class OutputHandle:
-    """Stands for a node's output while the pipeline body runs; pass it to another solid."""
-
-    node: str
-    output: str = DEFAULT_OUTPUT
-
-    def __bool__(self) -> bool:
-        raise DefinitionError(
-            f"the output of solid {self.node!r} has no value while the pipeline is being "
-            "defined, so it cannot be used in an if/while; branch inside a solid instead"
-        )
-
-    def __iter__(self) -> Any:
-        raise DefinitionError(
-            f"the output of solid {self.node!r} cannot be iterated while the pipeline is "
-            "being defined; pass it whole to another solid"
-        )
-
-
-class MultiOutputHandle:
-    """The outputs of a multi-output solid (or a graph) call: ``res.ok`` or ``ok, bad = res``."""
-
-    __slots__ = ("_handles", "_owner")
-
-    def __init__(self, owner: str, handles: Mapping[str, Any]) -> None:
-        self._owner = owner
-        self._handles = dict(handles)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._handles[name]
-        except KeyError:
-            raise DefinitionError(
-                f"{self._owner!r} has no output named {name!r}; its outputs are "
-                f"{list(self._handles)}"
-            ) from None
-
-    def __getitem__(self, name: str) -> Any:
-        return self.__getattr__(name)
-
-    def __iter__(self) -> Any:
-        return iter(self._handles.values())
-
-    def __len__(self) -> int:
-        return len(self._handles)
-
-    def __bool__(self) -> bool:
-        raise DefinitionError(
-            f"the outputs of {self._owner!r} have no value while the pipeline is being defined; "
-            "branch inside a solid (optional outputs) instead"
-        )
-
-
-@attrs.frozen(eq=False)
-class DynamicHandle:
-    """A fan-out: one value per yielded item.  ``.map(fn)`` processes each, ``.collect()`` gathers."""
-
-    node: str
-    output: str
-    producer: str
-    producer_output: str
-
-    def map(self, fn: Callable[[OutputHandle], Any]) -> Any:
-        """Run ``fn``'s solids once per item; each starts as soon as its item is yielded.
-
-        ``fn`` receives a handle for one item and calls solids on it, like a
-        pipeline body; what it returns (a handle, or several) becomes a new
-        fan-out over the same items.
-        """
-        builder = _current_builder.get()
-        if builder is None:
-            raise DefinitionError(
-                f"{self.node}(...).map() only makes sense inside a @pipeline or @graph body"
-            )
-        group = (self.producer, self.producer_output)
-        previous = builder.map_group
-        if previous is not None:
-            raise DefinitionError(
-                f".map() over the items of {self.producer!r} was called inside another .map(); "
-                "nested fan-outs are not supported: map once and call several solids in fn"
-            )
-        builder.map_group = group
-        try:
-            result = fn(OutputHandle(self.node, self.output))
-        finally:
-            builder.map_group = previous
-        return _wrap_mapped(result, group)
-
-    def collect(self) -> CollectHandle:
-        """All items' values as one list (in mapping-key order), for a fan-in solid."""
-        return CollectHandle(self.node, self.output, self.producer, self.producer_output)
-
-    def __bool__(self) -> bool:
-        raise DefinitionError(
-            f"the fan-out of {self.node!r} has no value while the pipeline is being defined"
-        )
-
-    def __iter__(self) -> Any:
-        raise DefinitionError(
-            f"the fan-out of {self.node!r} cannot be iterated while the pipeline is being "
-            "defined; use .map(fn) to process each item or .collect() to gather them"
-        )
-
-
-def _wrap_mapped(result: Any, group: tuple[str, str]) -> Any:
-    if result is None:
-        return None
-    if isinstance(result, OutputHandle):
-        return DynamicHandle(result.node, result.output, *group)
-    if isinstance(result, MultiOutputHandle):
-        return MultiOutputHandle(
-            "mapped outputs", {k: _wrap_mapped(v, group) for k, v in result._handles.items()}
-        )
-    if isinstance(result, Mapping):
-        return MultiOutputHandle(
-            "mapped outputs", {k: _wrap_mapped(v, group) for k, v in result.items()}
-        )
-    raise DefinitionError(
-        f"the function given to .map() returned {result!r}; return a solid's output handle, "
-        "a dict of them, or None"
-    )
-
-
-@attrs.frozen(eq=False)
-class CollectHandle:
-    """A fan-out gathered into one list; pass it to a solid outside ``.map()``."""
-
-    node: str
-    output: str
-    producer: str
-    producer_output: str
 
 
 # --- solids ----------------------------------------------------------------------------------
@@ -506,223 +341,6 @@ def solid(
     if fn is not None:
         return decorate(fn)
     return decorate
-
-
-# --- building the graph ----------------------------------------------------------------------
-
-
-@attrs.frozen(eq=False)
-class Node:
-    """One use of a solid in a pipeline: the solid plus where each of its inputs comes from."""
-
-    name: str
-    solid: SolidDefinition
-    inputs: Mapping[str, InputSource]
-    # Nodes this one waits for without taking a value (``.after(...)``).
-    after: tuple[str, ...] = ()
-    hooks: frozenset[HookDefinition] = frozenset()
-    # (producer node, dynamic output) for a node made inside ``.map()``: a template
-    # instantiated once per yielded item; None for an ordinary node.
-    dynamic: tuple[str, str] | None = None
-
-    @property
-    def upstream(self) -> tuple[str, ...]:
-        """Names of the nodes this one waits for, without repeats, inputs first, then ``after``."""
-        seen: dict[str, None] = {}
-        for source in self.inputs.values():
-            if isinstance(source, FromOutput | Collect):
-                seen[source.node] = None
-            elif isinstance(source, FanIn):
-                for item in source.sources:
-                    if isinstance(item, FromOutput):
-                        seen[item.node] = None
-        for name in self.after:
-            seen[name] = None
-        return tuple(seen)
-
-
-_current_builder: contextvars.ContextVar[_GraphBuilder | None] = contextvars.ContextVar(
-    "asyncdag_graph_builder", default=None
-)
-
-
-class _GraphBuilder:
-    """Collects nodes while a pipeline body runs.
-
-    ``prefix`` is the namespace of the ``@graph`` being expanded (``outer.inner.``);
-    ``map_group`` is the fan-out whose ``.map()`` function is running, if any.
-    """
-
-    def __init__(self, pipeline_name: str) -> None:
-        self.pipeline_name = pipeline_name
-        self.nodes: dict[str, Node] = {}
-        self._uses: dict[str, int] = {}
-        # Every graph namespace in use ("outer", "outer.inner"): a name may be neither a
-        # node nor a namespace.  A set, so naming stays O(1) per node, not O(nodes).
-        self._namespaces: set[str] = set()
-        self.prefix = ""
-        self.map_group: tuple[str, str] | None = None
-
-    def unique_name(self, base: str, alias: str | None, *, what: str) -> str:
-        """A node (or graph) name unused in the current namespace, with the namespace prefix."""
-        prefix = self.prefix
-        if alias is not None:
-            if not alias.isidentifier():
-                raise DefinitionError(
-                    f"pipeline {self.pipeline_name!r}: alias {alias!r} for {what} "
-                    f"{base!r} is not a valid identifier"
-                )
-            full = prefix + alias
-            if full in self.nodes or full in self._namespaces:
-                raise DefinitionError(
-                    f"pipeline {self.pipeline_name!r}: two nodes are named {full!r}; "
-                    "give each .alias() a distinct name"
-                )
-            return full
-        count = self._uses.get(prefix + base, 0)
-        while True:
-            count += 1
-            candidate = prefix + (base if count == 1 else f"{base}_{count}")
-            if candidate not in self.nodes and candidate not in self._namespaces:
-                self._uses[prefix + base] = count
-                return candidate
-
-    def _group_of(self, node: str, output: str) -> tuple[str, str] | None:
-        """The fan-out a handle belongs to, or None for an ordinary (static) value."""
-        target = self.nodes.get(node)
-        if target is None:
-            return None
-        if target.dynamic is not None:
-            return target.dynamic
-        outs = target.solid.outs
-        if outs is not None and isinstance(outs.get(output), DynamicOut):
-            return (node, output)
-        return None
-
-    def _ref(self, node_name: str, input_name: str, handle: OutputHandle) -> FromOutput:
-        group = self._group_of(handle.node, handle.output)
-        if group is not None and group != self.map_group:
-            if self.map_group is None:
-                raise DefinitionError(
-                    f"solid {node_name!r} input {input_name!r} was given the output of "
-                    f"{handle.node!r}, which has one value per item yielded by {group[0]!r}; "
-                    "process each item inside .map(fn), or pass .collect() to gather them"
-                )
-            raise DefinitionError(
-                f"solid {node_name!r} input {input_name!r} mixes the items of {group[0]!r} "
-                f"with the fan-out of {self.map_group[0]!r}; one .map() covers one fan-out"
-            )
-        return FromOutput(handle.node, handle.output)
-
-    def _source(self, node_name: str, input_name: str, value: Any) -> InputSource:
-        if isinstance(value, OutputHandle):
-            return self._ref(node_name, input_name, value)
-        if isinstance(value, DynamicHandle):
-            raise DefinitionError(
-                f"solid {node_name!r} input {input_name!r} was given the fan-out of "
-                f"{value.node!r}; use .map(fn) to process each item or .collect() to gather them"
-            )
-        if isinstance(value, CollectHandle):
-            if self.map_group is not None:
-                raise DefinitionError(
-                    f"solid {node_name!r} input {input_name!r}: .collect() cannot be used "
-                    "inside .map(); collect outside the mapped function"
-                )
-            return Collect(value.node, value.output, value.producer, value.producer_output)
-        if isinstance(value, MultiOutputHandle):
-            raise DefinitionError(
-                f"solid {node_name!r} input {input_name!r} was given all outputs of a "
-                f"multi-output call; pick one (result.name) or unpack them"
-            )
-        if isinstance(value, (list, tuple)) and any(
-            isinstance(v, OutputHandle | DynamicHandle | CollectHandle) for v in value
-        ):
-            items: list[FromOutput | Constant] = []
-            for v in value:
-                if isinstance(v, OutputHandle):
-                    items.append(self._ref(node_name, input_name, v))
-                elif isinstance(v, DynamicHandle | CollectHandle):
-                    raise DefinitionError(
-                        f"solid {node_name!r} input {input_name!r}: a fan-out or collected "
-                        "list cannot be an item of a fan-in list; pass .collect() on its own"
-                    )
-                else:
-                    items.append(Constant(v))
-            return FanIn(tuple(items))
-        if isinstance(value, SolidDefinition | _PendingInvocation):
-            raise DefinitionError(
-                f"solid {node_name!r} input {input_name!r} was given the solid itself; "
-                "call it to use its output: pass `other()` rather than `other`"
-            )
-        return Constant(value)
-
-    def add(
-        self,
-        solid_def: SolidDefinition,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        alias: str | None,
-        after: tuple[str, ...] = (),
-        hooks: frozenset[HookDefinition] = frozenset(),
-    ) -> Any:
-        node_name = self.unique_name(solid_def.name, alias, what="solid")
-        names = solid_def.input_names
-        if len(args) > len(names):
-            raise DefinitionError(
-                f"solid {node_name!r} takes {len(names)} input(s) {list(names)} but was called "
-                f"with {len(args)} positional arguments in pipeline {self.pipeline_name!r}"
-            )
-        inputs: dict[str, InputSource] = {}
-        for input_name, value in zip(names, args, strict=False):
-            inputs[input_name] = self._source(node_name, input_name, value)
-        for input_name, value in kwargs.items():
-            if input_name not in names:
-                hint = f"; its inputs are {list(names)}" if names else "; it takes no inputs"
-                raise DefinitionError(
-                    f"solid {node_name!r} has no input named {input_name!r}{hint}"
-                )
-            if input_name in inputs:
-                raise DefinitionError(
-                    f"solid {node_name!r} input {input_name!r} was given twice "
-                    "(positionally and by keyword)"
-                )
-            inputs[input_name] = self._source(node_name, input_name, value)
-        for up in after:
-            group = self._group_of(up, "")
-            if group is not None and self.nodes[up].dynamic is not None and group != self.map_group:
-                raise DefinitionError(
-                    f"solid {node_name!r} cannot wait .after() the mapped solid {up!r} outside "
-                    "its .map(); wait for a step that takes its .collect() instead"
-                )
-        if self.map_group is not None and solid_def.has_dynamic_output:
-            raise DefinitionError(
-                f"solid {node_name!r} has a DynamicOut but is called inside .map(); nested "
-                "fan-outs are not supported"
-            )
-        parts = node_name.split(".")
-        for depth in range(1, len(parts)):
-            self._namespaces.add(".".join(parts[:depth]))
-        self.nodes[node_name] = Node(
-            name=node_name,
-            solid=solid_def,
-            inputs=inputs,
-            after=after,
-            hooks=hooks,
-            dynamic=self.map_group,
-        )
-        outs = solid_def.outs
-        if outs is None:
-            return OutputHandle(node_name)
-        handles: dict[str, Any] = {}
-        for out_name, out in outs.items():
-            if isinstance(out, DynamicOut):
-                handles[out_name] = DynamicHandle(node_name, out_name, node_name, out_name)
-            else:
-                handles[out_name] = OutputHandle(node_name, out_name)
-        if len(handles) == 1:
-            return next(iter(handles.values()))
-        return MultiOutputHandle(node_name, handles)
 
 
 # --- pipelines -------------------------------------------------------------------------------
