@@ -17,32 +17,33 @@ CLI), open and close without a loop and wrap single calls in ``anyio.run``::
 
 The engine writes through :class:`RunRecorder`, a plain sync callable that only
 appends to a buffer, so a slow disk never blocks a step.
+
+This module is the one place to import from.  It holds the contract (the
+record, the abstract storage, the errors) and the helpers every backend shares
+so their semantics cannot drift apart; each implementation lives in its own
+private module (``_storage_memory``, ``_storage_sqlite``, ``_recorder``) and is
+re-exported here, imported on first use.
 """
 
 from __future__ import annotations
 
 import abc
-import bisect
-import contextlib
-import math
+import importlib
 import os
 import socket
-import threading
-import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-import anyio
-import anyio.abc
-import anyio.from_thread
 import attrs
 
 from asyncdag._errors import AsyncdagError
 from asyncdag._events import Event, EventType, RunStatus
 
 if TYPE_CHECKING:
+    from asyncdag._recorder import RunRecorder
+    from asyncdag._storage_memory import InMemoryStorage
     from asyncdag._storage_sqlite import SqliteStorage
 
 __all__ = [
@@ -313,158 +314,6 @@ def _orphan_event(run_id: str, seq: int, reason: str, now: float) -> Event:
     )
 
 
-def _newest_first_key(item: tuple[int, RunRecord]) -> tuple[bool, float, int]:
-    index, record = item
-    start = record.start_time
-    return (start is not None, start if start is not None else -math.inf, index)
-
-
-class InMemoryStorage(RunStorage):
-    """Run history in a dict: the default for ``execute_pipeline``, so running has no side effects.
-
-    Records and events are stored as given, not copied: treat what you get back
-    as read-only.  A lock makes it safe to share with threads (a UI in a thread).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runs: dict[str, tuple[int, RunRecord]] = {}
-        self._events: dict[str, list[Event]] = {}
-        self._seqs: dict[str, list[int]] = {}
-        self._counter = 0
-
-    async def create_run(self, record: RunRecord) -> None:
-        with self._lock:
-            if record.run_id in self._runs:
-                raise StorageError(_duplicate_run_message(record.run_id))
-            self._counter += 1
-            self._runs[record.run_id] = (self._counter, record)
-            self._events[record.run_id] = []
-            self._seqs[record.run_id] = []
-
-    async def add_events(self, run_id: str, events: Sequence[Event]) -> None:
-        _check_event_run_ids(run_id, events)
-        with self._lock:
-            if run_id not in self._runs:
-                raise RunNotFoundError(run_id, "add events")
-            stored, seqs = self._events[run_id], self._seqs[run_id]
-            incoming = [e.seq for e in events]
-            existing = set(seqs)
-            if len(set(incoming)) != len(incoming) or not existing.isdisjoint(incoming):
-                raise StorageError(_duplicate_seq_message(run_id, incoming))
-            for event in events:
-                if not seqs or event.seq > seqs[-1]:
-                    seqs.append(event.seq)
-                    stored.append(event)
-                else:
-                    at = bisect.bisect_left(seqs, event.seq)
-                    seqs.insert(at, event.seq)
-                    stored.insert(at, event)
-
-    async def finish_run(
-        self, run_id: str, status: RunStatus, *, end_time: float, failure_reason: str | None = None
-    ) -> None:
-        status = _check_terminal(status)
-        with self._lock:
-            if run_id not in self._runs:
-                raise RunNotFoundError(run_id, "finish run")
-            index, record = self._runs[run_id]
-            self._runs[run_id] = (
-                index,
-                attrs.evolve(
-                    record, status=status, end_time=end_time, failure_reason=failure_reason
-                ),
-            )
-
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        with self._lock:
-            entry = self._runs.get(run_id)
-        return None if entry is None else entry[1]
-
-    async def list_runs(
-        self,
-        *,
-        pipeline_name: str | None = None,
-        status: RunStatus | Collection[RunStatus] | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-    ) -> list[RunRecord]:
-        _check_window(limit, offset)
-        statuses = _status_set(status)
-        with self._lock:
-            entries = list(self._runs.values())
-        records = [
-            record
-            for _, record in sorted(entries, key=_newest_first_key, reverse=True)
-            if (pipeline_name is None or record.pipeline_name == pipeline_name)
-            and (statuses is None or record.status in statuses)
-            and (since is None or (record.start_time is not None and record.start_time >= since))
-            and (until is None or (record.start_time is not None and record.start_time < until))
-        ]
-        return records[offset:] if limit is None else records[offset : offset + limit]
-
-    async def get_events(
-        self,
-        run_id: str,
-        *,
-        after_seq: int = -1,
-        limit: int | None = None,
-        step_key: str | None = None,
-        types: Collection[EventType] | None = None,
-    ) -> list[Event]:
-        _check_window(limit, 0)
-        wanted = _type_set(types)
-        with self._lock:
-            if run_id not in self._runs:
-                return []
-            stored = self._events[run_id]
-            start = bisect.bisect_right(self._seqs[run_id], after_seq)
-            if step_key is None and wanted is None:
-                return stored[start:] if limit is None else stored[start : start + limit]
-            found: list[Event] = []
-            for event in stored[start:]:
-                if limit is not None and len(found) >= limit:
-                    break
-                if (step_key is None or event.step_key == step_key) and (
-                    wanted is None or event.type in wanted
-                ):
-                    found.append(event)
-            return found
-
-    async def count_events(self, run_id: str) -> int:
-        with self._lock:
-            return len(self._events.get(run_id, ()))
-
-    async def delete_run(self, run_id: str) -> bool:
-        with self._lock:
-            self._events.pop(run_id, None)
-            self._seqs.pop(run_id, None)
-            return self._runs.pop(run_id, None) is not None
-
-    async def recover_orphaned_runs(self) -> list[str]:
-        recovered: list[str] = []
-        with self._lock:
-            for run_id, (index, record) in list(self._runs.items()):
-                reason = _orphan_reason(record)
-                if reason is None:
-                    continue
-                now = time.time()
-                seqs = self._seqs[run_id]
-                event = _orphan_event(run_id, seqs[-1] + 1 if seqs else 0, reason, now)
-                seqs.append(event.seq)
-                self._events[run_id].append(event)
-                self._runs[run_id] = (
-                    index,
-                    attrs.evolve(
-                        record, status=RunStatus.FAILURE, end_time=now, failure_reason=reason
-                    ),
-                )
-                recovered.append(run_id)
-        return recovered
-
-
 def _duplicate_run_message(run_id: str) -> str:
     return f"a run with id {run_id!r} is already stored; give each run a fresh run_id"
 
@@ -477,212 +326,22 @@ def _duplicate_seq_message(run_id: str, seqs: Sequence[int]) -> str:
     )
 
 
-def __getattr__(name: str) -> Any:
-    # SqliteStorage lives in its own module; importing it lazily keeps the two from
-    # importing each other at load time.
-    if name == "SqliteStorage":
-        from asyncdag._storage_sqlite import SqliteStorage
-
-        return SqliteStorage
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-_TERMINAL_EVENTS = {
-    EventType.RUN_SUCCESS: RunStatus.SUCCESS,
-    EventType.RUN_FAILURE: RunStatus.FAILURE,
-    EventType.RUN_CANCELED: RunStatus.CANCELED,
+# Each implementation lives in its own module and imports the contract above from this one,
+# so it is imported on first use instead of at load time: any of the modules can then be
+# imported first without an import cycle, and ``import asyncdag.storage`` stays free of sqlite3.
+_IMPLEMENTATIONS = {
+    "InMemoryStorage": "asyncdag._storage_memory",
+    "RunRecorder": "asyncdag._recorder",
+    "SqliteStorage": "asyncdag._storage_sqlite",
 }
 
 
-class RunRecorder:
-    """The engine's writer: a sync callable that buffers events; a background task stores them.
-
-    ::
-
-        async with RunRecorder(storage, record) as recorder:  # create_run, status STARTED
-            recorder(event)  # never awaits: appends to a buffer
-
-    A flusher task writes the buffer in batches: at most ``flush_interval``
-    seconds after the first buffered event, sooner once ``batch_size`` are
-    waiting, and never while the buffer is empty (it sleeps on an
-    ``anyio.Event``, not a timer).  On exit, however the block ends (normally,
-    by an exception, or cancelled), every buffered event is written, *then* the
-    final status: taken from the last RUN_SUCCESS / RUN_FAILURE / RUN_CANCELED
-    event seen, else FAILURE with a reason.  Both writes are shielded from
-    cancellation, so a reader that sees a final status has seen every event.
-
-    Call it from the event loop's thread.  From a worker thread started by
-    ``anyio.to_thread`` it still works (the call hops to the loop and waits).
-    A storage error in the background does not stop the run: the flusher keeps
-    the events and stops; exit retries once and raises :class:`StorageError`
-    if the events still cannot be written.
-    """
-
-    def __init__(
-        self,
-        storage: RunStorage,
-        record: RunRecord,
-        *,
-        batch_size: int = 500,
-        flush_interval: float = 0.05,
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if flush_interval < 0:
-            raise ValueError(f"flush_interval must be >= 0, got {flush_interval}")
-        self._storage = storage
-        self._record = record
-        self._batch_size = batch_size
-        self._flush_interval = flush_interval
-        self._buffer: list[Event] = []
-        self._wake: anyio.Event | None = None  # created on enter: an Event belongs to one loop
-        self._open = False
-        self._thread = 0
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._final: tuple[RunStatus, str | None] | None = None
-        self._background_error: BaseException | None = None
-
-    @property
-    def run_id(self) -> str:
-        return self._record.run_id
-
-    @property
-    def record(self) -> RunRecord:
-        """The record as created (status STARTED, start time, pid and hostname filled in)."""
-        return self._record
-
-    def __call__(self, event: Event) -> None:
-        if not self._open:
-            raise StorageError(
-                f"the recorder for run {self._record.run_id!r} is not open; use it inside "
-                "`async with RunRecorder(...)` (events after the run ended are not stored)"
-            )
-        if threading.get_ident() != self._thread:
-            self._call_from_thread(event)
-            return
-        if event.run_id != self._record.run_id:
-            raise StorageError(
-                f"event seq {event.seq} is for run {event.run_id!r}, but this recorder "
-                f"records run {self._record.run_id!r}"
-            )
-        buffer = self._buffer
-        buffer.append(event)
-        if len(buffer) == 1 or len(buffer) == self._batch_size:
-            assert self._wake is not None
-            self._wake.set()
-        final = _TERMINAL_EVENTS.get(event.type)
-        if final is not None:
-            self._final = (final, _failure_reason(event) if final is RunStatus.FAILURE else None)
-
-    def _call_from_thread(self, event: Event) -> None:
-        try:
-            anyio.from_thread.run_sync(self, event)
-        except RuntimeError as exc:
-            raise StorageError(
-                f"the recorder for run {self._record.run_id!r} was called from a thread that "
-                "anyio did not start; call it from the event loop, or from a thread started "
-                "with anyio.to_thread.run_sync"
-            ) from exc
-
-    async def __aenter__(self) -> Self:
-        record = self._record
-        self._record = attrs.evolve(
-            record,
-            status=RunStatus.STARTED,
-            start_time=record.start_time if record.start_time is not None else time.time(),
-            pid=record.pid if record.pid is not None else os.getpid(),
-            hostname=record.hostname if record.hostname is not None else _HOSTNAME,
-            end_time=None,
-            failure_reason=None,
-        )
-        await self._storage.create_run(self._record)
-        self._wake = anyio.Event()
-        self._thread = threading.get_ident()
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        task_group.start_soon(self._flush_in_background)
-        self._open = True
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._open = False
-        assert self._task_group is not None
-        # Exit our task group without handing it the block's exception: anyio would wrap
-        # it in an ExceptionGroup.  Cancelling only interrupts the flusher's waits; its
-        # writes are shielded, so no batch is lost half-way.
-        self._task_group.cancel_scope.cancel()
-        try:
-            await self._task_group.__aexit__(None, None, None)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._finish(exc)
-
-    async def _flush_in_background(self) -> None:
-        while True:
-            assert self._wake is not None
-            await self._wake.wait()
-            if len(self._buffer) < self._batch_size:
-                self._wake = anyio.Event()
-                with anyio.move_on_after(self._flush_interval):
-                    await self._wake.wait()  # set early when the buffer fills
-            self._wake = anyio.Event()
-            try:
-                with anyio.CancelScope(shield=True):
-                    await self._flush()
-            except Exception as exc:
-                self._background_error = exc
-                return
-
-    async def _flush(self) -> None:
-        batch, self._buffer = self._buffer, []
-        if not batch:
-            return
-        try:
-            await self._storage.add_events(self._record.run_id, batch)
-        except BaseException:
-            self._buffer[:0] = batch  # keep order: retried at exit
-            raise
-
-    async def _finish(self, exc: BaseException | None) -> None:
-        try:
-            await self._flush()
-        except Exception as flush_error:
-            first = self._buffer[0].seq if self._buffer else "?"
-            reason = f"events from seq {first} on could not be stored: {flush_error}"
-            with contextlib.suppress(Exception):
-                await self._storage.finish_run(
-                    self._record.run_id,
-                    RunStatus.FAILURE,
-                    end_time=time.time(),
-                    failure_reason=reason,
-                )
-            raise StorageError(
-                f"run {self._record.run_id!r}: {reason}; its history is incomplete"
-            ) from flush_error
-        status, reason = self._final or (RunStatus.FAILURE, _missing_end_reason(exc))
-        await self._storage.finish_run(
-            self._record.run_id, status, end_time=time.time(), failure_reason=reason
-        )
+def __getattr__(name: str) -> Any:
+    module = _IMPLEMENTATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
-def _failure_reason(event: Event) -> str:
-    if event.message:
-        return event.message
-    error = event.error
-    if error is not None:
-        return f"{error.type}: {error.message}"
-    return "the run failed"
-
-
-def _missing_end_reason(exc: BaseException | None) -> str:
-    if exc is None:
-        return "the run ended without reporting success, failure or cancellation"
-    if isinstance(exc, anyio.get_cancelled_exc_class()):
-        return "the run was cancelled before it reported how it ended"
-    return f"the run raised {type(exc).__name__}: {exc} before it reported how it ended"
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
