@@ -25,6 +25,7 @@ for run history.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -251,12 +252,10 @@ class SqliteStorage(RunStorage):
         await self._run(create)
 
     async def add_events(self, run_id: str, events: Sequence[Event]) -> None:
-        _check_event_run_ids(run_id, events)
         if not events:
             return
-        rows = [_event_row(event) for event in events]  # serialised before taking the lock
 
-        def add(conn: sqlite3.Connection) -> None:
+        def add(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
             try:
                 with _write(conn):
                     if not _run_exists(conn, run_id):
@@ -267,7 +266,14 @@ class SqliteStorage(RunStorage):
             except sqlite3.IntegrityError as exc:
                 raise StorageError(_duplicate_seq_message(run_id, [e.seq for e in events])) from exc
 
-        await self._run(add)
+        def check_serialise_add() -> None:
+            # Checking and JSON-encoding a batch happen in the worker thread, not on the
+            # event loop the engine runs on, and before the connection lock is taken.
+            _check_event_run_ids(run_id, events)
+            rows = [_event_row(event) for event in events]
+            self._locked(functools.partial(add, rows=rows))
+
+        await anyio.to_thread.run_sync(check_serialise_add)
 
     async def finish_run(
         self, run_id: str, status: RunStatus, *, end_time: float, failure_reason: str | None = None
