@@ -12,7 +12,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import anyio
@@ -143,7 +143,7 @@ class RunHandle:
 
     # --- what users call -----------------------------------------------------------------------
 
-    def events(self, *, after: int = -1) -> AsyncIterator[Event]:
+    def events(self, *, after: int = -1) -> AsyncGenerator[Event, None]:
         """Every event of the run from the start (or after seq ``after``), then live ones until it ends."""
         return self._bus.stream(after=after)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
 import anyio
@@ -88,7 +88,7 @@ class EventBus:
     def closed(self) -> bool:
         return self._closed
 
-    async def stream(self, *, after: int = -1) -> AsyncIterator[Event]:
+    async def stream(self, *, after: int = -1) -> AsyncGenerator[Event, None]:
         """Every event after sequence number ``after``, then live ones until the run ends."""
         index = after + 1
         while True:

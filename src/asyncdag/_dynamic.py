@@ -178,7 +178,7 @@ class DynamicRuntime:
                         up = ref(source.node, source.output)
                         inputs.append((name, INPUT_STEP, (up, source.output)))
                 elif isinstance(source, FanIn):
-                    parts = []
+                    parts: list[tuple[bool, Any, str | None]] = []
                     for part in source.sources:
                         if isinstance(part, FromOutput):
                             if part.node == producer_node and part.output == group.spec.output:

@@ -48,7 +48,7 @@ def load_pipelines(
     found: dict[str, PipelineDefinition] = {}
     origin: dict[str, str] = {}
     for path in files:
-        _collect(_import_file(path), str(path), found, origin)
+        _collect(_import_file(Path(path)), str(path), found, origin)
     for name in modules:
         _collect(_import_module(name), name, found, origin)
     if not found:

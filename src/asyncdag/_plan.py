@@ -261,7 +261,7 @@ class ExecutionPlan:
                     upstream[up] = None
                     resolved.append((name, INPUT_STEP, (up, source.output)))
                 elif isinstance(source, FanIn):
-                    items = []
+                    items: list[tuple[bool, Any, str | None]] = []
                     for item in source.sources:
                         if isinstance(item, FromOutput):
                             up = index_of[item.node]
@@ -301,9 +301,9 @@ class ExecutionPlan:
                     collects=tuple(collects),
                 )
             )
-        for (producer, output), mapped in templates.items():
+        for (producer, output), template_nodes in templates.items():
             group_id(producer, output)
-            for node in mapped:
+            for node in template_nodes:
                 for input_def in node.solid.input_defs:
                     if (
                         input_def.name not in node.inputs

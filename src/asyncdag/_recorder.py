@@ -193,16 +193,16 @@ class RunRecorder:
             await self._flush()
         except Exception as flush_error:
             first = self._buffer[0].seq if self._buffer else "?"
-            reason = f"events from seq {first} on could not be stored: {flush_error}"
+            lost = f"events from seq {first} on could not be stored: {flush_error}"
             with contextlib.suppress(Exception):
                 await self._storage.finish_run(
                     self._record.run_id,
                     RunStatus.FAILURE,
                     end_time=time.time(),
-                    failure_reason=reason,
+                    failure_reason=lost,
                 )
             raise StorageError(
-                f"run {self._record.run_id!r}: {reason}; its history is incomplete"
+                f"run {self._record.run_id!r}: {lost}; its history is incomplete"
             ) from flush_error
         status, reason = self._final or (RunStatus.FAILURE, _missing_end_reason(exc))
         await self._storage.finish_run(

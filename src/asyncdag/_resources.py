@@ -36,6 +36,10 @@ __all__ = [
 ]
 
 
+def _frozen(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
 @attrs.frozen(eq=False)
 class ResourceDefinition:
     """How to build one resource: a function, a generator, or a context-manager class."""
@@ -44,7 +48,7 @@ class ResourceDefinition:
     name: str
     description: str | None = None
     config_schema: Any = None
-    required_resources: frozenset[str] = attrs.field(factory=frozenset, converter=frozenset)
+    required_resources: frozenset[str] = attrs.field(factory=frozenset, converter=_frozen)
 
     def __repr__(self) -> str:
         return f"<ResourceDefinition {self.name!r}>"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -63,32 +63,47 @@ JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 class _InputDef(Protocol):
-    name: str
-    annotation: Any
-    has_default: bool
+    @property
+    def name(self) -> str: ...
+    @property
+    def annotation(self) -> Any: ...
+    @property
+    def has_default(self) -> bool: ...
 
 
 class _Solid(Protocol):
-    name: str
-    config_schema: Any
-    input_defs: tuple[_InputDef, ...]
+    @property
+    def name(self) -> str: ...
+    @property
+    def config_schema(self) -> Any: ...
+    @property
+    def input_defs(self) -> Sequence[_InputDef]: ...
 
 
 class _Node(Protocol):
-    name: str
-    solid: _Solid
-    inputs: Mapping[str, object]
+    @property
+    def name(self) -> str: ...
+    @property
+    def solid(self) -> _Solid: ...
+    @property
+    def inputs(self) -> Mapping[str, object]: ...
 
 
 class _Resource(Protocol):
-    config_schema: Any
+    @property
+    def config_schema(self) -> Any: ...
 
 
 class _Pipeline(Protocol):
-    name: str
-    default_config: dict[str, Any] | None
-    nodes: Mapping[str, _Node]
-    resource_defs: Mapping[str, _Resource]
+    # Read-only properties: the frozen definitions satisfy them, and so do test stand-ins.
+    @property
+    def name(self) -> str: ...
+    @property
+    def default_config(self) -> dict[str, Any] | None: ...
+    @property
+    def nodes(self) -> Mapping[str, _Node]: ...
+    @property
+    def resource_defs(self) -> Mapping[str, _Resource]: ...
 
 
 # --- resolved run config --------------------------------------------------------------------
@@ -508,8 +523,8 @@ def run_config_json_schema(pipeline: _Pipeline) -> dict[str, Any]:
     solid_props: dict[str, Any] = {}
     solid_required: list[str] = []
     for name, node in pipeline.nodes.items():
-        solid_props[name], needed = _solid_json_schema(node)
-        if needed:
+        solid_props[name], config_required = _solid_json_schema(node)
+        if config_required:
             solid_required.append(name)
     resource_props: dict[str, Any] = {}
     resource_required: list[str] = []
@@ -598,7 +613,7 @@ def _read_yaml_source(source: str | os.PathLike[str]) -> tuple[str, str]:
                 [ConfigErrorItem("", f"cannot read {name}: {exc.strerror or exc}")],
                 subject=f"run config file {name}",
             ) from exc
-    return "<yaml string>", source
+    return "<yaml string>", os.fspath(source)
 
 
 def load_run_config(*sources: str | os.PathLike[str]) -> dict[str, Any]:

@@ -157,8 +157,8 @@ def _node(node: Any) -> dict[str, Any]:
     }
 
 
-def _edges(pipeline: PipelineDefinition) -> list[dict[str, str]]:
-    edges = []
+def _edges(pipeline: PipelineDefinition) -> list[dict[str, Any]]:
+    edges: list[dict[str, Any]] = []
     for node in pipeline.nodes.values():
         for input_name, source in node.inputs.items():
             items = source.sources if isinstance(source, FanIn) else (source,)
@@ -356,7 +356,7 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # --- the endpoints --------------------------------------------------------------------------
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
-_CONFIG_BODY = {
+_CONFIG_BODY: dict[str, Any] = {
     "type": "object",
     "properties": {
         "yaml": {"type": "string", "description": "run config as YAML text"},
