@@ -168,29 +168,46 @@ def wide_sleep_case(n: int, *, delay: float, limit: int, with_dag: bool = True) 
     async def raw() -> int:
         return await raw_anyio.run_wide_sleep(n, delay=delay, limit=limit)
 
-    def build() -> Any:
-        from asyncdag import pipeline, solid
+    async def nap() -> int:
+        await anyio.sleep(delay)
+        return 1
 
-        @solid
-        async def nap() -> int:
-            await anyio.sleep(delay)
-            return 1
+    return _timed_wide_case(
+        "W1",
+        n,
+        step=nap,
+        pipeline_name=f"w1_wide_io_{n}",
+        delay=delay,
+        limit=limit,
+        raw=("task-per-node", raw),
+        with_dag=with_dag,
+    )
 
-        total = solid(name="total")(_total)
 
-        @pipeline(name=f"w1_wide_io_{n}")
-        def body() -> None:
-            total.alias("total")([nap.alias(f"s{i}")() for i in range(n)])
-
-        return body
-
-    dag, build_s, error = _maybe_dag(with_dag, build, "total", max_concurrency=limit)
+def _timed_wide_case(
+    name: str,
+    n: int,
+    *,
+    step: Callable[[], Any],
+    pipeline_name: str,
+    delay: float,
+    limit: int,
+    raw: tuple[str, Program],
+    with_dag: bool,
+) -> Case:
+    """W1 and W7: ``n`` steps that each take ``delay`` and a fan-in; ideal is full waves of ``limit``."""
+    dag, build_s, error = _maybe_dag(
+        with_dag,
+        lambda: build_wide_pipeline(n, step=step, name=pipeline_name),
+        "total",
+        max_concurrency=limit,
+    )
     return Case(
-        name="W1",
+        name=name,
         size=n,
         steps=n + 1,
         expected=n,
-        raw={"task-per-node": raw},
+        raw=dict([raw]),
         dag=dag,
         ideal_s=-(-n // limit) * delay,
         build_s=build_s,
@@ -248,14 +265,14 @@ def wide_graph(n: int) -> RawGraph:
     )
 
 
-def build_wide_pipeline(n: int) -> Any:
-    """The W3 shape as an asyncdag pipeline: nodes s0..s{n-1} and ``total``."""
+def build_wide_pipeline(n: int, *, step: Callable[..., Any] = _one, name: str | None = None) -> Any:
+    """``n`` copies of ``step`` (nodes s0..s{n-1}) and one fan-in ``total``: the W1, W3 and W7 shape."""
     from asyncdag import pipeline, solid
 
-    one = solid(name="one")(_one)
+    one = solid(name=step.__name__.lstrip("_"))(step)
     total = solid(name="total")(_total)
 
-    @pipeline(name=f"w3_wide_{n}")
+    @pipeline(name=name or f"w3_wide_{n}")
     def body() -> None:
         total.alias("total")([one.alias(f"s{i}")() for i in range(n)])
 
@@ -437,33 +454,19 @@ def sync_threads_case(n: int, *, delay: float, limit: int, with_dag: bool = True
     async def raw() -> int:
         return await raw_anyio.run_sync_threads(n, delay=delay, limit=limit)
 
-    def build() -> Any:
-        from asyncdag import pipeline, solid
+    def block() -> int:
+        time.sleep(delay)
+        return 1
 
-        @solid
-        def block() -> int:
-            time.sleep(delay)
-            return 1
-
-        total = solid(name="total")(_total)
-
-        @pipeline(name=f"w7_sync_{n}")
-        def body() -> None:
-            total.alias("total")([block.alias(f"s{i}")() for i in range(n)])
-
-        return body
-
-    dag, build_s, error = _maybe_dag(with_dag, build, "total", max_concurrency=limit)
-    return Case(
-        name="W7",
-        size=n,
-        steps=n + 1,
-        expected=n,
-        raw={"to_thread": raw},
-        dag=dag,
-        ideal_s=-(-n // limit) * delay,
-        build_s=build_s,
-        dag_error=error,
+    return _timed_wide_case(
+        "W7",
+        n,
+        step=block,
+        pipeline_name=f"w7_sync_{n}",
+        delay=delay,
+        limit=limit,
+        raw=("to_thread", raw),
+        with_dag=with_dag,
     )
 
 
