@@ -22,9 +22,9 @@ Terms used throughout:
 
 from __future__ import annotations
 
+import graphlib
 import math
 import statistics
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import escape
@@ -251,29 +251,20 @@ def critical_path(
 
 
 def _topological(upstream: Mapping[str, Sequence[str]]) -> list[str]:
-    indegree = {key: len(ups) for key, ups in upstream.items()}
-    downstream: dict[str, list[str]] = {key: [] for key in upstream}
     for key, ups in upstream.items():
         for up in ups:
-            if up not in downstream:
+            if up not in upstream:
                 raise BenchError(
                     f"step {key!r} reads from {up!r}, which is not a step of this graph; "
                     "pass every step's upstream links"
                 )
-            downstream[up].append(key)
-    queue = deque(key for key, count in indegree.items() if count == 0)
-    order: list[str] = []
-    while queue:
-        key = queue.popleft()
-        order.append(key)
-        for down in downstream[key]:
-            indegree[down] -= 1
-            if indegree[down] == 0:
-                queue.append(down)
-    if len(order) != len(upstream):
-        stuck = sorted(key for key, count in indegree.items() if count > 0)
-        raise BenchError(f"the step graph has a cycle through {stuck}; a critical path needs a DAG")
-    return order
+    try:
+        return list(graphlib.TopologicalSorter(upstream).static_order())
+    except graphlib.CycleError as exc:
+        cycle = exc.args[1]
+        raise BenchError(
+            f"the step graph has a cycle through {cycle}; a critical path needs a DAG"
+        ) from None
 
 
 def queued_times(
