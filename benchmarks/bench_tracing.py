@@ -9,7 +9,7 @@ machine's load lands on every mode alike), reported as medians:
 - ``noop``: tracing on with the API's ``NoOpTracerProvider``.
 - ``api-spans``: a provider whose tracer hands out the API's non-recording spans, so the
   engine makes every span call but nothing records them: what the short-circuit in
-  ``asyncdag._tracing.run_tracer`` saves the two modes above.
+  ``asyncdag._engine._tracing.run_tracer`` saves the two modes above.
 - ``sdk-batch``: the SDK's ``TracerProvider`` with a ``BatchSpanProcessor`` feeding an
   exporter that drops everything: span creation, attributes and queueing, not I/O.  The
   processor's queue is flushed after each run, outside the timed region.

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asyncdag import AsyncdagError, pipeline, solid
-from asyncdag._loader import LoadError, load_pipelines, select_pipeline
+from asyncdag._workspace import LoadError, load_pipelines, select_pipeline
 
 PIPELINES = Path(__file__).parent / "pipelines"
 

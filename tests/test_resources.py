@@ -28,7 +28,7 @@ from asyncdag import (
     resource,
     solid,
 )
-from asyncdag._resources import check_resource_graph
+from asyncdag._definitions import check_resource_graph
 
 pytestmark = pytest.mark.anyio
 
@@ -922,7 +922,7 @@ def recorder() -> tuple[list[tuple[Any, Any]], Any]:
 
 
 async def test_a_hosted_manager_runs_each_resource_in_a_task_of_its_own() -> None:
-    from asyncdag._resources import ResourceManager
+    from asyncdag._engine import ResourceManager
 
     log: list[str] = []
     events, emit = recorder()
@@ -942,7 +942,7 @@ async def test_a_hosted_manager_runs_each_resource_in_a_task_of_its_own() -> Non
 
 
 async def test_a_hosted_manager_reports_setup_and_teardown_failures_by_name() -> None:
-    from asyncdag._resources import ResourceManager
+    from asyncdag._engine import ResourceManager
 
     log: list[str] = []
 
@@ -969,7 +969,7 @@ async def test_a_hosted_manager_reports_setup_and_teardown_failures_by_name() ->
 
 
 async def test_a_hosted_manager_tears_down_in_order_when_cancelled_from_outside() -> None:
-    from asyncdag._resources import ResourceManager
+    from asyncdag._engine import ResourceManager
 
     log: list[str] = []
     _, emit = recorder()
@@ -1003,7 +1003,7 @@ async def test_a_resource_holding_a_task_group_works_in_a_pipeline() -> None:
 
 
 async def test_a_hosted_sync_setup_finishing_after_its_step_was_cancelled_is_undone() -> None:
-    from asyncdag._resources import ResourceManager
+    from asyncdag._engine import ResourceManager
 
     log: list[str] = []
     entered = anyio.Event()

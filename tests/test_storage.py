@@ -23,7 +23,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asyncdag._events import ErrorInfo, Event, EventType, RunStatus
-from asyncdag._storage_sqlite import SCHEMA_VERSION
 from asyncdag.storage import (
     InMemoryStorage,
     RunNotFoundError,
@@ -34,6 +33,7 @@ from asyncdag.storage import (
     StorageError,
     default_storage_path,
 )
+from asyncdag.storage._sqlite import SCHEMA_VERSION
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 HANG_GUARD = 60  # seconds; only stops a broken test from hanging, never asserts speed

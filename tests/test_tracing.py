@@ -38,7 +38,7 @@ from asyncdag import (
     resource,
     solid,
 )
-from asyncdag._tracing import run_tracer
+from asyncdag._engine import run_tracer
 
 
 @attrs.frozen

@@ -616,7 +616,7 @@ def test_create_app_rejects_what_is_not_a_pipeline() -> None:
 async def test_pipeline_graph_shows_fan_out_collect_and_optional_outputs() -> None:
     from pathlib import Path
 
-    from asyncdag._loader import load_pipelines
+    from asyncdag._workspace import load_pipelines
 
     examples = Path(__file__).resolve().parent.parent / "examples"
     loaded = load_pipelines(files=[examples / "crawler.py", examples / "branching.py"])

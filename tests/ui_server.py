@@ -23,7 +23,7 @@ HELLO_WORLD = ROOT / "examples" / "hello_world.py"
 
 
 def load_hello_world() -> Any:
-    from asyncdag._loader import load_pipelines
+    from asyncdag._workspace import load_pipelines
 
     return load_pipelines(files=[HELLO_WORLD])["hey_pipeline"]
 

@@ -10,18 +10,40 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._api import RunHandle, execute_pipeline, execute_pipeline_async, open_run
-from ._context import HookContext, SolidContext
+from ._api import (
+    PipelineRunResult,
+    RunHandle,
+    StepResult,
+    execute_pipeline,
+    execute_pipeline_async,
+    open_run,
+)
 from ._definitions import (
+    Backoff,
     CollectHandle,
     DynamicHandle,
+    DynamicOut,
+    DynamicOutput,
+    GraphDefinition,
+    HookDefinition,
+    Jitter,
     MultiOutputHandle,
+    Out,
+    Output,
+    OutputError,
     OutputHandle,
     PipelineDefinition,
+    ResourceDefinition,
+    RetryPolicy,
     SolidDefinition,
+    failure_hook,
+    graph,
     pipeline,
+    resource,
     solid,
+    success_hook,
 )
+from ._engine import HookContext, InitResourceContext, SolidContext, StepLog
 from ._errors import (
     AsyncdagError,
     ConfigError,
@@ -34,13 +56,6 @@ from ._errors import (
     StepTimeoutError,
 )
 from ._events import ErrorInfo, Event, EventType, RunStatus, StepStatus
-from ._graph import GraphDefinition, graph
-from ._hooks import HookDefinition, failure_hook, success_hook
-from ._log import StepLog
-from ._outputs import DynamicOut, DynamicOutput, Out, Output, OutputError
-from ._resources import InitResourceContext, ResourceDefinition, resource
-from ._result import PipelineRunResult, StepResult
-from ._retry import Backoff, Jitter, RetryPolicy
 
 __all__ = [
     "AsyncdagError",

@@ -88,7 +88,7 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, require_name: bool 
 
 
 def loaded_pipelines(args: argparse.Namespace) -> dict[str, PipelineDefinition]:
-    from asyncdag._loader import load_pipelines
+    from asyncdag._workspace import load_pipelines
 
     if not args.files and not args.modules:
         raise UsageError("say where the pipeline is: -f FILE or -m MODULE")
@@ -96,8 +96,8 @@ def loaded_pipelines(args: argparse.Namespace) -> dict[str, PipelineDefinition]:
 
 
 def selected_pipeline(args: argparse.Namespace) -> PipelineDefinition:
-    """The pipeline ``-f/-m`` and ``-p`` point at, or :class:`~asyncdag._loader.LoadError`."""
-    from asyncdag._loader import select_pipeline
+    """The pipeline ``-f/-m`` and ``-p`` point at, or :class:`~asyncdag._workspace.LoadError`."""
+    from asyncdag._workspace import select_pipeline
 
     return select_pipeline(loaded_pipelines(args), args.pipeline)
 

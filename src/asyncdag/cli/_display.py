@@ -18,7 +18,7 @@ import attrs
 
 from asyncdag._events import Event, EventType, StepStatus
 
-from .._console import LOGGER_NAME
+from .._api._console import LOGGER_NAME
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType

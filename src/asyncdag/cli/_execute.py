@@ -31,9 +31,9 @@ from ._common import (
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from asyncdag._api import PipelineRunResult
     from asyncdag._definitions import PipelineDefinition
     from asyncdag._events import Event
-    from asyncdag._result import PipelineRunResult
 
 __all__ = ["register"]
 

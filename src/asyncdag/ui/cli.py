@@ -50,7 +50,7 @@ def _handle(args: argparse.Namespace) -> int:
 
     pipelines = loaded_pipelines(args)
     if args.pipeline is not None:
-        from asyncdag._loader import select_pipeline
+        from asyncdag._workspace import select_pipeline
 
         pipelines = {args.pipeline: select_pipeline(pipelines, args.pipeline)}
     serve(

@@ -21,19 +21,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ._definitions import Collect, Constant, FanIn, FromOutput
-from ._events import EventType, StepStatus
-from ._outputs import (
-    DynamicOutput,
-    Output,
-    OutputError,
-    check_mapping_key,
-    resolve_output_name,
-)
-from ._plan import INPUT_CONSTANT, INPUT_FAN_IN, INPUT_STEP, DynamicGroup, Step
+from .._definitions import Collect, Constant, DynamicOutput, FanIn, FromOutput, Output, OutputError
+from .._definitions._outputs import check_mapping_key, resolve_output_name
+from .._events import EventType, StepStatus
+from .._plan import INPUT_CONSTANT, INPUT_FAN_IN, INPUT_STEP, DynamicGroup, Step
 
 if TYPE_CHECKING:
-    from ._engine import Executor, StepState
+    from ._executor import Executor, StepState
 
 __all__ = ["DynamicRuntime", "consumed_missing"]
 

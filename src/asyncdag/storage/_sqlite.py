@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from asyncdag._events import Event, EventType, RunStatus
-from asyncdag.storage import (
+from asyncdag.storage._base import (
     _HOSTNAME,
     RunNotFoundError,
     RunRecord,

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import DefinitionError
+from .._errors import DefinitionError
 from ._sources import DEFAULT_OUTPUT
 
 __all__ = [

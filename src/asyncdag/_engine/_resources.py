@@ -1,9 +1,9 @@
-"""Resources: shared clients (HTTP sessions, database pools) with a lifecycle per run.
+"""Resources during a run: set up on first use, shared by steps, torn down in reverse order.
 
 A resource is set up once per run, just before the first step that needs it,
 and torn down after the run in reverse order of setup, also when the run fails
-or is cancelled.  The definition half (``@resource``) is plain data; the
-:class:`ResourceManager` half runs inside the engine.
+or is cancelled.  The declarations (``@resource``) are
+``asyncdag._definitions._resources``; this is the run-time half.
 """
 
 from __future__ import annotations
@@ -12,93 +12,21 @@ import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 import attrs
 
-from ._errors import DefinitionError, ResourceInitError
+from .._definitions._resources import ResourceDefinition, check_resource_graph
+from .._errors import DefinitionError, ResourceInitError
 from ._log import StepLog
 
 if TYPE_CHECKING:
     import anyio.abc
 
-__all__ = [
-    "InitResourceContext",
-    "ResourceDefinition",
-    "ResourceLog",
-    "ResourceManager",
-    "Resources",
-    "check_resource_graph",
-    "resource",
-]
-
-
-def _frozen(value: Iterable[str]) -> frozenset[str]:
-    return frozenset(value)
-
-
-@attrs.frozen(eq=False)
-class ResourceDefinition:
-    """How to build one resource: a function, a generator, or a context-manager class."""
-
-    fn: Callable[..., Any]
-    name: str
-    description: str | None = None
-    config_schema: Any = None
-    required_resources: frozenset[str] = attrs.field(factory=frozenset, converter=_frozen)
-
-    def __repr__(self) -> str:
-        return f"<ResourceDefinition {self.name!r}>"
-
-
-@overload
-def resource(fn: Callable[..., Any], /) -> ResourceDefinition: ...
-
-
-@overload
-def resource(
-    *,
-    config_schema: Any = None,
-    description: str | None = None,
-    required_resources: Iterable[str] | None = None,
-) -> Callable[[Callable[..., Any]], ResourceDefinition]: ...
-
-
-def resource(
-    fn: Callable[..., Any] | None = None,
-    /,
-    *,
-    config_schema: Any = None,
-    description: str | None = None,
-    required_resources: Iterable[str] | None = None,
-) -> ResourceDefinition | Callable[[Callable[..., Any]], ResourceDefinition]:
-    """Declare a resource.
-
-    The function receives an :class:`InitResourceContext` when it takes a
-    parameter.  It may return the value, ``yield`` it (code after the yield is
-    teardown; async generators too), or be a class whose instances are
-    (async) context managers.
-    """
-
-    def decorate(func: Callable[..., Any]) -> ResourceDefinition:
-        if isinstance(required_resources, str):
-            needs: frozenset[str] = frozenset((required_resources,))
-        else:
-            needs = frozenset(required_resources or ())
-        return ResourceDefinition(
-            fn=func,
-            name=getattr(func, "__name__", repr(func)),
-            description=description if description is not None else inspect.getdoc(func),
-            config_schema=config_schema,
-            required_resources=needs,
-        )
-
-    if fn is not None:
-        return decorate(fn)
-    return decorate
+__all__ = ["InitResourceContext", "ResourceLog", "ResourceManager", "Resources"]
 
 
 class Resources:
@@ -169,53 +97,6 @@ Emit = Callable[..., Any]
 _Exit = Callable[[], Awaitable[Any]]
 
 
-def check_resource_graph(owner: str, definitions: Mapping[str, Any]) -> None:
-    """Raise :class:`DefinitionError` for a binding that is not a resource, an unbound need, or a cycle.
-
-    Called before anything runs, so a run never finds out halfway through
-    that two resources wait for each other.
-    """
-    for key, definition in definitions.items():
-        if not isinstance(definition, ResourceDefinition):
-            raise DefinitionError(
-                f"{owner} binds resource {key!r} to {definition!r}, which is not a resource; "
-                "decorate its factory with @resource"
-            )
-        for dep in sorted(definition.required_resources):
-            if dep not in definitions:
-                raise DefinitionError(
-                    f"resource {key!r} requires resource {dep!r} that {owner} does not bind "
-                    f"(bound: {sorted(definitions)}); add it to @pipeline(resources={{...}})"
-                )
-    done: set[str] = set()
-    for root in sorted(definitions):
-        # Iterative depth-first search; ``path`` is the chain of keys being visited.
-        path: list[str] = []
-        on_path: set[str] = set()
-        stack: list[tuple[str, bool]] = [(root, False)]
-        while stack:
-            key, leaving = stack.pop()
-            if leaving:
-                path.pop()
-                on_path.discard(key)
-                done.add(key)
-                continue
-            if key in done:
-                continue
-            if key in on_path:
-                cycle = " -> ".join((*path[path.index(key) :], key))
-                raise DefinitionError(
-                    f"resources of {owner} depend on each other in a cycle: {cycle}; "
-                    "break it by removing one of these required_resources"
-                )
-            path.append(key)
-            on_path.add(key)
-            stack.append((key, True))
-            for dep in sorted(definitions[key].required_resources, reverse=True):
-                if dep not in done:
-                    stack.append((dep, False))
-
-
 class ResourceManager:
     """Sets resources up on first use and tears them down in reverse order.
 
@@ -284,7 +165,7 @@ class ResourceManager:
             await self._build(key, definition)
 
     def _record_failure(self, key: str, exc: BaseException) -> ResourceInitError:
-        from ._events import ErrorInfo, EventType
+        from .._events import ErrorInfo, EventType
 
         error = ResourceInitError(key, exc)
         error.__cause__ = exc
@@ -299,7 +180,7 @@ class ResourceManager:
         return error
 
     async def _build(self, key: str, definition: ResourceDefinition) -> None:
-        from ._events import EventType
+        from .._events import EventType
 
         if self._closed:
             raise ResourceInitError(key, RuntimeError("the run's resources were already closed"))
@@ -331,7 +212,7 @@ class ResourceManager:
     def _register(self, key: str, value: Any, exit_: _Exit | None) -> None:
         """Record a resource that was entered.  Synchronous, and called with no checkpoint
         after entering, so cancellation cannot leave an entered resource without its teardown."""
-        from ._events import EventType
+        from .._events import EventType
 
         self._exits.append((key, exit_))
         self.values[key] = value
@@ -440,7 +321,7 @@ class ResourceManager:
 
     async def _teardown(self, key: str, exit_: _Exit | None) -> None:
         """Run one resource's teardown and say how it went; never raises an Exception."""
-        from ._events import ErrorInfo, EventType
+        from .._events import ErrorInfo, EventType
 
         try:
             if exit_ is not None:

@@ -12,18 +12,18 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from ._definitions import (
+from .._definitions import (
     Collect,
     Constant,
     FanIn,
     FromOutput,
     Node,
+    Out,
     PipelineDefinition,
+    RetryPolicy,
     SolidDefinition,
 )
-from ._errors import DefinitionError
-from ._outputs import Out
-from ._retry import RetryPolicy
+from .._errors import DefinitionError
 
 __all__ = ["DynamicGroup", "ExecutionPlan", "Step"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import AsyncdagError
+from .._errors import AsyncdagError
 
 __all__ = [
     "DynamicOut",

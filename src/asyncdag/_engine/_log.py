@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ._events import EventType
+from .._events import EventType
 
 __all__ = ["StepLog"]
 

@@ -1,14 +1,12 @@
-"""Running a pipeline from Python: ``execute_pipeline``, its awaitable twin, and the run handle.
+"""A run in progress: :func:`open_run` starts one and hands back its :class:`RunHandle`.
 
-``execute_pipeline`` is a thin shell that starts an event loop and awaits
-``execute_pipeline_async``, which opens a run with :func:`open_run`.  There is
-one engine and one way a run happens; the entry points differ only at the edge.
+Every way of running a pipeline (``execute_pipeline*``, the CLI, the UI) goes
+through here, so there is one engine and one way a run happens.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import time
@@ -18,18 +16,15 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from . import _tracing
-from ._bus import EventBus, Listener
+from .._definitions import PipelineDefinition
+from .._engine import EventBus, Executor, Listener, ResourceManager, _tracing
+from .._errors import AsyncdagError, DefinitionError
+from .._events import Event, EventType, RunStatus, StepStatus
+from .._plan import ExecutionPlan
 from ._console import console_listener, install_default_handler
-from ._definitions import PipelineDefinition
-from ._engine import Executor
-from ._errors import AsyncdagError, DefinitionError, EventLoopError
-from ._events import Event, EventType, RunStatus, StepStatus
-from ._plan import ExecutionPlan
-from ._resources import ResourceManager
 from ._result import LazyMapping, PipelineRunResult, StepResult
 
-__all__ = ["RunHandle", "execute_pipeline", "execute_pipeline_async", "open_run"]
+__all__ = ["RunHandle", "open_run"]
 
 _RUN_END_EVENTS = {
     RunStatus.SUCCESS: (EventType.RUN_SUCCESS, logging.DEBUG),
@@ -81,7 +76,7 @@ class RunHandle:
         self._storage = storage
 
         # Everything that can be wrong with the input is found here, before anything runs.
-        from .config import resolve_run_config
+        from ..config import resolve_run_config
 
         resolved = resolve_run_config(pipeline, run_config)
         self.run_config: dict[str, Any] = dict(resolved.raw)
@@ -182,7 +177,7 @@ class RunHandle:
         if self._storage is not None:
             import socket
 
-            from .storage import RunRecord, RunRecorder
+            from ..storage import RunRecord, RunRecorder
 
             record = RunRecord(
                 run_id=self.run_id,
@@ -349,117 +344,3 @@ async def open_run(
         except BaseException:
             handle.cancel()
             raise
-
-
-def _raise_for(result: PipelineRunResult) -> None:
-    if result.status is not RunStatus.FAILURE:
-        return
-    for step in result.step_results.values():
-        if step.status is StepStatus.FAILURE:
-            exc = result.exception_for_step(step.key)
-            if exc is not None:
-                raise exc
-    for step in result.step_results.values():
-        exc = result.exception_for_step(step.key)
-        if exc is not None:
-            raise exc
-    raise AsyncdagError(f"run {result.run_id} of {result.pipeline_name!r} failed")
-
-
-async def execute_pipeline_async(
-    pipeline: PipelineDefinition,
-    run_config: Mapping[str, Any] | None = None,
-    *,
-    max_concurrency: int | None = None,
-    concurrency_limits: Mapping[str, int] | None = None,
-    raise_on_error: bool = True,
-    tags: Mapping[str, str] | None = None,
-    fail_fast: bool = False,
-    storage: Any = None,
-    run_id: str | None = None,
-    parent_run_id: str | None = None,
-    tracing: bool = True,
-    tracer_provider: Any = None,
-    listeners: Iterable[Listener] = (),
-) -> PipelineRunResult:
-    """Run ``pipeline`` inside the running event loop (asyncio or trio) and return its result.
-
-    With ``raise_on_error=True`` a failed step's own exception is re-raised,
-    after the run has ended cleanly (resources closed, events complete).
-    Cancelling the calling scope cancels the run; the cancellation propagates
-    after the run is recorded as CANCELED.  The run's spans go to the global
-    OpenTelemetry tracer provider, or to ``tracer_provider`` when given (a test's
-    in-memory exporter, or an application that keeps several providers).
-    """
-    async with open_run(
-        pipeline,
-        run_config,
-        max_concurrency=max_concurrency,
-        concurrency_limits=concurrency_limits,
-        tags=tags,
-        fail_fast=fail_fast,
-        storage=storage,
-        run_id=run_id,
-        parent_run_id=parent_run_id,
-        tracing=tracing,
-        tracer_provider=tracer_provider,
-        listeners=listeners,
-    ) as run:
-        pass
-    result = await run.result()
-    if raise_on_error:
-        _raise_for(result)
-    return result
-
-
-def execute_pipeline(
-    pipeline: PipelineDefinition,
-    run_config: Mapping[str, Any] | None = None,
-    *,
-    max_concurrency: int | None = None,
-    concurrency_limits: Mapping[str, int] | None = None,
-    raise_on_error: bool = True,
-    tags: Mapping[str, str] | None = None,
-    fail_fast: bool = False,
-    storage: Any = None,
-    run_id: str | None = None,
-    parent_run_id: str | None = None,
-    tracing: bool = True,
-    tracer_provider: Any = None,
-    listeners: Iterable[Listener] = (),
-    backend: str = "asyncio",
-) -> PipelineRunResult:
-    """Run ``pipeline`` to the end, starting an event loop (``backend``: asyncio or trio).
-
-    From code that is already inside an event loop, ``await
-    execute_pipeline_async(...)`` instead: a blocking call there would stall
-    the loop, so this raises :class:`EventLoopError`.
-    """
-    try:
-        token = anyio.lowlevel.current_token()
-    except anyio.NoEventLoopError:
-        library = None
-    else:
-        library = token.backend_class.__module__.rpartition("._")[2]
-    if library is not None:
-        raise EventLoopError(
-            f"execute_pipeline() was called inside a running {library} event loop, where it "
-            "would block the loop; use `await execute_pipeline_async(...)` instead"
-        )
-    call = functools.partial(
-        execute_pipeline_async,
-        pipeline,
-        run_config,
-        max_concurrency=max_concurrency,
-        concurrency_limits=concurrency_limits,
-        raise_on_error=raise_on_error,
-        tags=tags,
-        fail_fast=fail_fast,
-        storage=storage,
-        run_id=run_id,
-        parent_run_id=parent_run_id,
-        tracing=tracing,
-        tracer_provider=tracer_provider,
-        listeners=listeners,
-    )
-    return anyio.run(call, backend=backend)

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from ._events import Event, EventType
+from .._events import Event, EventType
 
 __all__ = ["ConsoleFormatter", "console_listener", "install_default_handler"]
 

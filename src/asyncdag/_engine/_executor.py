@@ -26,17 +26,18 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from .._definitions import FAILURE as HOOK_FAILURE
+from .._definitions import SUCCESS as HOOK_SUCCESS
+from .._definitions import DynamicOut, HookDefinition, OutputError
+from .._definitions._outputs import check_outputs, outputs_from_return
+from .._errors import ResourceInitError, RetryRequested, StepTimeoutError
+from .._events import ErrorInfo, EventType, RunStatus, StepStatus
+from .._plan import INPUT_CONSTANT, INPUT_FAN_IN, INPUT_STEP, ExecutionPlan, Step
 from . import _tracing
 from ._context import HookContext, SolidContext
 from ._dynamic import DynamicRuntime, consumed_missing
-from ._errors import ResourceInitError, RetryRequested, StepTimeoutError
-from ._events import ErrorInfo, EventType, RunStatus, StepStatus
-from ._hooks import FAILURE as HOOK_FAILURE
-from ._hooks import SUCCESS as HOOK_SUCCESS
-from ._hooks import HookDefinition, run_hooks
+from ._hooks import run_hooks
 from ._log import StepLog
-from ._outputs import DynamicOut, OutputError, check_outputs, outputs_from_return
-from ._plan import INPUT_CONSTANT, INPUT_FAN_IN, INPUT_STEP, ExecutionPlan, Step
 from ._resources import ResourceManager, Resources
 
 __all__ = ["Executor", "StepState"]

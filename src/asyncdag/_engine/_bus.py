@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from ._events import Event, EventType
+from .._events import Event, EventType
 
 __all__ = ["EventBus", "Listener"]
 

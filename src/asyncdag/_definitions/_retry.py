@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._errors import DefinitionError
+from .._errors import DefinitionError
 
 if TYPE_CHECKING:
     import random

@@ -17,14 +17,9 @@ from typing import Any, overload
 
 import attrs
 
-from ._definitions import (
-    CollectHandle,
-    DynamicHandle,
-    MultiOutputHandle,
-    OutputHandle,
-    _current_builder,
-)
-from ._errors import DefinitionError
+from .._errors import DefinitionError
+from ._builder import _current_builder
+from ._handles import CollectHandle, DynamicHandle, MultiOutputHandle, OutputHandle
 
 __all__ = ["GraphDefinition", "graph"]
 

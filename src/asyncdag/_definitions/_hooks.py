@@ -9,21 +9,18 @@ reports on a step, it is not part of it.
 
 from __future__ import annotations
 
-import functools
 import inspect
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 
-from ._errors import DefinitionError
-from ._events import ErrorInfo, EventType
+from .._errors import DefinitionError
 
 if TYPE_CHECKING:
-    from ._context import HookContext
+    from .._engine import HookContext
 
-__all__ = ["HookDefinition", "failure_hook", "run_hooks", "success_hook"]
+__all__ = ["FAILURE", "SUCCESS", "HookDefinition", "failure_hook", "success_hook"]
 
 SUCCESS = "success"
 FAILURE = "failure"
@@ -82,47 +79,3 @@ def failure_hook(
 ) -> Any:
     """Declare a hook run after each step it is attached to fails; ``context.error`` is why."""
     return _make_hook(FAILURE, fn, name)
-
-
-async def run_hooks(
-    hooks: tuple[HookDefinition, ...],
-    kind: str,
-    emit: Callable[..., Any],
-    make_context: Callable[[HookDefinition], HookContext],
-    *,
-    limiter: Any = None,
-) -> None:
-    """Run the hooks of ``kind`` one after another; record each outcome as an event."""
-    import anyio.to_thread
-
-    cancelled = anyio.get_cancelled_exc_class()
-    for hook in hooks:
-        if hook.kind != kind:
-            continue
-        context = make_context(hook)
-        key = context.step_key
-        try:
-            if hook.is_async:
-                await hook.fn(context)
-            else:
-                await anyio.to_thread.run_sync(functools.partial(hook.fn, context), limiter=limiter)
-        except cancelled:
-            raise
-        except Exception as exc:
-            error = ErrorInfo.from_exception(exc)
-            emit(
-                EventType.HOOK_ERRORED,
-                key,
-                logging.ERROR,
-                f"Hook {hook.name!r} of step {key!r} raised {error.type}: {error.message}; "
-                "the step's outcome stands",
-                {"hook": hook.name, "kind": kind, "error": error.to_dict()},
-            )
-        else:
-            emit(
-                EventType.HOOK_COMPLETED,
-                key,
-                logging.DEBUG,
-                f"Hook {hook.name!r} of step {key!r} completed.",
-                {"hook": hook.name, "kind": kind},
-            )

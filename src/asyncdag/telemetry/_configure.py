@@ -1,20 +1,4 @@
-"""Send asyncdag's spans somewhere: configuring the OpenTelemetry SDK and its exporters.
-
-The engine makes one span per run and per step with ``opentelemetry-api`` alone, which costs
-nothing until a tracer provider is installed. :func:`configure` installs one (the SDK is an
-extra: ``pip install 'asyncdag[otel]'``) with any of these sinks:
-
-- OTLP, for Jaeger v2 or any collector: HTTP/protobuf (port 4318, ``/v1/traces``) by default,
-  gRPC (port 4317) with ``otlp_protocol="grpc"``;
-- the console (the SDK's JSON rendering, one span at a time);
-- ``trace_file="spans.jsonl"``: one JSON object per span per line, appended;
-- ``jaeger_json="trace.json"``: Jaeger's own trace format, rewritten at flush and at exit, that
-  Jaeger UI's "Upload JSON" opens with no backend running.
-
-The standard ``OTEL_*`` variables apply whenever the matching argument is not given; the SDK's
-exporters read endpoints, headers, timeouts, compression and certificates themselves.
-Importing this module does not import the SDK.
-"""
+"""Configuring the OpenTelemetry SDK and its exporters (the code behind ``asyncdag.telemetry``)."""
 
 from __future__ import annotations
 
@@ -37,7 +21,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
     from opentelemetry.sdk.trace.sampling import Sampler
 
-    from asyncdag._jaeger_json import (
+    from asyncdag.telemetry._jaeger_json import (
         JaegerJsonExporter,
         spans_to_jaeger_json,
         write_jaeger_json,
@@ -80,20 +64,6 @@ _RELEVANT_ENV: Final = (
     *_ENDPOINT_VARS,
 )
 _logger = logging.getLogger(__name__)
-
-_LAZY = {
-    "JaegerJsonExporter": "JaegerJsonExporter",
-    "spans_to_jaeger_json": "spans_to_jaeger_json",
-    "write_jaeger_json": "write_jaeger_json",
-}
-
-
-def __getattr__(name: str) -> Any:
-    # The Jaeger helpers subclass the SDK's SpanExporter; load them (and the SDK) on first use.
-    if name in _LAZY:
-        module = _import_sdk_module("asyncdag._jaeger_json")
-        return getattr(module, _LAZY[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TelemetryConfigError(AsyncdagError, ValueError):
@@ -401,7 +371,7 @@ def _build_provider(settings: _Settings) -> TracerProvider:
     for span_exporter in _exporters(settings):
         provider.add_span_processor(processor(span_exporter))
     if settings.jaeger_json is not None:
-        jaeger = _import_sdk_module("asyncdag._jaeger_json")
+        jaeger = _import_sdk_module("asyncdag.telemetry._jaeger_json")
         provider.add_span_processor(
             jaeger.JaegerJsonSpanProcessor(jaeger.JaegerJsonExporter(settings.jaeger_json))
         )

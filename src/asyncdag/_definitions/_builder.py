@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._errors import DefinitionError
+from .._errors import DefinitionError
 from ._handles import CollectHandle, DynamicHandle, MultiOutputHandle, OutputHandle
 from ._hooks import HookDefinition
 from ._outputs import DynamicOut
 from ._sources import Collect, Constant, FanIn, FromOutput, InputSource
 
 if TYPE_CHECKING:
-    from ._definitions import SolidDefinition
+    from ._solid import SolidDefinition
 
 __all__ = ["Node", "_GraphBuilder", "_current_builder"]
 
@@ -167,7 +167,7 @@ class _GraphBuilder:
                     items.append(Constant(v))
             return FanIn(tuple(items))
         # Imported here: _definitions imports this module, and is loaded by call time.
-        from ._definitions import SolidDefinition, _PendingInvocation
+        from ._solid import SolidDefinition, _PendingInvocation
 
         if isinstance(value, SolidDefinition | _PendingInvocation):
             raise DefinitionError(

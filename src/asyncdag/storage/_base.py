@@ -1,58 +1,25 @@
-"""Run history: which runs happened, with what config, and every event each one emitted.
-
-Two implementations share one async interface, :class:`RunStorage`:
-
-* :class:`InMemoryStorage`, the default for the Python API: no files, no side
-  effects, gone with the process.
-* :class:`SqliteStorage` (stdlib ``sqlite3``), the default for the CLI and the
-  web UI: one file, ``default_storage_path()``, shared safely by several
-  processes (two CLI runs and a UI reading while they write).
-
-Every method is a coroutine usable from asyncio and trio alike; blocking SQLite
-calls run in worker threads through ``anyio.to_thread``.  From sync code (the
-CLI), open and close without a loop and wrap single calls in ``anyio.run``::
-
-    with SqliteStorage() as storage:
-        runs = anyio.run(functools.partial(storage.list_runs, limit=20))
-
-The engine writes through :class:`RunRecorder`, a plain sync callable that only
-appends to a buffer, so a slow disk never blocks a step.
-
-This module is the one place to import from.  It holds the contract (the
-record, the abstract storage, the errors) and the helpers every backend shares
-so their semantics cannot drift apart; each implementation lives in its own
-private module (``_storage_memory``, ``_storage_sqlite``, ``_recorder``) and is
-re-exported here, imported on first use.
-"""
+"""The run storage contract: the record, the abstract storage, the errors, and the helpers every
+backend shares so their semantics cannot drift apart."""
 
 from __future__ import annotations
 
 import abc
-import importlib
 import os
 import socket
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import attrs
 
 from asyncdag._errors import AsyncdagError
 from asyncdag._events import Event, EventType, RunStatus
 
-if TYPE_CHECKING:
-    from asyncdag._recorder import RunRecorder
-    from asyncdag._storage_memory import InMemoryStorage
-    from asyncdag._storage_sqlite import SqliteStorage
-
 __all__ = [
-    "InMemoryStorage",
     "RunNotFoundError",
     "RunRecord",
-    "RunRecorder",
     "RunStorage",
-    "SqliteStorage",
     "StorageError",
     "default_storage_path",
 ]
@@ -324,24 +291,3 @@ def _duplicate_seq_message(run_id: str, seqs: Sequence[int]) -> str:
         f"run {run_id!r} already has an event with a seq in {span} (or the batch repeats one); "
         "each seq must be stored once: was this batch written twice?"
     )
-
-
-# Each implementation lives in its own module and imports the contract above from this one,
-# so it is imported on first use instead of at load time: any of the modules can then be
-# imported first without an import cycle, and ``import asyncdag.storage`` stays free of sqlite3.
-_IMPLEMENTATIONS = {
-    "InMemoryStorage": "asyncdag._storage_memory",
-    "RunRecorder": "asyncdag._recorder",
-    "SqliteStorage": "asyncdag._storage_sqlite",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _IMPLEMENTATIONS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})

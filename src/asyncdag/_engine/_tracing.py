@@ -17,10 +17,10 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ._errors import StepTimeoutError
+from .._errors import StepTimeoutError
 
 if TYPE_CHECKING:
-    from ._plan import Step
+    from .._plan import Step
 
 __all__ = ["RunTracer", "run_tracer"]
 
@@ -57,7 +57,7 @@ def run_tracer(*, enabled: bool = True, tracer_provider: Any = None) -> RunTrace
             return None
     if isinstance(provider, trace.NoOpTracerProvider):
         return None
-    from . import __version__
+    from .. import __version__
 
     tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__)
     if isinstance(tracer, trace.NoOpTracer):

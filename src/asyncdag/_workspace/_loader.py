@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
 
-from ._definitions import PipelineDefinition
-from ._errors import AsyncdagError
+from .._definitions import PipelineDefinition
+from .._errors import AsyncdagError
 
 __all__ = ["LoadError", "load_pipelines", "select_pipeline"]
 

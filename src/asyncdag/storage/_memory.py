@@ -15,7 +15,7 @@ from collections.abc import Collection, Sequence
 import attrs
 
 from asyncdag._events import Event, EventType, RunStatus
-from asyncdag.storage import (
+from asyncdag.storage._base import (
     RunNotFoundError,
     RunRecord,
     RunStorage,

@@ -21,7 +21,7 @@ import anyio.from_thread
 import attrs
 
 from asyncdag._events import Event, EventType, RunStatus
-from asyncdag.storage import _HOSTNAME, RunRecord, RunStorage, StorageError
+from asyncdag.storage._base import _HOSTNAME, RunRecord, RunStorage, StorageError
 
 __all__ = ["RunRecorder"]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import attrs
 
-from ._errors import AsyncdagError
-from ._events import ErrorInfo, Event, RunStatus, StepStatus
+from .._errors import AsyncdagError
+from .._events import ErrorInfo, Event, RunStatus, StepStatus
 
 __all__ = ["LazyMapping", "PipelineRunResult", "StepResult"]
 

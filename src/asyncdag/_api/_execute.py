@@ -1,0 +1,138 @@
+"""``execute_pipeline`` and its awaitable twin: a run from start to result in one call.
+
+``execute_pipeline`` is a thin shell that starts an event loop and awaits
+``execute_pipeline_async``, which opens a run with :func:`open_run`.  There is
+one engine and one way a run happens; the entry points differ only at the edge.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from .._definitions import PipelineDefinition
+from .._engine import Listener
+from .._errors import AsyncdagError, EventLoopError
+from .._events import RunStatus, StepStatus
+from ._result import PipelineRunResult
+from ._run import open_run
+
+__all__ = ["execute_pipeline", "execute_pipeline_async"]
+
+
+def _raise_for(result: PipelineRunResult) -> None:
+    if result.status is not RunStatus.FAILURE:
+        return
+    for step in result.step_results.values():
+        if step.status is StepStatus.FAILURE:
+            exc = result.exception_for_step(step.key)
+            if exc is not None:
+                raise exc
+    for step in result.step_results.values():
+        exc = result.exception_for_step(step.key)
+        if exc is not None:
+            raise exc
+    raise AsyncdagError(f"run {result.run_id} of {result.pipeline_name!r} failed")
+
+
+async def execute_pipeline_async(
+    pipeline: PipelineDefinition,
+    run_config: Mapping[str, Any] | None = None,
+    *,
+    max_concurrency: int | None = None,
+    concurrency_limits: Mapping[str, int] | None = None,
+    raise_on_error: bool = True,
+    tags: Mapping[str, str] | None = None,
+    fail_fast: bool = False,
+    storage: Any = None,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    tracing: bool = True,
+    tracer_provider: Any = None,
+    listeners: Iterable[Listener] = (),
+) -> PipelineRunResult:
+    """Run ``pipeline`` inside the running event loop (asyncio or trio) and return its result.
+
+    With ``raise_on_error=True`` a failed step's own exception is re-raised,
+    after the run has ended cleanly (resources closed, events complete).
+    Cancelling the calling scope cancels the run; the cancellation propagates
+    after the run is recorded as CANCELED.  The run's spans go to the global
+    OpenTelemetry tracer provider, or to ``tracer_provider`` when given (a test's
+    in-memory exporter, or an application that keeps several providers).
+    """
+    async with open_run(
+        pipeline,
+        run_config,
+        max_concurrency=max_concurrency,
+        concurrency_limits=concurrency_limits,
+        tags=tags,
+        fail_fast=fail_fast,
+        storage=storage,
+        run_id=run_id,
+        parent_run_id=parent_run_id,
+        tracing=tracing,
+        tracer_provider=tracer_provider,
+        listeners=listeners,
+    ) as run:
+        pass
+    result = await run.result()
+    if raise_on_error:
+        _raise_for(result)
+    return result
+
+
+def execute_pipeline(
+    pipeline: PipelineDefinition,
+    run_config: Mapping[str, Any] | None = None,
+    *,
+    max_concurrency: int | None = None,
+    concurrency_limits: Mapping[str, int] | None = None,
+    raise_on_error: bool = True,
+    tags: Mapping[str, str] | None = None,
+    fail_fast: bool = False,
+    storage: Any = None,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    tracing: bool = True,
+    tracer_provider: Any = None,
+    listeners: Iterable[Listener] = (),
+    backend: str = "asyncio",
+) -> PipelineRunResult:
+    """Run ``pipeline`` to the end, starting an event loop (``backend``: asyncio or trio).
+
+    From code that is already inside an event loop, ``await
+    execute_pipeline_async(...)`` instead: a blocking call there would stall
+    the loop, so this raises :class:`EventLoopError`.
+    """
+    try:
+        token = anyio.lowlevel.current_token()
+    except anyio.NoEventLoopError:
+        library = None
+    else:
+        library = token.backend_class.__module__.rpartition("._")[2]
+    if library is not None:
+        raise EventLoopError(
+            f"execute_pipeline() was called inside a running {library} event loop, where it "
+            "would block the loop; use `await execute_pipeline_async(...)` instead"
+        )
+    call = functools.partial(
+        execute_pipeline_async,
+        pipeline,
+        run_config,
+        max_concurrency=max_concurrency,
+        concurrency_limits=concurrency_limits,
+        raise_on_error=raise_on_error,
+        tags=tags,
+        fail_fast=fail_fast,
+        storage=storage,
+        run_id=run_id,
+        parent_run_id=parent_run_id,
+        tracing=tracing,
+        tracer_provider=tracer_provider,
+        listeners=listeners,
+    )
+    return anyio.run(call, backend=backend)

@@ -1,0 +1,130 @@
+"""Declaring resources: shared clients (HTTP sessions, database pools) a run sets up for its steps.
+
+This is the definition half (``@resource``, plain data, and the check that a
+pipeline's resources can be set up in some order).  Setting them up and tearing
+them down during a run is ``asyncdag._engine._resources``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, overload
+
+import attrs
+
+from .._errors import DefinitionError
+
+__all__ = ["ResourceDefinition", "check_resource_graph", "resource"]
+
+
+def _frozen(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
+@attrs.frozen(eq=False)
+class ResourceDefinition:
+    """How to build one resource: a function, a generator, or a context-manager class."""
+
+    fn: Callable[..., Any]
+    name: str
+    description: str | None = None
+    config_schema: Any = None
+    required_resources: frozenset[str] = attrs.field(factory=frozenset, converter=_frozen)
+
+    def __repr__(self) -> str:
+        return f"<ResourceDefinition {self.name!r}>"
+
+
+@overload
+def resource(fn: Callable[..., Any], /) -> ResourceDefinition: ...
+
+
+@overload
+def resource(
+    *,
+    config_schema: Any = None,
+    description: str | None = None,
+    required_resources: Iterable[str] | None = None,
+) -> Callable[[Callable[..., Any]], ResourceDefinition]: ...
+
+
+def resource(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    config_schema: Any = None,
+    description: str | None = None,
+    required_resources: Iterable[str] | None = None,
+) -> ResourceDefinition | Callable[[Callable[..., Any]], ResourceDefinition]:
+    """Declare a resource.
+
+    The function receives an :class:`InitResourceContext` when it takes a
+    parameter.  It may return the value, ``yield`` it (code after the yield is
+    teardown; async generators too), or be a class whose instances are
+    (async) context managers.
+    """
+
+    def decorate(func: Callable[..., Any]) -> ResourceDefinition:
+        if isinstance(required_resources, str):
+            needs: frozenset[str] = frozenset((required_resources,))
+        else:
+            needs = frozenset(required_resources or ())
+        return ResourceDefinition(
+            fn=func,
+            name=getattr(func, "__name__", repr(func)),
+            description=description if description is not None else inspect.getdoc(func),
+            config_schema=config_schema,
+            required_resources=needs,
+        )
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+def check_resource_graph(owner: str, definitions: Mapping[str, Any]) -> None:
+    """Raise :class:`DefinitionError` for a binding that is not a resource, an unbound need, or a cycle.
+
+    Called before anything runs, so a run never finds out halfway through
+    that two resources wait for each other.
+    """
+    for key, definition in definitions.items():
+        if not isinstance(definition, ResourceDefinition):
+            raise DefinitionError(
+                f"{owner} binds resource {key!r} to {definition!r}, which is not a resource; "
+                "decorate its factory with @resource"
+            )
+        for dep in sorted(definition.required_resources):
+            if dep not in definitions:
+                raise DefinitionError(
+                    f"resource {key!r} requires resource {dep!r} that {owner} does not bind "
+                    f"(bound: {sorted(definitions)}); add it to @pipeline(resources={{...}})"
+                )
+    done: set[str] = set()
+    for root in sorted(definitions):
+        # Iterative depth-first search; ``path`` is the chain of keys being visited.
+        path: list[str] = []
+        on_path: set[str] = set()
+        stack: list[tuple[str, bool]] = [(root, False)]
+        while stack:
+            key, leaving = stack.pop()
+            if leaving:
+                path.pop()
+                on_path.discard(key)
+                done.add(key)
+                continue
+            if key in done:
+                continue
+            if key in on_path:
+                cycle = " -> ".join((*path[path.index(key) :], key))
+                raise DefinitionError(
+                    f"resources of {owner} depend on each other in a cycle: {cycle}; "
+                    "break it by removing one of these required_resources"
+                )
+            path.append(key)
+            on_path.add(key)
+            stack.append((key, True))
+            for dep in sorted(definitions[key].required_resources, reverse=True):
+                if dep not in done:
+                    stack.append((dep, False))

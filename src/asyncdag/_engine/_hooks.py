@@ -1,0 +1,65 @@
+"""Running a step's success and failure hooks after its outcome is recorded.
+
+The definitions (``@success_hook``, ``@failure_hook``) live in
+``asyncdag._definitions._hooks``; this is the run-time half.  A hook that
+raises is recorded (HOOK_ERRORED) and never changes the run's outcome.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._events import ErrorInfo, EventType
+
+if TYPE_CHECKING:
+    from .._definitions._hooks import HookDefinition
+    from ._context import HookContext
+
+__all__ = ["run_hooks"]
+
+
+async def run_hooks(
+    hooks: tuple[HookDefinition, ...],
+    kind: str,
+    emit: Callable[..., Any],
+    make_context: Callable[[HookDefinition], HookContext],
+    *,
+    limiter: Any = None,
+) -> None:
+    """Run the hooks of ``kind`` one after another; record each outcome as an event."""
+    import anyio.to_thread
+
+    cancelled = anyio.get_cancelled_exc_class()
+    for hook in hooks:
+        if hook.kind != kind:
+            continue
+        context = make_context(hook)
+        key = context.step_key
+        try:
+            if hook.is_async:
+                await hook.fn(context)
+            else:
+                await anyio.to_thread.run_sync(functools.partial(hook.fn, context), limiter=limiter)
+        except cancelled:
+            raise
+        except Exception as exc:
+            error = ErrorInfo.from_exception(exc)
+            emit(
+                EventType.HOOK_ERRORED,
+                key,
+                logging.ERROR,
+                f"Hook {hook.name!r} of step {key!r} raised {error.type}: {error.message}; "
+                "the step's outcome stands",
+                {"hook": hook.name, "kind": kind, "error": error.to_dict()},
+            )
+        else:
+            emit(
+                EventType.HOOK_COMPLETED,
+                key,
+                logging.DEBUG,
+                f"Hook {hook.name!r} of step {key!r} completed.",
+                {"hook": hook.name, "kind": kind},
+            )
