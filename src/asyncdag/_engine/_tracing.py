@@ -57,7 +57,7 @@ def run_tracer(*, enabled: bool = True, tracer_provider: Any = None) -> RunTrace
             return None
     if isinstance(provider, trace.NoOpTracerProvider):
         return None
-    from .. import __version__
+    from .._version import __version__
 
     tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__)
     if isinstance(tracer, trace.NoOpTracer):

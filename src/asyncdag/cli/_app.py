@@ -4,7 +4,7 @@ Adding a command from another module
 ------------------------------------
 A command module exposes ``register(subparsers)``: it calls
 ``subparsers.add_parser(name, help=...)``, adds its arguments (use
-:func:`asyncdag.cli._common.add_source_arguments` for ``-f/-m/-p``) and sets
+:func:`asyncdag._workspace.add_source_arguments` for ``-f/-m/-p``) and sets
 ``handler=`` to a function ``(argparse.Namespace) -> int`` returning the exit
 code.  Keep ``register`` light (argparse only) and import heavy things inside
 the handler, so ``asyncdag --help`` stays quick.  A handler raises
@@ -49,7 +49,7 @@ _SLOTS: dict[tuple[str | None, str], tuple[str, str]] = {
         "asyncdag.cli._bench",
         "measure the engine's overhead on a pipeline",
     ),
-    (None, "ui"): ("asyncdag.ui.cli", "serve the web UI (graph, config playground, runs)"),
+    (None, "ui"): ("asyncdag.ui._command", "serve the web UI (graph, config playground, runs)"),
 }
 
 _GROUPS = {

@@ -21,14 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from asyncdag._workspace import UsageError, add_source_arguments, selected_pipeline
+
 from ._app import EXIT_FAILURE, EXIT_OK
-from ._common import (
-    UsageError,
-    add_run_arguments,
-    add_source_arguments,
-    make_console,
-    selected_pipeline,
-)
+from ._common import add_run_arguments, make_console
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -18,15 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from asyncdag._workspace import UsageError, add_source_arguments, selected_pipeline
+
 from ._app import EXIT_CANCELED, EXIT_FAILURE, EXIT_OK
-from ._common import (
-    UsageError,
-    add_run_arguments,
-    add_source_arguments,
-    make_console,
-    open_storage,
-    selected_pipeline,
-)
+from ._common import add_run_arguments, make_console, open_storage
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -247,11 +242,13 @@ class _View:
     def summarize(self, result: PipelineRunResult, *, recorded_in: str | None) -> None:
         if not self.show_summary:
             return
-        from ._display import STATUS_STYLES, format_duration, step_rows, steps_table
+        from asyncdag._workspace import summarize_steps
+
+        from ._display import STATUS_STYLES, format_duration, steps_table
 
         console = self.console
         console.print()
-        console.print(steps_table(step_rows(result.events, run_finished=True)))
+        console.print(steps_table(summarize_steps(result.events, run_finished=True)))
         console.print()
         status = result.status.value
         duration = format_duration(result.end_time - result.start_time)

@@ -11,7 +11,9 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._common import UsageError, call, make_console, open_storage, resolve_run_id
+from asyncdag._workspace import UsageError
+
+from ._common import call, make_console, open_storage, resolve_run_id
 
 if TYPE_CHECKING:
     from asyncdag.storage import RunRecord
@@ -95,12 +97,12 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     """Show one run: its status, config and tags, each step's outcome and timing, and its logs."""
-    from ._display import step_rows
+    from asyncdag._workspace import summarize_steps
 
     with open_storage() as storage:  # type: ignore[attr-defined]
         record = resolve_run_id(storage, args.run_id)
         events = call(storage.get_events, record.run_id)
-    rows = step_rows(events, run_finished=record.is_finished)
+    rows = summarize_steps(events, run_finished=record.is_finished)
     if args.json:
         document = {
             "run": record.to_dict(),

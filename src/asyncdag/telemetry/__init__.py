@@ -51,6 +51,10 @@ __all__ = [
     "write_jaeger_json",
 ]
 
+from asyncdag._public import publish
+
+publish(__name__, globals(), __all__)
+
 _LAZY = {
     "JaegerJsonExporter": "JaegerJsonExporter",
     "spans_to_jaeger_json": "spans_to_jaeger_json",
@@ -62,5 +66,6 @@ def __getattr__(name: str) -> Any:
     # The Jaeger helpers subclass the SDK's SpanExporter; load them (and the SDK) on first use.
     if name in _LAZY:
         module = _import_sdk_module("asyncdag.telemetry._jaeger_json")
+        publish(__name__, vars(module), _LAZY)
         return getattr(module, _LAZY[name])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,11 +23,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from asyncdag import __version__
 from asyncdag._definitions import PipelineDefinition
 from asyncdag._errors import AsyncdagError
+from asyncdag._version import __version__
 
-from ._api import build_api, routes
+from ._endpoints import ENDPOINTS, UIState
+from ._http import openapi_document, routes
 from ._live import LiveRuns
 
 if TYPE_CHECKING:
@@ -100,7 +101,6 @@ def create_app(
         "version": __version__,
         "jaeger_url": jaeger.rstrip("/") if jaeger else None,
     }
-    endpoints, openapi = build_api(by_name, live, info=info)
     index_template = (_STATIC / "index.html").read_text(encoding="utf-8")
 
     async def index(request: Request) -> Response:
@@ -109,7 +109,10 @@ def create_app(
         return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
     async def openapi_json(request: Request) -> Response:
-        return JSONResponse(openapi(_root_path(request)))
+        document = openapi_document(
+            ENDPOINTS, server_url=_root_path(request), version=str(info["version"])
+        )
+        return JSONResponse(document)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -129,12 +132,13 @@ def create_app(
         routes=[
             Route("/", index, methods=["GET"]),
             Route("/api/openapi.json", openapi_json, methods=["GET"]),
-            *routes(endpoints),
+            *routes(ENDPOINTS),
             Mount("/static", app=StaticFiles(directory=str(_STATIC)), name="static"),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
+    app.state.ui = UIState(pipelines=by_name, live=live, info=info)
     app.state.live = live
     app.state.pipelines = by_name
     app.state.storage = storage

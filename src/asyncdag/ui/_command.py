@@ -15,7 +15,7 @@ __all__ = ["main", "register", "serve"]
 
 
 def register(subparsers: Any) -> None:
-    from asyncdag.cli._common import add_source_arguments
+    from asyncdag._workspace import add_source_arguments
 
     parser = subparsers.add_parser(
         "ui",
@@ -46,7 +46,7 @@ def register(subparsers: Any) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from asyncdag.cli._common import loaded_pipelines
+    from asyncdag._workspace import loaded_pipelines
 
     pipelines = loaded_pipelines(args)
     if args.pipeline is not None:
@@ -99,7 +99,7 @@ def serve(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m asyncdag.ui.cli -f FILE``: the ``ui`` command on its own."""
+    """``python -m asyncdag.ui._command -f FILE``: the ``ui`` command on its own."""
     parser = argparse.ArgumentParser(prog="asyncdag")
     subparsers = parser.add_subparsers(dest="command", required=True)
     register(subparsers)
