@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "asyncdag"
 
 _BASE = {"_errors", "_version", "_public"}
 _DEFINITIONS = _BASE | {"_events", "_definitions"}
-_CONFIG = _DEFINITIONS | {"config", "_config_types"}
+_CONFIG = _DEFINITIONS | {"config", "_config_types", "_config_data"}
 _PLAN = _CONFIG | {"_plan"}
 _ENGINE = _PLAN | {"_engine"}
 _STORAGE = _BASE | {"_events", "storage"}
@@ -33,6 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "_events": _BASE | {"_events"},
     "_definitions": _DEFINITIONS,
     "_config_types": _BASE | {"_config_types"},
+    "_config_data": _BASE | {"_config_data"},
     "config": _CONFIG,
     "_plan": _PLAN,
     "storage": _STORAGE,

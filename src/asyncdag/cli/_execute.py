@@ -87,7 +87,7 @@ def _positive_int(text: str) -> int:
 
 def _config_source(path: str) -> str:
     """A path load_run_config will open; the text itself for a pipe such as ``-c <(...)``."""
-    if os.path.isfile(path):
+    if os.path.isfile(path) or os.path.isdir(path):  # load_run_config names a directory
         return os.path.abspath(path) if "\n" not in path else path
     with open(path, encoding="utf-8") as stream:
         return stream.read()
