@@ -281,3 +281,12 @@ def test_the_cli_names_a_directory_given_to_c(
     err = capsys.readouterr().err
     assert f"cannot read {tmp_path}: Is a directory" in err
     assert "unexpected" not in err
+
+
+@pytest.mark.parametrize("odd", ["\x1f", "\ud800", "\x00"])
+def test_control_characters_and_lone_surrogates_in_yaml_are_refused_at_their_line(
+    odd: str,
+) -> None:
+    with pytest.raises(YamlProblem, match="is not allowed here") as caught:
+        read_yaml(f"a: 1\nb: x{odd}y\n")
+    assert (caught.value.line, caught.value.column) == (2, 5)

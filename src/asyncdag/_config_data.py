@@ -292,7 +292,17 @@ def read_yaml(text: str) -> tuple[Any, Any]:
     """
     import yaml
 
-    loader = _loader_class()(text)
+    try:
+        loader = _loader_class()(text)  # reads the whole text: refuses control characters here
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise YamlProblem(
+            f"invalid YAML: character {exc.character:#06x} is not allowed here "
+            '(write it as an escape in a double-quoted string, such as "\\x1f")',
+            line=line,
+            column=column,
+        ) from None
     try:
         root = loader.get_single_node()
         if root is None:
