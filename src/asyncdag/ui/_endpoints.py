@@ -11,16 +11,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 import attrs
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from asyncdag._definitions import PipelineDefinition
 from asyncdag._errors import AsyncdagError, ConfigError
 from asyncdag._workspace import describe_pipeline, pipeline_summary
 
 from ._config_check import check_config, scaffold_yaml
-from ._http import ApiError, Endpoint, Param, int_query, json_body, statuses, tags_of
+from ._http import (
+    ApiError,
+    Endpoint,
+    JSONBody,
+    Param,
+    int_query,
+    int_value,
+    json_body,
+    statuses,
+    tags_of,
+)
 from ._live import BATCH_SIZE, LiveRuns, UINotRunningError
 
 __all__ = ["ENDPOINTS", "UIState"]
@@ -65,37 +76,44 @@ async def _run_named(request: Request) -> dict[str, Any]:
 
 async def get_info(request: Request) -> Response:
     state = _state(request)
-    return JSONResponse({**state.info, "pipelines": sorted(state.pipelines)})
+    return JSONBody({**state.info, "pipelines": sorted(state.pipelines)})
 
 
 async def list_pipelines(request: Request) -> Response:
     pipelines = _state(request).pipelines.values()
-    return JSONResponse({"pipelines": [pipeline_summary(p) for p in pipelines]})
+    return JSONBody({"pipelines": [pipeline_summary(p) for p in pipelines]})
 
 
 async def get_pipeline(request: Request) -> Response:
-    return JSONResponse(describe_pipeline(_pipeline_named(request, request.path_params["name"])))
+    return JSONBody(describe_pipeline(_pipeline_named(request, request.path_params["name"])))
 
 
 async def get_config_schema(request: Request) -> Response:
     from asyncdag.config import run_config_json_schema
 
     pipeline = _pipeline_named(request, request.path_params["name"])
-    return JSONResponse(run_config_json_schema(pipeline))
+    return JSONBody(run_config_json_schema(pipeline))
 
 
 async def get_scaffold(request: Request) -> Response:
     from asyncdag.config import default_run_config
 
     config = default_run_config(_pipeline_named(request, request.path_params["name"]))
-    return JSONResponse({"config": config, "yaml": scaffold_yaml(config)})
+    return JSONBody({"config": config, "yaml": scaffold_yaml(config)})
+
+
+async def _checked(
+    pipeline: PipelineDefinition, body: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """check_config in a worker thread: parsing a large config must not stall the event loop."""
+    return await anyio.to_thread.run_sync(check_config, pipeline, body)
 
 
 async def validate(request: Request) -> Response:
     pipeline = _pipeline_named(request, request.path_params["name"])
     body = await json_body(request)
-    _, errors = check_config(pipeline, body)
-    return JSONResponse({"valid": not errors, "errors": errors})
+    _, errors = await _checked(pipeline, body)
+    return JSONBody({"valid": not errors, "errors": errors})
 
 
 # --- launching ------------------------------------------------------------------------------
@@ -106,7 +124,7 @@ async def _start(
 ) -> Response:
     live = _state(request).live
     tags = tags_of(body)
-    config, errors = check_config(pipeline, body)
+    config, errors = await _checked(pipeline, body)
     if errors:
         raise ApiError(422, f"the run config has {len(errors)} error(s)", errors=errors)
     try:
@@ -119,7 +137,7 @@ async def _start(
     except AsyncdagError as exc:
         raise ApiError(422, str(exc)) from None
     record = await live.get_run(handle.run_id)
-    return JSONResponse({"run_id": handle.run_id, "run": record}, status_code=201)
+    return JSONBody({"run_id": handle.run_id, "run": record}, status_code=201)
 
 
 async def launch(request: Request) -> Response:
@@ -162,7 +180,7 @@ async def cancel(request: Request) -> Response:
             f"on {record['hostname']}); cancel it there (Ctrl-C)",
         )
     handle.cancel()
-    return JSONResponse({"run_id": record["run_id"], "status": "CANCELING"}, status_code=202)
+    return JSONBody({"run_id": record["run_id"], "status": "CANCELING"}, status_code=202)
 
 
 # --- run history and live feeds -------------------------------------------------------------
@@ -177,7 +195,7 @@ async def list_runs(request: Request) -> Response:
         limit=limit,
         offset=offset,
     )
-    return JSONResponse({"runs": runs})
+    return JSONBody({"runs": runs})
 
 
 async def runs_stream(request: Request) -> Response:
@@ -194,7 +212,7 @@ async def get_run(request: Request) -> Response:
     handle = _state(request).live.handle(record["run_id"])
     if handle is not None:
         record["trace_id"] = handle.trace_id
-    return JSONResponse(record)
+    return JSONBody(record)
 
 
 async def get_events(request: Request) -> Response:
@@ -203,17 +221,14 @@ async def get_events(request: Request) -> Response:
     limit = int_query(request, "limit", BATCH_SIZE, minimum=1)
     events, done = await _state(request).live.get_events(record["run_id"], after=after, limit=limit)
     cursor = events[-1]["seq"] if events else after
-    return JSONResponse({"events": events, "cursor": cursor, "done": done and len(events) < limit})
+    return JSONBody({"events": events, "cursor": cursor, "done": done and len(events) < limit})
 
 
 async def events_stream(request: Request) -> Response:
     record = await _run_named(request)
     header = request.headers.get("last-event-id")
     if header:
-        try:
-            after = int(header)
-        except ValueError:
-            raise ApiError(400, f"Last-Event-ID must be an event seq, got {header!r}") from None
+        after = int_value(header, "Last-Event-ID (an event seq)", -1, minimum=-1)
     else:
         after = int_query(request, "after", -1, minimum=-1)
     feed = _state(request).live.event_feed(record["run_id"], after=after)
