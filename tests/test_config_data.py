@@ -31,7 +31,9 @@ class Window:
     days: int = 1
 
 
-@solid(config_schema={"anything": Field(Any, is_required=False), "ratio": Field(float, default=1.0)})
+@solid(
+    config_schema={"anything": Field(Any, is_required=False), "ratio": Field(float, default=1.0)}
+)
 def take(context: Any) -> Any:
     return context.solid_config
 
@@ -263,7 +265,6 @@ def test_a_config_file_that_is_not_utf8_is_one_config_error(tmp_path: Path) -> N
     path.write_bytes("name: caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 0xe9 at offset 9\)"):
         load_run_config(path)
-
 
 
 def test_a_directory_given_as_config_is_one_config_error(tmp_path: Path) -> None:

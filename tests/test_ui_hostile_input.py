@@ -289,7 +289,9 @@ BODIES = st.one_of(
         JSON_VALUES,
     ),
 ).map(lambda body: json.dumps(body).encode())  # NaN and Infinity as Python writes them
-RAW_BODIES = BODIES | DEEP.map(lambda deep: f'{{"config": {deep}}}'.encode()) | st.binary(max_size=20)
+RAW_BODIES = (
+    BODIES | DEEP.map(lambda deep: f'{{"config": {deep}}}'.encode()) | st.binary(max_size=20)
+)
 PARAMS = st.dictionaries(
     st.sampled_from(["limit", "offset", "after", "status", "pipeline"]),
     ODD_TEXT | st.integers().map(str) | ODD_NUMBERS.map(str),

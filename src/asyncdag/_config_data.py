@@ -50,7 +50,9 @@ def _join(path: str, key: str) -> str:
 
 def _what(value: Any) -> str:
     kind = type(value)
-    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return (
+        kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    )
 
 
 _INSTEAD: dict[type, str] = {
@@ -224,9 +226,7 @@ def _loader_class() -> type:
         def construct_yaml_timestamp(self, node: Any) -> Any:
             return self.construct_scalar(node)
 
-    RunConfigLoader.add_constructor(
-        "tag:yaml.org,2002:int", RunConfigLoader.construct_yaml_int
-    )
+    RunConfigLoader.add_constructor("tag:yaml.org,2002:int", RunConfigLoader.construct_yaml_int)
     RunConfigLoader.add_constructor(
         "tag:yaml.org,2002:timestamp", RunConfigLoader.construct_yaml_timestamp
     )
@@ -284,6 +284,16 @@ def _check_aliases(root: Any) -> None:
         )
 
 
+def _unreadable(text: str, position: int, character: int) -> YamlProblem:
+    line_start = text.rfind("\n", 0, position) + 1
+    return YamlProblem(
+        f"invalid YAML: character {character:#06x} is not allowed here "
+        '(write it as an escape in a double-quoted string, such as "\\x1f")',
+        line=text.count("\n", 0, position) + 1,
+        column=position - line_start + 1,
+    )
+
+
 def read_yaml(text: str) -> tuple[Any, Any]:
     """Read one YAML document of run config: (data, root node for line numbers), or YamlProblem.
 
@@ -295,14 +305,7 @@ def read_yaml(text: str) -> tuple[Any, Any]:
     try:
         loader = _loader_class()(text)  # reads the whole text: refuses control characters here
     except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        raise YamlProblem(
-            f"invalid YAML: character {exc.character:#06x} is not allowed here "
-            '(write it as an escape in a double-quoted string, such as "\\x1f")',
-            line=line,
-            column=column,
-        ) from None
+        raise _unreadable(text, exc.position, exc.character) from None
     try:
         root = loader.get_single_node()
         if root is None:
