@@ -15,9 +15,16 @@ from typing import Any
 import httpx
 import pytest
 
-from ui_server import ROOT, TEST_PIPELINES, load_hello_world, serve_in_thread
+from ui_server import (
+    CHROMIUM,
+    ROOT,
+    TEST_PIPELINES,
+    launch_chromium,
+    load_hello_world,
+    serve_in_thread,
+    watch_console,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 
 pytestmark = [
@@ -48,10 +55,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = launch_chromium(p)
         yield browser
         browser.close()
 
@@ -61,11 +65,11 @@ def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
     page.set_default_timeout(20_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    problems = watch_console(page)
     yield page
     context.close()
-    assert errors == [], errors  # no uncaught JavaScript error on any page
+    # No uncaught JavaScript error on any page, and nothing the Content-Security-Policy refused.
+    assert problems == [], problems
 
 
 def shot(page: Any, name: str) -> Path:

@@ -49,14 +49,24 @@ def open_pipeline():
     accept()
 
 
+TOKEN = "hostile-input-token-0123456789"
+
+
 class Api:
-    """The UI app on SQLite, and a client."""
+    """The UI app on SQLite with every guard on, and a client that passes them."""
 
     def __init__(self, path: Path) -> None:
         self.storage = SqliteStorage(path)
-        self.app = create_app([load_hello_world(), open_pipeline], storage=self.storage)
+        self.app = create_app(
+            [load_hello_world(), open_pipeline],
+            storage=self.storage,
+            allowed_hosts=["test"],
+            auth_token=TOKEN,
+        )
         self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://test"
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://test",
+            headers={"Authorization": f"Bearer {TOKEN}"},
         )
 
     async def finished_run(self) -> str:
@@ -256,6 +266,34 @@ async def test_the_largest_64_bit_cursor_is_served(api: Api) -> None:
     assert page.json()["events"] == []
 
 
+# --- headers the guard reads -------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Origin": "http://["}, 403),
+        ({"Referer": "http://[::1"}, 403),
+        ({"Content-Length": "9" * 5000}, 413),
+        ({"Host": "[::1"}, 403),
+        ({"Authorization": "Bearer \u00e9t\u00e9"}, 401),
+        ({"Cookie": '=;;=; asyncdag_ui_x="\\'}, 401),
+    ],
+)
+async def test_malformed_headers_are_refused_with_a_message(
+    api: Api, headers: dict[str, str], status: int
+) -> None:
+    raw = {k: v.encode("latin-1") for k, v in headers.items()}
+    if status == 401:
+        api.client.headers.pop("Authorization")
+    response = await api.client.post(
+        "/api/runs", content=b'{"pipeline": "open_pipeline"}', headers={**JSON, **raw}
+    )
+    assert response.status_code == status
+    assert response.json()["error"]
+
+
 # --- anything at all: never a 500 -------------------------------------------------------------
 
 ODD_TEXT = st.text(
@@ -357,3 +395,47 @@ def test_random_input_to_every_endpoint_is_never_a_500(
 
     for what, status in portal.call(every_endpoint):
         assert status < 500, (what, status)
+
+
+HEADER_TEXT = st.text(st.characters(codec="latin-1"), max_size=30)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("portal_api", ["asyncio", "trio"], indirect=True)
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    headers=st.dictionaries(
+        st.sampled_from(
+            [
+                "Host",
+                "Origin",
+                "Referer",
+                "Sec-Fetch-Site",
+                "Content-Type",
+                "Cookie",
+                "Authorization",
+            ]
+        ),
+        HEADER_TEXT | st.sampled_from(["null", "http://test", "application/json", "Bearer "]),
+        max_size=4,
+    ),
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS"]),
+    path=st.sampled_from(["/", "/api/runs", "/api/pipelines/open_pipeline/validate", "/x"]),
+)
+def test_random_headers_are_never_a_500(
+    portal_api: Any, headers: dict[str, str], method: str, path: str
+) -> None:
+    portal, api, _ = portal_api
+    raw = {k: v.encode("latin-1") for k, v in headers.items()}
+
+    async def send() -> int:
+        response = await api.client.request(
+            method, path, content=b'{"pipeline": "open_pipeline"}', headers=raw
+        )
+        return response.status_code
+
+    assert portal.call(send) < 500

@@ -7,11 +7,15 @@ light (argparse only) and the handler imports uvicorn and starlette.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["main", "register", "serve"]
+__all__ = ["TOKEN_ENV", "main", "register", "serve"]
+
+#: The environment variable ``asyncdag ui`` reads its access token from.
+TOKEN_ENV = "ASYNCDAG_UI_TOKEN"
 
 
 def register(subparsers: Any) -> None:
@@ -37,6 +41,23 @@ def register(subparsers: Any) -> None:
         help="SQLite run history to use (default: the one the CLI shares, under $ASYNCDAG_HOME)",
     )
     parser.add_argument(
+        "--allowed-host",
+        dest="allowed_hosts",
+        metavar="HOST",
+        action="append",
+        default=[],
+        help="also answer to this Host name or address (repeatable; '*.example.com' for a "
+        "domain). By default only localhost, 127.0.0.1, [::1] and the --host address, "
+        "against DNS rebinding",
+    )
+    parser.add_argument(
+        "--auth-token",
+        metavar="TOKEN",
+        default=None,
+        help="require this access token, 16+ URL-safe characters (default $ASYNCDAG_UI_TOKEN); "
+        "needed when --host is not a loopback address. The URL printed at startup carries it",
+    )
+    parser.add_argument(
         "--jaeger-url",
         metavar="URL",
         default=None,
@@ -48,6 +69,7 @@ def register(subparsers: Any) -> None:
 def _handle(args: argparse.Namespace) -> int:
     from asyncdag._workspace import loaded_pipelines
 
+    auth_token = _auth_token(args)
     pipelines = loaded_pipelines(args)
     if args.pipeline is not None:
         from asyncdag._workspace import select_pipeline
@@ -59,8 +81,29 @@ def _handle(args: argparse.Namespace) -> int:
         port=args.port,
         storage_path=args.storage,
         jaeger_url=args.jaeger_url,
+        allowed_hosts=args.allowed_hosts,
+        auth_token=auth_token,
     )
     return 0
+
+
+def _auth_token(args: argparse.Namespace) -> str | None:
+    """--auth-token or $ASYNCDAG_UI_TOKEN, checked; required to serve beyond this machine."""
+    from asyncdag._errors import AsyncdagError
+    from asyncdag._workspace import UsageError
+
+    from ._guard import TOKEN_HINT, check_token, is_loopback
+
+    token = args.auth_token or os.environ.get(TOKEN_ENV) or None
+    if token is None and not is_loopback(args.host):
+        raise UsageError(
+            f"--host {args.host} serves other machines and the UI runs code, so it needs an "
+            f"access token: pass --auth-token TOKEN or set ${TOKEN_ENV} ({TOKEN_HINT})"
+        )
+    try:
+        return check_token(token)
+    except AsyncdagError as exc:
+        raise UsageError(f"--auth-token: {exc}") from None
 
 
 def serve(
@@ -70,8 +113,13 @@ def serve(
     port: int = 3000,
     storage_path: str | None = None,
     jaeger_url: str | None = None,
+    allowed_hosts: Sequence[str] = (),
+    auth_token: str | None = None,
 ) -> None:
-    """Serve the UI with uvicorn until interrupted, on the SQLite history the CLI shares."""
+    """Serve the UI with uvicorn until interrupted, on the SQLite history the CLI shares.
+
+    It answers only to the localhost names, the bound address and ``allowed_hosts``.
+    """
     import uvicorn
 
     from asyncdag import telemetry
@@ -79,6 +127,7 @@ def serve(
     from asyncdag.storage import SqliteStorage, default_storage_path
 
     from ._app import create_app
+    from ._guard import hosts_for_bind, page_url
 
     storage = SqliteStorage(storage_path or default_storage_path())
     storage.open()  # a bad path fails now, with its name, not on the first request
@@ -86,10 +135,15 @@ def serve(
         telemetry.configure_from_env()
     except AsyncdagError as exc:  # tracing is optional: a bad OTEL_* setting must not stop the UI
         print(f"asyncdag ui: tracing not configured: {exc}", file=sys.stderr)
-    app = create_app(pipelines, storage=storage, jaeger_url=jaeger_url)
-    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    app = create_app(
+        pipelines,
+        storage=storage,
+        jaeger_url=jaeger_url,
+        allowed_hosts=hosts_for_bind(host, allowed_hosts),
+        auth_token=auth_token,
+    )
     print(
-        f"asyncdag ui: serving {len(pipelines)} pipeline(s) on http://{shown}:{port}",
+        f"asyncdag ui: serving {len(pipelines)} pipeline(s) on {page_url(host, port, auth_token)}",
         file=sys.stderr,
     )
     try:
