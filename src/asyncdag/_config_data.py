@@ -44,10 +44,6 @@ MAX_VALUES = 1_000_000
 # --- JSON data --------------------------------------------------------------------------------
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
 def _what(value: Any) -> str:
     kind = type(value)
     return (
@@ -101,72 +97,88 @@ def _scalar(value: Any, path: str, errors: list[ConfigErrorItem]) -> Any:
     return value
 
 
-def _children(value: Any) -> list[tuple[str, Any]] | None:
-    """(path part, child) pairs of a container, in order; None for a scalar."""
-    if isinstance(value, Mapping):
-        return [(k, v) for k, v in value.items()]
-    if isinstance(value, list | tuple):
-        return [(f"[{i}]", v) for i, v in enumerate(value)]
-    if attrs.has(type(value)):
-        return [(a.alias, getattr(value, a.name)) for a in attrs.fields(type(value)) if a.init]
-    return None
+class _Walk:
+    """One :func:`json_data` walk: the problems found, values seen, containers being copied."""
+
+    __slots__ = ("ancestors", "count", "errors")
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigErrorItem] = []
+        self.ancestors: set[int] = set()  # ids of the containers on the current path (cycles)
+        self.count = 0
+
+    def value(self, value: Any, path: str, depth: int) -> Any:
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            return value
+        if (kind is int and value.bit_length() <= 64) or (kind is float and math.isfinite(value)):
+            return value
+        if kind is dict or kind is list or kind is tuple:
+            return self.container(value, path, depth)
+        if isinstance(value, Mapping | list | tuple):
+            return self.container(value, path, depth)
+        if attrs.has(kind):  # as the mapping of its fields, which validation turns back into one
+            fields = {a.alias: getattr(value, a.name) for a in attrs.fields(kind) if a.init}
+            return self.container(fields, path, depth)
+        return _scalar(value, path, self.errors)
+
+    def container(self, value: Any, path: str, depth: int) -> Any:
+        if id(value) in self.ancestors:
+            self.errors.append(
+                ConfigErrorItem(path, "contains itself; run config must be a tree of values")
+            )
+            return None
+        if depth >= MAX_DEPTH:
+            self.errors.append(
+                ConfigErrorItem(path, f"nests deeper than {MAX_DEPTH} levels; flatten it")
+            )
+            return None
+        self.count += len(value)
+        if self.count > MAX_VALUES:
+            raise _TooLarge
+        self.ancestors.add(id(value))
+        try:
+            if isinstance(value, list | tuple):
+                return [self.value(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+            out = {}
+            for key, item in value.items():
+                if type(key) is not str:
+                    self.errors.append(
+                        ConfigErrorItem(
+                            path,
+                            f"key {key!r} is a {_what(key)}; mapping keys in run config are "
+                            "strings (in YAML, quote it)",
+                        )
+                    )
+                    continue
+                kind = type(item)
+                if kind is str or kind is bool or item is None:  # most values: no path built
+                    out[key] = item
+                else:
+                    out[key] = self.value(item, f"{path}.{key}" if path else key, depth + 1)
+            return out
+        finally:
+            self.ancestors.discard(id(value))
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def json_data(value: Any, *, path: str = "") -> tuple[Any, list[ConfigErrorItem]]:
     """``value`` as plain JSON data (a copy), and every place where it is not JSON, by path.
 
-    Walks iteratively, so nesting cannot exhaust the stack, and stops early once
-    the value is deeper than :data:`MAX_DEPTH`, larger than :data:`MAX_VALUES`
-    or contains itself.  With errors, the copy is best effort and must not be used.
+    Recursion is bounded by :data:`MAX_DEPTH` (checked before descending), so
+    nesting cannot exhaust the stack; a value holding more than :data:`MAX_VALUES`
+    values or containing itself is refused without walking it all.  With errors,
+    the copy is best effort and must not be used.
     """
-    errors: list[ConfigErrorItem] = []
-    root: list[Any] = [None]
-    # (value, path, depth, container to put the copy in, key there); ancestors by id for cycles.
-    stack: list[tuple[Any, str, int, Any, Any]] = [(value, path, 0, root, 0)]
-    ancestors: set[int] = set()
-    leave: object = object()  # marks the end of a container's children on the stack
-    count = 0
-    while stack:
-        item, where, depth, parent, key = stack.pop()
-        if item is leave:
-            ancestors.discard(key)
-            continue
-        count += 1
-        if count > MAX_VALUES:
-            errors.append(ConfigErrorItem(path, f"holds more than {MAX_VALUES:,} values"))
-            break
-        children = _children(item)
-        if children is None:
-            parent[key] = _scalar(item, where, errors)
-            continue
-        if id(item) in ancestors:
-            errors.append(
-                ConfigErrorItem(where, "contains itself; run config must be a tree of values")
-            )
-            continue
-        if depth >= MAX_DEPTH:
-            errors.append(
-                ConfigErrorItem(where, f"nests deeper than {MAX_DEPTH} levels; flatten it")
-            )
-            continue
-        is_mapping = not isinstance(item, list | tuple)
-        copy: Any = {} if is_mapping else [None] * len(children)
-        parent[key] = copy
-        ancestors.add(id(item))
-        stack.append((leave, where, depth, None, id(item)))
-        for index, (part, child) in reversed(list(enumerate(children))):
-            if is_mapping and not isinstance(part, str):
-                errors.append(
-                    ConfigErrorItem(
-                        where,
-                        f"key {part!r} is a {_what(part)}; mapping keys in run config are "
-                        "strings (in YAML, quote it)",
-                    )
-                )
-                continue
-            child_path = _join(where, part) if is_mapping else f"{where}{part}"
-            stack.append((child, child_path, depth + 1, copy, part if is_mapping else index))
-    return root[0], errors
+    walk = _Walk()
+    try:
+        copy = walk.value(value, path, 0)
+    except _TooLarge:
+        return None, [ConfigErrorItem(path, f"holds more than {MAX_VALUES:,} values")]
+    return copy, walk.errors
 
 
 # --- YAML -------------------------------------------------------------------------------------
