@@ -35,6 +35,7 @@ __all__ = [
     "build_parser",
     "find_error",
     "main",
+    "warn",
 ]
 
 EXIT_OK = 0
@@ -217,6 +218,11 @@ def find_error(exc: BaseException, kind: type[E]) -> E | None:
             if found is not None:
                 return found
     return None
+
+
+def warn(message: str) -> None:
+    """Something the user should know that does not change the exit code, as one line."""
+    print(f"asyncdag: warning: {message}", file=sys.stderr)
 
 
 def _report(exc: BaseException, *, verbose: bool, unexpected: bool = False) -> None:

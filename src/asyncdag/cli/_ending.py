@@ -13,13 +13,12 @@ forever, so the command leaves without it and says so.
 from __future__ import annotations
 
 import signal
-import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from asyncdag._workspace import summarize_steps
 from asyncdag._workspace._stop import exit_code_for, exit_now, leave, record_canceled
 
-from ._app import EXIT_FAILURE, EXIT_OK
+from ._app import EXIT_FAILURE, EXIT_OK, warn
 
 if TYPE_CHECKING:
     from asyncdag._api import PipelineRunResult, RunHandle
@@ -63,6 +62,7 @@ class RunEnding:
             if row.status in ("RUNNING", "RETRYING")
         ]
         steps = ", ".join(running) or "none"
+        self.view.close_display()
         self.view.note(f"exiting {when} without waiting for the steps still running: {steps}")
         if self.storage is not None:
             reason = (
@@ -91,7 +91,7 @@ class RunEnding:
             self.storage.close()
         if self.telemetry is not None:
             for problem in self.telemetry.shutdown(timeout=TELEMETRY_EXIT_TIMEOUT):
-                print(f"asyncdag: warning: {problem}", file=sys.stderr)
+                warn(problem)
 
     def exit_code(self, result: PipelineRunResult) -> int:
         from asyncdag._events import RunStatus

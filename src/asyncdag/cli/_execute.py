@@ -28,6 +28,7 @@ from ._ending import RunEnding
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.live import Live
 
     from asyncdag._api import PipelineRunResult
     from asyncdag._definitions import PipelineDefinition
@@ -252,6 +253,9 @@ class _View:
     def note(self, text: str) -> None:
         self.console.print(text, style="yellow", markup=False)
 
+    def close_display(self) -> None:
+        """End any live display now: the process is about to exit without unwinding."""
+
     def summarize(self, result: PipelineRunResult, *, recorded_in: str | None) -> None:
         if not self.show_summary:
             return
@@ -287,6 +291,7 @@ class _LiveView(_View):
 
         super().__init__(console, summary=True)
         self.progress = RunProgress(pipeline.name, len(pipeline.nodes))
+        self._live: Live | None = None
 
     def run(self, fn: Callable[[], Any]) -> PipelineRunResult:
         from rich.live import Live
@@ -298,14 +303,23 @@ class _LiveView(_View):
             transient=True,
             redirect_stdout=False,
             redirect_stderr=False,
-        ):
+        ) as live:
+            self._live = live
             return super().run(fn)
 
     def on_event(self, event: Event) -> None:
         self.progress.on_event(event)
 
     def note(self, text: str) -> None:
-        self.progress.note(text)
+        if self._live is None:
+            super().note(text)
+        else:
+            self.progress.note(text)
+
+    def close_display(self) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            live.stop()  # gives the terminal its cursor back before an abrupt exit
 
 
 class _JsonView(_View):
