@@ -472,20 +472,40 @@ def _stored_run(home: Path, run_id: str, *, recover: bool) -> Any:
         return anyio.run(functools.partial(storage.get_run, run_id))
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_ctrl_c_cancels_the_run_and_records_it_canceled(home: Path, backend: str) -> None:
-    process = _start(home, SLOW, "--backend", backend)
+def _signal_after(
+    process: subprocess.Popen[str], step_key: str, *signals: signal.Signals
+) -> tuple[list[dict[str, Any]], str]:
+    """Once ``step_key`` started, send ``signals`` (each after the run says it is canceling);
+    return every event the process printed, and its stderr."""
     try:
-        seen = list(_read_until(process, "STEP_START", "wait_forever"))
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=TIMEOUT)
+        seen = list(_read_until(process, "STEP_START", step_key))
+        for number, sig in enumerate(signals):
+            if number:
+                seen += list(_read_until(process, "RUN_CANCELING", None))
+            process.send_signal(sig)
+        rest, err = process.communicate(timeout=TIMEOUT)
     finally:
         process.kill()
-    assert process.returncode == 130
-    events = seen + json_lines(rest)
-    types = [e["type"] for e in events]
-    assert types[-1] == "RUN_CANCELED"
-    assert "STEP_CANCELED" in types
+    return seen + json_lines(rest), err
+
+
+def _assert_stored_all_printed(home: Path, printed: list[dict[str, Any]]) -> None:
+    shown = json.loads(cli(home, "run", "show", printed[0]["run_id"], "--json").stdout)
+    stored = [e["seq"] for e in shown["events"]]
+    assert stored == list(range(len(stored)))
+    assert {e["seq"] for e in printed} <= set(stored)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_cancels_the_run_records_it_canceled_and_exits_128_plus_n(
+    home: Path, backend: str, sig: signal.Signals, code: int
+) -> None:
+    process = _start(home, SLOW, "--backend", backend)
+    events, err = _signal_after(process, "wait_forever", sig)
+    assert process.returncode == code == 128 + sig, err  # the shell's "ended by signal N"
+    assert events[-1]["type"] == "RUN_CANCELED"
+    assert "STEP_CANCELED" in [e["type"] for e in events]
     record = _stored_run(home, events[0]["run_id"], recover=False)
     assert record.status is RunStatus.CANCELED
 
@@ -493,43 +513,12 @@ def test_ctrl_c_cancels_the_run_and_records_it_canceled(home: Path, backend: str
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_second_ctrl_c_exits_at_once_and_records_the_run_canceled(home: Path, backend: str) -> None:
     process = _start(home, STUBBORN, "--backend", backend)
-    try:
-        seen = list(_read_until(process, "STEP_START", "stubborn"))
-        process.send_signal(signal.SIGINT)
-        seen += list(_read_until(process, "RUN_CANCELING", None))
-        process.send_signal(signal.SIGINT)
-        rest, err = process.communicate(timeout=TIMEOUT)
-    finally:
-        process.kill()
+    events, err = _signal_after(process, "stubborn", signal.SIGINT, signal.SIGINT)
     assert process.returncode == 130, err
     assert "Traceback" not in err
-    run_id = seen[0]["run_id"]
-    record = _stored_run(home, run_id, recover=False)
+    record = _stored_run(home, events[0]["run_id"], recover=False)
     assert record.status is RunStatus.CANCELED  # recorded before exiting, not FAILURE "killed?"
-    assert "SIGINT" in (record.failure_reason or "") or "RUN_CANCELED" in rest
-    _assert_stored_all_printed(home, run_id, seen + json_lines(rest))
-
-
-def _assert_stored_all_printed(home: Path, run_id: str, printed: list[dict[str, Any]]) -> None:
-    shown = json.loads(cli(home, "run", "show", run_id, "--json").stdout)
-    stored = [e["seq"] for e in shown["events"]]
-    assert stored == list(range(len(stored)))
-    assert {e["seq"] for e in printed} <= set(stored)
-
-
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_sigterm_cancels_the_run_and_exits_143(home: Path, backend: str) -> None:
-    process = _start(home, SLOW, "--backend", backend)
-    try:
-        seen = list(_read_until(process, "STEP_START", "wait_forever"))
-        process.send_signal(signal.SIGTERM)
-        rest, err = process.communicate(timeout=TIMEOUT)
-    finally:
-        process.kill()
-    assert process.returncode == 143, err
-    events = seen + json_lines(rest)
-    assert events[-1]["type"] == "RUN_CANCELED"
-    assert _stored_run(home, events[0]["run_id"], recover=False).status is RunStatus.CANCELED
+    _assert_stored_all_printed(home, events)
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -538,18 +527,11 @@ def test_sigterm_ends_a_run_stuck_in_a_sync_solid_and_records_it_canceled(
 ) -> None:
     # One signal only: the grace period, not a second signal, ends the process.
     process = _start(home, STUBBORN, "--backend", backend, "--grace-period", "0.2")
-    try:
-        seen = list(_read_until(process, "STEP_START", "stubborn"))
-        process.send_signal(signal.SIGTERM)
-        rest, err = process.communicate(timeout=TIMEOUT)
-    finally:
-        process.kill()
+    events, err = _signal_after(process, "stubborn", signal.SIGTERM)
     assert process.returncode == 143, err
     assert "Traceback" not in err
-    run_id = seen[0]["run_id"]
-    record = _stored_run(home, run_id, recover=False)
-    assert record.status is RunStatus.CANCELED
-    _assert_stored_all_printed(home, run_id, seen + json_lines(rest))
+    assert _stored_run(home, events[0]["run_id"], recover=False).status is RunStatus.CANCELED
+    _assert_stored_all_printed(home, events)
 
 
 def test_a_thread_the_run_left_running_does_not_hold_the_process(home: Path) -> None:
