@@ -19,6 +19,7 @@ from asyncdag._workspace import summarize_steps
 from asyncdag._workspace._stop import exit_code_for, exit_now, leave, record_canceled
 
 from ._app import EXIT_FAILURE, EXIT_OK, warn
+from ._common import where
 
 if TYPE_CHECKING:
     from asyncdag._api import PipelineRunResult, RunHandle
@@ -74,7 +75,7 @@ class RunEnding:
             )
             if not recorded:
                 self.view.note(
-                    f"could not record run {handle.run_id} as CANCELED in {self.storage.path}; "
+                    f"could not record run {handle.run_id} as CANCELED in {where(self.storage)}; "
                     "the next command that opens the history marks it FAILED"
                 )
         self.close(keep_storage=True)

@@ -23,7 +23,7 @@ from asyncdag._workspace import UsageError, add_source_arguments, selected_pipel
 from asyncdag._workspace._stop import STOP_SIGNALS, add_grace_period_argument, stop_on_signals
 
 from ._app import find_error
-from ._common import add_run_arguments, make_console, open_storage
+from ._common import add_run_arguments, make_console, open_storage, where
 from ._ending import RunEnding
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ def _storage_failure(exc: Exception, storage: Any) -> Exception:
     problem = find_error(exc, StorageError)
     if problem is None or storage is None:
         return exc
-    return StorageError(f"the run history {storage.path} failed during the run: {problem}")
+    return StorageError(f"the run history {where(storage)} failed during the run: {problem}")
 
 
 def _configure_tracing(args: argparse.Namespace) -> Any:
