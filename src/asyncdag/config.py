@@ -613,9 +613,9 @@ def default_run_config(pipeline: _Pipeline) -> dict[str, Any]:
 def _read_yaml_source(source: str | os.PathLike[str]) -> tuple[str, str]:
     """(name for messages, YAML text).
 
-    A str is a file path when it is one line naming an existing file (or directory,
-    refused when read), or one line
-    ending in .yaml/.yml/.json that cannot be YAML text ({, [ or spaces).
+    A str is a file path when it is one line naming an existing file or directory
+    (refused when read), or one line ending in .yaml/.yml/.json that cannot be
+    YAML text ({, [ or spaces).
     """
     looks_like_path = "\n" not in source if isinstance(source, str) else True
     if isinstance(source, str) and looks_like_path:
@@ -627,20 +627,20 @@ def _read_yaml_source(source: str | os.PathLike[str]) -> tuple[str, str]:
         try:
             with open(name, encoding="utf-8") as f:
                 return name, f.read()
-        except OSError as exc:
-            raise ConfigError(
-                [ConfigErrorItem("", f"cannot read {name}: {exc.strerror or exc}")],
-                subject=f"run config file {name}",
-            ) from exc
         except UnicodeDecodeError as exc:
             raise ConfigError(
                 [
                     ConfigErrorItem(
                         "",
-                        f"{name} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
-                        f"{exc.start}); save it as UTF-8",
+                        f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                        "save it as UTF-8",
                     )
                 ],
+                subject=f"run config file {name}",
+            ) from exc
+        except OSError as exc:
+            raise ConfigError(
+                [ConfigErrorItem("", f"cannot read {name}: {exc.strerror or exc}")],
                 subject=f"run config file {name}",
             ) from exc
     return "<yaml string>", os.fspath(source)
