@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from ui_server import (
-    CHROMIUM,
+    BROWSER_TESTS,
     ROOT,
     TEST_PIPELINES,
     launch_chromium,
@@ -27,14 +27,7 @@ from ui_server import (
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_TESTS
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect

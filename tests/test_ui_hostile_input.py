@@ -341,6 +341,15 @@ def _query(params: dict[str, str]) -> str:
     return "&".join(f"{k}={quote(v, safe='', errors='surrogatepass')}" for k, v in params.items())
 
 
+#: One app per backend for every example (see ``portal_api``), and how many examples.
+ON_EACH_BACKEND = pytest.mark.parametrize("portal_api", ["asyncio", "trio"], indirect=True)
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
 @pytest.fixture(scope="module")
 def portal_api(tmp_path_factory: pytest.TempPathFactory, request: Any) -> Iterator[Any]:
     """One event loop (on each backend) serving one app for every hypothesis example."""
@@ -356,12 +365,8 @@ def portal_api(tmp_path_factory: pytest.TempPathFactory, request: Any) -> Iterat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("portal_api", ["asyncio", "trio"], indirect=True)
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@ON_EACH_BACKEND
+@FUZZ
 @given(
     body=RAW_BODIES,
     name=NAMES,
@@ -401,12 +406,8 @@ HEADER_TEXT = st.text(st.characters(codec="latin-1"), max_size=30)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("portal_api", ["asyncio", "trio"], indirect=True)
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@ON_EACH_BACKEND
+@FUZZ
 @given(
     headers=st.dictionaries(
         st.sampled_from(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 from asyncdag import RetryPolicy, pipeline, solid
 from asyncdag.config import Field
@@ -21,6 +22,15 @@ from asyncdag.config import Field
 ROOT = Path(__file__).resolve().parent.parent
 HELLO_WORLD = ROOT / "examples" / "hello_world.py"
 CHROMIUM = Path("/usr/bin/chromium")
+#: The marks of a test module that drives Chromium.
+BROWSER_TESTS = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium)",
+    ),
+]
 
 
 def load_hello_world() -> Any:
