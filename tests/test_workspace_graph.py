@@ -71,11 +71,15 @@ def test_a_large_graph_folds_copies_of_one_shape_into_groups() -> None:
     assert sum(n["count"] for n in view["nodes"]) == view["node_count"]
 
 
-def test_a_chain_of_one_solid_is_not_folded() -> None:
-    # Each step reads from a different group, so each stays a node of its own.
+def test_a_chain_too_long_to_draw_is_folded_by_solid() -> None:
+    # Folding by place would keep every link of a chain apart: it is folded by solid.
     view = graph_view(chain, max_nodes=5)
-    assert view["collapsed"] is True
-    assert [n["name"] for n in view["nodes"]] == ["start", *(f"step_{i}" for i in range(10))]
+    assert [(n["name"], n["count"]) for n in view["nodes"]] == [
+        ("start", 1),
+        ("step_0 (+9)", 10),
+    ]
+    # The chain's own links fold into its group: no edge from a group to itself.
+    assert [(e["from"], e["to"]) for e in view["edges"]] == [("start", "step_0 (+9)")]
 
 
 @solid(outs={"items": DynamicOut()})
