@@ -207,9 +207,8 @@ def test_config_files_merge_in_order_and_tags_are_stored(home: Path, tmp_path: P
     assert record["run_config"]["solids"]["greet"]["config"] == {"name": "Ann", "count": 2}
 
 
-def test_trace_flags_write_spans(home: Path, tmp_path: Path) -> None:
-    trace_file = tmp_path / "spans.jsonl"
-    jaeger = tmp_path / "trace.json"
+def execute_traced(home: Path, trace_file: Path, jaeger: Path) -> None:
+    """Run hello world through the CLI with both trace files asked for."""
     done = cli(
         home,
         "pipeline",
@@ -223,6 +222,12 @@ def test_trace_flags_write_spans(home: Path, tmp_path: Path) -> None:
         str(jaeger),
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_trace_flags_write_spans(home: Path, tmp_path: Path) -> None:
+    trace_file = tmp_path / "spans.jsonl"
+    jaeger = tmp_path / "trace.json"
+    execute_traced(home, trace_file, jaeger)
     names = {json.loads(line)["name"] for line in trace_file.read_text().splitlines()}
     assert {"get_name", "hey"} <= names
     assert json.loads(jaeger.read_text())["data"]
@@ -233,20 +238,8 @@ def test_jaeger_json_gathers_one_trace_per_run_like_trace_file_appends(
 ) -> None:
     trace_file = tmp_path / "spans.jsonl"
     jaeger = tmp_path / "trace.json"
-    for _ in range(2):
-        done = cli(
-            home,
-            "pipeline",
-            "execute",
-            "-f",
-            HELLO,
-            "--quiet",
-            "--trace-file",
-            str(trace_file),
-            "--jaeger-json",
-            str(jaeger),
-        )
-        assert done.returncode == 0, done.stderr
+    execute_traced(home, trace_file, jaeger)
+    execute_traced(home, trace_file, jaeger)
     traces = json.loads(jaeger.read_text())["data"]
     assert len(traces) == 2
     run_ids = [r["run_id"] for r in runs(home)]

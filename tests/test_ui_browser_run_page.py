@@ -8,7 +8,6 @@ test pays for reading and drawing it, not for running 50,000 steps.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,19 +16,9 @@ import pytest
 
 from asyncdag import Event, EventType, RunStatus, pipeline, solid
 from asyncdag.storage import RunRecord, SqliteStorage
-from ui_server import ROOT, TEST_PIPELINES, load_hello_world, serve_in_thread
+from ui_server import BROWSER_TEST, TEST_PIPELINES, load_hello_world, serve_in_thread, shot
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_TEST
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -127,34 +116,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield url
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert errors == [], errors
-
-
-def shot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
-
-
 def _box(locator: Any) -> tuple[float, float, float, float]:
     box = locator.bounding_box()
     assert box is not None
@@ -228,6 +189,7 @@ def test_the_graph_fits_below_its_toolbar(server: str, page: Any, where: str) ->
 
 
 def test_a_100000_event_run_page_loads_and_its_log_scrolls(server: str, page: Any) -> None:
+    page.set_default_timeout(30_000)
     page.goto(f"{server}/#/runs/{BIG_RUN}")
     count = page.locator("[data-testid=log-count]")
     expect(count).to_have_text("100000 events", timeout=120_000)

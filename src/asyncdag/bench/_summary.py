@@ -146,27 +146,34 @@ class StepWait:
         return attrs.asdict(self)
 
 
-def step_waits(runs: Sequence[RunStats], *, top: int = 5) -> list[StepWait]:
-    """The ``top`` steps by mean queued time per run (a step that did not run counts 0)."""
+def _wait_sums(runs: Sequence[RunStats]) -> dict[str, list[float]]:
+    """Per step, summed over the runs it ran in: [runs, queued, pool wait, waited, setup]."""
     sums: dict[str, list[float]] = {}
     for run in runs:
         for key in run.timings:
-            entry = sums.setdefault(key, [0.0, 0.0, 0.0, 0.0])
             queued = run.queued.get(key, 0.0)
             pool = min(run.pool_wait.get(key, 0.0), queued)
-            entry[0] += queued
-            entry[1] += pool
-            entry[2] += queued - pool
-            entry[3] += run.setup.get(key, 0.0)
+            entry = sums.setdefault(key, [0.0, 0.0, 0.0, 0.0, 0.0])
+            entry[0] += 1
+            entry[1] += queued
+            entry[2] += pool
+            entry[3] += queued - pool
+            entry[4] += run.setup.get(key, 0.0)
+    return sums
+
+
+def step_waits(runs: Sequence[RunStats], *, top: int = 5) -> list[StepWait]:
+    """The ``top`` steps by mean queued time per run (a step that did not run counts 0)."""
+    sums = _wait_sums(runs)
     n = max(len(runs), 1)
-    ranked = sorted(sums, key=lambda k: (-sums[k][0], k))[:top]
+    ranked = sorted(sums, key=lambda k: (-sums[k][1], k))[:top]
     return [
         StepWait(
             step=key,
-            queued=sums[key][0] / n,
-            pool_wait=sums[key][1] / n,
-            waited=sums[key][2] / n,
-            setup=sums[key][3] / n,
+            queued=sums[key][1] / n,
+            pool_wait=sums[key][2] / n,
+            waited=sums[key][3] / n,
+            setup=sums[key][4] / n,
         )
         for key in ranked
     ]
@@ -191,28 +198,24 @@ class StepRow:
 def step_table(runs: Sequence[RunStats], *, top: int = 10) -> list[StepRow]:
     """The ``top`` slowest steps by p50 span (then p95), with where they waited."""
     spans: dict[str, list[float]] = {}
-    waits: dict[str, list[float]] = {}
     for run in runs:
         for key, timing in run.timings.items():
             spans.setdefault(key, []).append(timing.span)
-            queued = run.queued.get(key, 0.0)
-            pool = min(run.pool_wait.get(key, 0.0), queued)
-            entry = waits.setdefault(key, [0.0, 0.0, 0.0])
-            entry[0] += run.setup.get(key, 0.0)
-            entry[1] += pool
-            entry[2] += queued - pool
-    rows = [
-        StepRow(
-            step=key,
-            runs=len(values),
-            p50=percentile(values, 50),
-            p95=percentile(values, 95),
-            setup=waits[key][0] / len(values),
-            pool_wait=waits[key][1] / len(values),
-            waited=waits[key][2] / len(values),
+    sums = _wait_sums(runs)
+    rows = []
+    for key, values in spans.items():
+        ran, _, pool, waited, setup = sums[key]
+        rows.append(
+            StepRow(
+                step=key,
+                runs=len(values),
+                p50=percentile(values, 50),
+                p95=percentile(values, 95),
+                setup=setup / ran,
+                pool_wait=pool / ran,
+                waited=waited / ran,
+            )
         )
-        for key, values in spans.items()
-    ]
     rows.sort(key=lambda r: (-r.p50, -r.p95, r.step))
     return rows[:top]
 

@@ -431,44 +431,42 @@ def _print_resources(console: Console, summaries: list[BoundSummary]) -> None:
 
 
 def _print_steps(console: Console, summaries: list[BoundSummary]) -> None:
-    table = _table(
+    rows = [
+        (s, r.step, r.p50, r.p95, r.pool_wait, r.waited, r.setup)
+        for s in summaries
+        for r in s.steps
+    ]
+    _print_step_rows(
+        console,
         "Slowest steps (span p50/p95 over the runs; waits are means per run)",
-        ("setting", "step", "p50", "p95", "pool wait", "queue wait", "setup"),
-        ("setting", "step"),
+        ("p50", "p95", "pool wait", "queue wait", "setup"),
+        rows,
     )
-    for s in summaries:
-        for row in s.steps:
-            table.add_row(
-                _setting_cell(s),
-                row.step,
-                _fmt(row.p50),
-                _fmt(row.p95),
-                _fmt(row.pool_wait),
-                _fmt(row.waited),
-                _fmt(row.setup),
-            )
-    console.print()
-    console.print(table)
 
 
 def _print_step_waits(console: Console, summaries: list[BoundSummary]) -> None:
-    rows = [(s, w) for s in summaries for w in s.top_waits if w.queued > 0]
-    if not rows:
-        return
-    table = _table(
-        "Steps that queued longest (mean per run: inputs done → start, setup apart)",
-        ("setting", "step", "queued", "pool wait", "queue wait", "setup"),
-        ("setting", "step"),
-    )
-    for s, w in rows:
-        table.add_row(
-            _setting_cell(s),
-            w.step,
-            _fmt(w.queued),
-            _fmt(w.pool_wait),
-            _fmt(w.waited),
-            _fmt(w.setup),
+    rows = [
+        (s, w.step, w.queued, w.pool_wait, w.waited, w.setup)
+        for s in summaries
+        for w in s.top_waits
+        if w.queued > 0
+    ]
+    if rows:
+        _print_step_rows(
+            console,
+            "Steps that queued longest (mean per run: inputs done → start, setup apart)",
+            ("queued", "pool wait", "queue wait", "setup"),
+            rows,
         )
+
+
+def _print_step_rows(
+    console: Console, title: str, figures: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    """A table of (setting, step, seconds...) rows: the per-step tables' one shape."""
+    table = _table(title, ("setting", "step", *figures), ("setting", "step"))
+    for summary, step, *seconds in rows:
+        table.add_row(_setting_cell(summary), step, *(_fmt(v) for v in seconds))
     console.print()
     console.print(table)
 
