@@ -252,6 +252,29 @@ def test_configuring_twice_reuses_or_refuses_but_never_stacks(tmp_path: Path) ->
 
 
 @pytest.mark.slow
+def test_shutdown_with_a_timeout_reports_what_an_unreachable_collector_did_not_take() -> None:
+    result = run_child(
+        """
+        import socket
+        from opentelemetry import trace
+        from asyncdag import telemetry
+        refusing = socket.socket()  # bound, never listening: connections are refused
+        refusing.bind(("127.0.0.1", 0))
+        endpoint = "http://127.0.0.1:%d" % refusing.getsockname()[1]
+        telemetry.configure(otlp_endpoint=endpoint)
+        with trace.get_tracer("t").start_as_current_span("lost"):
+            pass
+        problems = telemetry.shutdown(timeout=0.5)
+        assert len(problems) == 1, problems
+        assert endpoint in problems[0], problems
+        assert telemetry.shutdown(timeout=0.5) == []  # said once
+        print("reported")
+        """
+    )
+    assert result.stdout.strip() == "reported"
+
+
+@pytest.mark.slow
 def test_a_provider_installed_by_someone_else_is_kept() -> None:
     run_child(
         """
