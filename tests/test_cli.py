@@ -207,9 +207,8 @@ def test_config_files_merge_in_order_and_tags_are_stored(home: Path, tmp_path: P
     assert record["run_config"]["solids"]["greet"]["config"] == {"name": "Ann", "count": 2}
 
 
-def test_trace_flags_write_spans(home: Path, tmp_path: Path) -> None:
-    trace_file = tmp_path / "spans.jsonl"
-    jaeger = tmp_path / "trace.json"
+def execute_traced(home: Path, trace_file: Path, jaeger: Path) -> None:
+    """Run hello world through the CLI with both trace files asked for."""
     done = cli(
         home,
         "pipeline",
@@ -223,9 +222,41 @@ def test_trace_flags_write_spans(home: Path, tmp_path: Path) -> None:
         str(jaeger),
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_trace_flags_write_spans(home: Path, tmp_path: Path) -> None:
+    trace_file = tmp_path / "spans.jsonl"
+    jaeger = tmp_path / "trace.json"
+    execute_traced(home, trace_file, jaeger)
     names = {json.loads(line)["name"] for line in trace_file.read_text().splitlines()}
     assert {"get_name", "hey"} <= names
     assert json.loads(jaeger.read_text())["data"]
+
+
+def test_jaeger_json_gathers_one_trace_per_run_like_trace_file_appends(
+    home: Path, tmp_path: Path
+) -> None:
+    trace_file = tmp_path / "spans.jsonl"
+    jaeger = tmp_path / "trace.json"
+    execute_traced(home, trace_file, jaeger)
+    execute_traced(home, trace_file, jaeger)
+    traces = json.loads(jaeger.read_text())["data"]
+    assert len(traces) == 2
+    run_ids = [r["run_id"] for r in runs(home)]
+    for trace in traces:
+        ops = {span["operationName"] for span in trace["spans"]}
+        assert ops == {"run hey_pipeline", "get_name", "hey"}
+    lines = [json.loads(line) for line in trace_file.read_text().splitlines()]
+    assert len({line["trace_id"] for line in lines}) == 2
+    assert {line["attributes"]["cicd.pipeline.run.id"] for line in lines} == set(run_ids)
+
+
+def test_jaeger_json_that_is_another_file_is_bad_input(home: Path, tmp_path: Path) -> None:
+    other = tmp_path / "config.json"
+    other.write_text('{"keep": true}')
+    done = cli(home, "pipeline", "execute", "-f", HELLO, "--quiet", "--jaeger-json", str(other))
+    assert_one_clear_line(done, "not a Jaeger JSON trace file")
+    assert other.read_text() == '{"keep": true}'
 
 
 # -- bad input: one clear line, exit 2, nothing recorded ------------------------------------

@@ -9,25 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from ui_server import (
-    BROWSER_TESTS,
-    ROOT,
-    TEST_PIPELINES,
-    launch_chromium,
-    load_hello_world,
-    serve_in_thread,
-    watch_console,
-)
+from ui_server import BROWSER_TEST, TEST_PIPELINES, load_hello_world, serve_in_thread, shot
 
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-
-pytestmark = BROWSER_TESTS
+pytestmark = BROWSER_TEST
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -43,33 +32,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         app = create_app([load_hello_world(), *TEST_PIPELINES], storage=storage)
         with serve_in_thread(app) as url:
             yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        browser = launch_chromium(p)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    problems = watch_console(page)
-    yield page
-    context.close()
-    # No uncaught JavaScript error on any page, and nothing the Content-Security-Policy refused.
-    assert problems == [], problems
-
-
-def shot(page: Any, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path))
-    return path
 
 
 def test_hello_world_from_graph_to_a_green_run(server: str, page: Any) -> None:

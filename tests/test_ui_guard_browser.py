@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from ui_server import (
-    BROWSER_TESTS,
+    BROWSER_TEST,
     TEST_PIPELINES,
     launch_chromium,
     load_hello_world,
@@ -31,7 +31,7 @@ from ui_server import (
     watch_console,
 )
 
-pytestmark = BROWSER_TESTS
+pytestmark = BROWSER_TEST
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect

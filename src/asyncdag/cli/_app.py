@@ -56,7 +56,7 @@ _BUILTIN: tuple[tuple[str | None, str], ...] = (
 _SLOTS: dict[tuple[str | None, str], tuple[str, str]] = {
     ("pipeline", "bench"): (
         "asyncdag.cli._bench",
-        "measure the engine's overhead on a pipeline",
+        "run a pipeline at several concurrency bounds and report where time goes",
     ),
     (None, "ui"): ("asyncdag.ui._command", "serve the web UI (graph, config playground, runs)"),
 }

@@ -74,7 +74,11 @@ def register(subparsers: Any) -> None:
     )
     tracing.add_argument("--otlp-endpoint", metavar="URL", help="OTLP collector, e.g. Jaeger")
     tracing.add_argument("--trace-file", metavar="PATH", help="append spans as JSON lines")
-    tracing.add_argument("--jaeger-json", metavar="PATH", help="write a Jaeger UI JSON trace")
+    tracing.add_argument(
+        "--jaeger-json",
+        metavar="PATH",
+        help="add the trace to a Jaeger UI JSON file (its other traces are kept)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("-q", "--quiet", action="store_true", help="log lines only")
     output.add_argument(

@@ -394,6 +394,16 @@ def _build_provider(settings: _Settings) -> TracerProvider:
     sdk_trace = _import_sdk_module("opentelemetry.sdk.trace")
     export = _import_sdk_module("opentelemetry.sdk.trace.export")
 
+    jaeger_processor = None
+    if settings.jaeger_json is not None:
+        # First, so a file that cannot be added to fails before any exporter starts.
+        _check_writable_file(settings.jaeger_json, "jaeger_json")
+        jaeger = _import_sdk_module("asyncdag.telemetry._jaeger_json")
+        try:
+            exporter = jaeger.JaegerJsonExporter(settings.jaeger_json)
+        except (ValueError, OSError) as error:
+            raise TelemetryConfigError(f"jaeger_json: {error}") from error
+        jaeger_processor = jaeger.JaegerJsonSpanProcessor(exporter)
     provider = sdk_trace.TracerProvider(
         resource=_resource(settings.service_name),
         sampler=settings.sampler,
@@ -402,12 +412,8 @@ def _build_provider(settings: _Settings) -> TracerProvider:
     processor = export.BatchSpanProcessor if settings.batch else export.SimpleSpanProcessor
     for span_exporter in _exporters(settings):
         provider.add_span_processor(processor(span_exporter))
-    if settings.jaeger_json is not None:
-        _check_writable_file(settings.jaeger_json, "jaeger_json")
-        jaeger = _import_sdk_module("asyncdag.telemetry._jaeger_json")
-        provider.add_span_processor(
-            jaeger.JaegerJsonSpanProcessor(jaeger.JaegerJsonExporter(settings.jaeger_json))
-        )
+    if jaeger_processor is not None:
+        provider.add_span_processor(jaeger_processor)
     return cast("TracerProvider", provider)
 
 
