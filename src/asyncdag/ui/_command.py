@@ -37,6 +37,11 @@ def register(subparsers: Any) -> None:
         help="SQLite run history to use (default: the one the CLI shares, under $ASYNCDAG_HOME)",
     )
     parser.add_argument(
+        "--no-schedules",
+        action="store_true",
+        help="list the schedules and sensors of -f/-m, but do not run them here",
+    )
+    parser.add_argument(
         "--jaeger-url",
         metavar="URL",
         default=None,
@@ -46,19 +51,24 @@ def register(subparsers: Any) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from asyncdag._workspace import loaded_pipelines
+    from asyncdag._workspace import loaded_workspace
 
-    pipelines = loaded_pipelines(args)
+    workspace = loaded_workspace(args)
+    pipelines = workspace.pipelines
+    automation = workspace.automation
     if args.pipeline is not None:
         from asyncdag._workspace import select_pipeline
 
         pipelines = {args.pipeline: select_pipeline(pipelines, args.pipeline)}
+        automation = [d for d in automation if d.pipeline.name == args.pipeline]
     serve(
         pipelines,
         host=args.host,
         port=args.port,
         storage_path=args.storage,
         jaeger_url=args.jaeger_url,
+        automation=automation,
+        run_schedules=not args.no_schedules,
     )
     return 0
 
@@ -70,8 +80,13 @@ def serve(
     port: int = 3000,
     storage_path: str | None = None,
     jaeger_url: str | None = None,
+    automation: Any = (),
+    run_schedules: bool = True,
 ) -> None:
-    """Serve the UI with uvicorn until interrupted, on the SQLite history the CLI shares."""
+    """Serve the UI with uvicorn until interrupted, on the SQLite history the CLI shares.
+
+    ``automation`` (schedules and sensors) runs in the server unless ``run_schedules`` is false.
+    """
     import uvicorn
 
     from asyncdag import telemetry
@@ -86,10 +101,25 @@ def serve(
         telemetry.configure_from_env()
     except AsyncdagError as exc:  # tracing is optional: a bad OTEL_* setting must not stop the UI
         print(f"asyncdag ui: tracing not configured: {exc}", file=sys.stderr)
-    app = create_app(pipelines, storage=storage, jaeger_url=jaeger_url)
+    from asyncdag.automation._definitions import ScheduleDefinition
+
+    schedules = [d for d in automation if isinstance(d, ScheduleDefinition)]
+    sensors = [d for d in automation if not isinstance(d, ScheduleDefinition)]
+    app = create_app(
+        pipelines,
+        storage=storage,
+        jaeger_url=jaeger_url,
+        schedules=schedules,
+        sensors=sensors,
+        run_schedules=run_schedules,
+    )
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    running = ""
+    if automation:
+        verb = "running" if run_schedules else "listing (--no-schedules)"
+        running = f", {verb} {len(schedules)} schedule(s) and {len(sensors)} sensor(s)"
     print(
-        f"asyncdag ui: serving {len(pipelines)} pipeline(s) on http://{shown}:{port}",
+        f"asyncdag ui: serving {len(pipelines)} pipeline(s){running} on http://{shown}:{port}",
         file=sys.stderr,
     )
     try:
