@@ -108,16 +108,19 @@ async def settle(scheduler: Scheduler) -> None:
         await scheduler.wait_idle()
 
 
-async def step_to(scheduler: Scheduler, clock: ManualClock, t: float) -> None:
+async def step_to(scheduler: Scheduler, clock: ManualClock, t: float, *more: Scheduler) -> None:
     """Move the clock to ``t`` one due time at a time, letting everything due finish in between."""
+    everyone = (scheduler, *more)
     while True:
-        await settle(scheduler)
+        for each in everyone:
+            await settle(each)
         due = clock.next_deadline
         if due is None or due > t:
             break
         clock.set(max(due, clock.now()))
     clock.set(max(t, clock.now()))
-    await settle(scheduler)
+    for each in everyone:
+        await settle(each)
 
 
 async def ticks_of(storage: RunStorage, name: str) -> list[tuple[str, TickStatus]]:
@@ -532,22 +535,9 @@ async def test_two_schedulers_on_one_history_run_each_tick_once(
     b = Scheduler([hourly], storage=storage, clock=clock, owner="b")
     async with a.running(), b.running():
         for hour in range(1, 6):
-            await step_to_both(a, b, clock, T0 + hour * HOUR)
+            await step_to(a, clock, T0 + hour * HOUR, b)
     assert SEEN == ["01:00", "02:00", "03:00", "04:00", "05:00"]
     assert len(await storage.list_runs()) == 5
-
-
-async def step_to_both(a: Scheduler, b: Scheduler, clock: ManualClock, t: float) -> None:
-    while True:
-        await settle(a)
-        await settle(b)
-        due = clock.next_deadline
-        if due is None or due > t:
-            break
-        clock.set(max(due, clock.now()))
-    clock.set(max(t, clock.now()))
-    await settle(a)
-    await settle(b)
 
 
 async def test_a_lease_left_by_a_stopped_scheduler_passes_on_at_once(
@@ -557,7 +547,7 @@ async def test_a_lease_left_by_a_stopped_scheduler_passes_on_at_once(
     b = Scheduler([hourly], storage=storage, clock=clock, owner="b", lease_ttl=30)
     async with b.running():
         async with a.running():
-            await step_to_both(a, b, clock, T0 + HOUR)
+            await step_to(a, clock, T0 + HOUR, b)
         # a released its lease on the way out: b takes the next tick without waiting.
         await step_to(b, clock, T0 + 2 * HOUR)
     ticks = await storage.list_ticks("hourly")

@@ -24,7 +24,10 @@ __all__ = [
     "describe",
     "effective_status",
     "instigator_type",
+    "iso",
+    "lookup",
     "set_running",
+    "tick_data",
 ]
 
 
@@ -134,7 +137,7 @@ async def describe(
         "status": status,
         "default_status": definition.default_status,
         "tags": dict(definition.tags),
-        "last_tick": None if last_tick is None else _tick(last_tick, definition),
+        "last_tick": None if last_tick is None else tick_data(last_tick, definition),
         "cursor": None if state is None else state.cursor,
     }
     if isinstance(definition, ScheduleDefinition):
@@ -159,13 +162,9 @@ async def describe(
     return out
 
 
-def _tick(tick: TickRecord, definition: AutomationDefinition) -> dict[str, Any]:
+def tick_data(tick: TickRecord, definition: AutomationDefinition) -> dict[str, Any]:
+    """A tick as JSON-ready data, with its time in the schedule's zone (``local``)."""
     data = tick.to_dict()
     tz = definition.cron.tz if isinstance(definition, ScheduleDefinition) else None
     data["local"] = iso(tick.tick_time, tz)
     return data
-
-
-def tick_data(tick: TickRecord, definition: AutomationDefinition) -> dict[str, Any]:
-    """A tick as JSON-ready data, with its time in the schedule's zone (``local``)."""
-    return _tick(tick, definition)
