@@ -14,12 +14,33 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 from asyncdag import RetryPolicy, pipeline, solid
 from asyncdag.config import Field
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO_WORLD = ROOT / "examples" / "hello_world.py"
+#: The browser tests drive Debian's Chromium; they are skipped where it is missing.
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+#: A browser test module's ``pytestmark``: marked, and skipped only where Chromium is missing.
+BROWSER_TEST = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium)",
+    ),
+]
+
+
+def shot(page: Any, name: str) -> Path:
+    """Save a screenshot of ``page`` as test-artifacts/screenshots/NAME.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
 
 
 def load_hello_world() -> Any:

@@ -608,6 +608,17 @@ def _read_yaml_source(source: str | os.PathLike[str]) -> tuple[str, str]:
         try:
             with open(name, encoding="utf-8") as f:
                 return name, f.read()
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                [
+                    ConfigErrorItem(
+                        "",
+                        f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                        "save it as UTF-8",
+                    )
+                ],
+                subject=f"run config file {name}",
+            ) from exc
         except OSError as exc:
             raise ConfigError(
                 [ConfigErrorItem("", f"cannot read {name}: {exc.strerror or exc}")],

@@ -9,11 +9,14 @@ from ._arguments import (
     selected_pipeline,
 )
 from ._describe import describe_node, describe_pipeline, pipeline_summary, source_text
+from ._graph import LARGE_GRAPH, graph_view
 from ._loader import LoadError, Workspace, load_pipelines, load_workspace, select_pipeline
-from ._summary import FINAL_STEP_EVENTS, StepSummary, summarize_steps
+from ._summary import FINAL_STEP_EVENTS, STEP_SUMMARY_EVENTS, StepSummary, summarize_steps
 
 __all__ = [
     "FINAL_STEP_EVENTS",
+    "LARGE_GRAPH",
+    "STEP_SUMMARY_EVENTS",
     "LoadError",
     "StepSummary",
     "UsageError",
@@ -21,6 +24,7 @@ __all__ = [
     "add_source_arguments",
     "describe_node",
     "describe_pipeline",
+    "graph_view",
     "load_pipelines",
     "load_workspace",
     "loaded_pipelines",

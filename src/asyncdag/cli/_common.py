@@ -20,7 +20,14 @@ if TYPE_CHECKING:
 
     from asyncdag.storage import RunRecord, RunStorage
 
-__all__ = ["add_run_arguments", "call", "make_console", "open_storage", "resolve_run_id"]
+__all__ = [
+    "add_run_arguments",
+    "call",
+    "make_console",
+    "open_storage",
+    "resolve_run_id",
+    "where",
+]
 
 T = TypeVar("T")
 
@@ -74,6 +81,11 @@ def open_storage() -> RunStorage:
     storage = SqliteStorage(default_storage_path())
     storage.open()
     return storage
+
+
+def where(storage: RunStorage) -> str:
+    """How messages name a run history: its file, else what the storage says it is."""
+    return str(getattr(storage, "path", storage))
 
 
 def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

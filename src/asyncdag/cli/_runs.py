@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 _STATUSES = ("NOT_STARTED", "STARTED", "SUCCESS", "FAILURE", "CANCELED")
+#: The largest --limit storage can take (SQLite's and PostgreSQL's 64-bit integers).
+_MAX_LIMIT = 2**63 - 1
 
 
 def register(subparsers: Any) -> None:
@@ -57,8 +59,10 @@ def register(subparsers: Any) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     """List recorded runs, newest first, with their status, timing and why they failed."""
-    if args.limit < 0:
-        raise UsageError(f"--limit must be 0 or more, got {args.limit}")
+    if not 1 <= args.limit <= _MAX_LIMIT:
+        raise UsageError(
+            f"--limit must be a whole number from 1 to {_MAX_LIMIT} (2**63 - 1), got {args.limit}"
+        )
     with open_storage() as storage:  # type: ignore[attr-defined]
         runs: list[RunRecord] = call(
             storage.list_runs,

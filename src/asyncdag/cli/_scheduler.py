@@ -5,7 +5,8 @@ run at once (here and in ``asyncdag ui``) and each tick still runs once.
 Ctrl-C (or SIGTERM) stops the loops and releases their leases, so another
 process takes over at once; runs already started then finish
 (``--on-stop wait``, the default; a second Ctrl-C cancels them) or are
-cancelled at once (``--on-stop cancel``).  Exit code 0 after a clean stop.
+cancelled at once (``--on-stop cancel``).  The exit code is ``128 + N`` for the signal N
+that stopped it, the shell's convention (130 after Ctrl-C, 143 after SIGTERM).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from asyncdag._workspace import UsageError, add_source_arguments, loaded_workspace
 
-from ._app import EXIT_CANCELED, EXIT_OK
+from ._app import EXIT_CANCELED
 from ._common import make_console, open_storage
 
 __all__ = ["register"]
@@ -82,16 +83,18 @@ def _run(args: argparse.Namespace) -> int:
             f"{len(definitions) - schedules} sensor(s) as {scheduler.owner}; Ctrl-C stops",
             markup=False,
         )
-        anyio.run(_serve, scheduler, args.on_stop, console, backend=args.backend)
+        signum = anyio.run(_serve, scheduler, args.on_stop, console, backend=args.backend)
     finally:
         storage.close()  # type: ignore[attr-defined]
-    return EXIT_OK
+    return 128 + int(signum)
 
 
-async def _serve(scheduler: Any, on_stop: str, console: Any) -> None:
+async def _serve(scheduler: Any, on_stop: str, console: Any) -> int:
+    """Run until a signal; return the first signal's number."""
     import anyio
 
     stop = anyio.Event()
+    first: list[int] = []
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with anyio.create_task_group() as tg:
 
@@ -101,6 +104,7 @@ async def _serve(scheduler: Any, on_stop: str, console: Any) -> None:
                     count += 1
                     name = signal.Signals(signum).name
                     if count == 1:
+                        first.append(signum)
                         stop.set()
                     elif count == 2:
                         console.print(f"{name} again: cancelling the runs", markup=False)
@@ -122,3 +126,4 @@ async def _serve(scheduler: Any, on_stop: str, console: Any) -> None:
                 else:
                     console.print("stopping", markup=False)
             tg.cancel_scope.cancel()
+    return first[0]

@@ -8,8 +8,9 @@ extra: ``pip install 'asyncdag[otel]'``) with any of these sinks:
   gRPC (port 4317) with ``otlp_protocol="grpc"``;
 - the console (the SDK's JSON rendering, one span at a time);
 - ``trace_file="spans.jsonl"``: one JSON object per span per line, appended;
-- ``jaeger_json="trace.json"``: Jaeger's own trace format, rewritten at flush and at exit, that
-  Jaeger UI's "Upload JSON" opens with no backend running.
+- ``jaeger_json="trace.json"``: Jaeger's own trace format, written at flush and at exit, that
+  Jaeger UI's "Upload JSON" opens with no backend running; traces already in the file are
+  kept (a file holds several traces), so each run adds its trace to it.
 
 The standard ``OTEL_*`` variables apply whenever the matching argument is not given; the SDK's
 exporters read endpoints, headers, timeouts, compression and certificates themselves.

@@ -16,12 +16,16 @@ __all__ = ["main", "register", "serve"]
 
 def register(subparsers: Any) -> None:
     from asyncdag._workspace import add_source_arguments
+    from asyncdag._workspace._stop import add_grace_period_argument
 
     parser = subparsers.add_parser(
         "ui",
         help="serve the web UI (graph, config playground, runs)",
         description="Serve the web UI for the pipelines in -f FILE / -m MODULE on "
-        "http://HOST:PORT: graphs, a config playground, launching runs and watching them live.",
+        "http://HOST:PORT: graphs, a config playground, launching runs and watching them live. "
+        "Ctrl-C or SIGTERM stops it, canceling the runs it launched; a second signal, or "
+        "runs still going after --grace-period, exits at once with them recorded CANCELED. "
+        "Exit code 130 after Ctrl-C (SIGINT), 143 after SIGTERM, 2 bad input.",
     )
     add_source_arguments(parser)
     parser.add_argument(
@@ -29,7 +33,10 @@ def register(subparsers: Any) -> None:
         default="127.0.0.1",
         help="interface to bind (default 127.0.0.1: this machine only)",
     )
-    parser.add_argument("--port", type=int, default=3000, help="port to bind (default 3000)")
+    parser.add_argument(
+        "--port", type=int, default=3000, help="port to bind (default 3000; 0 picks a free one)"
+    )
+    add_grace_period_argument(parser, what="the runs still going")
     parser.add_argument(
         "--storage",
         metavar="PATH",
@@ -61,16 +68,16 @@ def _handle(args: argparse.Namespace) -> int:
 
         pipelines = {args.pipeline: select_pipeline(pipelines, args.pipeline)}
         automation = [d for d in automation if d.pipeline.name == args.pipeline]
-    serve(
+    return serve(
         pipelines,
         host=args.host,
         port=args.port,
         storage_path=args.storage,
         jaeger_url=args.jaeger_url,
+        grace_period=args.grace_period,
         automation=automation,
         run_schedules=not args.no_schedules,
     )
-    return 0
 
 
 def serve(
@@ -80,52 +87,59 @@ def serve(
     port: int = 3000,
     storage_path: str | None = None,
     jaeger_url: str | None = None,
+    grace_period: float = 10.0,
     automation: Any = (),
     run_schedules: bool = True,
-) -> None:
-    """Serve the UI with uvicorn until interrupted, on the SQLite history the CLI shares.
+) -> int:
+    """Serve the UI with uvicorn until a signal stops it, on the SQLite history the CLI shares.
 
     ``automation`` (schedules and sensors) runs in the server unless ``run_schedules`` is false.
-    """
-    import uvicorn
 
+    Returns the exit code: 130 or 143 once SIGINT or SIGTERM stopped it (see
+    :mod:`asyncdag.ui._server`).
+    """
     from asyncdag import telemetry
     from asyncdag._errors import AsyncdagError
     from asyncdag.storage import SqliteStorage, default_storage_path
 
     from ._app import create_app
+    from ._server import bind, run_server
 
-    storage = SqliteStorage(storage_path or default_storage_path())
-    storage.open()  # a bad path fails now, with its name, not on the first request
+    sock = bind(host, port)  # a bad or busy port is reported before anything else starts
     try:
-        telemetry.configure_from_env()
-    except AsyncdagError as exc:  # tracing is optional: a bad OTEL_* setting must not stop the UI
-        print(f"asyncdag ui: tracing not configured: {exc}", file=sys.stderr)
-    from asyncdag.automation._definitions import ScheduleDefinition
+        port = sock.getsockname()[1]
+        storage = SqliteStorage(storage_path or default_storage_path())
+        storage.open()  # a bad path fails now, with its name, not on the first request
+        try:
+            telemetry.configure_from_env()
+        except AsyncdagError as exc:  # tracing is optional: a bad OTEL_* setting must not stop it
+            print(f"asyncdag ui: tracing not configured: {exc}", file=sys.stderr)
+        from asyncdag.automation._definitions import ScheduleDefinition
 
-    schedules = [d for d in automation if isinstance(d, ScheduleDefinition)]
-    sensors = [d for d in automation if not isinstance(d, ScheduleDefinition)]
-    app = create_app(
-        pipelines,
-        storage=storage,
-        jaeger_url=jaeger_url,
-        schedules=schedules,
-        sensors=sensors,
-        run_schedules=run_schedules,
-    )
-    shown = "localhost" if host in ("127.0.0.1", "::1") else host
-    running = ""
-    if automation:
-        verb = "running" if run_schedules else "listing (--no-schedules)"
-        running = f", {verb} {len(schedules)} schedule(s) and {len(sensors)} sensor(s)"
-    print(
-        f"asyncdag ui: serving {len(pipelines)} pipeline(s){running} on http://{shown}:{port}",
-        file=sys.stderr,
-    )
-    try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+        schedules = [d for d in automation if isinstance(d, ScheduleDefinition)]
+        sensors = [d for d in automation if not isinstance(d, ScheduleDefinition)]
+        app = create_app(
+            pipelines,
+            storage=storage,
+            jaeger_url=jaeger_url,
+            schedules=schedules,
+            sensors=sensors,
+            run_schedules=run_schedules,
+        )
+        shown = "localhost" if host in ("127.0.0.1", "::1") else host
+        running = ""
+        if automation:
+            verb = "running" if run_schedules else "listing (--no-schedules)"
+            running = f", {verb} {len(schedules)} schedule(s) and {len(sensors)} sensor(s)"
+        banner = (
+            f"asyncdag ui: serving {len(pipelines)} pipeline(s){running} on http://{shown}:{port}"
+        )
+        try:
+            return run_server(app, sock, grace=grace_period, banner=banner)
+        finally:
+            storage.close()
     finally:
-        storage.close()
+        sock.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

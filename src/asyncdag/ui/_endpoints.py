@@ -17,7 +17,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from asyncdag._definitions import PipelineDefinition
 from asyncdag._errors import AsyncdagError, ConfigError
-from asyncdag._workspace import describe_pipeline, pipeline_summary
+from asyncdag._events import StepStatus
+from asyncdag._workspace import (
+    STEP_SUMMARY_EVENTS,
+    describe_pipeline,
+    graph_view,
+    pipeline_summary,
+    summarize_steps,
+)
 
 from ._automation import AUTOMATION_ENDPOINTS
 from ._config_check import check_config, scaffold_yaml
@@ -82,6 +89,14 @@ async def list_pipelines(request: Request) -> Response:
 
 async def get_pipeline(request: Request) -> Response:
     return JSONResponse(describe_pipeline(_pipeline_named(request, request.path_params["name"])))
+
+
+async def get_graph(request: Request) -> Response:
+    import anyio.to_thread
+
+    pipeline = _pipeline_named(request, request.path_params["name"])
+    # Collapsing 100,000 nodes takes a moment: not on the event loop.
+    return JSONResponse(await anyio.to_thread.run_sync(graph_view, pipeline))
 
 
 async def get_config_schema(request: Request) -> Response:
@@ -213,6 +228,36 @@ async def get_events(request: Request) -> Response:
     return JSONResponse({"events": events, "cursor": cursor, "done": done and len(events) < limit})
 
 
+async def get_steps(request: Request) -> Response:
+    import anyio.to_thread
+
+    record = await _run_named(request)
+    wanted = _step_statuses(request)
+    live = _state(request).live
+    handle = live.handle(record["run_id"])
+    if handle is not None:
+        events = list(handle.event_log)
+    else:
+        events = await live.storage.get_events(record["run_id"], types=STEP_SUMMARY_EVENTS)
+    finished = record["status"] in ("SUCCESS", "FAILURE", "CANCELED")
+    rows = await anyio.to_thread.run_sync(
+        lambda: summarize_steps(events, run_finished=finished)
+    )
+    return JSONResponse(
+        {"steps": [row.to_dict() for row in rows if not wanted or row.status in wanted]}
+    )
+
+
+def _step_statuses(request: Request) -> set[str]:
+    value = request.query_params.get("status") or ""
+    wanted = {part.strip().upper() for part in value.split(",") if part.strip()}
+    unknown = wanted - {s.value for s in StepStatus}
+    if unknown:
+        valid = ", ".join(s.value for s in StepStatus)
+        raise ApiError(400, f"unknown step status {sorted(unknown)[0]!r}; use one of {valid}")
+    return wanted
+
+
 async def events_stream(request: Request) -> Response:
     record = await _run_named(request)
     header = request.headers.get("last-event-id")
@@ -263,6 +308,15 @@ ENDPOINTS: list[Endpoint] = [
         "/api/pipelines/{name}",
         get_pipeline,
         "A pipeline's graph: nodes with their solid's details, and edges",
+        (_NAME,),
+        responses={200: "OK", 404: "no such pipeline"},
+    ),
+    Endpoint(
+        "GET",
+        "/api/pipelines/{name}/graph",
+        get_graph,
+        "The graph to draw: as /api/pipelines/{name} up to 2,000 nodes, past that collapsed "
+        "into groups of nodes running the same solid in the same place (each with `members`)",
         (_NAME,),
         responses={200: "OK", 404: "no such pipeline"},
     ),
@@ -337,6 +391,15 @@ ENDPOINTS: list[Endpoint] = [
         "A page of a run's events after a cursor (seq)",
         (_RUN_ID, _AFTER, Param("limit", "query", "page size", {"type": "integer"})),
         responses={200: "OK", 400: "bad cursor", 404: "no such run"},
+    ),
+    Endpoint(
+        "GET",
+        "/api/runs/{run_id}/steps",
+        get_steps,
+        "Each step of a run: status, attempts, times, and for a failed one its error "
+        "(type, message, traceback)",
+        (_RUN_ID, Param("status", "query", "only steps in these comma-separated statuses")),
+        responses={200: "OK", 400: "bad status", 404: "no such run"},
     ),
     Endpoint(
         "GET",
