@@ -9,25 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from ui_server import ROOT, TEST_PIPELINES, load_hello_world, serve_in_thread
+from ui_server import BROWSER_TEST, TEST_PIPELINES, load_hello_world, serve_in_thread, shot
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_TEST
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -43,36 +32,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         app = create_app([load_hello_world(), *TEST_PIPELINES], storage=storage)
         with serve_in_thread(app) as url:
             yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert errors == [], errors  # no uncaught JavaScript error on any page
-
-
-def shot(page: Any, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path))
-    return path
 
 
 def test_hello_world_from_graph_to_a_green_run(server: str, page: Any) -> None:

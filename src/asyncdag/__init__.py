@@ -8,8 +8,6 @@ is re-exported here; modules starting with ``_`` are internals.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from ._api import (
     PipelineRunResult,
     RunHandle,
@@ -56,6 +54,7 @@ from ._errors import (
     StepTimeoutError,
 )
 from ._events import ErrorInfo, Event, EventType, RunStatus, StepStatus
+from ._version import __version__
 
 __all__ = [
     "AsyncdagError",
@@ -107,3 +106,8 @@ __all__ = [
     "solid",
     "success_hook",
 ]
+
+from ._public import publish as _publish
+
+_publish(__name__, globals(), __all__)
+del _publish

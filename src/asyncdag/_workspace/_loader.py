@@ -108,7 +108,7 @@ def _import_file(path: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except BaseException as exc:
         sys.modules.pop(module_name, None)
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
+        if isinstance(exc, KeyboardInterrupt):
             raise
         raise _import_failure(exc, str(path), resolved) from exc
     return module
@@ -136,7 +136,7 @@ def _import_module(name: str) -> ModuleType:
                 "importable from the current directory or PYTHONPATH"
             ) from exc
         raise _import_failure(exc, name, None) from exc
-    except (KeyboardInterrupt, SystemExit):
+    except KeyboardInterrupt:
         raise
     except BaseException as exc:
         raise _import_failure(exc, name, None) from exc
@@ -155,6 +155,12 @@ def _import_failure(exc: BaseException, source: str, path: Path | None) -> LoadE
         where = f"{_short(frame.filename)}:{frame.lineno}"
     if isinstance(exc, AsyncdagError):
         return LoadError(f"{where}: {exc}")
+    if isinstance(exc, SystemExit):
+        return LoadError(
+            f"{where}: the {'file' if path is not None else 'module'} called "
+            f"sys.exit({exc.code!r}) while being imported; keep "
+            'script code under `if __name__ == "__main__":` so loading the pipelines runs none'
+        )
     kind = "import error" if isinstance(exc, ImportError) else type(exc).__name__
     message = str(exc) or type(exc).__name__
     return LoadError(f"{where}: loading {source} failed with {kind}: {message}")

@@ -36,3 +36,8 @@ __all__ = [
     "StorageError",
     "default_storage_path",
 ]
+
+from asyncdag._public import publish as _publish
+
+_publish(__name__, globals(), __all__)
+del _publish
