@@ -1,8 +1,26 @@
-"""Every async test runs on asyncio and on trio, through anyio's own pytest plugin."""
+"""Every async test runs on asyncio and on trio, through anyio's own pytest plugin.
+
+Storage tests take the ``storage`` fixture and run against every backend in
+``storage_backends.BACKENDS`` (in-memory, SQLite, PostgreSQL); see that module.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+from asyncdag.storage import RunStorage
+from storage_backends import (
+    BACKENDS,
+    SHARED_BACKENDS,
+    PostgresServer,
+    PostgresUnavailable,
+    find_or_start_server,
+    skip_or_fail,
+    storage_for,
+)
 
 
 @pytest.fixture(
@@ -13,3 +31,55 @@ import pytest
 )
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (skips, or fails in CI, when there is none)."""
+    try:
+        server, started = find_or_start_server()
+    except PostgresUnavailable as exc:
+        skip_or_fail(str(exc))
+        raise AssertionError("unreachable") from exc
+    try:
+        yield server
+    finally:
+        if started:
+            server.control("stop")
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database for this test alone."""
+    with postgres_server.database() as url:
+        yield url
+
+
+@pytest.fixture
+def own_postgres_server() -> Iterator[PostgresServer]:
+    """A server of this test's own, to stop and restart (fault tests)."""
+    try:
+        server = PostgresServer.start()
+    except PostgresUnavailable as exc:
+        skip_or_fail(str(exc))
+        raise AssertionError("unreachable") from exc
+    try:
+        yield server
+    finally:
+        server.control("stop")
+
+
+@pytest.fixture(params=BACKENDS)
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStorage]:
+    """A fresh, empty store of each backend in turn, closed after the test."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    with storage_for(request.param, tmp_path, url) as store:
+        yield store
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL other processes can open, of each shared backend in turn."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'asyncdag.db'}"

@@ -1,12 +1,18 @@
 """Run history: which runs happened, with what config, and every event each one emitted.
 
-Two implementations share one async interface, :class:`RunStorage`:
+Three implementations share one async interface, :class:`RunStorage`:
 
 * :class:`InMemoryStorage`, the default for the Python API: no files, no side
   effects, gone with the process.
 * :class:`SqliteStorage` (stdlib ``sqlite3``), the default for the CLI and the
   web UI: one file, ``default_storage_path()``, shared safely by several
   processes (two CLI runs and a UI reading while they write).
+* :class:`PostgresStorage` (psycopg 3, ``pip install 'asyncdag[postgres]'``),
+  one history for runs, UIs and schedulers on several hosts; psycopg is
+  imported only when one opens.
+
+:func:`open_storage` picks one from a URL (``postgresql://...``,
+``sqlite:///path``, ``memory://``, a path), or from ``$ASYNCDAG_STORAGE_URL``.
 
 Every method is a coroutine usable from asyncio and trio alike; blocking SQLite
 calls run in worker threads through ``anyio.to_thread``.  From sync code (the
@@ -23,11 +29,15 @@ The contract lives in ``_base``, each implementation in a module of its own.
 
 from ._base import RunNotFoundError, RunRecord, RunStorage, StorageError, default_storage_path
 from ._memory import InMemoryStorage
+from ._postgres import PostgresStorage
 from ._recorder import RunRecorder
 from ._sqlite import SqliteStorage
+from ._url import STORAGE_URL_ENV, open_storage
 
 __all__ = [
+    "STORAGE_URL_ENV",
     "InMemoryStorage",
+    "PostgresStorage",
     "RunNotFoundError",
     "RunRecord",
     "RunRecorder",
@@ -35,4 +45,5 @@ __all__ = [
     "SqliteStorage",
     "StorageError",
     "default_storage_path",
+    "open_storage",
 ]

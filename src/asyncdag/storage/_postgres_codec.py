@@ -1,0 +1,182 @@
+"""Runs and events to PostgreSQL rows and back, exactly.
+
+PostgreSQL ``text`` cannot hold a NUL character, and UTF-8 cannot encode a lone
+surrogate; a log message or a step key may hold either (bytes decoded with
+``surrogateescape``, a C string read whole).  Such a value is stored as its JSON
+string literal (pure ASCII) and a bit in the row's ``escaped`` column says so,
+so every string comes back as it went in while ordinary ones stay readable in
+``psql``.  Identifiers (run id, pipeline name, host) must be storable as they
+are: they are keys other tools join on.
+
+Run config, tags and event data are JSON text, not ``jsonb``: jsonb reorders
+keys, drops duplicates and turns ``1e308`` into an integer, and the history must
+give back what the run said.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from asyncdag._events import Event, EventType, RunStatus
+from asyncdag.storage._base import RunRecord, StorageError
+from asyncdag.storage._sqlite import _dumps
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "RUN_COLUMNS",
+    "STEP_KEY_ESCAPED",
+    "EventColumns",
+    "event_columns",
+    "event_from_row",
+    "record_from_row",
+    "run_row",
+    "storable_text",
+]
+
+# Bits of the ``escaped`` column.
+MESSAGE_ESCAPED = 1
+STEP_KEY_ESCAPED = 2
+FAILURE_REASON_ESCAPED = 1
+
+RUN_COLUMNS = (
+    "run_id, pipeline_name, status, run_config, tags, start_time, end_time, "
+    "parent_run_id, pid, hostname, failure_reason, escaped"
+)
+EVENT_COLUMNS = 'seq, "timestamp", type, step_key, level, message, data, escaped'
+
+
+def storable_text(value: str) -> str | None:
+    """``value`` as PostgreSQL text can hold it, or None when it cannot (NUL, lone surrogate)."""
+    if "\x00" in value:
+        return None
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    return value
+
+
+def _text(value: str, bit: int) -> tuple[str, int]:
+    stored = storable_text(value)
+    if stored is not None:
+        return stored, 0
+    return json.dumps(value), bit  # ASCII: \u0000 and \udcxx escapes
+
+
+def _untext(value: str, escaped: int, bit: int) -> str:
+    return json.loads(value) if escaped & bit else value  # type: ignore[no-any-return]
+
+
+def _identifier(value: str | None, what: str) -> str | None:
+    if value is None or storable_text(value) is not None:
+        return value
+    raise StorageError(
+        f"{what} {value!r} holds a NUL character or a lone surrogate, which PostgreSQL "
+        "cannot store; use printable text"
+    )
+
+
+def run_row(record: RunRecord) -> tuple[Any, ...]:
+    reason, escaped = (None, 0)
+    if record.failure_reason is not None:
+        reason, escaped = _text(record.failure_reason, FAILURE_REASON_ESCAPED)
+    return (
+        _identifier(record.run_id, "run id"),
+        _identifier(record.pipeline_name, "pipeline name"),
+        record.status.value,
+        _dumps(record.run_config, f"run {record.run_id!r}'s run_config"),
+        _dumps(record.tags, f"run {record.run_id!r}'s tags"),
+        record.start_time,
+        record.end_time,
+        _identifier(record.parent_run_id, "parent run id"),
+        record.pid,
+        _identifier(record.hostname, "hostname"),
+        reason,
+        escaped,
+    )
+
+
+def failure_reason_param(reason: str | None) -> tuple[str | None, int]:
+    """``failure_reason`` and its ``escaped`` bit, for an UPDATE."""
+    return (None, 0) if reason is None else _text(reason, FAILURE_REASON_ESCAPED)
+
+
+def record_from_row(row: Sequence[Any]) -> RunRecord:
+    escaped = row[11]
+    reason = row[10]
+    return RunRecord(
+        run_id=row[0],
+        pipeline_name=row[1],
+        status=RunStatus(row[2]),
+        run_config=json.loads(row[3]),
+        tags=json.loads(row[4]),
+        start_time=row[5],
+        end_time=row[6],
+        parent_run_id=row[7],
+        pid=row[8],
+        hostname=row[9],
+        failure_reason=None if reason is None else _untext(reason, escaped, FAILURE_REASON_ESCAPED),
+    )
+
+
+#: One list per inserted column, for ``unnest``: one statement writes a whole batch.
+EventColumns = tuple[
+    list[int], list[float], list[str], list[str | None], list[int], list[str], list[str | None],
+    list[int],
+]  # fmt: skip
+
+
+def event_columns(events: Sequence[Event]) -> EventColumns:
+    seqs: list[int] = []
+    stamps: list[float] = []
+    types: list[str] = []
+    steps: list[str | None] = []
+    levels: list[int] = []
+    messages: list[str] = []
+    datas: list[str | None] = []
+    flags: list[int] = []
+    for event in events:
+        message, escaped = _text(event.message, MESSAGE_ESCAPED)
+        step = event.step_key
+        if step is not None:
+            step, step_escaped = _text(step, STEP_KEY_ESCAPED)
+            escaped |= step_escaped
+        data = None
+        if event.data is not None:
+            data = _dumps(event.data, f"data of run {event.run_id!r} event seq {event.seq}")
+        seqs.append(event.seq)
+        stamps.append(event.timestamp)
+        types.append(event.type.value)
+        steps.append(step)
+        levels.append(event.level)
+        messages.append(message)
+        datas.append(data)
+        flags.append(escaped)
+    return seqs, stamps, types, steps, levels, messages, datas, flags
+
+
+def event_rows(columns: EventColumns) -> list[tuple[Any, ...]]:
+    """The columns as rows, in the order of :data:`EVENT_COLUMNS`."""
+    return list(zip(*columns, strict=True))
+
+
+def step_key_param(step_key: str) -> tuple[str, int]:
+    """What ``step_key`` is stored as, and its escaped bit, to filter on it exactly."""
+    return _text(step_key, STEP_KEY_ESCAPED)
+
+
+def event_from_row(run_id: str, row: Sequence[Any]) -> Event:
+    seq, stamp, type_, step, level, message, data, escaped = row
+    return Event(
+        run_id=run_id,
+        seq=seq,
+        timestamp=stamp,
+        type=EventType(type_),
+        step_key=None if step is None else _untext(step, escaped, STEP_KEY_ESCAPED),
+        level=level,
+        message=_untext(message, escaped, MESSAGE_ESCAPED),
+        data=None if data is None else json.loads(data),
+    )
