@@ -23,6 +23,7 @@ from ._common import (
     UsageError,
     add_run_arguments,
     add_source_arguments,
+    add_storage_argument,
     make_console,
     open_storage,
     selected_pipeline,
@@ -44,7 +45,8 @@ def register(subparsers: Any) -> None:
         help="run a pipeline and record it in the run history",
         description=(
             "Run a pipeline, showing progress and logs, and record it with every event in the "
-            "run history ($ASYNCDAG_HOME/asyncdag.db). Ctrl-C cancels the run; a second Ctrl-C "
+            "run history (--storage, else $ASYNCDAG_STORAGE_URL, else $ASYNCDAG_HOME/asyncdag.db). "
+            "Ctrl-C cancels the run; a second Ctrl-C "
             "exits at once. Exit code: 0 success, 1 failed, 130 canceled, 2 bad input."
         ),
     )
@@ -66,6 +68,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--no-storage", action="store_true", help="do not record this run in the run history"
     )
+    add_storage_argument(parser)
     tracing = parser.add_argument_group(
         "tracing", "export OpenTelemetry spans (else OTEL_* variables decide)"
     )
@@ -133,16 +136,16 @@ def execute_command(args: argparse.Namespace) -> int:
         backend=args.backend,
     )
     telemetry = _configure_tracing(args)
-    storage = None if args.no_storage else open_storage()
+    storage = None if args.no_storage else open_storage(args.storage)
     try:
         view = _make_view(args, pipeline)
         result = view.run(functools.partial(_run, pipeline, run_config, options, storage, view))
     finally:
         if storage is not None:
-            storage.close()  # type: ignore[attr-defined]
+            storage.close()
         if telemetry is not None:
             telemetry.shutdown()
-    view.summarize(result, recorded_in=None if storage is None else str(storage.path))  # type: ignore[attr-defined]
+    view.summarize(result, recorded_in=None if storage is None else str(storage))
     return _exit_code(result)
 
 

@@ -11,7 +11,14 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._common import UsageError, call, make_console, open_storage, resolve_run_id
+from ._common import (
+    UsageError,
+    add_storage_argument,
+    call,
+    make_console,
+    open_storage,
+    resolve_run_id,
+)
 
 if TYPE_CHECKING:
     from asyncdag.storage import RunRecord
@@ -37,6 +44,7 @@ def register(subparsers: Any) -> None:
         "--limit", type=int, default=20, metavar="N", help="show at most N runs (default 20)"
     )
     listing.add_argument("--json", action="store_true", help="print the runs as a JSON array")
+    add_storage_argument(listing)
     listing.set_defaults(handler=_list)
 
     show = subparsers.add_parser(
@@ -44,12 +52,14 @@ def register(subparsers: Any) -> None:
     )
     show.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
     show.add_argument("--json", action="store_true", help="print the run and its events as JSON")
+    add_storage_argument(show)
     show.set_defaults(handler=_show)
 
     delete = subparsers.add_parser(
         "delete", help="delete a run and its events", description=_delete.__doc__
     )
     delete.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
+    add_storage_argument(delete)
     delete.set_defaults(handler=_delete)
 
 
@@ -57,7 +67,7 @@ def _list(args: argparse.Namespace) -> int:
     """List recorded runs, newest first, with their status, timing and why they failed."""
     if args.limit < 0:
         raise UsageError(f"--limit must be 0 or more, got {args.limit}")
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         runs: list[RunRecord] = call(
             storage.list_runs,
             pipeline_name=args.pipeline,
@@ -97,7 +107,7 @@ def _show(args: argparse.Namespace) -> int:
     """Show one run: its status, config and tags, each step's outcome and timing, and its logs."""
     from ._display import step_rows
 
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         record = resolve_run_id(storage, args.run_id)
         events = call(storage.get_events, record.run_id)
     rows = step_rows(events, run_finished=record.is_finished)
@@ -169,7 +179,7 @@ def _print_run(record: RunRecord, rows: list[Any], events: list[Any]) -> None:
 
 def _delete(args: argparse.Namespace) -> int:
     """Delete a run and all of its events from the run history."""
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         record = resolve_run_id(storage, args.run_id)
         call(storage.delete_run, record.run_id)
     make_console().print(f"deleted run {record.run_id} ({record.pipeline_name})", markup=False)

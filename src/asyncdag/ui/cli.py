@@ -32,9 +32,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=3000, help="port to bind (default 3000)")
     parser.add_argument(
         "--storage",
-        metavar="PATH",
+        metavar="URL",
         default=None,
-        help="SQLite run history to use (default: the one the CLI shares, under $ASYNCDAG_HOME)",
+        help="run history: postgresql://user@host/db (shared with other hosts), "
+        "sqlite:///path/file.db or a file path, memory:// (default: $ASYNCDAG_STORAGE_URL, "
+        "else the SQLite file the CLI shares, under $ASYNCDAG_HOME)",
     )
     parser.add_argument(
         "--jaeger-url",
@@ -57,7 +59,7 @@ def _handle(args: argparse.Namespace) -> int:
         pipelines,
         host=args.host,
         port=args.port,
-        storage_path=args.storage,
+        storage_url=args.storage,
         jaeger_url=args.jaeger_url,
     )
     return 0
@@ -68,20 +70,26 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 3000,
-    storage_path: str | None = None,
+    storage_url: str | None = None,
     jaeger_url: str | None = None,
+    storage_path: str | None = None,
 ) -> None:
-    """Serve the UI with uvicorn until interrupted, on the SQLite history the CLI shares."""
+    """Serve the UI with uvicorn until interrupted, on the run history the CLI shares.
+
+    ``storage_url`` is any storage URL or path (see :func:`asyncdag.storage.open_storage`);
+    without it, ``$ASYNCDAG_STORAGE_URL``, else the CLI's SQLite file.  ``storage_path``
+    is its older name.
+    """
     import uvicorn
 
     from asyncdag import telemetry
     from asyncdag._errors import AsyncdagError
-    from asyncdag.storage import SqliteStorage, default_storage_path
+    from asyncdag.storage import open_storage
 
     from ._app import create_app
 
-    storage = SqliteStorage(storage_path or default_storage_path())
-    storage.open()  # a bad path fails now, with its name, not on the first request
+    storage = open_storage(storage_url or storage_path)
+    storage.open()  # a bad URL or a server that does not answer fails now, naming it
     try:
         telemetry.configure_from_env()
     except AsyncdagError as exc:  # tracing is optional: a bad OTEL_* setting must not stop the UI
@@ -89,7 +97,8 @@ def serve(
     app = create_app(pipelines, storage=storage, jaeger_url=jaeger_url)
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     print(
-        f"asyncdag ui: serving {len(pipelines)} pipeline(s) on http://{shown}:{port}",
+        f"asyncdag ui: serving {len(pipelines)} pipeline(s) on http://{shown}:{port}, "
+        f"runs in {storage}",
         file=sys.stderr,
     )
     try:
