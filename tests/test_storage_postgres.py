@@ -27,8 +27,8 @@ import pytest
 
 from asyncdag import EventType, RunStatus, execute_pipeline_async, pipeline, solid
 from asyncdag._events import Event
-from asyncdag.storage import PostgresStorage, RunRecord, StorageError, open_storage
-from asyncdag.storage._postgres_codec import event_columns
+from asyncdag.storage import PostgresStorage, RunRecord, StorageError
+from asyncdag.storage._postgres_codec import event_rows
 from asyncdag.storage._postgres_schema import SCHEMA_VERSION
 from storage_backends import SRC, PostgresServer, start_writer
 
@@ -253,10 +253,10 @@ def test_replaying_a_stored_batch_stores_nothing_twice(pg: PostgresStorage) -> N
     anyio.run(pg.create_run, record())
     anyio.run(pg.add_events, "r1", [event("r1", s) for s in range(3)])
     pool, _ = pg._opened()
-    same = event_columns([event("r1", s) for s in range(3)])
+    same = event_rows([event("r1", s) for s in range(3)])
     pg._insert_events(pool, "r1", same, True)  # a replay of what is stored: nothing happens
     assert anyio.run(pg.count_events, "r1") == 3
-    other = event_columns([event("r1", s, message="else") for s in range(3)])
+    other = event_rows([event("r1", s, message="else") for s in range(3)])
     with pytest.raises(StorageError, match="written twice"):
         pg._insert_events(pool, "r1", other, True)
     assert {e.message for e in anyio.run(pg.get_events, "r1")} == {""}
@@ -410,15 +410,6 @@ async def test_a_run_survives_a_server_restart_and_all_its_events_arrive(
         assert messages == [f"before {i}" for i in range(50)] + [f"after {i}" for i in range(50)]
         run = await reopened.get_run(result.run_id)
         assert run is not None and run.status is RunStatus.SUCCESS
-
-
-# -- the URL factory ------------------------------------------------------------------------
-
-
-def test_open_storage_maps_postgres_urls_to_postgres_storage() -> None:
-    for url in ("postgresql://u@h/db", "postgres://u@h/db", "POSTGRESQL://u@h/db"):
-        storage = open_storage(url)
-        assert isinstance(storage, PostgresStorage), url
 
 
 @pytest.mark.anyio

@@ -27,9 +27,9 @@ __all__ = [
     "EVENT_COLUMNS",
     "RUN_COLUMNS",
     "STEP_KEY_ESCAPED",
-    "EventColumns",
-    "event_columns",
+    "EventRow",
     "event_from_row",
+    "event_rows",
     "record_from_row",
     "run_row",
     "storable_text",
@@ -122,22 +122,12 @@ def record_from_row(row: Sequence[Any]) -> RunRecord:
     )
 
 
-#: One list per inserted column, for ``unnest``: one statement writes a whole batch.
-EventColumns = tuple[
-    list[int], list[float], list[str], list[str | None], list[int], list[str], list[str | None],
-    list[int],
-]  # fmt: skip
+#: An event as a row of :data:`EVENT_COLUMNS` (the run id apart: a batch shares it).
+EventRow = tuple[int, float, str, str | None, int, str, str | None, int]
 
 
-def event_columns(events: Sequence[Event]) -> EventColumns:
-    seqs: list[int] = []
-    stamps: list[float] = []
-    types: list[str] = []
-    steps: list[str | None] = []
-    levels: list[int] = []
-    messages: list[str] = []
-    datas: list[str | None] = []
-    flags: list[int] = []
+def event_rows(events: Sequence[Event]) -> list[EventRow]:
+    rows: list[EventRow] = []
     for event in events:
         message, escaped = _text(event.message, MESSAGE_ESCAPED)
         step = event.step_key
@@ -147,20 +137,10 @@ def event_columns(events: Sequence[Event]) -> EventColumns:
         data = None
         if event.data is not None:
             data = _dumps(event.data, f"data of run {event.run_id!r} event seq {event.seq}")
-        seqs.append(event.seq)
-        stamps.append(event.timestamp)
-        types.append(event.type.value)
-        steps.append(step)
-        levels.append(event.level)
-        messages.append(message)
-        datas.append(data)
-        flags.append(escaped)
-    return seqs, stamps, types, steps, levels, messages, datas, flags
-
-
-def event_rows(columns: EventColumns) -> list[tuple[Any, ...]]:
-    """The columns as rows, in the order of :data:`EVENT_COLUMNS`."""
-    return list(zip(*columns, strict=True))
+        rows.append(
+            (event.seq, event.timestamp, event.type.value, step, event.level, message, data, escaped)
+        )
+    return rows
 
 
 def step_key_param(step_key: str) -> tuple[str, int]:

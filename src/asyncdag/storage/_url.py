@@ -26,7 +26,8 @@ def open_storage(url: str | os.PathLike[str] | None = None) -> RunStorage:
 
     * ``postgresql://user@host/db`` (or ``postgres://``): :class:`PostgresStorage`,
       shared by hosts; needs ``pip install 'asyncdag[postgres]'``.
-    * ``sqlite:///path/to/file.db`` or a plain path: :class:`SqliteStorage`.
+    * ``sqlite:///abs/path/file.db`` (also ``sqlite:////abs/...``) or a plain path
+      (relative, or ``~/...``): :class:`SqliteStorage`.
     * ``memory://``: :class:`InMemoryStorage`, gone with the process.
     * ``None``: ``$ASYNCDAG_STORAGE_URL`` if set, else the SQLite file the CLI and
       UI share by default (``$ASYNCDAG_HOME/asyncdag.db``).
@@ -77,9 +78,11 @@ def _sqlite_path(url: str) -> Path:
             "write sqlite:///path/to/file.db (three slashes, then the path)"
         )
     path = unquote(parts.path)
-    if path in ("", "/"):
+    if path.strip("/") == "":
         raise StorageError(f"storage URL {url!r} names no file; write sqlite:///path/to/file.db")
-    return Path(path).expanduser()
+    if path.startswith("//"):  # sqlite:////abs/file.db, SQLAlchemy's spelling of an absolute path
+        path = "/" + path.lstrip("/")
+    return Path(path)
 
 
 def _safe(url: str) -> str:
