@@ -138,7 +138,16 @@ def event_rows(events: Sequence[Event]) -> list[EventRow]:
         if event.data is not None:
             data = _dumps(event.data, f"data of run {event.run_id!r} event seq {event.seq}")
         rows.append(
-            (event.seq, event.timestamp, event.type.value, step, event.level, message, data, escaped)
+            (
+                event.seq,
+                event.timestamp,
+                event.type.value,
+                step,
+                event.level,
+                message,
+                data,
+                escaped,
+            )
         )
     return rows
 
