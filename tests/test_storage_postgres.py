@@ -22,7 +22,6 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import psycopg
 import pytest
 
 from asyncdag import EventType, RunStatus, execute_pipeline_async, pipeline, solid
@@ -31,6 +30,10 @@ from asyncdag.storage import PostgresStorage, RunRecord, StorageError
 from asyncdag.storage._postgres_codec import event_rows
 from asyncdag.storage._postgres_schema import SCHEMA_VERSION
 from storage_backends import SRC, PostgresServer, start_writer
+
+psycopg = pytest.importorskip(
+    "psycopg", reason="PostgreSQL storage needs psycopg: pip install -e '.[dev]'"
+)
 
 HANG_GUARD = 60  # seconds; only stops a broken test from hanging, never asserts speed
 
@@ -95,6 +98,27 @@ def test_hosts_opening_a_new_database_at_once_migrate_it_once(postgres_url: str)
         thread.join(HANG_GUARD)
     assert errors == []
     assert sql(postgres_url, "SELECT count(*) FROM asyncdag_schema") == [(SCHEMA_VERSION,)]
+
+
+def test_opening_fails_the_runs_of_this_host_whose_process_died(postgres_url: str) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead = int(finished.stdout)
+    with PostgresStorage(postgres_url) as first:
+        orphan = record("orphan", status=RunStatus.STARTED, pid=dead, hostname=socket.gethostname())
+        anyio.run(first.create_run, orphan)
+    with PostgresStorage(postgres_url) as second:
+        assert second.recovered_on_open == ["orphan"]
+        run = anyio.run(second.get_run, "orphan")
+        assert run is not None and run.status is RunStatus.FAILURE
+        (last,) = anyio.run(second.get_events, "orphan")
+        assert last.type is EventType.RUN_FAILURE
+    with PostgresStorage(postgres_url, recover_orphans=False) as third:
+        assert third.recovered_on_open == []
 
 
 def test_an_unreachable_server_is_one_clear_error_without_the_password() -> None:
