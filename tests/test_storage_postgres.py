@@ -444,3 +444,33 @@ async def test_wait_for_events_returns_at_once_when_news_is_already_there(
     await pg.add_events("r1", [event("r1", 0)])
     with anyio.fail_after(HANG_GUARD):  # a wait for the 3600 s timeout would fail here
         await pg.wait_for_events("r1", after_seq=-1, timeout=3600)
+
+
+@pytest.mark.anyio
+@pytest.mark.slow
+async def test_a_reader_keeps_following_a_run_across_a_server_restart(
+    own_postgres_server: PostgresServer,
+) -> None:
+    url = own_database(own_postgres_server)
+    seen: list[int] = []
+    async with PostgresStorage(url) as reader, PostgresStorage(url) as writer:
+        await writer.create_run(record(status=RunStatus.STARTED))
+
+        async def follow() -> None:
+            while len(seen) < 3:
+                # A long timeout: a NOTIFY or the listener's reconnection must end each wait.
+                await reader.wait_for_events("r1", after_seq=seen[-1] if seen else -1, timeout=3600)
+                after = seen[-1] if seen else -1
+                seen.extend(e.seq for e in await reader.get_events("r1", after_seq=after))
+
+        with anyio.fail_after(HANG_GUARD):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(follow)
+                await writer.add_events("r1", [event("r1", 0)])
+                while seen != [0]:
+                    await anyio.sleep(0.01)
+                await anyio.to_thread.run_sync(own_postgres_server.control, "restart")
+                for seq in (1, 2):
+                    await writer.add_events("r1", [event("r1", seq)])
+        assert writer.buffered_events == 0
+    assert seen == [0, 1, 2]

@@ -77,8 +77,6 @@ T = TypeVar("T")
 #: The NOTIFY channel every write of a run's events or status signals, with the run id.
 CHANNEL = "asyncdag_run_changes"
 _MAX_PAYLOAD = 7900  # NOTIFY payloads stop at 8000 bytes; longer ids wake every reader
-#: How often wait_for_events polls while the LISTEN connection is down.
-_POLL_WITHOUT_LISTEN = 1.0
 
 #: A batch's first write: COPY is the fastest way in, for the server and for this process.
 _COPY_EVENTS = f"COPY asyncdag_events (run_id, {EVENT_COLUMNS}) FROM STDIN"
@@ -186,7 +184,7 @@ class PostgresStorage(RunStorage):
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._outbox: Outbox | None = None
-        self._listener: Listener | None = None
+        self._listener_thread: Listener | None = None
         self._closed = False
         #: Run ids that opening marked FAILED as orphans.
         self.recovered_on_open: list[str] = []
@@ -221,7 +219,7 @@ class PostgresStorage(RunStorage):
             if self._closed:
                 return
             self._closed = True
-            pool, outbox, listener = self._pool, self._outbox, self._listener
+            pool, outbox, listener = self._pool, self._outbox, self._listener_thread
         if listener is not None:
             listener.stop(timeout=self._connect_timeout)
         left = [] if outbox is None else outbox.close(self._close_timeout)
@@ -550,30 +548,37 @@ class PostgresStorage(RunStorage):
             return
         from asyncdag.storage._postgres_listen import Waiter
 
-        listener = await anyio.to_thread.run_sync(self._listening)
-        if listener is None:  # the LISTEN connection is down: poll until it is back
-            await anyio.sleep(min(timeout, _POLL_WITHOUT_LISTEN))
-            return
+        listener = await anyio.to_thread.run_sync(self._listener)
         waiter = Waiter()
         listener.add(run_id, waiter)
         try:
-            # Registered first, checked second: a commit between the two still wakes us.
-            if await self._call(functools.partial(_has_news, run_id=run_id, after_seq=after_seq)):
-                return
+            # Registered first, checked second: a commit in between still wakes us.  While
+            # the LISTEN connection is down, wait for it to come back rather than read.
+            if listener.listening:
+                try:
+                    if await self._call(
+                        functools.partial(_has_news, run_id=run_id, after_seq=after_seq)
+                    ):
+                        return
+                except StorageError:
+                    pass  # the server just went away: its return will wake us
             with anyio.move_on_after(timeout):
                 await waiter.event.wait()
         finally:
             listener.remove(run_id, waiter)
 
-    def _listening(self) -> Listener | None:
+    def _listener(self) -> Listener:
+        """The LISTEN thread, started on first use and given one try to connect."""
         pool, _ = self._opened()
         with self._lock:
-            listener = self._listener
+            listener = self._listener_thread
             if listener is None:
                 from asyncdag.storage._postgres_listen import Listener
 
-                listener = self._listener = Listener(pool.connect, CHANNEL, self.redacted_url)
-        return listener if listener.wait_listening(self._connect_timeout) else None
+                listener = Listener(pool.connect, CHANNEL, self.redacted_url)
+                self._listener_thread = listener
+        listener.wait_listening(self._connect_timeout)
+        return listener
 
 
 def _on_connection(pool: ConnectionPool, fn: Callable[[psycopg.Connection, bool], T]) -> T:

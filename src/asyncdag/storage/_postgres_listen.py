@@ -8,9 +8,9 @@ which works the same under asyncio and trio.
 
 The thread waits in ``select`` on the connection's socket and on a pipe that
 ``stop`` writes to, so stopping is immediate.  When the connection drops it
-wakes every waiter (their reads will say what is wrong, or find what they
-missed), reconnects with a backoff, and wakes them all again once it LISTENs:
-a notification sent while nobody listened is lost, a spurious wake-up never is.
+wakes nobody (a read now would only fail the same way), reconnects with a backoff,
+and wakes every waiter once it LISTENs again: a notification sent while
+nobody listened is lost, but the readers it was for look again then.
 """
 
 from __future__ import annotations
@@ -137,22 +137,25 @@ class Listener:
                 self._wake(None)  # whatever was sent while nobody listened: look again
                 self._serve(conn)
             except psycopg.Error as exc:
+                # Waiters are not woken now: reading would fail the same way.  They are
+                # when LISTEN works again (or at their timeout).
                 _log.debug("run storage %s: LISTEN connection lost: %s", self._where, exc)
             finally:
                 self._listening.clear()
                 conn.close()
-                self._wake(None)
+        self._wake(None)  # stopped: nobody will be told of writes any more
 
     def _serve(self, conn: psycopg.Connection) -> None:
         while not self._stopping:
+            # First what psycopg has already read (notifications that came in with the
+            # answer to LISTEN or to a keep-alive wait in its backlog, invisible to select).
+            for notify in conn.notifies(timeout=0):
+                self._wake(notify.payload or None)
             ready, _, _ = select.select([conn.fileno(), self._wake_r], [], [], _KEEPALIVE)
             if self._stopping:
                 return
             if not ready:
                 conn.execute("SELECT 1")  # a dead peer only shows when we speak
-                continue
-            for notify in conn.notifies(timeout=0):
-                self._wake(notify.payload or None)
 
     def _pause(self, seconds: float) -> None:
         ready, _, _ = select.select([self._wake_r], [], [], seconds)

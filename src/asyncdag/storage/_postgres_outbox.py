@@ -34,6 +34,8 @@ _log = logging.getLogger("asyncdag.storage")
 
 _FIRST_DELAY = 0.05
 _MAX_DELAY = 2.0
+#: How long close() waits for a write attempt in flight once it has given up on the queue.
+_JOIN_TIMEOUT = 30.0
 
 
 @attrs.define(eq=False)
@@ -105,7 +107,7 @@ class Outbox:
             self._cond.notify_all()
             drainer = self._drainer
         if drainer is not None:
-            drainer.join()  # at most one connection attempt away
+            drainer.join(_JOIN_TIMEOUT)  # at most one write attempt away, unless it hangs
         with self._cond:
             left = list(self._queue)
             self._queue.clear()
@@ -164,7 +166,8 @@ class Outbox:
                 stored += 1
             delay = _FIRST_DELAY
             with self._cond:
-                self._queue.popleft()
-                self._pending_events -= head.events
+                if self._queue and self._queue[0] is head:  # close() may have given up on it
+                    self._queue.popleft()
+                    self._pending_events -= head.events
                 if not self._queue:
                     self._cond.notify_all()
