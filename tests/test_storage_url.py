@@ -75,3 +75,9 @@ def test_errors_never_show_the_password() -> None:
         open_storage("mysql://admin:hunter2@db/runs")
     assert "hunter2" not in str(caught.value) and "admin:***@db" in str(caught.value)
     assert "postgresql://" in str(caught.value)  # says which schemes work
+
+
+def test_a_password_in_the_query_is_never_shown_either() -> None:
+    storage = open_storage("postgresql://db/runs?user=admin&password=hunter2&sslmode=require")
+    assert str(storage) == "postgresql://db/runs?user=admin&password=***&sslmode=require"
+    assert "hunter2" not in repr(storage)

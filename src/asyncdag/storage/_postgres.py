@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any, Self, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 import anyio.to_thread
@@ -113,17 +113,24 @@ SELECT count(*), pg_notify(%s, %s) FROM updated
 
 
 def redact(url: str) -> str:
-    """``url`` without its password, fit to print."""
+    """``url`` without its password (``user:***@`` or ``password=***``), fit to print."""
     try:
         parts = urlsplit(url)
+        password = parts.password
+        port = parts.port
     except ValueError:
-        return "<unparseable PostgreSQL URL>"
-    if parts.password is None:
+        return "<unparseable storage URL>"
+    if password is None and "password=" not in parts.query:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    if password is not None:
+        host = parts.hostname or ""
+        if port is not None:
+            host = f"{host}:{port}"
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if "password=" in parts.query:
+        query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts)
 
 
 def _payload(run_id: str) -> str:
