@@ -6,8 +6,10 @@ API is asyncio-only, so every call is psycopg's sync API in a worker thread
 Nothing here imports psycopg until a store opens, so ``import asyncdag.storage``
 stays light; install it with ``pip install 'asyncdag[postgres]'``.
 
-The other jobs live in modules of their own:
+This module decides where each call runs and what its errors become; the other
+jobs live in modules of their own:
 
+* _postgres_sql: the statements, one function per statement or transaction.
 * _postgres_schema: versioned migrations applied on open, and the refusal of a
   database whose schema is newer than this code.
 * _postgres_codec: runs and events to rows and back, exactly (NUL characters
@@ -24,18 +26,15 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 from collections.abc import Callable, Collection, Sequence
-from typing import TYPE_CHECKING, Any, Self, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Self, TypeVar
 
 import anyio
 import anyio.to_thread
 
 from asyncdag._events import Event, EventType, RunStatus
+from asyncdag.storage import _postgres_sql as sql
 from asyncdag.storage._base import (
-    _FINISHED,
-    _HOSTNAME,
     RunNotFoundError,
     RunRecord,
     RunStorage,
@@ -43,25 +42,12 @@ from asyncdag.storage._base import (
     _check_event_run_ids,
     _check_terminal,
     _check_window,
-    _duplicate_run_message,
     _duplicate_seq_message,
-    _orphan_event,
-    _orphan_reason,
     _status_set,
     _type_set,
 )
-from asyncdag.storage._postgres_codec import (
-    EVENT_COLUMNS,
-    RUN_COLUMNS,
-    STEP_KEY_ESCAPED,
-    EventRow,
-    event_from_row,
-    event_rows,
-    failure_reason_param,
-    record_from_row,
-    run_row,
-    step_key_param,
-)
+from asyncdag.storage._postgres_codec import EventRow, event_rows
+from asyncdag.storage._url import redact
 
 if TYPE_CHECKING:
     import psycopg
@@ -73,68 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["PostgresStorage"]
 
 T = TypeVar("T")
-
-#: The NOTIFY channel every write of a run's events or status signals, with the run id.
-CHANNEL = "asyncdag_run_changes"
-_MAX_PAYLOAD = 7900  # NOTIFY payloads stop at 8000 bytes; longer ids wake every reader
-
-#: A batch's first write: COPY is the fastest way in, for the server and for this process.
-_COPY_EVENTS = f"COPY asyncdag_events (run_id, {EVENT_COLUMNS}) FROM STDIN"
-#: A batch written again (it may be stored already): insert what is missing, count it.
-_REPLAY_EVENTS = f"""
-WITH inserted AS (
-    INSERT INTO asyncdag_events (run_id, {EVENT_COLUMNS})
-    SELECT %s, * FROM unnest(
-        %s::bigint[], %s::float8[], %s::text[], %s::text[],
-        %s::bigint[], %s::text[], %s::text[], %s::smallint[])
-    ON CONFLICT (run_id, seq) DO NOTHING
-    RETURNING 1
-)
-SELECT count(*) FROM inserted
-"""
-_NOTIFY = "SELECT pg_notify(%s, %s)"
-_INSERT_RUN = f"""
-WITH inserted AS (
-    INSERT INTO asyncdag_runs ({RUN_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
-    ON CONFLICT (run_id) DO NOTHING
-    RETURNING 1
-)
-SELECT count(*), pg_notify(%s, %s) FROM inserted
-"""
-_FINISH_RUN = """
-WITH updated AS (
-    UPDATE asyncdag_runs SET status = %s, end_time = %s, failure_reason = %s,
-        escaped = (escaped & ~1) | %s
-    WHERE run_id = %s
-    RETURNING 1
-)
-SELECT count(*), pg_notify(%s, %s) FROM updated
-"""
-
-
-def redact(url: str) -> str:
-    """``url`` without its password (``user:***@`` or ``password=***``), fit to print."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-        port = parts.port
-    except ValueError:
-        return "<unparseable storage URL>"
-    if password is None and "password=" not in parts.query:
-        return url
-    if password is not None:
-        host = parts.hostname or ""
-        if port is not None:
-            host = f"{host}:{port}"
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
-    if "password=" in parts.query:
-        query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)]
-        parts = parts._replace(query=urlencode(query, safe="*"))
-    return urlunsplit(parts)
-
-
-def _payload(run_id: str) -> str:
-    return run_id if len(run_id.encode()) <= _MAX_PAYLOAD else ""
 
 
 class PostgresStorage(RunStorage):
@@ -287,7 +211,7 @@ class PostgresStorage(RunStorage):
             with pool.connection() as (conn, _):
                 self.schema_version_found = migrate(conn, f"database {self.redacted_url}")
                 if self._recover_on_open:
-                    self.recovered_on_open = _recover(conn)
+                    self.recovered_on_open = sql.recover_orphans(conn)
         except psycopg.Error as exc:
             pool.close()
             raise StorageError(
@@ -302,69 +226,42 @@ class PostgresStorage(RunStorage):
 
     # -- every call: a worker thread, a pooled connection ---------------------------------
 
-    async def _read(self, fn: Callable[[psycopg.Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(self._read_sync, fn)
-
-    def _read_sync(self, fn: Callable[[psycopg.Connection], T]) -> T:
-        pool, _ = self._opened()
-        return self._guarded(pool, lambda conn, retried: fn(conn))
-
     def _guarded(self, pool: ConnectionPool, fn: Callable[[psycopg.Connection, bool], T]) -> T:
-        """``fn`` on a pooled connection, psycopg's errors as :class:`StorageError` (and back)."""
+        """``fn`` on a pooled connection; psycopg's errors as :class:`StorageError`, except
+        connection failures, which pass as they are for the caller (or the outbox) to judge."""
         import psycopg
 
         try:
-            return _on_connection(pool, fn)
+            return pool.run(fn)
         except psycopg.OperationalError:
             raise  # transient: the caller (or the outbox) decides
         except psycopg.Error as exc:
             raise StorageError(f"run storage {self.redacted_url}: {_first_line(exc)}") from exc
 
-    def _unreachable(self, exc: BaseException) -> StorageError:
-        return StorageError(
-            f"run storage {self.redacted_url} is unreachable: {_first_line(exc)}; "
-            "check that the server is up (reads need it; runs buffer their writes)"
-        )
-
-    async def _call(self, fn: Callable[[psycopg.Connection], T]) -> T:
-        """A read (or a write that needs an answer now): unreachable is a StorageError."""
+    def _answered(self, fn: Callable[[psycopg.Connection, bool], T]) -> T:
+        """``fn`` now, for a caller waiting on its answer: an unreachable server is an error."""
         import psycopg
 
+        pool, _ = self._opened()
         try:
-            return await self._read(fn)
+            return self._guarded(pool, fn)
         except psycopg.OperationalError as exc:
-            raise self._unreachable(exc) from exc
+            raise StorageError(
+                f"run storage {self.redacted_url} is unreachable: {_first_line(exc)}; "
+                "check that the server is up (reads need it; runs buffer their writes)"
+            ) from exc
+
+    async def _call(self, fn: Callable[[psycopg.Connection], T]) -> T:
+        """A read (or a write that needs no replay), in a worker thread."""
+        return await anyio.to_thread.run_sync(self._answered, lambda conn, retried: fn(conn))
 
     # -- the RunStorage interface ---------------------------------------------------------
 
     async def create_run(self, record: RunRecord) -> None:
-        def create() -> None:
-            import psycopg
+        def insert(conn: psycopg.Connection, retried: bool) -> None:
+            sql.insert_run(conn, record, retried=retried)
 
-            row = run_row(record)
-            pool, _ = self._opened()
-
-            def insert(conn: psycopg.Connection, retried: bool) -> None:
-                (created, _) = conn.execute(
-                    _INSERT_RUN, (*row, CHANNEL, _payload(record.run_id))
-                ).fetchone() or (0, None)
-                if created:
-                    return
-                if retried:  # our first attempt may have committed before the connection died
-                    stored = conn.execute(
-                        f"SELECT {RUN_COLUMNS} FROM asyncdag_runs WHERE run_id = %s",
-                        (record.run_id,),
-                    ).fetchone()
-                    if stored is not None and record_from_row(stored) == record:
-                        return
-                raise StorageError(_duplicate_run_message(record.run_id))
-
-            try:
-                self._guarded(pool, insert)
-            except psycopg.OperationalError as exc:
-                raise self._unreachable(exc) from exc
-
-        await anyio.to_thread.run_sync(create)
+        await anyio.to_thread.run_sync(self._answered, insert)
 
     async def add_events(self, run_id: str, events: Sequence[Event]) -> None:
         if not events:
@@ -394,18 +291,10 @@ class PostgresStorage(RunStorage):
     def _insert_events(
         self, pool: ConnectionPool, run_id: str, rows: list[EventRow], replay: bool
     ) -> None:
-        import psycopg
         import psycopg.errors
 
         def insert(conn: psycopg.Connection, retried: bool) -> None:
-            with conn.transaction():
-                if replay or retried:
-                    _replay_events(conn, run_id, rows)
-                else:
-                    with conn.cursor().copy(_COPY_EVENTS) as copy:
-                        for row in rows:
-                            copy.write_row((run_id, *row))
-                conn.execute(_NOTIFY, (CHANNEL, _payload(run_id)))
+            sql.insert_events(conn, run_id, rows, replay=replay or retried)
 
         try:
             self._guarded(pool, insert)
@@ -425,34 +314,26 @@ class PostgresStorage(RunStorage):
         def submit() -> None:
             from asyncdag.storage._postgres_outbox import PendingWrite
 
-            reason, escaped = failure_reason_param(failure_reason)
-            params = (status.value, end_time, reason, escaped, run_id, CHANNEL, _payload(run_id))
             pool, outbox = self._opened()
 
-            def update(conn: psycopg.Connection, retried: bool) -> None:
-                (updated, _) = conn.execute(_FINISH_RUN, params).fetchone() or (0, None)
-                if not updated:
-                    raise RunNotFoundError(run_id, "finish run")
+            def finish(conn: psycopg.Connection, retried: bool) -> None:
+                sql.finish_run(
+                    conn, run_id, status, end_time=end_time, failure_reason=failure_reason
+                )
 
             outbox.submit(
                 PendingWrite(
                     run_id=run_id,
                     events=0,
                     what=f"final status {status.value} of run {run_id!r}",
-                    apply=lambda replay: self._guarded(pool, update),
+                    apply=lambda replay: self._guarded(pool, finish),
                 )
             )
 
         await anyio.to_thread.run_sync(submit)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        def get(conn: psycopg.Connection) -> RunRecord | None:
-            row = conn.execute(
-                f"SELECT {RUN_COLUMNS} FROM asyncdag_runs WHERE run_id = %s", (run_id,)
-            ).fetchone()
-            return None if row is None else record_from_row(row)
-
-        return await self._call(get)
+        return await self._call(functools.partial(sql.select_run, run_id=run_id))
 
     async def list_runs(
         self,
@@ -468,29 +349,15 @@ class PostgresStorage(RunStorage):
         statuses = _status_set(status)
         if statuses is not None and not statuses:
             return []
-        where: list[str] = []
-        params: list[Any] = []
-        if pipeline_name is not None:
-            where.append("pipeline_name = %s")
-            params.append(pipeline_name)
-        if statuses is not None:
-            where.append("status = ANY(%s)")
-            params.append([s.value for s in statuses])
-        if since is not None:
-            where.append("start_time >= %s")
-            params.append(since)
-        if until is not None:
-            where.append("start_time < %s")
-            params.append(until)
-        query = f"SELECT {RUN_COLUMNS} FROM asyncdag_runs"
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        query += " ORDER BY start_time DESC NULLS LAST, id DESC LIMIT %s OFFSET %s"
-        params += [limit, offset]
-
-        def select(conn: psycopg.Connection) -> list[RunRecord]:
-            return [record_from_row(row) for row in conn.execute(query, params)]  # type: ignore[arg-type]
-
+        select = functools.partial(
+            sql.select_runs,
+            pipeline_name=pipeline_name,
+            statuses=statuses,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
         return await self._call(select)
 
     async def get_events(
@@ -506,43 +373,24 @@ class PostgresStorage(RunStorage):
         wanted = _type_set(types)
         if wanted is not None and not wanted:
             return []
-        query = f"SELECT {EVENT_COLUMNS} FROM asyncdag_events WHERE run_id = %s AND seq > %s"
-        params: list[Any] = [run_id, after_seq]
-        if step_key is not None:
-            stored, escaped = step_key_param(step_key)
-            query += f" AND step_key = %s AND (escaped & {STEP_KEY_ESCAPED}) = %s"
-            params += [stored, escaped]
-        if wanted is not None:
-            query += " AND type = ANY(%s)"
-            params.append([t.value for t in wanted])
-        query += " ORDER BY seq LIMIT %s"
-        params.append(limit)
-
-        def select(conn: psycopg.Connection) -> list[Event]:
-            rows = conn.execute(query, params).fetchall()  # type: ignore[arg-type]
-            return [event_from_row(run_id, row) for row in rows]
-
+        select = functools.partial(
+            sql.select_events,
+            run_id=run_id,
+            after_seq=after_seq,
+            limit=limit,
+            step_key=step_key,
+            types=wanted,
+        )
         return await self._call(select)
 
     async def count_events(self, run_id: str) -> int:
-        def count(conn: psycopg.Connection) -> int:
-            row = conn.execute(
-                "SELECT count(*) FROM asyncdag_events WHERE run_id = %s", (run_id,)
-            ).fetchone()
-            return int(row[0]) if row else 0
-
-        return await self._call(count)
+        return await self._call(functools.partial(sql.count_events, run_id=run_id))
 
     async def delete_run(self, run_id: str) -> bool:
-        def delete(conn: psycopg.Connection) -> bool:
-            # Events go with their run: the foreign key cascades.
-            cursor = conn.execute("DELETE FROM asyncdag_runs WHERE run_id = %s", (run_id,))
-            return cursor.rowcount > 0
-
-        return await self._call(delete)
+        return await self._call(functools.partial(sql.delete_run, run_id=run_id))
 
     async def recover_orphaned_runs(self) -> list[str]:
-        return await self._call(_recover)
+        return await self._call(sql.recover_orphans)
 
     async def wait_for_events(self, run_id: str, *, after_seq: int, timeout: float) -> None:
         """Return as soon as a write of ``run_id``'s events or status commits, on any host.
@@ -564,7 +412,7 @@ class PostgresStorage(RunStorage):
             if listener.listening:
                 try:
                     if await self._call(
-                        functools.partial(_has_news, run_id=run_id, after_seq=after_seq)
+                        functools.partial(sql.has_news, run_id=run_id, after_seq=after_seq)
                     ):
                         return
                 except StorageError:
@@ -582,101 +430,10 @@ class PostgresStorage(RunStorage):
             if listener is None:
                 from asyncdag.storage._postgres_listen import Listener
 
-                listener = Listener(pool.connect, CHANNEL, self.redacted_url)
+                listener = Listener(pool.connect, sql.CHANNEL, self.redacted_url)
                 self._listener_thread = listener
         listener.wait_listening(self._connect_timeout)
         return listener
-
-
-def _on_connection(pool: ConnectionPool, fn: Callable[[psycopg.Connection, bool], T]) -> T:
-    """``fn(conn, retried)``, once more on a new connection if a reused one had died idle.
-
-    ``retried`` tells ``fn`` that its first attempt may have committed before the
-    connection broke, so a write must be idempotent then.
-    """
-    import psycopg
-
-    with pool.connection() as (conn, reused):
-        try:
-            return fn(conn, False)
-        except psycopg.OperationalError:
-            if not (reused and conn.broken):
-                raise
-    pool.discard_idle()  # its siblings have likely died with it (a server restart)
-    with pool.connection() as (conn, _):
-        return fn(conn, True)
-
-
-def _replay_events(conn: psycopg.Connection, run_id: str, rows: list[EventRow]) -> None:
-    """Store the rows not stored yet; the ones that are must be these very events."""
-    import psycopg.errors
-
-    columns = [list(column) for column in zip(*rows, strict=True)]
-    (inserted,) = conn.execute(_REPLAY_EVENTS, (run_id, *columns)).fetchone() or (0,)
-    if inserted == len(rows):
-        return
-    # Committed before the connection died, its acknowledgement lost: the same events
-    # are there.  Anything else under these seqs is a genuine duplicate.
-    stored = conn.execute(
-        f"SELECT {EVENT_COLUMNS} FROM asyncdag_events "
-        "WHERE run_id = %s AND seq = ANY(%s) ORDER BY seq",
-        (run_id, columns[0]),
-    ).fetchall()
-    if repr(stored) != repr(sorted(rows)):  # repr: NaN timestamps compare equal
-        raise psycopg.errors.UniqueViolation(f"run {run_id!r}: another batch holds these seqs")
-
-
-def _has_news(conn: psycopg.Connection, *, run_id: str, after_seq: int) -> bool:
-    row = conn.execute(
-        "SELECT r.status, (SELECT max(seq) FROM asyncdag_events e WHERE e.run_id = r.run_id) "
-        "FROM asyncdag_runs r WHERE r.run_id = %s",
-        (run_id,),
-    ).fetchone()
-    if row is None:
-        return True
-    status, last = row
-    return RunStatus(status) in _FINISHED or (last is not None and last > after_seq)
-
-
-def _recover(conn: psycopg.Connection) -> list[str]:
-    """Fail this host's STARTED runs whose process is gone, each once even with two recoverers."""
-    recovered: list[str] = []
-    with conn.transaction():
-        rows = conn.execute(
-            f"SELECT {RUN_COLUMNS} FROM asyncdag_runs WHERE status = %s AND hostname = %s "
-            "ORDER BY id FOR UPDATE",
-            (RunStatus.STARTED.value, _HOSTNAME),
-        ).fetchall()
-        for row in rows:
-            record = record_from_row(row)
-            reason = _orphan_reason(record)
-            if reason is None:
-                continue
-            now = time.time()
-            (last,) = conn.execute(
-                "SELECT max(seq) FROM asyncdag_events WHERE run_id = %s", (record.run_id,)
-            ).fetchone() or (None,)
-            event = _orphan_event(record.run_id, 0 if last is None else last + 1, reason, now)
-            conn.execute(
-                f"INSERT INTO asyncdag_events (run_id, {EVENT_COLUMNS}) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                (record.run_id, *event_rows([event])[0]),
-            )
-            reason_text, escaped = failure_reason_param(reason)
-            conn.execute(
-                _FINISH_RUN,
-                (
-                    RunStatus.FAILURE.value,
-                    now,
-                    reason_text,
-                    escaped,
-                    record.run_id,
-                    CHANNEL,
-                    _payload(record.run_id),
-                ),
-            )
-            recovered.append(record.run_id)
-    return recovered
 
 
 def _first_line(exc: BaseException) -> str:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg.pq
@@ -25,6 +25,8 @@ import psycopg.pq
 from asyncdag.storage._base import StorageError
 
 __all__ = ["ConnectionPool", "is_transient"]
+
+T = TypeVar("T")
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -77,6 +79,22 @@ class ConnectionPool:
             self._give_back(conn)
         finally:
             self._slots.release()
+
+    def run(self, fn: Callable[[psycopg.Connection, bool], T]) -> T:
+        """``fn(conn, retried)``, once more on a new connection if a reused one had died idle.
+
+        ``retried`` tells ``fn`` that its first attempt may have committed before
+        the connection broke, so a write must be idempotent then.
+        """
+        with self.connection() as (conn, reused):
+            try:
+                return fn(conn, False)
+            except psycopg.OperationalError:
+                if not (reused and conn.broken):
+                    raise
+        self.discard_idle()  # its siblings have likely died with it (a server restart)
+        with self.connection() as (conn, _):
+            return fn(conn, True)
 
     def discard_idle(self) -> None:
         """Close every idle connection: after one died, its siblings likely did too."""

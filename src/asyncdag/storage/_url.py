@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from asyncdag.storage._base import RunStorage, StorageError, default_storage_path
 
-__all__ = ["STORAGE_URL_ENV", "open_storage"]
+__all__ = ["STORAGE_URL_ENV", "open_storage", "redact"]
 
 #: The environment variable naming the run storage when no ``--storage`` is given.
 STORAGE_URL_ENV = "ASYNCDAG_STORAGE_URL"
@@ -62,7 +62,7 @@ def open_storage(url: str | os.PathLike[str] | None = None) -> RunStorage:
         return SqliteStorage(_sqlite_path(text))
     if scheme:
         raise StorageError(
-            f"storage URL {_safe(text)!r} has scheme {scheme!r}, which asyncdag does not "
+            f"storage URL {redact(text)!r} has scheme {scheme!r}, which asyncdag does not "
             f"store runs in; use {_SCHEMES}"
         )
     from asyncdag.storage._sqlite import SqliteStorage
@@ -85,7 +85,22 @@ def _sqlite_path(url: str) -> Path:
     return Path(path)
 
 
-def _safe(url: str) -> str:
-    from asyncdag.storage._postgres import redact
-
-    return redact(url)
+def redact(url: str) -> str:
+    """``url`` without its password (``user:***@`` or ``password=***``), fit to print."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+        port = parts.port
+    except ValueError:
+        return "<unparseable storage URL>"
+    if password is None and "password=" not in parts.query:
+        return url
+    if password is not None:
+        host = parts.hostname or ""
+        if port is not None:
+            host = f"{host}:{port}"
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if "password=" in parts.query:
+        query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query)]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts)
