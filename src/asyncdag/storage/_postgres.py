@@ -35,7 +35,6 @@ import anyio.to_thread
 from asyncdag._events import Event, EventType, RunStatus
 from asyncdag.storage import _postgres_sql as sql
 from asyncdag.storage._base import (
-    RunNotFoundError,
     RunRecord,
     RunStorage,
     StorageError,
@@ -300,8 +299,6 @@ class PostgresStorage(RunStorage):
             self._guarded(pool, insert)
         except StorageError as exc:
             cause = exc.__cause__
-            if isinstance(cause, psycopg.errors.ForeignKeyViolation):
-                raise RunNotFoundError(run_id, "add events") from cause
             if isinstance(cause, psycopg.errors.UniqueViolation):
                 raise StorageError(_duplicate_seq_message(run_id, [r[0] for r in rows])) from cause
             raise

@@ -73,7 +73,8 @@ WITH inserted AS (
 )
 SELECT count(*) FROM inserted
 """
-_NOTIFY = "SELECT pg_notify(%s, %s)"
+#: Locks the run's row against deletion until the batch commits, and NOTIFYs (on commit).
+_LOCK_RUN_AND_NOTIFY = "SELECT pg_notify(%s, %s) FROM asyncdag_runs WHERE run_id = %s FOR KEY SHARE"
 _INSERT_RUN = f"""
 WITH inserted AS (
     INSERT INTO asyncdag_runs ({RUN_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
@@ -123,17 +124,19 @@ def insert_events(
 ) -> None:
     """Store a batch in one transaction; ``replay``: it may be stored already (idempotent).
 
-    Raises psycopg's UniqueViolation for a seq stored with other content, and
-    ForeignKeyViolation for a run that does not exist.
+    Raises :class:`RunNotFoundError` for a run that does not exist, and
+    psycopg's UniqueViolation for a seq stored with other content.
     """
     with conn.transaction():
+        locked = conn.execute(_LOCK_RUN_AND_NOTIFY, (CHANNEL, _payload(run_id), run_id))
+        if locked.fetchone() is None:
+            raise RunNotFoundError(run_id, "add events")
         if replay:
             _replay_events(conn, run_id, rows)
         else:
             with conn.cursor().copy(_COPY_EVENTS) as copy:
                 for row in rows:
                     copy.write_row((run_id, *row))
-        conn.execute(_NOTIFY, (CHANNEL, _payload(run_id)))
 
 
 def _replay_events(conn: psycopg.Connection, run_id: str, rows: list[EventRow]) -> None:
@@ -171,8 +174,16 @@ def finish_run(
 
 
 def delete_run(conn: psycopg.Connection, run_id: str) -> bool:
-    # Events go with their run: the foreign key cascades.
-    return conn.execute("DELETE FROM asyncdag_runs WHERE run_id = %s", (run_id,)).rowcount > 0
+    """Forget a run and its events.
+
+    The run's row goes first: that waits for any batch of its events still being
+    written (it holds the row FOR KEY SHARE), and the events' DELETE, a statement
+    later, then sees that batch too.  A batch after it finds no run.
+    """
+    with conn.transaction():
+        deleted = conn.execute("DELETE FROM asyncdag_runs WHERE run_id = %s", (run_id,)).rowcount
+        conn.execute("DELETE FROM asyncdag_events WHERE run_id = %s", (run_id,))
+    return deleted > 0
 
 
 def recover_orphans(conn: psycopg.Connection) -> list[str]:
