@@ -27,12 +27,16 @@ appends to a buffer, so a slow disk never blocks a step.
 The contract lives in ``_base``, each implementation in a module of its own.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._base import RunNotFoundError, RunRecord, RunStorage, StorageError, default_storage_path
 from ._memory import InMemoryStorage
-from ._postgres import PostgresStorage
 from ._recorder import RunRecorder
 from ._sqlite import SqliteStorage
 from ._url import STORAGE_URL_ENV, open_storage
+
+if TYPE_CHECKING:
+    from ._postgres import PostgresStorage
 
 __all__ = [
     "STORAGE_URL_ENV",
@@ -47,3 +51,17 @@ __all__ = [
     "default_storage_path",
     "open_storage",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # PostgresStorage is imported on first use: most processes (every CLI command on
+    # SQLite) never need its modules, and they cost ~8 ms to import.
+    if name == "PostgresStorage":
+        from ._postgres import PostgresStorage
+
+        return PostgresStorage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
