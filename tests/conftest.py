@@ -16,9 +16,9 @@ from storage_backends import (
     BACKENDS,
     SHARED_BACKENDS,
     PostgresServer,
-    PostgresUnavailable,
     find_or_start_server,
-    skip_or_fail,
+    server_or_skip,
+    start_server,
     storage_for,
 )
 
@@ -36,16 +36,8 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One PostgreSQL server for the session (skips, or fails in CI, when there is none)."""
-    try:
-        server, started = find_or_start_server()
-    except PostgresUnavailable as exc:
-        skip_or_fail(str(exc))
-        raise AssertionError("unreachable") from exc
-    try:
+    with server_or_skip(find_or_start_server) as server:
         yield server
-    finally:
-        if started:
-            server.control("stop")
 
 
 @pytest.fixture
@@ -58,15 +50,8 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 @pytest.fixture
 def own_postgres_server() -> Iterator[PostgresServer]:
     """A server of this test's own, to stop and restart (fault tests)."""
-    try:
-        server = PostgresServer.start()
-    except PostgresUnavailable as exc:
-        skip_or_fail(str(exc))
-        raise AssertionError("unreachable") from exc
-    try:
+    with server_or_skip(start_server) as server:
         yield server
-    finally:
-        server.control("stop")
 
 
 @pytest.fixture(params=BACKENDS)

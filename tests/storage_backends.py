@@ -20,7 +20,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -109,6 +109,26 @@ class PostgresServer:
                 admin.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
                 )
+
+
+@contextlib.contextmanager
+def server_or_skip(find: Callable[[], tuple[PostgresServer, bool]]) -> Iterator[PostgresServer]:
+    """The server ``find`` returns (stopped after when it says it started it), or a skip."""
+    try:
+        server, started = find()
+    except PostgresUnavailable as exc:
+        skip_or_fail(str(exc))
+        raise AssertionError("unreachable") from exc
+    try:
+        yield server
+    finally:
+        if started:
+            server.control("stop")
+
+
+def start_server() -> tuple[PostgresServer, bool]:
+    """A new throwaway server, to stop after."""
+    return PostgresServer.start(), True
 
 
 def find_or_start_server() -> tuple[PostgresServer, bool]:

@@ -320,54 +320,52 @@ def own_database(server: PostgresServer) -> str:
     return server.url_for("runs")
 
 
+def started_run_then_down(server: PostgresServer, **options: Any) -> PostgresStorage:
+    """A store on ``server`` with run "r1" STARTED in it, then the server stopped."""
+    storage = PostgresStorage(own_database(server), connect_timeout=2, **options)
+    anyio.run(storage.create_run, record(status=RunStatus.STARTED))
+    server.control("down")
+    return storage
+
+
+def stored_after_close(storage: PostgresStorage) -> tuple[list[int], RunStatus | None]:
+    """Close ``storage`` (draining its buffer), then read run "r1" back from a new store."""
+    storage.close()
+    with PostgresStorage(storage._url) as reopened:
+        run = anyio.run(reopened.get_run, "r1")
+        return [e.seq for e in anyio.run(reopened.get_events, "r1")], run and run.status
+
+
 def test_writes_wait_while_the_server_is_down_and_arrive_in_order_once_it_is_back(
     own_postgres_server: PostgresServer,
 ) -> None:
-    url = own_database(own_postgres_server)
-    storage = PostgresStorage(url, connect_timeout=2)
-    anyio.run(storage.create_run, record(status=RunStatus.STARTED))
-    anyio.run(storage.add_events, "r1", [event("r1", 0)])
-    own_postgres_server.control("down")
-    for seq in range(1, 31, 3):
+    storage = started_run_then_down(own_postgres_server)
+    for seq in range(0, 30, 3):
         anyio.run(storage.add_events, "r1", [event("r1", s) for s in range(seq, seq + 3)])
     anyio.run(functools.partial(storage.finish_run, "r1", RunStatus.SUCCESS, end_time=9.0))
     assert storage.buffered_events == 30
     with pytest.raises(StorageError, match="unreachable"):
         anyio.run(storage.get_run, "r1")  # reads need the server
     own_postgres_server.control("up")
-    storage.close()  # waits for the buffer to drain
-    with PostgresStorage(url) as reopened:
-        assert [e.seq for e in anyio.run(reopened.get_events, "r1")] == list(range(31))
-        run = anyio.run(reopened.get_run, "r1")
-        assert run is not None and run.status is RunStatus.SUCCESS
+    assert stored_after_close(storage) == (list(range(30)), RunStatus.SUCCESS)
 
 
 def test_a_full_buffer_refuses_events_but_keeps_the_final_status(
     own_postgres_server: PostgresServer,
 ) -> None:
-    url = own_database(own_postgres_server)
-    storage = PostgresStorage(url, connect_timeout=2, max_buffered_events=5)
-    anyio.run(storage.create_run, record(status=RunStatus.STARTED))
-    own_postgres_server.control("down")
+    storage = started_run_then_down(own_postgres_server, max_buffered_events=5)
     anyio.run(storage.add_events, "r1", [event("r1", s) for s in range(3)])
     with pytest.raises(StorageError, match=r"max_buffered_events=5\); events 3\.\.5 of run 'r1'"):
         anyio.run(storage.add_events, "r1", [event("r1", s) for s in range(3, 6)])
     anyio.run(functools.partial(storage.finish_run, "r1", RunStatus.FAILURE, end_time=9.0))
     own_postgres_server.control("up")
-    storage.close()
-    with PostgresStorage(url) as reopened:
-        assert [e.seq for e in anyio.run(reopened.get_events, "r1")] == [0, 1, 2]
-        run = anyio.run(reopened.get_run, "r1")
-        assert run is not None and run.status is RunStatus.FAILURE
+    assert stored_after_close(storage) == ([0, 1, 2], RunStatus.FAILURE)
 
 
 def test_closing_while_the_server_stays_down_says_what_is_lost(
     own_postgres_server: PostgresServer,
 ) -> None:
-    url = own_database(own_postgres_server)
-    storage = PostgresStorage(url, connect_timeout=2, close_timeout=0.2)
-    anyio.run(storage.create_run, record(status=RunStatus.STARTED))
-    own_postgres_server.control("down")
+    storage = started_run_then_down(own_postgres_server, close_timeout=0.2)
     anyio.run(storage.add_events, "r1", [event("r1", s) for s in range(4)])
     with pytest.raises(
         StorageError, match=r"1 buffered writes \(4 events\) are lost: events 0\.\.3"

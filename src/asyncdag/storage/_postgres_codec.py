@@ -19,9 +19,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from asyncdag._events import Event, EventType, RunStatus
+import attrs
+
+from asyncdag._events import Event, EventType
 from asyncdag.storage._base import RunRecord, StorageError
 from asyncdag.storage._sqlite import _dumps
+from asyncdag.storage._sqlite import _record_from_row as _sqlite_record_from_row
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -105,21 +108,11 @@ def failure_reason_param(reason: str | None) -> tuple[str | None, int]:
 
 
 def record_from_row(row: Sequence[Any]) -> RunRecord:
-    escaped = row[11]
-    reason = row[10]
-    return RunRecord(
-        run_id=row[0],
-        pipeline_name=row[1],
-        status=RunStatus(row[2]),
-        run_config=json.loads(row[3]),
-        tags=json.loads(row[4]),
-        start_time=row[5],
-        end_time=row[6],
-        parent_run_id=row[7],
-        pid=row[8],
-        hostname=row[9],
-        failure_reason=None if reason is None else _untext(reason, escaped, FAILURE_REASON_ESCAPED),
-    )
+    """The record in a row of :data:`RUN_COLUMNS`: SQLite's layout, then ``escaped``."""
+    record = _sqlite_record_from_row(tuple(row[:11]))
+    if row[11] & FAILURE_REASON_ESCAPED and record.failure_reason is not None:
+        record = attrs.evolve(record, failure_reason=json.loads(record.failure_reason))
+    return record
 
 
 #: An event as a row of :data:`EVENT_COLUMNS` (the run id apart: a batch shares it).
