@@ -2,12 +2,17 @@
 
 Storage tests take the ``storage`` fixture and run against every backend in
 ``storage_backends.BACKENDS`` (in-memory, SQLite, PostgreSQL); see that module.
+
+The browser tests of a module share one headless Chromium (Debian's, driven by Playwright)
+and get a fresh page each, which fails the test on any uncaught JavaScript error or anything
+the UI's Content-Security-Policy refused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,3 +73,31 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
         return str(request.getfixturevalue("postgres_url"))
     return f"sqlite:///{tmp_path / 'asyncdag.db'}"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    # Per module: Playwright's sync API holds an event loop in this thread while it is
+    # open, and a module's fixtures may need anyio.run first.
+    from playwright.sync_api import sync_playwright
+
+    from ui_server import launch_chromium
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    from ui_server import watch_console
+
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    problems = watch_console(page)
+    yield page
+    context.close()
+    # No uncaught JavaScript error on any page, and nothing the Content-Security-Policy refused.
+    assert problems == [], problems

@@ -11,12 +11,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from asyncdag._events import Event, EventType, StepStatus
+from asyncdag._workspace import FINAL_STEP_EVENTS, StepSummary
 
 from .._api._console import LOGGER_NAME
 
@@ -27,11 +26,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ConsoleLogHandler",
     "RunProgress",
-    "StepRow",
     "format_duration",
     "install_log_handler",
     "silence_logs",
-    "step_rows",
     "steps_table",
 ]
 
@@ -54,13 +51,6 @@ STATUS_STYLES = {
     "STARTED": "cyan",
     "PENDING": "dim",
     "NOT_STARTED": "dim",
-}
-
-_FINAL_STEP_EVENTS = {
-    EventType.STEP_SUCCESS: StepStatus.SUCCESS,
-    EventType.STEP_FAILURE: StepStatus.FAILURE,
-    EventType.STEP_SKIPPED: StepStatus.SKIPPED,
-    EventType.STEP_CANCELED: StepStatus.CANCELED,
 }
 
 
@@ -140,62 +130,7 @@ def silence_logs() -> None:
     logger.disabled = True
 
 
-# -- steps, from an event log ------------------------------------------------------------
-
-
-@attrs.frozen
-class StepRow:
-    """One step as an event log tells it: the summary table's row."""
-
-    key: str
-    status: str
-    attempts: int
-    start: float | None
-    end: float | None
-    note: str = ""
-
-    @property
-    def duration(self) -> float | None:
-        if self.start is None or self.end is None:
-            return None
-        return self.end - self.start
-
-
-def step_rows(events: Iterable[Event], *, run_finished: bool = False) -> list[StepRow]:
-    """Per step: last status, attempts, first start to end, and why it failed or was skipped.
-
-    ``run_finished``: a step still RUNNING then never ended (its process was killed),
-    which the row says instead of pretending it goes on.
-    """
-    rows: dict[str, dict[str, Any]] = {}
-    for event in events:
-        key = event.step_key
-        if key is None or not event.type.value.startswith("STEP_"):
-            continue
-        row = rows.setdefault(
-            key, {"status": "PENDING", "attempts": 0, "start": None, "end": None, "note": ""}
-        )
-        data = event.data or {}
-        if event.type is EventType.STEP_START:
-            row["status"] = "RUNNING"
-            row["attempts"] = max(row["attempts"], int(data.get("attempt", row["attempts"] + 1)))
-            if row["start"] is None:
-                row["start"] = event.timestamp
-        elif event.type is EventType.STEP_UP_FOR_RETRY:
-            row["status"] = "RETRYING"
-        elif event.type in _FINAL_STEP_EVENTS:
-            row["status"] = _FINAL_STEP_EVENTS[event.type].value
-            row["end"] = event.timestamp
-            error = event.error
-            if error is not None:
-                row["note"] = f"{error.type}: {error.message}"
-            elif data.get("reason"):
-                row["note"] = str(data["reason"])
-    if run_finished:
-        for row in rows.values():
-            if row["status"] in ("RUNNING", "RETRYING", "PENDING"):
-                row["note"] = row["note"] or "never finished: the run ended first"
-    return [StepRow(key=key, **row) for key, row in rows.items()]
+# -- steps, from an event log ---------------------------------------------------------
 
 
 def format_duration(seconds: float | None) -> str:
@@ -210,7 +145,7 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m{rest:02d}s" if hours else f"{minutes}m{rest:02d}s"
 
 
-def steps_table(rows: Sequence[StepRow]) -> Table:
+def steps_table(rows: Sequence[StepSummary]) -> Table:
     from rich.table import Table
     from rich.text import Text
 
@@ -260,9 +195,9 @@ class RunProgress:
                 self.total = int((event.data or {}).get("step_count", self.total))
             elif event.type is EventType.STEP_START and key is not None:
                 self._running[key] = None
-            elif event.type in _FINAL_STEP_EVENTS and key is not None:
+            elif event.type in FINAL_STEP_EVENTS and key is not None:
                 self._running.pop(key, None)
-                status = _FINAL_STEP_EVENTS[event.type]
+                status = FINAL_STEP_EVENTS[event.type]
                 if status is StepStatus.SUCCESS:
                     self._done += 1
                 elif status is StepStatus.FAILURE:

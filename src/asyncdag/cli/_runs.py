@@ -11,14 +11,9 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._common import (
-    UsageError,
-    add_storage_argument,
-    call,
-    make_console,
-    open_storage,
-    resolve_run_id,
-)
+from asyncdag._workspace import UsageError
+
+from ._common import add_storage_argument, call, make_console, open_storage, resolve_run_id
 
 if TYPE_CHECKING:
     from asyncdag.storage import RunRecord
@@ -26,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 _STATUSES = ("NOT_STARTED", "STARTED", "SUCCESS", "FAILURE", "CANCELED")
+#: The largest --limit storage can take (SQLite's and PostgreSQL's 64-bit integers).
+_MAX_LIMIT = 2**63 - 1
 
 
 def register(subparsers: Any) -> None:
@@ -65,8 +62,10 @@ def register(subparsers: Any) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     """List recorded runs, newest first, with their status, timing and why they failed."""
-    if args.limit < 0:
-        raise UsageError(f"--limit must be 0 or more, got {args.limit}")
+    if not 1 <= args.limit <= _MAX_LIMIT:
+        raise UsageError(
+            f"--limit must be a whole number from 1 to {_MAX_LIMIT} (2**63 - 1), got {args.limit}"
+        )
     with open_storage(args.storage) as storage:
         runs: list[RunRecord] = call(
             storage.list_runs,
@@ -105,12 +104,12 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     """Show one run: its status, config and tags, each step's outcome and timing, and its logs."""
-    from ._display import step_rows
+    from asyncdag._workspace import summarize_steps
 
     with open_storage(args.storage) as storage:
         record = resolve_run_id(storage, args.run_id)
         events = call(storage.get_events, record.run_id)
-    rows = step_rows(events, run_finished=record.is_finished)
+    rows = summarize_steps(events, run_finished=record.is_finished)
     if args.json:
         document = {
             "run": record.to_dict(),

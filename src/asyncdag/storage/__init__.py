@@ -25,10 +25,24 @@ The engine writes through :class:`RunRecorder`, a plain sync callable that only
 appends to a buffer, so a slow disk never blocks a step.
 
 The contract lives in ``_base``, each implementation in a module of its own.
+What schedules and sensors keep (on/off state, cursors, ticks, run keys and
+leases) is part of the same contract, in ``_automation``, with each backend's
+half in a module of its own (``_memory_automation``, ``_sqlite_automation``).
 """
 
 from typing import TYPE_CHECKING, Any
 
+from asyncdag._public import publish as _publish
+
+from ._automation import (
+    AutomationStorage,
+    InstigatorState,
+    InstigatorStatus,
+    InstigatorType,
+    Lease,
+    TickRecord,
+    TickStatus,
+)
 from ._base import RunNotFoundError, RunRecord, RunStorage, StorageError, default_storage_path
 from ._memory import InMemoryStorage
 from ._recorder import RunRecorder
@@ -40,7 +54,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STORAGE_URL_ENV",
+    "AutomationStorage",
     "InMemoryStorage",
+    "InstigatorState",
+    "InstigatorStatus",
+    "InstigatorType",
+    "Lease",
     "PostgresStorage",
     "RunNotFoundError",
     "RunRecord",
@@ -48,9 +67,14 @@ __all__ = [
     "RunStorage",
     "SqliteStorage",
     "StorageError",
+    "TickRecord",
+    "TickStatus",
     "default_storage_path",
     "open_storage",
 ]
+
+_publish(__name__, globals(), __all__)  # PostgresStorage publishes itself when imported
+del _publish
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,7 @@ import attrs
 
 from asyncdag._errors import AsyncdagError
 from asyncdag._events import Event, EventType, RunStatus
+from asyncdag.storage._automation import AutomationStorage
 
 __all__ = [
     "RunNotFoundError",
@@ -126,8 +127,12 @@ _FINISHED = frozenset({RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.CANCELED}
 _POLL_INTERVAL = 0.5
 
 
-class RunStorage(abc.ABC):
+class RunStorage(AutomationStorage, abc.ABC):
     """Where runs and their event logs live.  Subclass it to add a backend.
+
+    A backend also keeps what schedules and sensors need (their on/off state,
+    ticks, run keys and leases): the abstract methods of
+    :class:`~asyncdag.storage._automation.AutomationStorage`, which it inherits.
 
     Contract every implementation keeps (the tests hold both to it):
     ``list_runs`` returns newest first (by ``start_time``, then by creation,
@@ -200,10 +205,10 @@ class RunStorage(abc.ABC):
         """
         await anyio.sleep(max(0.0, min(timeout, _POLL_INTERVAL)))
 
-    def open(self) -> None:  # noqa: B027 - a storage with nothing to open need not override
+    def open(self) -> None:
         """Connect now rather than on first use (sync, so a CLI needs no event loop for it)."""
 
-    def close(self) -> None:  # noqa: B027 - a storage with nothing to release need not override
+    def close(self) -> None:
         """Release files and connections from sync code.  Safe to call twice."""
 
     def __enter__(self) -> Self:
@@ -213,7 +218,7 @@ class RunStorage(abc.ABC):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    async def aclose(self) -> None:  # noqa: B027 - a storage with nothing to release need not override
+    async def aclose(self) -> None:
         """Release files and connections.  Safe to call twice."""
 
     async def __aenter__(self) -> Self:
