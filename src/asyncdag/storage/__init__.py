@@ -27,7 +27,8 @@ appends to a buffer, so a slow disk never blocks a step.
 The contract lives in ``_base``, each implementation in a module of its own.
 What schedules and sensors keep (on/off state, cursors, ticks, run keys and
 leases) is part of the same contract, in ``_automation``, with each backend's
-half in a module of its own (``_memory_automation``, ``_sqlite_automation``).
+half in a module of its own (``_memory_automation``, ``_sqlite_automation``,
+``_postgres_automation``).
 """
 
 from typing import TYPE_CHECKING, Any

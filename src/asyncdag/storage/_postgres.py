@@ -20,6 +20,8 @@ jobs live in modules of their own:
   ``(run_id, seq)``, so nothing is lost or stored twice.
 * _postgres_listen: LISTEN/NOTIFY, so a reader on one host sees a run on
   another host write its events as they commit (:meth:`wait_for_events`).
+* _postgres_automation: what schedules and sensors keep (state, ticks, run
+  keys, leases), atomic across hosts by the database's keys and row locks.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import anyio
 import anyio.to_thread
 
 from asyncdag._events import Event, EventType, RunStatus
+from asyncdag._public import publish
 from asyncdag.storage import _postgres_sql as sql
 from asyncdag.storage._base import (
     RunRecord,
@@ -45,6 +48,7 @@ from asyncdag.storage._base import (
     _status_set,
     _type_set,
 )
+from asyncdag.storage._postgres_automation import PostgresAutomation
 from asyncdag.storage._postgres_codec import EventRow, event_rows
 from asyncdag.storage._url import redact
 
@@ -60,7 +64,7 @@ __all__ = ["PostgresStorage"]
 T = TypeVar("T")
 
 
-class PostgresStorage(RunStorage):
+class PostgresStorage(PostgresAutomation, RunStorage):
     """Run history in a PostgreSQL database that runs, UIs and schedulers on many hosts share.
 
     ::
@@ -436,3 +440,8 @@ class PostgresStorage(RunStorage):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# Imported lazily by asyncdag.storage (its __getattr__), after that module published its
+# names: say so here, so reprs, pickles and tracebacks name asyncdag.storage.PostgresStorage.
+publish("asyncdag.storage", globals(), __all__)

@@ -31,11 +31,14 @@ __all__ = [
     "RUN_COLUMNS",
     "STEP_KEY_ESCAPED",
     "EventRow",
+    "escape_text",
     "event_from_row",
     "event_rows",
+    "identifier",
     "record_from_row",
     "run_row",
     "storable_text",
+    "unescape_text",
 ]
 
 # Bits of the ``escaped`` column.
@@ -62,18 +65,21 @@ def storable_text(value: str) -> str | None:
     return value
 
 
-def _text(value: str, bit: int) -> tuple[str, int]:
+def escape_text(value: str, bit: int) -> tuple[str, int]:
+    """``value`` as stored, and ``bit`` when it is stored escaped (its row's ``escaped`` bit)."""
     stored = storable_text(value)
     if stored is not None:
         return stored, 0
     return json.dumps(value), bit  # ASCII: \u0000 and \udcxx escapes
 
 
-def _untext(value: str, escaped: int, bit: int) -> str:
+def unescape_text(value: str, escaped: int, bit: int) -> str:
+    """The string :func:`escape_text` stored, given its row's ``escaped`` bits."""
     return json.loads(value) if escaped & bit else value  # type: ignore[no-any-return]
 
 
-def _identifier(value: str | None, what: str) -> str | None:
+def identifier(value: str | None, what: str) -> str | None:
+    """``value`` as is, a key other tools join on; :class:`StorageError` if text cannot hold it."""
     if value is None or storable_text(value) is not None:
         return value
     raise StorageError(
@@ -85,18 +91,18 @@ def _identifier(value: str | None, what: str) -> str | None:
 def run_row(record: RunRecord) -> tuple[Any, ...]:
     reason, escaped = (None, 0)
     if record.failure_reason is not None:
-        reason, escaped = _text(record.failure_reason, FAILURE_REASON_ESCAPED)
+        reason, escaped = escape_text(record.failure_reason, FAILURE_REASON_ESCAPED)
     return (
-        _identifier(record.run_id, "run id"),
-        _identifier(record.pipeline_name, "pipeline name"),
+        identifier(record.run_id, "run id"),
+        identifier(record.pipeline_name, "pipeline name"),
         record.status.value,
         _dumps(record.run_config, f"run {record.run_id!r}'s run_config"),
         _dumps(record.tags, f"run {record.run_id!r}'s tags"),
         record.start_time,
         record.end_time,
-        _identifier(record.parent_run_id, "parent run id"),
+        identifier(record.parent_run_id, "parent run id"),
         record.pid,
-        _identifier(record.hostname, "hostname"),
+        identifier(record.hostname, "hostname"),
         reason,
         escaped,
     )
@@ -104,7 +110,7 @@ def run_row(record: RunRecord) -> tuple[Any, ...]:
 
 def failure_reason_param(reason: str | None) -> tuple[str | None, int]:
     """``failure_reason`` and its ``escaped`` bit, for an UPDATE."""
-    return (None, 0) if reason is None else _text(reason, FAILURE_REASON_ESCAPED)
+    return (None, 0) if reason is None else escape_text(reason, FAILURE_REASON_ESCAPED)
 
 
 def record_from_row(row: Sequence[Any]) -> RunRecord:
@@ -122,10 +128,10 @@ EventRow = tuple[int, float, str, str | None, int, str, str | None, int]
 def event_rows(events: Sequence[Event]) -> list[EventRow]:
     rows: list[EventRow] = []
     for event in events:
-        message, escaped = _text(event.message, MESSAGE_ESCAPED)
+        message, escaped = escape_text(event.message, MESSAGE_ESCAPED)
         step = event.step_key
         if step is not None:
-            step, step_escaped = _text(step, STEP_KEY_ESCAPED)
+            step, step_escaped = escape_text(step, STEP_KEY_ESCAPED)
             escaped |= step_escaped
         data = None
         if event.data is not None:
@@ -147,7 +153,7 @@ def event_rows(events: Sequence[Event]) -> list[EventRow]:
 
 def step_key_param(step_key: str) -> tuple[str, int]:
     """What ``step_key`` is stored as, and its escaped bit, to filter on it exactly."""
-    return _text(step_key, STEP_KEY_ESCAPED)
+    return escape_text(step_key, STEP_KEY_ESCAPED)
 
 
 def event_from_row(run_id: str, row: Sequence[Any]) -> Event:
@@ -157,8 +163,8 @@ def event_from_row(run_id: str, row: Sequence[Any]) -> Event:
         seq=seq,
         timestamp=stamp,
         type=EventType(type_),
-        step_key=None if step is None else _untext(step, escaped, STEP_KEY_ESCAPED),
+        step_key=None if step is None else unescape_text(step, escaped, STEP_KEY_ESCAPED),
         level=level,
-        message=_untext(message, escaped, MESSAGE_ESCAPED),
+        message=unescape_text(message, escaped, MESSAGE_ESCAPED),
         data=None if data is None else json.loads(data),
     )

@@ -66,6 +66,50 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )""",
         "CREATE INDEX asyncdag_events_by_step ON asyncdag_events (run_id, step_key, seq)",
     ),
+    (
+        # Version 2: what schedules and sensors keep (see _postgres_automation).  The
+        # unique keys are the guarantees: a tick is stored once, a run key starts one run.
+        # ``escaped`` bits as in version 1: 1 skip_reason, 2 cursor.
+        """CREATE TABLE asyncdag_automation_state (
+            name text PRIMARY KEY,
+            instigator_type text NOT NULL,
+            status text,
+            last_tick_time double precision,
+            cursor text,
+            updated_at double precision,
+            escaped smallint NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE asyncdag_automation_ticks (
+            instigator_name text NOT NULL,
+            instigator_type text NOT NULL,
+            tick_time double precision NOT NULL,
+            status text NOT NULL,
+            owner text NOT NULL,
+            start_time double precision NOT NULL,
+            end_time double precision,
+            run_ids text NOT NULL,
+            run_keys text NOT NULL,
+            skip_reason text,
+            error text,
+            cursor text,
+            escaped smallint NOT NULL DEFAULT 0,
+            PRIMARY KEY (instigator_name, tick_time)
+        )""",
+        """CREATE TABLE asyncdag_automation_runs (
+            instigator_name text NOT NULL,
+            run_id text NOT NULL,
+            run_key text,
+            tick_time double precision,
+            created_at double precision NOT NULL,
+            PRIMARY KEY (instigator_name, run_id),
+            UNIQUE (instigator_name, run_key)
+        )""",
+        """CREATE TABLE asyncdag_automation_leases (
+            name text PRIMARY KEY,
+            owner text NOT NULL,
+            expires_at double precision NOT NULL
+        )""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
