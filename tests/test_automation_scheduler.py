@@ -2,13 +2,15 @@
 
 No test sleeps for a tick: a :class:`ManualClock` jumps to the next tick and
 ``scheduler.wait_idle()`` returns once everything due is done, so a week of
-ticks, a daylight-saving change or a lease expiry take microseconds.
+ticks, a daylight-saving change or a lease expiry take microseconds.  Every test
+that takes ``storage`` runs on each backend (tests/conftest.py: in-memory, SQLite,
+PostgreSQL).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from asyncdag import (
 from asyncdag.automation import ManualClock, Scheduler
 from asyncdag.automation._status import set_running
 from asyncdag.config import Field
-from asyncdag.storage import InMemoryStorage, RunStorage, SqliteStorage, TickStatus
+from asyncdag.storage import RunStorage, TickStatus
 
 pytestmark = pytest.mark.anyio
 
@@ -74,15 +76,6 @@ def _reset() -> Iterator[None]:
     SEEN.clear()
     yield
     SEEN.clear()
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStorage]:
-    if request.param == "memory":
-        yield InMemoryStorage()
-        return
-    async with SqliteStorage(tmp_path / "asyncdag.db") as sqlite:
-        yield sqlite
 
 
 @pytest.fixture
