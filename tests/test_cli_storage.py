@@ -1,7 +1,8 @@
 """``--storage URL`` and ``$ASYNCDAG_STORAGE_URL`` on the commands that keep or read run history.
 
 Through the real console script, as tests/test_cli.py does: ``pipeline execute``,
-``run list|show|delete`` and ``ui`` on a SQLite URL and on PostgreSQL.
+``run list|show|delete``, ``ui`` and ``schedule|sensor list|start|stop`` on a SQLite
+URL and on PostgreSQL (``scheduler run --storage``: tests/test_automation_processes.py).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import anyio
 import httpx
 import pytest
 
-from asyncdag.storage import PostgresStorage
+from asyncdag.storage import InstigatorStatus, PostgresStorage
 from test_cli import ASYNCDAG, HELLO, TIMEOUT, _env
+
+SCHEDULED = str(Path(__file__).parent / "pipelines" / "scheduled.py")
 
 pytestmark = pytest.mark.slow
 
@@ -130,3 +133,30 @@ def test_ui_serves_the_history_the_storage_flag_names(tmp_path: Path, postgres_u
     finally:
         server.terminate()
         server.wait(TIMEOUT)
+
+
+def test_schedules_and_sensors_are_turned_on_and_off_where_the_storage_points(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    home = tmp_path / "home"
+    started = cli(
+        home, "schedule", "start", "monday_morning", "-f", SCHEDULED, "--storage", postgres_url
+    )
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "schedule 'monday_morning' is now RUNNING"
+    started = cli(home, "sensor", "start", "report_requests", "-f", SCHEDULED, url=postgres_url)
+    assert started.returncode == 0, started.stderr
+    listed = cli(home, "schedule", "list", "-f", SCHEDULED, "--json", "--storage", postgres_url)
+    assert [(r["name"], r["status"]) for r in json.loads(listed.stdout)] == [
+        ("monday_morning", "RUNNING")
+    ]
+
+    async def stored() -> dict[str, InstigatorStatus | None]:
+        async with PostgresStorage(postgres_url) as storage:
+            return {s.name: s.status for s in await storage.list_instigator_states()}
+
+    assert anyio.run(stored) == {
+        "monday_morning": InstigatorStatus.RUNNING,
+        "report_requests": InstigatorStatus.RUNNING,
+    }
+    assert not (home / "asyncdag.db").exists()  # the default history was not touched
