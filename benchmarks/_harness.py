@@ -22,6 +22,7 @@ __all__ = [
     "BENCH_DIR",
     "ROOT",
     "SRC",
+    "LoopStall",
     "WrongResultError",
     "alternate",
     "median",
@@ -50,6 +51,57 @@ def use_working_tree() -> None:
 def quiet_asyncdag_logging() -> None:
     """Keep the console event logger from printing, so printing is not what gets measured."""
     logging.getLogger("asyncdag").setLevel(logging.WARNING)
+
+
+class LoopStall:
+    """The worst lateness of a task that asks to wake every ``period``: how long the loop stalled.
+
+    ``await watch(program)`` runs the heartbeat beside ``program`` in the same event loop
+    and appends the worst lateness seen (seconds past the requested wake-up) to
+    ``samples[name]``.  A loop busy with a long stretch of synchronous work (per-run setup,
+    a burst of events, a garbage collection) wakes the heartbeat late by that much: it is
+    what any other task of the application (a web request, say) waits on top of its own work.
+    """
+
+    def __init__(self, period: float = 0.005) -> None:
+        self.period = period
+        self.samples: dict[str, list[float]] = {}
+
+    def wrap(self, name: str, program: Program) -> Program:
+        """``program`` with the heartbeat beside it; each run adds one sample under ``name``."""
+        self.samples.setdefault(name, [])
+
+        async def watched() -> Any:
+            return await self.watch(name, program)
+
+        return watched
+
+    async def watch(self, name: str, program: Program) -> Any:
+        import anyio
+
+        worst = 0.0
+
+        async def beat(*, task_status: Any) -> None:
+            nonlocal worst
+            period = self.period
+            task_status.started()  # the first wake-up is due before the program starts
+            while True:
+                due = anyio.current_time() + period
+                await anyio.sleep(period)
+                late = anyio.current_time() - due
+                if late > worst:
+                    worst = late
+
+        async with anyio.create_task_group() as tg:
+            await tg.start(beat)
+            value = await program()
+            tg.cancel_scope.cancel()
+        self.samples.setdefault(name, []).append(worst)
+        return value
+
+    def timed_samples(self, name: str, runs: int) -> list[float]:
+        """The last ``runs`` samples of ``name``: the timed runs, without the warm-up's."""
+        return self.samples.get(name, [])[-runs:] if runs else []
 
 
 def median(values: list[float]) -> float:

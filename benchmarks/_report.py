@@ -81,6 +81,9 @@ def render(suite: Suite) -> None:
                 _goal_cell(row),
             )
         console.print(table)
+    stalled = [row for row in suite.rows if "stall_s" in row]
+    if stalled:
+        _render_stalls(console, stalled)
     if suite.scale:
         table = Table(title="W5 scale: the W3 shape, fresh process per size (peak RSS delta)")
         for column in (
@@ -143,6 +146,9 @@ def render(suite: Suite) -> None:
                 str(row["sdk_spans_exported"]),
             )
         console.print(table)
+        floors = [row for row in suite.tracing if "floor_us_per_step" in row]
+        if floors:
+            _render_trace_floor(console, floors)
     if suite.imports:
         imp = suite.imports
         console.print(
@@ -161,6 +167,76 @@ def render(suite: Suite) -> None:
         console.print(f"[yellow]note:[/] {note}")
     for error in suite.errors:
         console.print(f"[red]error:[/] {error['workload']}: {error['error']}")
+
+
+def _render_trace_floor(console: Any, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title="Tracing against the SDK floor (same spans started and ended by a bare loop; "
+        "one process, alternated)"
+    )
+    for column in (
+        "workload",
+        "backend",
+        "steps",
+        "untraced",
+        "traced",
+        "added µs/step",
+        "SDK floor µs/step",
+        "added / floor",
+        "goal",
+    ):
+        table.add_column(column, justify="left" if column == "goal" else "right")
+    for row in rows:
+        mark = "[green]met[/]" if row["floor_goal_met"] else "[red]missed[/]"
+        table.add_row(
+            row["workload"],
+            row["backend"],
+            str(row["size"]),
+            _fmt_s(row["sdk_untraced_s"]),
+            _fmt_s(row["sdk_s"]),
+            f"+{row['sdk_added_us_per_step']:.1f}",
+            f"{row['floor_us_per_step']:.1f}",
+            _fmt_x(row["added_over_floor"]),
+            f"{row['floor_goal']}: {mark}",
+        )
+    console.print(table)
+
+
+def _render_stalls(console: Any, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title="W9 many runs at once: time and loop stall (worst lateness of a 5 ms heartbeat)"
+    )
+    for column in (
+        "backend",
+        "runs",
+        "steps",
+        "raw",
+        "asyncdag",
+        "ratio",
+        "stall raw → dag",
+        "goal",
+    ):
+        table.add_column(column, justify="left" if column == "goal" else "right")
+    for row in rows:
+        dag_stall = row.get("asyncdag_stall_s")
+        stall = f"{_fmt_s(row['raw_stall_s'])} → {_fmt_s(dag_stall)}"
+        if row.get("stall_ratio") is not None:
+            stall += f" ({_fmt_x(row['stall_ratio'])})"
+        table.add_row(
+            row["backend"],
+            str(row["size"]),
+            str(row["steps"]),
+            f"{_fmt_s(row['raw_s'])} ({row['raw_baseline']})",
+            _fmt_s(row.get("asyncdag_s")),
+            _fmt_x(row.get("ratio")),
+            stall,
+            _goal_cell(row),
+        )
+    console.print(table)
 
 
 def _render_peers(console: Any, rows: list[dict[str, Any]]) -> None:
