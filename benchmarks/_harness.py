@@ -16,12 +16,13 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "BENCH_DIR",
     "ROOT",
     "SRC",
+    "Around",
     "LoopStall",
     "WrongResultError",
     "alternate",
@@ -39,6 +40,18 @@ Program = Callable[[], Awaitable[Any]]
 
 class WrongResultError(AssertionError):
     """A program returned something other than the workload's known answer."""
+
+
+class Around(Protocol):
+    """Work done before and after each run of a program, outside the timed region.
+
+    The peers use it to let a server's backlog drain before the next run starts,
+    so no run pays for the one before it.
+    """
+
+    async def before(self, name: str) -> None: ...
+
+    async def after(self, name: str) -> None: ...
 
 
 def use_working_tree() -> None:
@@ -108,11 +121,15 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-async def _timed(name: str, program: Program, expected: Any) -> float:
+async def _timed(name: str, program: Program, expected: Any, around: Around | None) -> float:
+    if around is not None:
+        await around.before(name)
     gc.collect()
     started = time.perf_counter()
     value = await program()
     elapsed = time.perf_counter() - started
+    if around is not None:
+        await around.after(name)
     if value != expected:
         raise WrongResultError(f"{name} returned {value!r}, expected {expected!r}")
     return elapsed
@@ -126,23 +143,25 @@ async def alternate(
     warmup: int,
     budget_s: float,
     min_repeats: int = 1,
+    around: Around | None = None,
 ) -> dict[str, list[float]]:
     """Run each program ``warmup`` times untimed, then ``repeats`` times each, rotating the order.
 
     Stops early once ``budget_s`` has been spent and every program has at least
     ``min_repeats`` samples, so one unexpectedly slow program cannot blow the
     suite's time limit; the JSON records how many samples each figure has.
+    ``around``'s hooks run before and after every run (warm-up included), untimed.
     """
     names = list(programs)
     for _ in range(warmup):
         for name in names:
-            await _timed(name, programs[name], expected)
+            await _timed(name, programs[name], expected, around)
     samples: dict[str, list[float]] = {name: [] for name in names}
     started = time.perf_counter()
     for rep in range(repeats):
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
-            samples[name].append(await _timed(name, programs[name], expected))
+            samples[name].append(await _timed(name, programs[name], expected, around))
         if rep + 1 >= min_repeats and time.perf_counter() - started > budget_s:
             break
     return samples

@@ -254,6 +254,7 @@ def _render_peers(console: Any, rows: list[dict[str, Any]]) -> None:
         "asyncdag (vs raw)",
         "peer (vs raw)",
         "peer / asyncdag",
+        "peer server CPU µs/step",
     ):
         table.add_column(column, justify="left" if column in ("workload", "peer") else "right")
     for row in rows:
@@ -266,6 +267,9 @@ def _render_peers(console: Any, rows: list[dict[str, Any]]) -> None:
             f"{row['asyncdag_us_per_step']:.1f} ({_fmt_x(row['asyncdag_ratio'])})",
             f"{row['peer_us_per_step']:,.0f} ({row['peer_ratio']:,.0f}x)",
             f"{row['peer_over_asyncdag']:,.0f}x",
+            "-"
+            if row.get("peer_server_cpu_us_per_step") is None
+            else f"{row['peer_server_cpu_us_per_step']:,.0f}",
         )
     console.print(table)
     for how in dict.fromkeys(f"{row['peer']}: {row['how']}" for row in rows):
