@@ -254,6 +254,7 @@ def _render_peers(console: Any, rows: list[dict[str, Any]]) -> None:
         "asyncdag (vs raw)",
         "peer (vs raw)",
         "peer / asyncdag",
+        "CPU µs/step raw / dag / peer",
         "peer server CPU µs/step",
     ):
         table.add_column(column, justify="left" if column in ("workload", "peer") else "right")
@@ -267,6 +268,8 @@ def _render_peers(console: Any, rows: list[dict[str, Any]]) -> None:
             f"{row['asyncdag_us_per_step']:.1f} ({_fmt_x(row['asyncdag_ratio'])})",
             f"{row['peer_us_per_step']:,.0f} ({row['peer_ratio']:,.0f}x)",
             f"{row['peer_over_asyncdag']:,.0f}x",
+            f"{row['raw_cpu_us_per_step']:.1f} / {row['asyncdag_cpu_us_per_step']:.1f} / "
+            f"{row['peer_cpu_us_per_step']:,.0f}",
             "-"
             if row.get("peer_server_cpu_us_per_step") is None
             else f"{row['peer_server_cpu_us_per_step']:,.0f}",

@@ -239,6 +239,8 @@ def _row(answer: dict[str, Any]) -> dict[str, Any]:
     # Each peer run divided by the steps it actually executed (counted in its task bodies).
     ran = answer["peer_steps_run"]
     peer_us = median([s / n * 1e6 for s, n in zip(samples[peer], ran, strict=True) if n])
+    cpu = answer["cpu_s"]
+    peer_cpu_us = median([c / n * 1e6 for c, n in zip(cpu[peer], ran, strict=True) if n])
     server_cpu = answer["server_cpu_s"].get(peer, [])
     server_us = (
         median([c / n * 1e6 for c, n in zip(server_cpu, ran, strict=True) if n])
@@ -263,6 +265,10 @@ def _row(answer: dict[str, Any]) -> dict[str, Any]:
         "asyncdag_us_per_step": dag_s / steps * 1e6,
         "peer_us_per_step": peer_us,
         "peer_server_cpu_us_per_step": server_us,
+        "peer_cpu_us_per_step": peer_cpu_us,
+        "asyncdag_cpu_us_per_step": median(cpu["asyncdag"]) / steps * 1e6,
+        "raw_cpu_us_per_step": median(cpu[best]) / steps * 1e6,
+        "cpu_s": cpu,
         "asyncdag_ratio": dag_s / raw_s,
         "peer_ratio": peer_us / (raw_s / steps * 1e6),
         "peer_over_asyncdag": peer_us / (dag_s / steps * 1e6),
@@ -560,6 +566,28 @@ class Settler:
         self.settle_s.setdefault(name, []).append(waited)
 
 
+def _with_cpu(programs: dict[str, Any], cpu_s: dict[str, list[float]]) -> dict[str, Any]:
+    """Each program also records the CPU this process spent during its run (all threads).
+
+    Wall time on a shared machine depends on how much of a core the run got; a run lasting
+    tens of seconds gets only its fair share of a loaded machine, while one lasting
+    milliseconds often runs unhindered.  CPU time does not favour the short runs.
+    """
+
+    def wrap(name: str, program: Any) -> Any:
+        samples = cpu_s.setdefault(name, [])
+
+        async def timed() -> Any:
+            before = _own_cpu_s()
+            value = await program()
+            samples.append(_own_cpu_s() - before)
+            return value
+
+        return timed
+
+    return {name: wrap(name, program) for name, program in programs.items()}
+
+
 def measure(peer: str, workload: str, settings: PeerSettings) -> dict[str, Any]:
     """Probe (the warm-up of all three programs), then alternate them at the chosen size."""
     import anyio
@@ -596,8 +624,9 @@ def measure(peer: str, workload: str, settings: PeerSettings) -> dict[str, Any]:
         ran: list[int] = []
         settler = Settler(database=database)
         timed, case, raw, how, build_s = programs(steps, ran)
+        cpu_s: dict[str, list[float]] = {}
         samples = await alternate(
-            timed,
+            _with_cpu(timed, cpu_s),
             expected=case.expected,
             repeats=settings.repeats,
             warmup=0,  # the probe warmed all three up (imports, Prefect's server, code paths)
@@ -616,6 +645,7 @@ def measure(peer: str, workload: str, settings: PeerSettings) -> dict[str, Any]:
             "probe_peer_us_per_step": warm[peer][0] / probe_case.steps * 1e6,
             "raw": raw,
             "samples_s": samples,
+            "cpu_s": cpu_s,
             "peer_steps_run": ran,
             "server_cpu_s": settler.server_cpu_s,
             "settle_s": settler.settle_s,
