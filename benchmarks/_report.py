@@ -157,10 +157,15 @@ def render(suite: Suite) -> None:
             f"asyncdag {_fmt_s(imp['asyncdag_s'])}, ratio {_fmt_x(imp['ratio'])}  "
             f"{_goal_cell(imp)}"
         )
+        console.print(
+            "  what the hello world imports (from asyncdag import execute_pipeline, pipeline, "
+            f"solid): {_fmt_s(imp['hello_world_imports_s'])}, "
+            f"{_fmt_x(imp.get('hello_world_ratio'))} anyio"
+        )
         heavy = ", ".join(
             f"{name} {us / 1e3:.1f} ms" for name, us in imp["heaviest_modules_us"][:5]
         )
-        console.print(f"  heaviest modules under import asyncdag (self time): {heavy}")
+        console.print(f"  heaviest modules the hello world imports (self time, one run): {heavy}")
     if suite.peers:
         _render_peers(console, suite.peers)
     for note in suite.notes:
