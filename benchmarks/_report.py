@@ -36,28 +36,39 @@ def _goal_cell(row: dict[str, Any]) -> str:
     return f"{row['goal']}: {mark}"
 
 
+def _table(title: str, columns: tuple[str, ...], *, left: tuple[str, ...] = ("goal",)) -> Any:
+    """A rich table with ``columns``: numbers right-aligned, the ``left`` ones left-aligned."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column in left else "right")
+    return table
+
+
 def render(suite: Suite) -> None:
     """Print one table per kind of figure, then notes and errors."""
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     if not console.is_terminal:
         console = Console(width=170)
     if suite.rows:
-        table = Table(title=f"asyncdag vs raw anyio ({suite.profile.name})", show_lines=False)
-        for column in (
-            "workload",
-            "backend",
-            "steps",
-            "raw (baseline)",
-            "asyncdag",
-            "ratio",
-            "µs/step raw → dag",
-            "vs ideal",
-            "goal",
-        ):
-            table.add_column(column, justify="left" if column in ("workload", "goal") else "right")
+        table = _table(
+            f"asyncdag vs raw anyio ({suite.profile.name})",
+            (
+                "workload",
+                "backend",
+                "steps",
+                "raw (baseline)",
+                "asyncdag",
+                "ratio",
+                "µs/step raw → dag",
+                "vs ideal",
+                "goal",
+            ),
+            left=("workload", "goal"),
+        )
         for row in suite.rows:
             per_step = (
                 f"{row['raw_us_per_step']:.1f} → {row['asyncdag_us_per_step']:.1f}"
@@ -85,20 +96,21 @@ def render(suite: Suite) -> None:
     if stalled:
         _render_stalls(console, stalled)
     if suite.scale:
-        table = Table(title="W5 scale: the W3 shape, fresh process per size (peak RSS delta)")
-        for column in (
-            "backend",
-            "nodes",
-            "raw µs/node",
-            "dag µs/node",
-            "ratio",
-            "dag build",
-            "raw B/node",
-            "dag B/node",
-            "dag growth time / mem / build",
-            "goal",
-        ):
-            table.add_column(column, justify="left" if column == "goal" else "right")
+        table = _table(
+            "W5 scale: the W3 shape, fresh process per size (peak RSS delta)",
+            (
+                "backend",
+                "nodes",
+                "raw µs/node",
+                "dag µs/node",
+                "ratio",
+                "dag build",
+                "raw B/node",
+                "dag B/node",
+                "dag growth time / mem / build",
+                "goal",
+            ),
+        )
         for row in suite.scale:
             raw, dag = row["raw"], row["asyncdag"]
             growth = (
@@ -122,18 +134,20 @@ def render(suite: Suite) -> None:
             )
         console.print(table)
     if suite.tracing:
-        table = Table(title="Tracing cost (asyncdag runs; ratio against no provider)")
-        for column in (
-            "workload",
-            "backend",
-            "steps",
-            "off",
-            "no-op API",
-            "SDK",
-            "SDK µs/step",
-            "spans",
-        ):
-            table.add_column(column, justify="right")
+        table = _table(
+            "Tracing cost (asyncdag runs; ratio against no provider)",
+            (
+                "workload",
+                "backend",
+                "steps",
+                "off",
+                "no-op API",
+                "SDK",
+                "SDK µs/step",
+                "spans",
+            ),
+            left=(),
+        )
         for row in suite.tracing:
             table.add_row(
                 row["workload"],
@@ -175,24 +189,21 @@ def render(suite: Suite) -> None:
 
 
 def _render_trace_floor(console: Any, rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
-
-    table = Table(
-        title="Tracing against the SDK floor (same spans started and ended by a bare loop; "
-        "one process, alternated)"
+    table = _table(
+        "Tracing against the SDK floor (same spans started and ended by a bare loop; "
+        "one process, alternated)",
+        (
+            "workload",
+            "backend",
+            "steps",
+            "untraced",
+            "traced",
+            "added µs/step",
+            "SDK floor µs/step",
+            "added / floor",
+            "goal",
+        ),
     )
-    for column in (
-        "workload",
-        "backend",
-        "steps",
-        "untraced",
-        "traced",
-        "added µs/step",
-        "SDK floor µs/step",
-        "added / floor",
-        "goal",
-    ):
-        table.add_column(column, justify="left" if column == "goal" else "right")
     for row in rows:
         mark = "[green]met[/]" if row["floor_goal_met"] else "[red]missed[/]"
         table.add_row(
@@ -210,22 +221,19 @@ def _render_trace_floor(console: Any, rows: list[dict[str, Any]]) -> None:
 
 
 def _render_stalls(console: Any, rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
-
-    table = Table(
-        title="W9 many runs at once: time and loop stall (worst lateness of a 5 ms heartbeat)"
+    table = _table(
+        "W9 many runs at once: time and loop stall (worst lateness of a 5 ms heartbeat)",
+        (
+            "backend",
+            "runs",
+            "steps",
+            "raw",
+            "asyncdag",
+            "ratio",
+            "stall raw → dag",
+            "goal",
+        ),
     )
-    for column in (
-        "backend",
-        "runs",
-        "steps",
-        "raw",
-        "asyncdag",
-        "ratio",
-        "stall raw → dag",
-        "goal",
-    ):
-        table.add_column(column, justify="left" if column == "goal" else "right")
     for row in rows:
         dag_stall = row.get("asyncdag_stall_s")
         stall = f"{_fmt_s(row['raw_stall_s'])} → {_fmt_s(dag_stall)}"
@@ -245,24 +253,22 @@ def _render_stalls(console: Any, rows: list[dict[str, Any]]) -> None:
 
 
 def _render_peers(console: Any, rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
-
-    table = Table(
-        title="Peers: µs/step, the peer, asyncdag and raw anyio alternated in one process (asyncio)"
+    table = _table(
+        "Peers: µs/step, the peer, asyncdag and raw anyio alternated in one process (asyncio)",
+        (
+            "workload",
+            "peer",
+            "steps",
+            "runs",
+            "raw (baseline)",
+            "asyncdag (vs raw)",
+            "peer (vs raw)",
+            "peer / asyncdag",
+            "CPU µs/step raw / dag / peer",
+            "peer server CPU µs/step",
+        ),
+        left=("workload", "peer"),
     )
-    for column in (
-        "workload",
-        "peer",
-        "steps",
-        "runs",
-        "raw (baseline)",
-        "asyncdag (vs raw)",
-        "peer (vs raw)",
-        "peer / asyncdag",
-        "CPU µs/step raw / dag / peer",
-        "peer server CPU µs/step",
-    ):
-        table.add_column(column, justify="left" if column in ("workload", "peer") else "right")
     for row in rows:
         table.add_row(
             row["workload"],
