@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import anyio
@@ -47,12 +48,15 @@ def reference(x: int, stages: list[tuple[Any, ...]]) -> int:
 
 
 def build(stages: list[tuple[Any, ...]]):
+    # Each stage makes new solids: one pipeline may not hold two different solids of one name.
+    serial = itertools.count()
+
     @solid
     def start() -> int:
         return 7
 
     def affine(a: int, b: int):
-        @solid(name="affine")
+        @solid(name=f"affine_{next(serial)}")
         async def f(x: int) -> int:
             await anyio.lowlevel.checkpoint()
             return a * x + b
@@ -71,14 +75,14 @@ def build(stages: list[tuple[Any, ...]]):
     def fan(k: int, sync: bool):
         if sync:
 
-            @solid(name="fan", outs={"items": DynamicOut()})
+            @solid(name=f"fan_{next(serial)}", outs={"items": DynamicOut()})
             def produce(x: int):
                 for i in range(k):
                     yield DynamicOutput(x + i, mapping_key=f"k{i}")
 
         else:
 
-            @solid(name="fan", outs={"items": DynamicOut()})
+            @solid(name=f"fan_{next(serial)}", outs={"items": DynamicOut()})
             async def produce(x: int):
                 for i in range(k):
                     await anyio.lowlevel.checkpoint()

@@ -93,3 +93,62 @@ def test_with_hooks_rejects_non_hooks() -> None:
         ok.with_hooks({print})
     with pytest.raises(DefinitionError, match="exactly one parameter"):
         success_hook(lambda: None)
+
+
+async def test_pipeline_with_hooks_is_a_copy_whose_every_step_runs_them() -> None:
+    failures: list[str] = []
+
+    @failure_hook
+    async def alert(context: HookContext) -> None:
+        failures.append(context.step_key)
+
+    @pipeline
+    def p():
+        boom(ok())
+
+    alerted = p.with_hooks({alert})
+    assert alerted is not p and alerted.name == p.name and alerted.nodes is p.nodes
+    assert p.hook_defs == frozenset()
+    await execute_pipeline_async(alerted, raise_on_error=False)
+    assert failures == ["boom"]
+    await execute_pipeline_async(p, raise_on_error=False)  # the original is unchanged
+    assert failures == ["boom"]
+
+
+def test_a_hooks_required_resources_must_be_bound_wherever_it_is_attached() -> None:
+    from asyncdag import DefinitionError, resource
+
+    @success_hook(required_resources={"slack"})
+    def notify(context: HookContext) -> None:
+        pass
+
+    @resource
+    def slack() -> str:
+        return "client"
+
+    assert notify.required_resources == frozenset({"slack"})
+    message = r"hook 'notify' requires resource\(s\) \['slack'\] that pipeline 'p' does not bind"
+    with pytest.raises(DefinitionError, match=message):
+
+        @pipeline
+        def p():
+            ok.with_hooks({notify})()
+
+    with pytest.raises(DefinitionError, match=message):
+
+        @pipeline(hooks={notify})
+        def p():
+            ok()
+
+    @pipeline
+    def p():
+        ok()
+
+    with pytest.raises(DefinitionError, match=message):
+        p.with_hooks({notify})
+
+    @pipeline(resources={"slack": slack}, hooks={notify})
+    def bound():
+        ok()
+
+    assert notify in bound.hook_defs

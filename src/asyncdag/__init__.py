@@ -34,6 +34,7 @@ from ._definitions import (
     ResourceDefinition,
     RetryPolicy,
     SolidDefinition,
+    configured,
     failure_hook,
     graph,
     pipeline,
@@ -52,6 +53,7 @@ from ._errors import (
     ResourceInitError,
     RetryRequested,
     StepTimeoutError,
+    UnknownResourceError,
 )
 from ._events import ErrorInfo, Event, EventType, RunStatus, StepStatus
 from ._version import __version__
@@ -95,7 +97,9 @@ __all__ = [
     "StepResult",
     "StepStatus",
     "StepTimeoutError",
+    "UnknownResourceError",
     "__version__",
+    "configured",
     "execute_pipeline",
     "execute_pipeline_async",
     "failure_hook",

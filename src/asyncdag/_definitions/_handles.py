@@ -21,6 +21,7 @@ from ._sources import DEFAULT_OUTPUT
 __all__ = [
     "CollectHandle",
     "DynamicHandle",
+    "GraphInputHandle",
     "MultiOutputHandle",
     "OutputHandle",
     "_wrap_mapped",
@@ -44,6 +45,30 @@ class OutputHandle:
         raise DefinitionError(
             f"the output of solid {self.node!r} cannot be iterated while the pipeline is "
             "being defined; pass it whole to another solid"
+        )
+
+    def map(self, fn: Callable[[OutputHandle], Any]) -> Any:
+        """Not a fan-out: say how to declare one instead of a bare AttributeError."""
+        raise DefinitionError(self._not_dynamic("map"))
+
+    def collect(self) -> Any:
+        """Not a fan-out: say how to declare one instead of a bare AttributeError."""
+        raise DefinitionError(self._not_dynamic("collect"))
+
+    def _not_dynamic(self, method: str) -> str:
+        from ._builder import _current_builder
+
+        builder = _current_builder.get()
+        if builder is not None and builder.group_of(self.node, self.output) is not None:
+            return (
+                f"output {self.output!r} of solid {self.node!r} inside .map() is one item, "
+                f"so it has no .{method}(); pass it to a solid, and give that solid a "
+                "DynamicOut to fan out again"
+            )
+        return (
+            f"output {self.output!r} of solid {self.node!r} is not dynamic, so it has no "
+            f".{method}(); declare it with @solid(outs={{{self.output!r}: DynamicOut()}}) "
+            "and yield DynamicOutput(value, mapping_key=...) for each item"
         )
 
 
@@ -162,3 +187,27 @@ class CollectHandle:
     output: str
     producer: str
     producer_output: str
+
+
+@attrs.frozen(eq=False)
+class GraphInputHandle:
+    """A graph input its caller left unwired: run config gives it (``solids.<graph>.inputs``).
+
+    Passed to a solid inside the graph, it leaves that solid's input to run config,
+    under the graph's name rather than the solid's.
+    """
+
+    graph: str
+    name: str
+
+    def __bool__(self) -> bool:
+        raise DefinitionError(
+            f"input {self.name!r} of graph {self.graph!r} comes from run config and has no "
+            "value while the pipeline is being defined; branch inside a solid instead"
+        )
+
+    def __iter__(self) -> Any:
+        raise DefinitionError(
+            f"input {self.name!r} of graph {self.graph!r} cannot be iterated while the "
+            "pipeline is being defined; pass it whole to a solid"
+        )
