@@ -155,6 +155,42 @@ async def test_mapped_step_finishes_before_the_sync_generator_yields_its_last_it
     )
 
 
+@pytest.mark.parametrize("shape", ["tuple", "dict"])
+async def test_a_map_body_returning_several_outputs_streams_each(shape: str) -> None:
+    first_done = anyio.Event()
+
+    @solid(outs={"items": DynamicOut()})
+    async def producer():
+        yield DynamicOutput(1, mapping_key="first")
+        await first_done.wait()  # only a streaming engine gets past this
+        yield DynamicOutput(2, mapping_key="last")
+
+    @solid
+    async def negate(x: int) -> int:
+        if x == 1:
+            first_done.set()
+        return -x
+
+    def body(x):
+        if shape == "tuple":
+            return square(x), negate(x)
+        return {"squared": square(x), "negated": negate(x)}
+
+    @pipeline
+    def p():
+        squared, negated = producer().map(body)  # a dict's handles unpack in its order too
+        gather(squared.collect())
+        gather.alias("negatives")(negated.collect())
+
+    result = await run(p, max_concurrency=3)
+    assert result.output_for_solid("gather") == [1, 4]
+    assert result.output_for_solid("negatives") == [-1, -2]
+    events = [(e.type, e.step_key, (e.data or {}).get("mapping_key")) for e in result.events]
+    assert events.index((EventType.STEP_SUCCESS, "negate[first]", None)) < events.index(
+        (EventType.STEP_OUTPUT, "producer", "last")
+    )
+
+
 async def test_mapped_steps_stay_within_the_run_bound() -> None:
     running = peak = 0
 

@@ -173,9 +173,13 @@ def _wrap_mapped(result: Any, group: tuple[str, str]) -> Any:
         return MultiOutputHandle(
             "mapped outputs", {k: _wrap_mapped(v, group) for k, v in result.items()}
         )
+    if isinstance(result, tuple):  # unpacks in order: ``doubled, negated = items.map(fn)``
+        return MultiOutputHandle(
+            "mapped outputs", {f"out_{i}": _wrap_mapped(v, group) for i, v in enumerate(result)}
+        )
     raise DefinitionError(
         f"the function given to .map() returned {result!r}; return a solid's output handle, "
-        "a dict of them, or None"
+        "a tuple or dict of them, or None"
     )
 
 
