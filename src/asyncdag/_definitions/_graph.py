@@ -109,14 +109,16 @@ class _GraphCall:
             result = graph.fn(*bound.args, **bound.kwargs)
         finally:
             builder.prefix, builder.hooks = previous
+        outputs = _outputs_of(namespace, result)
         builder.graphs[namespace] = GraphNode(
             name=namespace,
             graph=graph,
             config_inputs={
                 name: tuple(builder.graph_input_uses.pop((namespace, name), ())) for name in unwired
             },
+            outputs=_named_outputs(outputs),
         )
-        return _outputs_of(namespace, result)
+        return outputs
 
 
 def _outputs_of(namespace: str, result: Any) -> Any:
@@ -136,6 +138,19 @@ def _outputs_of(namespace: str, result: Any) -> Any:
         f"graph {namespace!r} returned {result!r}; return a solid's handle, a dict of handles, "
         "or nothing"
     )
+
+
+def _named_outputs(outputs: Any) -> dict[str, Any]:
+    """The graph's outputs by name, each the handle of the solid output it stands for."""
+    if outputs is None:
+        return {}
+    if isinstance(outputs, MultiOutputHandle):
+        return {
+            name: handle
+            for name, handle in outputs._handles.items()
+            if isinstance(handle, OutputHandle | DynamicHandle | CollectHandle)
+        }
+    return {"result": outputs}
 
 
 @overload
