@@ -1,7 +1,8 @@
 """Every async test runs on asyncio and on trio, through anyio's own pytest plugin.
 
 The browser tests of a module share one headless Chromium (Debian's, driven by Playwright)
-and get a fresh page each, which fails the test on any uncaught JavaScript error.
+and get a fresh page each, which fails the test on any uncaught JavaScript error or anything
+the UI's Content-Security-Policy refused.
 """
 
 from __future__ import annotations
@@ -28,24 +29,23 @@ def browser() -> Iterator[Any]:
     # open, and a module's fixtures may need anyio.run first.
     from playwright.sync_api import sync_playwright
 
-    from ui_server import CHROMIUM
+    from ui_server import launch_chromium
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = launch_chromium(p)
         yield browser
         browser.close()
 
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
+    from ui_server import watch_console
+
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
     page.set_default_timeout(20_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    problems = watch_console(page)
     yield page
     context.close()
-    assert errors == [], errors  # no uncaught JavaScript error on any page
+    # No uncaught JavaScript error on any page, and nothing the Content-Security-Policy refused.
+    assert problems == [], problems

@@ -69,7 +69,7 @@ class _UI:
             stderr=subprocess.PIPE,
             text=True,
         )
-        banner = self.read_until("serving")
+        banner = self.banner = self.read_until("serving")
         found = re.search(r"http://\S+:(\d+)", banner)
         assert found, banner
         self.url = f"http://127.0.0.1:{found.group(1)}"
@@ -142,3 +142,38 @@ def test_sigterm_stops_the_ui_while_a_sync_solid_never_returns(
     assert ui.process.returncode == 143, err
     assert "Traceback" not in err
     assert _stored_run(home, run_id, recover=False).status is RunStatus.CANCELED
+
+
+# -- who may talk to it -----------------------------------------------------------------------
+
+TOKEN = "command-test-token-0123456789"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.7"])
+def test_binding_beyond_this_machine_without_a_token_is_one_clear_line(
+    home: Path, host: str
+) -> None:
+    done = cli(home, "ui", "-f", HELLO, "--host", host)
+    assert_one_clear_line(done, f"--host {host} serves other machines", "--auth-token")
+    assert "ASYNCDAG_UI_TOKEN" in done.stderr
+
+
+def test_a_weak_token_is_one_clear_line(home: Path) -> None:
+    done = cli(home, "ui", "-f", HELLO, "--host", "0.0.0.0", "--auth-token", "1234")
+    assert_one_clear_line(done, "--auth-token", "at least 16")
+
+
+def test_a_ui_bound_beyond_this_machine_prints_its_token_and_requires_it(
+    start_ui: Callable[..., _UI],
+) -> None:
+    ui = start_ui("-f", HELLO, "--host", "0.0.0.0", "--auth-token", TOKEN)
+    assert ui.banner.rstrip().endswith(f"/?token={TOKEN}")
+    refused = httpx.get(f"{ui.url}/api/runs", timeout=30)
+    assert refused.status_code == 401
+    assert "access token" in refused.json()["error"]
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.get(f"{ui.url}/api/runs", headers=bearer, timeout=30).status_code == 200
+    page = httpx.get(f"{ui.url}/?token={TOKEN}", timeout=30)
+    assert page.status_code == 303 and "HttpOnly" in page.headers["set-cookie"]
+    rebound = httpx.get(f"{ui.url}/api/runs", headers={**bearer, "Host": "evil.example"})
+    assert rebound.status_code == 403

@@ -7,9 +7,8 @@ one engine and one way a run happens; the entry points differ only at the edge.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -18,8 +17,14 @@ from .._definitions import PipelineDefinition
 from .._engine import Listener
 from .._errors import AsyncdagError, EventLoopError
 from .._events import RunStatus, StepStatus
+from ._options import RunOptions
 from ._result import PipelineRunResult
-from ._run import open_run
+from ._run import run_with_options
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from ..storage import RunStorage
 
 __all__ = ["execute_pipeline", "execute_pipeline_async"]
 
@@ -48,11 +53,11 @@ async def execute_pipeline_async(
     raise_on_error: bool = True,
     tags: Mapping[str, str] | None = None,
     fail_fast: bool = False,
-    storage: Any = None,
+    storage: RunStorage | None = None,
     run_id: str | None = None,
     parent_run_id: str | None = None,
     tracing: bool = True,
-    tracer_provider: Any = None,
+    tracer_provider: TracerProvider | None = None,
     listeners: Iterable[Listener] = (),
 ) -> PipelineRunResult:
     """Run ``pipeline`` inside the running event loop (asyncio or trio) and return its result.
@@ -64,11 +69,10 @@ async def execute_pipeline_async(
     OpenTelemetry tracer provider, or to ``tracer_provider`` when given (a test's
     in-memory exporter, or an application that keeps several providers).
     """
-    async with open_run(
-        pipeline,
-        run_config,
+    options = RunOptions(
         max_concurrency=max_concurrency,
         concurrency_limits=concurrency_limits,
+        raise_on_error=raise_on_error,
         tags=tags,
         fail_fast=fail_fast,
         storage=storage,
@@ -77,10 +81,18 @@ async def execute_pipeline_async(
         tracing=tracing,
         tracer_provider=tracer_provider,
         listeners=listeners,
-    ) as run:
+    )
+    return await execute_with_options(pipeline, run_config, options)
+
+
+async def execute_with_options(
+    pipeline: PipelineDefinition, run_config: Mapping[str, Any] | None, options: RunOptions
+) -> PipelineRunResult:
+    """:func:`execute_pipeline_async` with its options as one value."""
+    async with run_with_options(pipeline, run_config, options) as run:
         pass
     result = await run.result()
-    if raise_on_error:
+    if options.raise_on_error:
         _raise_for(result)
     return result
 
@@ -94,11 +106,11 @@ def execute_pipeline(
     raise_on_error: bool = True,
     tags: Mapping[str, str] | None = None,
     fail_fast: bool = False,
-    storage: Any = None,
+    storage: RunStorage | None = None,
     run_id: str | None = None,
     parent_run_id: str | None = None,
     tracing: bool = True,
-    tracer_provider: Any = None,
+    tracer_provider: TracerProvider | None = None,
     listeners: Iterable[Listener] = (),
     backend: str = "asyncio",
 ) -> PipelineRunResult:
@@ -119,10 +131,7 @@ def execute_pipeline(
             f"execute_pipeline() was called inside a running {library} event loop, where it "
             "would block the loop; use `await execute_pipeline_async(...)` instead"
         )
-    call = functools.partial(
-        execute_pipeline_async,
-        pipeline,
-        run_config,
+    options = RunOptions(
         max_concurrency=max_concurrency,
         concurrency_limits=concurrency_limits,
         raise_on_error=raise_on_error,
@@ -135,4 +144,4 @@ def execute_pipeline(
         tracer_provider=tracer_provider,
         listeners=listeners,
     )
-    return anyio.run(call, backend=backend)
+    return anyio.run(execute_with_options, pipeline, run_config, options, backend=backend)

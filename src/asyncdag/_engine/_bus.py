@@ -46,17 +46,26 @@ class EventBus:
     def emit(
         self,
         type: EventType,
+        /,
+        *,
         step_key: str | None = None,
         level: int = logging.DEBUG,
         message: str = "",
         data: dict[str, Any] | None = None,
     ) -> Event:
+        """Record one event and tell listeners and readers (from any thread; see the module doc)."""
         if threading.get_ident() != self._loop_thread:
             # A sync solid logging from its worker thread: numbering, listeners and waking
             # readers all belong to the event loop's thread, so hop there and wait.
+            import functools
+
             import anyio.from_thread
 
-            return anyio.from_thread.run_sync(self.emit, type, step_key, level, message, data)
+            return anyio.from_thread.run_sync(
+                functools.partial(
+                    self.emit, type, step_key=step_key, level=level, message=message, data=data
+                )
+            )
         events = self.events
         # tuple.__new__ skips the named tuple's Python-level __new__: a third of the cost.
         event = _new_event(

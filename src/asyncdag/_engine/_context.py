@@ -16,6 +16,7 @@ class SolidContext:
 
     __slots__ = (
         "log",
+        "mapping_key",
         "pipeline_name",
         "resources",
         "retry_number",
@@ -42,6 +43,7 @@ class SolidContext:
         tags: Mapping[str, str] | None = None,
         run_config: Mapping[str, Any] | None = None,
         span: Any = None,
+        mapping_key: str | None = None,
     ) -> None:
         self.run_id = run_id
         self.pipeline_name = pipeline_name
@@ -58,6 +60,8 @@ class SolidContext:
         self.tags = dict(tags or {})
         self.run_config = dict(run_config or {})
         self.span = span
+        # The key of the dynamic item this step was made for (None outside a fan-out).
+        self.mapping_key = mapping_key
 
     @property
     def is_cancel_requested(self) -> bool:

@@ -1,7 +1,7 @@
 """Streaming fan-out at run time: mapped steps created as their items are yielded.
 
 The plan holds mapped nodes as templates (``DynamicGroup.templates``).  When a
-producer yields ``DynamicOutput(value, mapping_key=k)``, :meth:`on_item` makes
+producer yields ``DynamicOutput(value, mapping_key=k)``, :meth:`fan_out` makes
 one runtime step ``node[k]`` per template, appended to the executor's states
 and wired to what it waits for: earlier templates of the same key (through
 the runtime step's own ``downstream`` list) and static steps (through
@@ -13,25 +13,59 @@ every instance made so far ended.  It then gets the values in mapping-key
 order (sorted), or is skipped when the producer or any instance failed.
 
 Everything here runs on the event loop between awaits, like the executor's own
-bookkeeping, so it needs no locks.
+bookkeeping, so it needs no locks.  It reaches the executor only through the
+narrow :class:`FanOutHost` protocol.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .._definitions import Collect, Constant, DynamicOutput, FanIn, FromOutput, Output, OutputError
-from .._definitions._outputs import check_mapping_key, resolve_output_name
+from .._definitions import FromOutput, OutputError
 from .._events import EventType, StepStatus
-from .._plan import INPUT_CONSTANT, INPUT_FAN_IN, INPUT_STEP, DynamicGroup, Step
+from .._plan import (
+    CollectInput,
+    ConstantInput,
+    DynamicGroup,
+    ExecutionPlan,
+    Step,
+    StepOutputInput,
+    consumed_missing,
+    resolve_inputs,
+)
 
 if TYPE_CHECKING:
-    from ._executor import Executor, StepState
+    from ._log import Emit
+    from ._state import StepState
 
-__all__ = ["DynamicRuntime", "consumed_missing"]
+__all__ = ["DynamicRuntime", "FanOutHost"]
 
 _WAITING = (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.RETRYING)
+
+
+class FanOutHost(Protocol):
+    """What the fan-out needs from the executor that owns the run's steps."""
+
+    plan: ExecutionPlan
+    states: list[StepState]
+    emit: Emit
+
+    def add_step(self, step: Step) -> StepState:
+        """Append a runtime step to the run (not yet scheduled)."""
+        ...
+
+    def skip(self, state: StepState, reason: str) -> None:
+        """Mark a pending step SKIPPED, and what depends on it."""
+        ...
+
+    def make_ready(self, state: StepState) -> None:
+        """Queue a step whose inputs are all there (it waits for its pool's slot)."""
+        ...
+
+    def dispatch(self) -> None:
+        """Start workers for what was queued outside a worker."""
+        ...
 
 
 class _Group:
@@ -64,15 +98,15 @@ class _Group:
 class DynamicRuntime:
     """The fan-out bookkeeping of one run (only runs whose plan has generators or fan-outs)."""
 
-    def __init__(self, executor: Executor) -> None:
-        self.x = executor
-        plan = executor.plan
+    def __init__(self, host: FanOutHost) -> None:
+        self.host = host
+        plan = host.plan
         self.groups = [_Group(spec, plan.steps[spec.producer].key) for spec in plan.groups]
         self.by_output = {(g.spec.producer, g.spec.output): g for g in self.groups}
         self.by_producer: dict[int, list[_Group]] = {}
         for group in self.groups:
             self.by_producer.setdefault(group.spec.producer, []).append(group)
-        states = executor.states
+        states = host.states
         for step in plan.steps:
             for gid in step.collects:
                 self.groups[gid].collectors.append(step.index)
@@ -85,56 +119,47 @@ class DynamicRuntime:
 
     # --- items as they are yielded ------------------------------------------------------------
 
-    def on_item(self, state: StepState, item: Any, outputs: dict[str, Any]) -> None:
+    def fan_out(self, state: StepState, name: str, key: str, value: Any) -> None:
+        """Item ``key`` of the producer's dynamic output ``name``: start its mapped steps."""
         step = state.step
-        outs = step.outs or {}
-        if isinstance(item, DynamicOutput):
-            name = resolve_output_name(step.key, outs, item.output_name, dynamic=True)
-            key = check_mapping_key(step.key, item.mapping_key)
-            count = self.yielded[step.index] = self.yielded.get(step.index, 0) + 1
-            group = self.by_output.get((step.index, name))
-            if group is None:  # a fan-out nobody maps or collects: count it, nothing to start
-                group = self.by_output[(step.index, name)] = _Group(
-                    DynamicGroup(-1, step.index, name, ()), step.key
-                )
-            if key in group.items:
-                raise OutputError(
-                    f"step {step.key!r} yielded mapping_key {key!r} twice on output {name!r} "
-                    f"(item #{group.positions[key]}: {_short(group.items[key])} and item "
-                    f"#{count}: {_short(item.value)}); mapping keys must be unique in a fan-out"
-                )
-            group.items[key] = item.value
-            group.positions[key] = count
-            self.x._emit(
-                EventType.STEP_OUTPUT,
-                step.key,
-                logging.DEBUG,
-                f"Yielded output {name!r} item {key!r}.",
-                {"output": name, "mapping_key": key},
-            )
-            if group.spec.templates:
-                self._instantiate(group, key)
-        elif isinstance(item, Output):
-            name = resolve_output_name(step.key, outs, item.output_name, dynamic=False)
-            if name in outputs:
-                raise OutputError(f"step {step.key!r} yielded output {name!r} twice")
-            outputs[name] = item.value
-        else:
+        if state.status is not StepStatus.RUNNING:
             raise OutputError(
-                f"step {step.key!r} yielded {type(item).__name__} {_short(item)}; a generator "
-                "solid yields Output(value, name) or DynamicOutput(value, mapping_key=...)"
+                f"step {step.key!r} yielded item {key!r} after its attempt ended "
+                f"({state.status.value}); the item is dropped"
             )
+        count = self.yielded[step.index] = self.yielded.get(step.index, 0) + 1
+        group = self.by_output.get((step.index, name))
+        if group is None:  # a fan-out nobody maps or collects: count it, nothing to start
+            group = self.by_output[(step.index, name)] = _Group(
+                DynamicGroup(-1, step.index, name, ()), step.key
+            )
+        if key in group.items:
+            raise OutputError(
+                f"step {step.key!r} yielded mapping_key {key!r} twice on output {name!r} "
+                f"(item #{group.positions[key]}: {_short(group.items[key])} and item "
+                f"#{count}: {_short(value)}); mapping keys must be unique in a fan-out"
+            )
+        group.items[key] = value
+        group.positions[key] = count
+        self.host.emit(
+            EventType.STEP_OUTPUT,
+            step_key=step.key,
+            level=logging.DEBUG,
+            message=f"Yielded output {name!r} item {key!r}.",
+            data={"output": name, "mapping_key": key, "attempt": state.attempts},
+        )
+        if group.spec.templates:
+            self._instantiate(group, key)
 
     def _instantiate(self, group: _Group, key: str) -> None:
-        x = self.x
-        states = x.states
-        by_key = x.plan.by_key
+        host = self.host
+        states = host.states
+        by_key = host.plan.by_key
         producer = group.spec.producer
         producer_node = states[producer].step.node.name
         created: dict[str, int] = {}
-        item = group.items[key]
+        item = ConstantInput(group.items[key])
         for template in group.spec.templates:
-            index = len(states)
             waits: dict[int, None] = {}
             skip: list[str] = []
 
@@ -144,6 +169,7 @@ class DynamicRuntime:
                 waits: dict[int, None] = waits,
                 skip: list[str] = skip,
             ) -> int:
+                """The step a mapped step reads ``node`` from, noting whether it waits or skips."""
                 up = created.get(node)
                 if up is None:
                     up = by_key[node].index
@@ -160,50 +186,33 @@ class DynamicRuntime:
                     )
                 return up
 
-            inputs: list[tuple[str, int, Any]] = []
-            from_config = x.plan.input_values.get(template.name, {})
-            for input_def in template.solid.input_defs:
-                name = input_def.name
-                source = template.inputs.get(name)
-                if isinstance(source, FromOutput):
-                    if source.node == producer_node and source.output == group.spec.output:
-                        inputs.append((name, INPUT_CONSTANT, item))
-                    else:
-                        up = ref(source.node, source.output)
-                        inputs.append((name, INPUT_STEP, (up, source.output)))
-                elif isinstance(source, FanIn):
-                    parts: list[tuple[bool, Any, str | None]] = []
-                    for part in source.sources:
-                        if isinstance(part, FromOutput):
-                            if part.node == producer_node and part.output == group.spec.output:
-                                parts.append((False, item, None))
-                            else:
-                                parts.append((True, ref(part.node, part.output), part.output))
-                        else:
-                            parts.append((False, part.value, None))
-                    inputs.append((name, INPUT_FAN_IN, tuple(parts)))
-                elif isinstance(source, Constant):
-                    inputs.append((name, INPUT_CONSTANT, source.value))
-                elif isinstance(source, Collect):  # rejected when the graph is built
-                    raise AssertionError("collect inside a mapped node")
-                elif name in from_config:
-                    inputs.append((name, INPUT_CONSTANT, from_config[name]))
-                else:
-                    inputs.append((name, INPUT_CONSTANT, input_def.default))
+            def link(source: FromOutput, ref: Any = ref) -> ConstantInput | StepOutputInput:
+                if source.node == producer_node and source.output == group.spec.output:
+                    return item  # the item this step was made for
+                return StepOutputInput(ref(source.node, source.output), source.output)
+
+            inputs, unfed = resolve_inputs(
+                template,
+                from_config=host.plan.input_values.get(template.name, {}),
+                link=link,
+            )
+            assert not unfed, "the plan reports unfed inputs of mapped nodes before the run"
             for after in template.after:
                 if after != producer_node:
                     ref(after, None)
             hooks = template.hooks | self.pipeline_hooks
-            step = Step(
-                index=index,
-                key=f"{template.name}[{key}]",
-                node=template,
-                inputs=tuple(inputs),
-                upstream=tuple(waits),
-                hooks=tuple(sorted(hooks, key=lambda h: h.name)),
-                mapping_key=key,
+            state = host.add_step(
+                Step(
+                    index=len(states),
+                    key=f"{template.name}[{key}]",
+                    node=template,
+                    inputs=inputs,
+                    upstream=tuple(waits),
+                    hooks=tuple(sorted(hooks, key=lambda h: h.name)),
+                    mapping_key=key,
+                )
             )
-            state = x._new_state(step)
+            index = state.step.index
             created[template.name] = index
             group.instances[template.name][key] = index
             self.instance_group[index] = group
@@ -214,17 +223,18 @@ class DynamicRuntime:
                 else:
                     states[up].step.downstream.append(index)
             if skip:
-                x._skip(state, skip[0])
+                host.skip(state, skip[0])
             elif not waits:
-                x._make_ready(state)
-        x._spawn_workers(0)
+                host.make_ready(state)
+        host.dispatch()
 
     # --- completion ----------------------------------------------------------------------------
 
     def on_complete(self, state: StepState) -> None:
         """A step reached a final state (success, failure or skip)."""
         index = state.step.index
-        states = self.x.states
+        host = self.host
+        states = host.states
         watchers = self.watch.pop(index, None)
         if watchers:
             ok = state.status is StepStatus.SUCCESS
@@ -233,21 +243,21 @@ class DynamicRuntime:
                 if dependent.status is not StepStatus.PENDING:
                     continue
                 if not ok:
-                    self.x._skip(
+                    host.skip(
                         dependent,
                         f"upstream step {state.step.key!r} did not succeed ({state.status.value})",
                     )
                     continue
-                missing = consumed_missing(dependent.step, index, state.outputs or {})
+                missing = consumed_missing(dependent.step.inputs, index, state.outputs or {})
                 if missing is not None:
-                    self.x._skip(
+                    host.skip(
                         dependent,
                         f"output {missing!r} of step {state.step.key!r} was not produced",
                     )
                     continue
                 dependent.remaining -= 1
                 if dependent.remaining == 0:
-                    self.x._make_ready(dependent)
+                    host.make_ready(dependent)
         group = self.instance_group.get(index)
         if group is not None:
             group.unfinished -= 1
@@ -268,27 +278,28 @@ class DynamicRuntime:
         if group.open or group.unfinished or group.settled:
             return
         group.settled = True
-        states = self.x.states
+        host = self.host
+        states = host.states
         for index in group.collectors:
             collector = states[index]
             if collector.status is not StepStatus.PENDING:
                 continue
             if group.failed is not None:
-                self.x._skip(collector, group.failed)
+                host.skip(collector, group.failed)
                 continue
             collector.remaining -= 1
             if collector.remaining == 0:
-                self.x._make_ready(collector)
+                host.make_ready(collector)
 
-    def collect(self, payload: tuple[int, str | None, str]) -> list[Any]:
+    def collect(self, source: CollectInput) -> list[Any]:
         """The values a collecting input receives, in mapping-key order."""
-        gid, mapped, output = payload
-        group = self.groups[gid]
+        group = self.groups[source.group]
         keys = sorted(group.items)
-        if mapped is None:
+        if source.mapped is None:
             return [group.items[k] for k in keys]
-        states = self.x.states
-        instances = group.instances[mapped]
+        states = self.host.states
+        output = source.output
+        instances = group.instances[source.mapped]
         values = []
         for key in keys:
             state = states[instances[key]]
@@ -296,19 +307,6 @@ class DynamicRuntime:
             if state.status is StepStatus.SUCCESS and outputs is not None and output in outputs:
                 values.append(outputs[output])
         return values
-
-
-def consumed_missing(step: Step, up: int, produced: dict[str, Any]) -> str | None:
-    """The output of step ``up`` that ``step`` takes but ``up`` did not produce, if any."""
-    for _name, kind, payload in step.inputs:
-        if kind == INPUT_STEP:
-            if payload[0] == up and payload[1] not in produced:
-                return payload[1]  # type: ignore[no-any-return]
-        elif kind == INPUT_FAN_IN:
-            for is_step, ref, output in payload:
-                if is_step and ref == up and output not in produced:
-                    return output  # type: ignore[no-any-return]
-    return None
 
 
 def _short(value: Any) -> str:

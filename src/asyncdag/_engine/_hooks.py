@@ -17,6 +17,7 @@ from .._events import ErrorInfo, EventType
 if TYPE_CHECKING:
     from .._definitions._hooks import HookDefinition
     from ._context import HookContext
+    from ._log import Emit
 
 __all__ = ["run_hooks"]
 
@@ -24,7 +25,7 @@ __all__ = ["run_hooks"]
 async def run_hooks(
     hooks: tuple[HookDefinition, ...],
     kind: str,
-    emit: Callable[..., Any],
+    emit: Emit,
     make_context: Callable[[HookDefinition], HookContext],
     *,
     limiter: Any = None,
@@ -38,6 +39,7 @@ async def run_hooks(
             continue
         context = make_context(hook)
         key = context.step_key
+        attempt = context.retry_number + 1
         try:
             if hook.is_async:
                 await hook.fn(context)
@@ -49,17 +51,22 @@ async def run_hooks(
             error = ErrorInfo.from_exception(exc)
             emit(
                 EventType.HOOK_ERRORED,
-                key,
-                logging.ERROR,
-                f"Hook {hook.name!r} of step {key!r} raised {error.type}: {error.message}; "
-                "the step's outcome stands",
-                {"hook": hook.name, "kind": kind, "error": error.to_dict()},
+                step_key=key,
+                level=logging.ERROR,
+                message=f"Hook {hook.name!r} of step {key!r} raised {error.type}: "
+                f"{error.message}; the step's outcome stands",
+                data={
+                    "hook": hook.name,
+                    "kind": kind,
+                    "attempt": attempt,
+                    "error": error.to_dict(),
+                },
             )
         else:
             emit(
                 EventType.HOOK_COMPLETED,
-                key,
-                logging.DEBUG,
-                f"Hook {hook.name!r} of step {key!r} completed.",
-                {"hook": hook.name, "kind": kind},
+                step_key=key,
+                level=logging.DEBUG,
+                message=f"Hook {hook.name!r} of step {key!r} completed.",
+                data={"hook": hook.name, "kind": kind, "attempt": attempt},
             )

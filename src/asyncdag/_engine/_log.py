@@ -1,21 +1,34 @@
 """``context.log``: a logger-shaped facade whose messages become the run's LOG events.
 
 Solids and resources both log through it; a resource's messages carry
-``data["resource"]`` so a reader can tell them from a step's.
+``data["resource"]`` so a reader can tell them from a step's, and a step's
+carry ``data["attempt"]``.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from .._events import EventType
 
-__all__ = ["StepLog"]
+__all__ = ["Emit", "StepLog"]
 
-Emit = Callable[[EventType, str | None, int, str, dict[str, Any] | None], Any]
+
+class Emit(Protocol):
+    """How the engine records an event: :meth:`~asyncdag._engine.EventBus.emit`'s shape."""
+
+    def __call__(
+        self,
+        type: EventType,
+        /,
+        *,
+        step_key: str | None = None,
+        level: int = logging.DEBUG,
+        message: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> Any: ...
 
 
 class StepLog:
@@ -33,11 +46,14 @@ class StepLog:
         step_key: str | None,
         span: Any = None,
         *,
+        attempt: int | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
         self._emit = emit
         self._step_key = step_key
         self._span = span
+        if attempt is not None:
+            extra = {"attempt": attempt, **(extra or {})}
         self._extra = extra
 
     def log(self, level: int, msg: object, *args: object, exc_info: Any = None) -> None:
@@ -60,7 +76,7 @@ class StepLog:
                 "log",
                 {"log.severity": logging.getLevelName(level), "log.message": message},
             )
-        self._emit(EventType.LOG, self._step_key, level, message, data)
+        self._emit(EventType.LOG, step_key=self._step_key, level=level, message=message, data=data)
 
     def debug(self, msg: object, *args: object) -> None:
         self.log(logging.DEBUG, msg, *args)

@@ -14,8 +14,6 @@ from typing import Any
 
 from .._definitions import (
     Collect,
-    Constant,
-    FanIn,
     FromOutput,
     Node,
     Out,
@@ -24,18 +22,9 @@ from .._definitions import (
     SolidDefinition,
 )
 from .._errors import DefinitionError
+from ._inputs import CollectInput, ConstantInput, StepInput, StepOutputInput, resolve_inputs
 
 __all__ = ["DynamicGroup", "ExecutionPlan", "Step"]
-
-# How a step reads one input at run time: (input name, kind, payload).
-#   kind 0: a constant, payload is the value
-#   kind 1: another step's output, payload is (step index, output name)
-#   kind 2: a fan-in list, payload is a tuple of (is_step, step index | value, output name)
-#   kind 3: a collected fan-out, payload is (group id, mapped node name | None, output name)
-INPUT_CONSTANT = 0
-INPUT_STEP = 1
-INPUT_FAN_IN = 2
-INPUT_COLLECT = 3
 
 # A generator solid with no ``outs`` yields Output(value) for ``result``.
 _SINGLE_OUT = {"result": Out()}
@@ -69,7 +58,7 @@ class Step:
         index: int,
         key: str,
         node: Node,
-        inputs: tuple[tuple[str, int, Any], ...],
+        inputs: tuple[tuple[str, StepInput], ...],
         upstream: tuple[int, ...],
         hooks: tuple[Any, ...] = (),
         collects: tuple[int, ...] = (),
@@ -82,6 +71,7 @@ class Step:
         self.finished_prefix = f"Finished execution of step {key!r} in "
         self.node = node
         self.solid: SolidDefinition = node.solid
+        # (input name, where its value is read), in the solid's parameter order.
         self.inputs = inputs
         self.upstream = upstream
         self.downstream: list[int] = []
@@ -149,14 +139,6 @@ def _topological_order(
             "a solid cannot depend on its own output"
         )
     return order
-
-
-def _unfed(node: Node, name: str) -> str:
-    return (
-        f"solid {node.name!r} input {name!r} is not connected: pass it another "
-        f"solid's output in the pipeline body, give the parameter a default, or "
-        f"set solids.{node.name}.inputs.{name} in run config"
-    )
 
 
 class ExecutionPlan:
@@ -249,40 +231,24 @@ class ExecutionPlan:
         steps: list[Step] = []
         problems: list[str] = []
         for i, node in enumerate(order):
-            from_config = input_values.get(node.name, {})
-            resolved: list[tuple[str, int, Any]] = []
             upstream: dict[int, None] = {}
             collects: dict[int, None] = {}
-            for input_def in node.solid.input_defs:
-                name = input_def.name
-                source = node.inputs.get(name)
-                if isinstance(source, FromOutput):
-                    up = index_of[source.node]
-                    upstream[up] = None
-                    resolved.append((name, INPUT_STEP, (up, source.output)))
-                elif isinstance(source, FanIn):
-                    items: list[tuple[bool, Any, str | None]] = []
-                    for item in source.sources:
-                        if isinstance(item, FromOutput):
-                            up = index_of[item.node]
-                            upstream[up] = None
-                            items.append((True, up, item.output))
-                        else:
-                            items.append((False, item.value, None))
-                    resolved.append((name, INPUT_FAN_IN, tuple(items)))
-                elif isinstance(source, Collect):
-                    gid = group_id(source.producer, source.producer_output)
-                    collects[gid] = None
-                    mapped = None if source.node == source.producer else source.node
-                    resolved.append((name, INPUT_COLLECT, (gid, mapped, source.output)))
-                elif isinstance(source, Constant):
-                    resolved.append((name, INPUT_CONSTANT, source.value))
-                elif name in from_config:
-                    resolved.append((name, INPUT_CONSTANT, from_config[name]))
-                elif input_def.has_default:
-                    resolved.append((name, INPUT_CONSTANT, input_def.default))
-                else:
-                    problems.append(_unfed(node, name))
+
+            def link(source: FromOutput, upstream: dict[int, None] = upstream) -> StepOutputInput:
+                up = index_of[source.node]
+                upstream[up] = None
+                return StepOutputInput(up, source.output)
+
+            def collect(source: Collect, collects: dict[int, None] = collects) -> CollectInput:
+                gid = group_id(source.producer, source.producer_output)
+                collects[gid] = None
+                mapped = None if source.node == source.producer else source.node
+                return CollectInput(gid, mapped, source.output)
+
+            inputs, unfed = resolve_inputs(
+                node, from_config=input_values.get(node.name, {}), link=link, collect=collect
+            )
+            problems.extend(unfed)
             for name in node.after:
                 after_node = waits_on.get(name, name)
                 if after_node == name:
@@ -295,7 +261,7 @@ class ExecutionPlan:
                     index=i,
                     key=node.name,
                     node=node,
-                    inputs=tuple(resolved),
+                    inputs=inputs,
                     upstream=tuple(upstream),
                     hooks=tuple(sorted(hooks, key=lambda h: h.name)),
                     collects=tuple(collects),
@@ -304,13 +270,11 @@ class ExecutionPlan:
         for (producer, output), template_nodes in templates.items():
             group_id(producer, output)
             for node in template_nodes:
-                for input_def in node.solid.input_defs:
-                    if (
-                        input_def.name not in node.inputs
-                        and input_def.name not in input_values.get(node.name, {})
-                        and not input_def.has_default
-                    ):
-                        problems.append(_unfed(node, input_def.name))
+                # Mapped steps are made while the run goes on; their unfed inputs are found now.
+                _, unfed = resolve_inputs(
+                    node, from_config=input_values.get(node.name, {}), link=_placeholder
+                )
+                problems.extend(unfed)
         if problems:
             raise DefinitionError(
                 f"pipeline {pipeline.name!r} cannot run:\n"
@@ -320,6 +284,10 @@ class ExecutionPlan:
             for up in step.upstream:
                 steps[up].downstream.append(step.index)
         return cls(pipeline, steps, tuple(groups), input_values)
+
+
+def _placeholder(source: FromOutput) -> ConstantInput:
+    return ConstantInput(None)
 
 
 _plan_cache: weakref.WeakKeyDictionary[PipelineDefinition, ExecutionPlan] = (

@@ -7,11 +7,15 @@ light (argparse only) and the handler imports uvicorn and starlette.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["main", "register", "serve"]
+__all__ = ["TOKEN_ENV", "main", "register", "serve"]
+
+#: The environment variable ``asyncdag ui`` reads its access token from.
+TOKEN_ENV = "ASYNCDAG_UI_TOKEN"
 
 
 def register(subparsers: Any) -> None:
@@ -44,6 +48,28 @@ def register(subparsers: Any) -> None:
         help="SQLite run history to use (default: the one the CLI shares, under $ASYNCDAG_HOME)",
     )
     parser.add_argument(
+        "--allowed-host",
+        dest="allowed_hosts",
+        metavar="HOST",
+        action="append",
+        default=[],
+        help="also answer to this Host name or address (repeatable; '*.example.com' for a "
+        "domain). By default only localhost, 127.0.0.1, [::1] and the --host address, "
+        "against DNS rebinding",
+    )
+    parser.add_argument(
+        "--auth-token",
+        metavar="TOKEN",
+        default=None,
+        help="require this access token, 16+ URL-safe characters (default $ASYNCDAG_UI_TOKEN); "
+        "needed when --host is not a loopback address. The URL printed at startup carries it",
+    )
+    parser.add_argument(
+        "--no-schedules",
+        action="store_true",
+        help="list the schedules and sensors of -f/-m, but do not run them here",
+    )
+    parser.add_argument(
         "--jaeger-url",
         metavar="URL",
         default=None,
@@ -53,13 +79,17 @@ def register(subparsers: Any) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from asyncdag._workspace import loaded_pipelines
+    from asyncdag._workspace import loaded_workspace
 
-    pipelines = loaded_pipelines(args)
+    auth_token = _auth_token(args)
+    workspace = loaded_workspace(args)
+    pipelines = workspace.pipelines
+    automation = workspace.automation
     if args.pipeline is not None:
         from asyncdag._workspace import select_pipeline
 
         pipelines = {args.pipeline: select_pipeline(pipelines, args.pipeline)}
+        automation = [d for d in automation if d.pipeline.name == args.pipeline]
     return serve(
         pipelines,
         host=args.host,
@@ -67,7 +97,30 @@ def _handle(args: argparse.Namespace) -> int:
         storage_path=args.storage,
         jaeger_url=args.jaeger_url,
         grace_period=args.grace_period,
+        allowed_hosts=args.allowed_hosts,
+        auth_token=auth_token,
+        automation=automation,
+        run_schedules=not args.no_schedules,
     )
+
+
+def _auth_token(args: argparse.Namespace) -> str | None:
+    """--auth-token or $ASYNCDAG_UI_TOKEN, checked; required to serve beyond this machine."""
+    from asyncdag._errors import AsyncdagError
+    from asyncdag._workspace import UsageError
+
+    from ._guard import TOKEN_HINT, check_token, is_loopback
+
+    token = args.auth_token or os.environ.get(TOKEN_ENV) or None
+    if token is None and not is_loopback(args.host):
+        raise UsageError(
+            f"--host {args.host} serves other machines and the UI runs code, so it needs an "
+            f"access token: pass --auth-token TOKEN or set ${TOKEN_ENV} ({TOKEN_HINT})"
+        )
+    try:
+        return check_token(token)
+    except AsyncdagError as exc:
+        raise UsageError(f"--auth-token: {exc}") from None
 
 
 def serve(
@@ -78,8 +131,16 @@ def serve(
     storage_path: str | None = None,
     jaeger_url: str | None = None,
     grace_period: float = 10.0,
+    allowed_hosts: Sequence[str] = (),
+    auth_token: str | None = None,
+    automation: Any = (),
+    run_schedules: bool = True,
 ) -> int:
     """Serve the UI with uvicorn until a signal stops it, on the SQLite history the CLI shares.
+
+    It answers only to the localhost names, the bound address and ``allowed_hosts``,
+    and with ``auth_token`` only to requests that carry it.  ``automation`` (schedules
+    and sensors) runs in the server unless ``run_schedules`` is false.
 
     Returns the exit code: 130 or 143 once SIGINT or SIGTERM stopped it (see
     :mod:`asyncdag.ui._server`).
@@ -89,6 +150,7 @@ def serve(
     from asyncdag.storage import SqliteStorage, default_storage_path
 
     from ._app import create_app
+    from ._guard import hosts_for_bind, page_url
     from ._server import bind, run_server
 
     sock = bind(host, port)  # a bad or busy port is reported before anything else starts
@@ -100,9 +162,26 @@ def serve(
             telemetry.configure_from_env()
         except AsyncdagError as exc:  # tracing is optional: a bad OTEL_* setting must not stop it
             print(f"asyncdag ui: tracing not configured: {exc}", file=sys.stderr)
-        app = create_app(pipelines, storage=storage, jaeger_url=jaeger_url)
-        shown = "localhost" if host in ("127.0.0.1", "::1") else host
-        banner = f"asyncdag ui: serving {len(pipelines)} pipeline(s) on http://{shown}:{port}"
+        from asyncdag.automation._definitions import ScheduleDefinition
+
+        schedules = [d for d in automation if isinstance(d, ScheduleDefinition)]
+        sensors = [d for d in automation if not isinstance(d, ScheduleDefinition)]
+        app = create_app(
+            pipelines,
+            storage=storage,
+            jaeger_url=jaeger_url,
+            allowed_hosts=hosts_for_bind(host, allowed_hosts),
+            auth_token=auth_token,
+            schedules=schedules,
+            sensors=sensors,
+            run_schedules=run_schedules,
+        )
+        url = page_url(host, port, auth_token)
+        running = ""
+        if automation:
+            verb = "running" if run_schedules else "listing (--no-schedules)"
+            running = f", {verb} {len(schedules)} schedule(s) and {len(sensors)} sensor(s)"
+        banner = f"asyncdag ui: serving {len(pipelines)} pipeline(s){running} on {url}"
         try:
             return run_server(app, sock, grace=grace_period, banner=banner)
         finally:

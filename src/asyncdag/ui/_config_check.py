@@ -1,4 +1,9 @@
-"""Run config sent to the API: YAML text or a JSON object, checked with every error's path and line."""
+"""Run config sent to the API: YAML text or a JSON object, checked with every error's path and line.
+
+YAML is read by :func:`asyncdag._config_data.read_yaml`, the reader the CLI's
+``-c`` uses, so a hostile document ("billion laughs", thousands of levels deep,
+a 5,000-digit integer) is one error with its line here too.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from asyncdag._config_data import YamlProblem, read_yaml
 from asyncdag._definitions import PipelineDefinition
 from asyncdag._errors import AsyncdagError, ConfigError
 
 from ._http import ApiError
 
-__all__ = ["check_config", "parse_config", "scaffold_yaml"]
+__all__ = ["check_config", "scaffold_yaml"]
 
 _PATH_PART = re.compile(r"[^.\[\]]+|\[\d+\]")
 
@@ -40,62 +46,58 @@ def _line_of(root: Any, path: str) -> int | None:
     return line
 
 
-def parse_config(body: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The run config a request carries, as ``yaml`` text or a ``config`` object, or its errors."""
+def _parse_config(body: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]], Any]:
+    """The run config a request carries, as ``yaml`` text or a ``config`` object, or its errors.
+
+    Also returns the YAML's root node (None for JSON), to find the line of an error's path.
+    """
     if "config" in body and body["config"] is not None:
         config = body["config"]
         if not isinstance(config, dict):
             raise ApiError(400, "`config` must be a JSON object (or send YAML text as `yaml`)")
-        return config, []
+        return config, [], None
     text = body.get("yaml", "")
     if text is None:
         text = ""
     if not isinstance(text, str):
         raise ApiError(400, "`yaml` must be a string of YAML text")
-    import yaml
-
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        line = mark.line + 1 if mark else None
-        return None, [{"path": "", "message": f"{where}invalid YAML: {problem}", "line": line}]
+        data, root = read_yaml(text)
+    except YamlProblem as exc:
+        return None, [{"path": "", "message": str(exc), "line": exc.line}], None
     if data is None:
-        return {}, []
+        return {}, [], root
     if not isinstance(data, dict):
-        return None, [
-            {
-                "path": "",
-                "message": f"the run config must be a mapping, got {type(data).__name__}",
-                "line": 1,
-            }
-        ]
-    return data, []
+        return (
+            None,
+            [
+                {
+                    "path": "",
+                    "message": f"the run config must be a mapping, got {type(data).__name__}",
+                    "line": 1,
+                }
+            ],
+            root,
+        )
+    return data, [], root
 
 
 def check_config(
     pipeline: PipelineDefinition, body: Mapping[str, Any]
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """Parse and resolve a request's run config: (config, []) or (None, every error with its path)."""
+    """Parse and resolve a request's run config: (config, []) or (None, every error with its path).
+
+    Blocking (YAML parsing, a walk of the config): the endpoints run it in a worker
+    thread, so a large or hostile config never stalls the event loop.
+    """
     from asyncdag.config import resolve_run_config
 
-    config, errors = parse_config(body)
+    config, errors, root = _parse_config(body)
     if config is None:
         return None, errors
     try:
         resolve_run_config(pipeline, config)
     except ConfigError as exc:
-        root = None
-        text = body.get("yaml")
-        if isinstance(text, str) and "config" not in body:
-            import yaml
-
-            try:
-                root = yaml.compose(text)
-            except yaml.YAMLError:
-                root = None
         return None, [
             {"path": e.path, "message": e.message, "line": _line_of(root, e.path)}
             for e in exc.errors

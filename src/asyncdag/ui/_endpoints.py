@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 import attrs
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from asyncdag._definitions import PipelineDefinition
 from asyncdag._errors import AsyncdagError, ConfigError
@@ -26,8 +27,19 @@ from asyncdag._workspace import (
     summarize_steps,
 )
 
+from ._automation import AUTOMATION_ENDPOINTS
 from ._config_check import check_config, scaffold_yaml
-from ._http import ApiError, Endpoint, Param, int_query, json_body, statuses, tags_of
+from ._http import (
+    ApiError,
+    Endpoint,
+    JSONBody,
+    Param,
+    int_query,
+    int_value,
+    json_body,
+    statuses,
+    tags_of,
+)
 from ._live import BATCH_SIZE, LiveRuns, UINotRunningError
 
 __all__ = ["ENDPOINTS", "UIState"]
@@ -35,11 +47,17 @@ __all__ = ["ENDPOINTS", "UIState"]
 
 @attrs.frozen
 class UIState:
-    """What every handler needs: the loaded pipelines, the live runs, and the server's info."""
+    """What every handler needs: the loaded pipelines, the live runs, and the server's info.
+
+    ``automation`` holds the schedules and sensors by name; ``scheduler`` the one the
+    app's lifespan runs (None with ``run_schedules=False``).
+    """
 
     pipelines: Mapping[str, PipelineDefinition]
     live: LiveRuns
     info: Mapping[str, Any]
+    automation: Mapping[str, Any] = attrs.field(factory=dict)
+    scheduler: Any = None
 
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -72,16 +90,16 @@ async def _run_named(request: Request) -> dict[str, Any]:
 
 async def get_info(request: Request) -> Response:
     state = _state(request)
-    return JSONResponse({**state.info, "pipelines": sorted(state.pipelines)})
+    return JSONBody({**state.info, "pipelines": sorted(state.pipelines)})
 
 
 async def list_pipelines(request: Request) -> Response:
     pipelines = _state(request).pipelines.values()
-    return JSONResponse({"pipelines": [pipeline_summary(p) for p in pipelines]})
+    return JSONBody({"pipelines": [pipeline_summary(p) for p in pipelines]})
 
 
 async def get_pipeline(request: Request) -> Response:
-    return JSONResponse(describe_pipeline(_pipeline_named(request, request.path_params["name"])))
+    return JSONBody(describe_pipeline(_pipeline_named(request, request.path_params["name"])))
 
 
 async def get_graph(request: Request) -> Response:
@@ -89,28 +107,35 @@ async def get_graph(request: Request) -> Response:
 
     pipeline = _pipeline_named(request, request.path_params["name"])
     # Collapsing 100,000 nodes takes a moment: not on the event loop.
-    return JSONResponse(await anyio.to_thread.run_sync(graph_view, pipeline))
+    return JSONBody(await anyio.to_thread.run_sync(graph_view, pipeline))
 
 
 async def get_config_schema(request: Request) -> Response:
     from asyncdag.config import run_config_json_schema
 
     pipeline = _pipeline_named(request, request.path_params["name"])
-    return JSONResponse(run_config_json_schema(pipeline))
+    return JSONBody(run_config_json_schema(pipeline))
 
 
 async def get_scaffold(request: Request) -> Response:
     from asyncdag.config import default_run_config
 
     config = default_run_config(_pipeline_named(request, request.path_params["name"]))
-    return JSONResponse({"config": config, "yaml": scaffold_yaml(config)})
+    return JSONBody({"config": config, "yaml": scaffold_yaml(config)})
+
+
+async def _checked(
+    pipeline: PipelineDefinition, body: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """check_config in a worker thread: parsing a large config must not stall the event loop."""
+    return await anyio.to_thread.run_sync(check_config, pipeline, body)
 
 
 async def validate(request: Request) -> Response:
     pipeline = _pipeline_named(request, request.path_params["name"])
     body = await json_body(request)
-    _, errors = check_config(pipeline, body)
-    return JSONResponse({"valid": not errors, "errors": errors})
+    _, errors = await _checked(pipeline, body)
+    return JSONBody({"valid": not errors, "errors": errors})
 
 
 # --- launching ------------------------------------------------------------------------------
@@ -121,7 +146,7 @@ async def _start(
 ) -> Response:
     live = _state(request).live
     tags = tags_of(body)
-    config, errors = check_config(pipeline, body)
+    config, errors = await _checked(pipeline, body)
     if errors:
         raise ApiError(422, f"the run config has {len(errors)} error(s)", errors=errors)
     try:
@@ -134,7 +159,7 @@ async def _start(
     except AsyncdagError as exc:
         raise ApiError(422, str(exc)) from None
     record = await live.get_run(handle.run_id)
-    return JSONResponse({"run_id": handle.run_id, "run": record}, status_code=201)
+    return JSONBody({"run_id": handle.run_id, "run": record}, status_code=201)
 
 
 async def launch(request: Request) -> Response:
@@ -177,7 +202,7 @@ async def cancel(request: Request) -> Response:
             f"on {record['hostname']}); cancel it there (Ctrl-C)",
         )
     handle.cancel()
-    return JSONResponse({"run_id": record["run_id"], "status": "CANCELING"}, status_code=202)
+    return JSONBody({"run_id": record["run_id"], "status": "CANCELING"}, status_code=202)
 
 
 # --- run history and live feeds -------------------------------------------------------------
@@ -192,7 +217,7 @@ async def list_runs(request: Request) -> Response:
         limit=limit,
         offset=offset,
     )
-    return JSONResponse({"runs": runs})
+    return JSONBody({"runs": runs})
 
 
 async def runs_stream(request: Request) -> Response:
@@ -209,7 +234,7 @@ async def get_run(request: Request) -> Response:
     handle = _state(request).live.handle(record["run_id"])
     if handle is not None:
         record["trace_id"] = handle.trace_id
-    return JSONResponse(record)
+    return JSONBody(record)
 
 
 async def get_events(request: Request) -> Response:
@@ -218,7 +243,7 @@ async def get_events(request: Request) -> Response:
     limit = int_query(request, "limit", BATCH_SIZE, minimum=1)
     events, done = await _state(request).live.get_events(record["run_id"], after=after, limit=limit)
     cursor = events[-1]["seq"] if events else after
-    return JSONResponse({"events": events, "cursor": cursor, "done": done and len(events) < limit})
+    return JSONBody({"events": events, "cursor": cursor, "done": done and len(events) < limit})
 
 
 async def get_steps(request: Request) -> Response:
@@ -236,7 +261,7 @@ async def get_steps(request: Request) -> Response:
     rows = await anyio.to_thread.run_sync(
         lambda: summarize_steps(events, run_finished=finished)
     )
-    return JSONResponse(
+    return JSONBody(
         {"steps": [row.to_dict() for row in rows if not wanted or row.status in wanted]}
     )
 
@@ -255,10 +280,7 @@ async def events_stream(request: Request) -> Response:
     record = await _run_named(request)
     header = request.headers.get("last-event-id")
     if header:
-        try:
-            after = int(header)
-        except ValueError:
-            raise ApiError(400, f"Last-Event-ID must be an event seq, got {header!r}") from None
+        after = int_value(header, "Last-Event-ID (an event seq)", -1, minimum=-1)
     else:
         after = int_query(request, "after", -1, minimum=-1)
     feed = _state(request).live.event_feed(record["run_id"], after=after)
@@ -420,4 +442,5 @@ ENDPOINTS: list[Endpoint] = [
         (_RUN_ID,),
         responses={201: "launched", 404: "no such run", 409: "pipeline not loaded", 422: "invalid"},
     ),
+    *AUTOMATION_ENDPOINTS,
 ]

@@ -8,6 +8,10 @@ JSON ``{"error": ...}``: a client never learns about a mistake from a 500.
 
 from __future__ import annotations
 
+import json
+import math
+import re
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -19,12 +23,16 @@ from starlette.routing import Route
 from asyncdag._events import RunStatus
 
 __all__ = [
+    "INT64_MAX",
     "ApiError",
     "Endpoint",
     "Handler",
+    "JSONBody",
     "Param",
     "int_query",
+    "int_value",
     "json_body",
+    "json_text",
     "openapi_document",
     "routes",
     "statuses",
@@ -32,6 +40,48 @@ __all__ = [
 ]
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
+
+#: Largest integer a query parameter or header may carry: SQLite's (signed 64-bit).
+INT64_MAX = 2**63 - 1
+
+
+class JSONBody(JSONResponse):
+    """A JSON response that renders whatever it is given: never a 500 for one odd value.
+
+    Text with lone surrogates (a non-UTF-8 file name decoded by Python) is sent as
+    ``\\uXXXX`` escapes, and NaN or infinity (which JSON lacks) as ``null``, as
+    JavaScript's ``JSON.stringify`` does.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return json_text(content).encode("utf-8")
+
+
+def json_text(data: Any) -> str:
+    """``data`` as JSON text that encodes to UTF-8 and that every JSON parser reads."""
+    try:
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # NaN or infinity somewhere
+        data = _finite(data)
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: escape it
+        return json.dumps(data, allow_nan=False, separators=(",", ":"))
+    return text
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
 
 
 class ApiError(Exception):
@@ -44,7 +94,7 @@ class ApiError(Exception):
         self.extra = extra
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": self.message, **self.extra}, status_code=self.status)
+        return JSONBody({"error": self.message, **self.extra}, status_code=self.status)
 
 
 @attrs.frozen
@@ -68,14 +118,25 @@ class Endpoint:
     streams: bool = False
 
 
+def _json_int(text: str) -> int:
+    limit = sys.get_int_max_str_digits()
+    if len(text.lstrip("-")) > limit:
+        raise ApiError(
+            400,
+            f"the request body holds an integer of {len(text.lstrip('-')):,} digits; "
+            f"the most is {limit:,} (send it as a string)",
+        )
+    return int(text)
+
+
 async def json_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if not raw.strip():
         return {}
-    import json
-
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_int=_json_int)
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deeply to read") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -83,17 +144,36 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def int_query(request: Request, name: str, default: int, *, minimum: int) -> int:
-    value = request.query_params.get(name)
+def int_value(
+    value: str | None, what: str, default: int, *, minimum: int, maximum: int = INT64_MAX
+) -> int:
+    """An integer from a query parameter or header, within bounds, or a 400 naming ``what``."""
     if value is None or value == "":
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ApiError(400, f"query parameter {name!r} must be an integer, got {value!r}") from None
+    text = value.strip()
+    if not _INTEGER.fullmatch(text):
+        raise ApiError(400, f"{what} must be an integer, got {_short(value)}")
+    if len(text) > 20:  # past any int64, and refused before Python reads a long number
+        raise ApiError(400, f"{what} must be at most {maximum}, got a {len(text)}-digit number")
+    number = int(text)
     if number < minimum:
-        raise ApiError(400, f"query parameter {name!r} must be >= {minimum}, got {number}")
+        raise ApiError(400, f"{what} must be >= {minimum}, got {number}")
+    if number > maximum:
+        raise ApiError(400, f"{what} must be at most {maximum}, got {number}")
     return number
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:40] + "...")
+
+
+def int_query(
+    request: Request, name: str, default: int, *, minimum: int, maximum: int = INT64_MAX
+) -> int:
+    value = request.query_params.get(name)
+    return int_value(
+        value, f"query parameter {name!r}", default, minimum=minimum, maximum=maximum
+    )
 
 
 def statuses(request: Request) -> list[RunStatus] | None:
