@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from asyncdag import (
     EventType,
     HookContext,
+    Output,
     RunStatus,
     execute_pipeline_async,
     failure_hook,
@@ -152,3 +155,84 @@ def test_a_hooks_required_resources_must_be_bound_wherever_it_is_attached() -> N
         ok()
 
     assert notify in bound.hook_defs
+
+
+async def test_a_success_hook_sees_the_steps_output_values_dynamic_items_by_key() -> None:
+    from asyncdag import DynamicOut, DynamicOutput, Out
+
+    seen: dict[str, Any] = {}
+
+    @success_hook
+    def record(context: HookContext) -> None:
+        seen[context.step_key] = context.solid_output_values
+
+    @failure_hook
+    def record_failure(context: HookContext) -> None:
+        seen[context.step_key] = context.solid_output_values
+
+    @solid(outs={"items": DynamicOut(), "count": Out()})
+    async def fan():
+        for i in range(2):
+            yield DynamicOutput(i * 10, mapping_key=f"k{i}")
+        yield Output(2, "count")
+
+    @solid
+    def double(x: int) -> int:
+        return 2 * x
+
+    @pipeline(hooks={record, record_failure})
+    def p():
+        items = fan().items
+        items.map(double)
+        boom(ok())
+
+    await execute_pipeline_async(p, raise_on_error=False)
+    assert seen["ok"] == {"result": 1}
+    assert seen["fan"] == {"count": 2, "items": {"k0": 0, "k1": 10}}
+    assert seen["double[k1]"] == {"result": 20}
+    assert seen["boom"] == {}  # a failed step produced nothing
+
+
+async def test_a_hooks_required_resources_are_set_up_and_in_its_context() -> None:
+    from asyncdag import resource
+
+    setups: list[str] = []
+    messages: list[str] = []
+
+    @resource
+    def slack() -> list[str]:
+        setups.append("slack")
+        return messages
+
+    @success_hook(required_resources={"slack"})
+    async def notify(context: HookContext) -> None:
+        context.resources.slack.append(f"{context.step_key} ok")
+
+    @pipeline(resources={"slack": slack})
+    def p():
+        ok.with_hooks({notify})()  # the solid itself needs no resource
+
+    result = await execute_pipeline_async(p)
+    assert result.success
+    assert setups == ["slack"] and messages == ["ok ok"]
+
+
+async def test_a_hook_whose_resource_fails_to_set_up_is_recorded_and_the_run_stands() -> None:
+    from asyncdag import resource
+
+    @resource
+    def broken() -> None:
+        raise ConnectionError("no slack today")
+
+    @success_hook(required_resources={"broken"})
+    def notify(context: HookContext) -> None:
+        raise AssertionError("must not run without its resource")
+
+    @pipeline(resources={"broken": broken}, hooks={notify})
+    def p():
+        ok()
+
+    result = await execute_pipeline_async(p)
+    assert result.status is RunStatus.SUCCESS
+    [errored] = [e for e in result.events if e.type is EventType.HOOK_ERRORED]
+    assert errored.step_key == "ok" and "no slack today" in errored.data["error"]["message"]

@@ -87,9 +87,7 @@ class GraphNode:
     config_inputs: Mapping[str, tuple[tuple[str, str], ...]] = attrs.field(factory=dict)
     # What the graph returned, by output name ("result" for a single handle; a tuple's
     # items are out_0, out_1...): the solid output (or fan-out, or collected list) it is.
-    outputs: Mapping[str, OutputHandle | DynamicHandle | CollectHandle] = attrs.field(
-        factory=dict
-    )
+    outputs: Mapping[str, OutputHandle | DynamicHandle | CollectHandle] = attrs.field(factory=dict)
 
 
 _current_builder: contextvars.ContextVar[_GraphBuilder | None] = contextvars.ContextVar(

@@ -133,6 +133,7 @@ class DynamicRuntime:
             group = self.by_output[(step.index, name)] = _Group(
                 DynamicGroup(-1, step.index, name, ()), step.key
             )
+            self.by_producer.setdefault(step.index, []).append(group)
         if key in group.items:
             raise OutputError(
                 f"step {step.key!r} yielded mapping_key {key!r} twice on output {name!r} "
@@ -290,6 +291,10 @@ class DynamicRuntime:
             collector.remaining -= 1
             if collector.remaining == 0:
                 host.make_ready(collector)
+
+    def items_of(self, index: int) -> dict[str, dict[str, Any]]:
+        """The items step ``index`` yielded so far, by dynamic output then mapping key."""
+        return {group.spec.output: dict(group.items) for group in self.by_producer.get(index, ())}
 
     def collect(self, source: CollectInput) -> list[Any]:
         """The values a collecting input receives, in mapping-key order."""

@@ -28,7 +28,8 @@ import anyio
 
 from .._definitions import FAILURE as HOOK_FAILURE
 from .._definitions import SUCCESS as HOOK_SUCCESS
-from .._definitions import DynamicOut, OutputError
+from .._definitions import DynamicOut, Output, OutputError
+from .._definitions._outputs import single_output_value
 from .._errors import ResourceInitError, RetryRequested, StepTimeoutError
 from .._events import ErrorInfo, EventType, RunStatus, StepStatus
 from .._plan import ExecutionPlan, Step, consumed_missing, input_values
@@ -438,6 +439,9 @@ class Executor:
                 value = await self._launcher.run_attempt(self._run, state)
             else:
                 value = await self._attempt_with_timeout(state, step.timeout)
+            if value.__class__ is Output and step.outs is None:
+                # ``return Output(v)`` with no outs declared: v is the one output.
+                value = single_output_value(step.key, value)
         except self._cancelled_exc:
             self._on_cancel(state, started)
             raise
@@ -670,4 +674,5 @@ class Executor:
             self.emit,
             lambda hook: self._run.hook_context(state, hook, error),
             limiter=self._run.thread_limiter,
+            ensure=self._resources.ensure if self._resources is not None else None,
         )

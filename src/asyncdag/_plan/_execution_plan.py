@@ -76,7 +76,8 @@ class Step:
         self.upstream = upstream
         self.downstream: list[int] = []
         self.pool: str | None = node.solid.pool
-        self.retry_policy: RetryPolicy | None = node.solid.retry_policy
+        # The call's policy, else the solid's, else the pipeline's (the builder decided).
+        self.retry_policy: RetryPolicy | None = node.retry_policy
         self.timeout: float | None = node.solid.timeout
         # None for the single ``result`` output: the engine's fast path.
         self.outs = node.solid.outs
