@@ -139,6 +139,11 @@ class Executor:
         self.start_time = 0.0
         self.end_time = 0.0
 
+    @property
+    def dynamic(self) -> DynamicRuntime | None:
+        """The run's fan-out bookkeeping (None when the plan neither streams nor maps)."""
+        return self._dyn
+
     # --- the run -------------------------------------------------------------------------------
 
     def cancel(self) -> None:

@@ -42,6 +42,7 @@ class Step:
         "inputs",
         "key",
         "mapping_key",
+        "mapping_path",
         "node",
         "outs",
         "pool",
@@ -63,6 +64,7 @@ class Step:
         hooks: tuple[Any, ...] = (),
         collects: tuple[int, ...] = (),
         mapping_key: str | None = None,
+        mapping_path: tuple[str, ...] = (),
     ) -> None:
         self.index = index
         self.key = key
@@ -86,7 +88,10 @@ class Step:
         self.hooks = hooks
         # Fan-out groups this step collects: it waits for each to settle.
         self.collects = collects
+        # The item this step was made for: its key, and the keys of the items of every
+        # fan-out it is nested in, outermost first (``("a", "x")`` for ``f[a][x]``).
         self.mapping_key = mapping_key
+        self.mapping_path = mapping_path or ((mapping_key,) if mapping_key is not None else ())
 
     def __repr__(self) -> str:
         return f"<Step {self.key!r} #{self.index}>"
