@@ -331,13 +331,20 @@ def test_wiring_errors_for_fan_outs() -> None:
         def direct():
             add_one(numbers())
 
-    with pytest.raises(DefinitionError, match="nested fan-outs"):
+    with pytest.raises(DefinitionError, match="returned the fan-out of 'numbers_2', made once"):
 
         @pipeline
         def nested():
             numbers().map(lambda x: numbers(x).map(add_one))
 
-    with pytest.raises(DefinitionError, match=r"inside \.map"):
+    with pytest.raises(DefinitionError, match=r"called inside the \.map"):
+
+        @pipeline
+        def unrelated():
+            other = sync_numbers()
+            numbers().map(lambda x: other.map(add_one))
+
+    with pytest.raises(DefinitionError, match="cannot be collected here"):
 
         @pipeline
         def collect_inside():
@@ -396,3 +403,132 @@ async def test_branching_example_skips_the_branch_not_taken() -> None:
     result = await execute_pipeline_async(branching.branching, config)
     assert result.output_for_solid("auto_approve") == "approved"
     assert result.step_results["manual_review"].status is StepStatus.SKIPPED
+
+
+@solid(outs={"sites": DynamicOut()})
+async def sites():
+    for site in ("a", "b"):
+        yield DynamicOutput(site, mapping_key=site)
+
+
+@solid
+def count(values: list[str]) -> int:
+    return len(values)
+
+
+@solid
+def total(counts: list[int]) -> int:
+    return sum(counts)
+
+
+async def test_a_fan_out_inside_a_mapped_body_streams_and_collects_per_item() -> None:
+    first_fetched = anyio.Event()
+
+    @solid(outs={"links": DynamicOut()})
+    async def crawl(site: str):
+        yield DynamicOutput(f"{site}/0", mapping_key="l0")
+        if site == "a":
+            await first_fetched.wait()  # only a streaming engine gets past this
+        yield DynamicOutput(f"{site}/1", mapping_key="l1")
+
+    @solid
+    async def fetch(context, link: str) -> str:
+        if link == "a/0":
+            first_fetched.set()
+        return f"{context.get_mapping_key()}:{link}"
+
+    @pipeline
+    def p():
+        total(sites().map(lambda site: count(crawl(site).map(fetch).collect())).collect())
+
+    result = await run(p, max_concurrency=4)
+    assert result.status is RunStatus.SUCCESS
+    assert result.output_for_solid("total") == 4
+    assert result.output_for_solid("fetch[b][l1]") == "l1:b/1"
+    assert result.output_for_solid("fetch") == {
+        "a": {"l0": "l0:a/0", "l1": "l1:a/1"},
+        "b": {"l0": "l0:b/0", "l1": "l1:b/1"},
+    }
+    assert result.output_for_solid("count") == {"a": 2, "b": 2}
+    events = [(e.type, e.step_key, (e.data or {}).get("mapping_key")) for e in result.events]
+    assert events.index((EventType.STEP_SUCCESS, "fetch[a][l0]", None)) < events.index(
+        (EventType.STEP_OUTPUT, "crawl[a]", "l1")
+    )
+
+
+async def test_steps_in_a_nested_fan_out_read_the_outer_item_and_its_steps() -> None:
+    @solid(outs={"links": DynamicOut()})
+    def crawl(site: str):  # a sync generator, drained in a thread
+        for i in range(2):
+            yield DynamicOutput(i, mapping_key=f"l{i}")
+
+    @solid
+    def upper(site: str) -> str:
+        return site.upper()
+
+    @solid
+    def label(site: str, shouted: str, n: int) -> str:
+        return f"{site}{shouted}{n}"
+
+    @solid
+    def join(labels: list[str]) -> str:
+        return ",".join(labels)
+
+    def per_site(site):
+        shouted = upper(site)
+        labels = crawl(site).map(lambda n: label(site, shouted, n))
+        return join(labels.collect())
+
+    @pipeline
+    def p():
+        join.alias("everything")(sites().map(per_site).collect())
+
+    result = await run(p)
+    assert result.output_for_solid("everything") == "aA0,aA1,bB0,bB1"
+    assert result.output_for_solid("label[b][l0]") == "bB0"
+
+
+async def test_a_failure_in_a_nested_fan_out_skips_only_its_items_collector() -> None:
+    @solid(outs={"links": DynamicOut()})
+    async def crawl(site: str):
+        for i in range(2):
+            yield DynamicOutput(f"{site}{i}", mapping_key=f"l{i}")
+
+    @solid
+    def fetch(link: str) -> str:
+        if link == "a1":
+            raise ConnectionError(link)
+        return link
+
+    @pipeline
+    def p():
+        total(sites().map(lambda site: count(crawl(site).map(fetch).collect())).collect())
+
+    result = await run(p)
+    assert result.status is RunStatus.FAILURE
+    assert result.step_results["fetch[a][l1]"].status is StepStatus.FAILURE
+    assert result.step_results["count[a]"].status is StepStatus.SKIPPED
+    assert result.output_for_solid("count[b]") == 2
+    assert result.output_for_solid("fetch") == {"a": {"l0": "a0"}, "b": {"l0": "b0", "l1": "b1"}}
+
+
+def test_nested_fan_outs_are_mapped_and_collected_inside_their_outer_map() -> None:
+    @solid(outs={"links": DynamicOut()})
+    def crawl(site: str):
+        yield DynamicOutput(site, mapping_key="x")
+
+    with pytest.raises(DefinitionError, match="made once per item of 'sites'; map it inside"):
+
+        @pipeline
+        def mapped_outside():
+            links = []
+            sites().map(lambda site: links.append(crawl(site)))
+            links[0].map(count)
+
+    with pytest.raises(DefinitionError, match="cannot be collected here; collect it inside"):
+
+        @pipeline
+        def collected_outside():
+            links = []
+            sites().map(lambda site: links.append(crawl(site)))
+            count(links[0].collect())

@@ -161,20 +161,37 @@ class _GraphBuilder:
             )
 
     def group_of(self, node: str, output: str) -> tuple[str, str] | None:
-        """The fan-out a handle belongs to, or None for an ordinary (static) value."""
+        """The fan-out a handle belongs to, or None for an ordinary (static) value.
+
+        A node's dynamic output is a fan-out of its own, nested in the node's fan-out
+        when the node was itself made inside ``.map()``.
+        """
         target = self.nodes.get(node)
         if target is None:
             return None
-        if target.dynamic is not None:
-            return target.dynamic
         outs = target.solid.outs
         if outs is not None and isinstance(outs.get(output), DynamicOut):
             return (node, output)
-        return None
+        return target.dynamic
+
+    def parent_of(self, group: tuple[str, str]) -> tuple[str, str] | None:
+        """The fan-out whose items ``group`` is made for each of (None: it is made once)."""
+        return self.nodes[group[0]].dynamic if group[0] in self.nodes else None
+
+    def in_scope(self, group: tuple[str, str] | None) -> bool:
+        """Whether a value of fan-out ``group`` is one value here: ``group`` is the fan-out
+        being mapped, or one it is nested in (or None, a value made once)."""
+        current = self.map_group
+        while current is not None:
+            if current == group:
+                return True
+            current = self.parent_of(current)
+        return group is None
 
     def _ref(self, node_name: str, input_name: str, handle: OutputHandle) -> FromOutput:
         group = self.group_of(handle.node, handle.output)
-        if group is not None and group != self.map_group:
+        if not self.in_scope(group):
+            assert group is not None
             if self.map_group is None:
                 raise DefinitionError(
                     f"solid {node_name!r} input {input_name!r} was given the output of "
@@ -201,10 +218,17 @@ class _GraphBuilder:
                 f"{value.node!r}; use .map(fn) to process each item or .collect() to gather them"
             )
         if isinstance(value, CollectHandle):
-            if self.map_group is not None:
+            # A fan-out is collected where it is made once: outside any .map(), or inside the
+            # .map() over the items it is nested in (once per such item).
+            if self.parent_of((value.producer, value.producer_output)) != self.map_group:
+                where = (
+                    "outside the mapped function"
+                    if self.map_group is not None
+                    else "inside the .map() it is made in, once per item"
+                )
                 raise DefinitionError(
-                    f"solid {node_name!r} input {input_name!r}: .collect() cannot be used "
-                    "inside .map(); collect outside the mapped function"
+                    f"solid {node_name!r} input {input_name!r}: the fan-out of "
+                    f"{value.producer!r} cannot be collected here; collect it {where}"
                 )
             return Collect(value.node, value.output, value.producer, value.producer_output)
         if isinstance(value, MultiOutputHandle):
@@ -284,16 +308,11 @@ class _GraphBuilder:
                 inputs[input_name] = source
         for up in after:
             group = self.group_of(up, "")
-            if group is not None and self.nodes[up].dynamic is not None and group != self.map_group:
+            if self.nodes[up].dynamic is not None and not self.in_scope(group):
                 raise DefinitionError(
                     f"solid {node_name!r} cannot wait .after() the mapped solid {up!r} outside "
                     "its .map(); wait for a step that takes its .collect() instead"
                 )
-        if self.map_group is not None and solid_def.has_dynamic_output:
-            raise DefinitionError(
-                f"solid {node_name!r} has a DynamicOut but is called inside .map(); nested "
-                "fan-outs are not supported"
-            )
         parts = node_name.split(".")
         for depth in range(1, len(parts)):
             self._namespaces.add(".".join(parts[:depth]))

@@ -132,10 +132,17 @@ class DynamicHandle:
             )
         group = (self.producer, self.producer_output)
         previous = builder.map_group
-        if previous is not None:
+        parent = builder.parent_of(group)
+        if parent != previous:
+            if parent is not None:
+                raise DefinitionError(
+                    f"the fan-out of {self.producer!r} is made once per item of {parent[0]!r}; "
+                    f"map it inside the .map() over {parent[0]!r}"
+                )
+            inside = previous[0] if previous is not None else "another fan-out"
             raise DefinitionError(
-                f".map() over the items of {self.producer!r} was called inside another .map(); "
-                "nested fan-outs are not supported: map once and call several solids in fn"
+                f".map() over the items of {self.producer!r} was called inside the .map() over "
+                f"{inside!r}; one .map() covers one fan-out: map {self.producer!r} outside it"
             )
         builder.map_group = group
         try:
@@ -163,6 +170,12 @@ class DynamicHandle:
 def _wrap_mapped(result: Any, group: tuple[str, str]) -> Any:
     if result is None:
         return None
+    if isinstance(result, DynamicHandle | CollectHandle):
+        raise DefinitionError(
+            f"the function given to .map() over {group[0]!r} returned the fan-out of "
+            f"{result.producer!r}, made once per item: gather it inside the function "
+            "(pass .collect() to a solid) and return that solid's output"
+        )
     if isinstance(result, OutputHandle):
         return DynamicHandle(result.node, result.output, *group)
     if isinstance(result, MultiOutputHandle):

@@ -98,15 +98,31 @@ class Step:
 
 
 class DynamicGroup:
-    """One fan-out: a producer step's DynamicOut and the nodes mapped over its items."""
+    """One fan-out: a producer's DynamicOut and the nodes mapped over its items.
 
-    __slots__ = ("id", "output", "producer", "templates")
+    A fan-out whose producer is itself mapped (a DynamicOut inside ``.map()``) is
+    nested: made once per item of its ``parent`` group, by the step made from
+    ``producer_node`` for that item, so its ``producer`` is no step of the plan (-1).
+    """
 
-    def __init__(self, id: int, producer: int, output: str, templates: tuple[Node, ...]) -> None:
+    __slots__ = ("id", "output", "parent", "producer", "producer_node", "templates")
+
+    def __init__(
+        self,
+        id: int,
+        producer: int,
+        output: str,
+        templates: tuple[Node, ...],
+        *,
+        parent: int | None = None,
+        producer_node: str = "",
+    ) -> None:
         self.id = id
         self.producer = producer
         self.output = output
         self.templates = templates
+        self.parent = parent
+        self.producer_node = producer_node
 
 
 def _topological_order(
@@ -208,12 +224,17 @@ class ExecutionPlan:
         static: dict[str, Node] = {}
         templates: dict[tuple[str, str], list[Node]] = {}
         waits_on: dict[str, str] = {}
-        for node in pipeline.nodes.values():
+        nodes = pipeline.nodes
+        for node in nodes.values():
             if node.dynamic is None:
                 static[node.name] = node
             else:
                 templates.setdefault(node.dynamic, []).append(node)
-                waits_on[node.name] = node.dynamic[0]
+                # Ordered after the static step whose items it is made for, however nested.
+                root = node.dynamic[0]
+                while nodes[root].dynamic is not None:
+                    root = nodes[root].dynamic[0]  # type: ignore[index]
+                waits_on[node.name] = root
         order = _topological_order(pipeline, static, waits_on)
         index_of = {node.name: i for i, node in enumerate(order)}
         group_ids: dict[tuple[str, str], int] = {}
@@ -222,13 +243,17 @@ class ExecutionPlan:
         def group_id(producer: str, output: str) -> int:
             gid = group_ids.get((producer, output))
             if gid is None:
+                outer = nodes[producer].dynamic
+                parent = None if outer is None else group_id(*outer)
                 gid = group_ids[(producer, output)] = len(groups)
                 groups.append(
                     DynamicGroup(
                         gid,
-                        index_of[producer],
+                        index_of[producer] if outer is None else -1,
                         output,
                         tuple(templates.get((producer, output), ())),
+                        parent=parent,
+                        producer_node=producer,
                     )
                 )
             return gid
@@ -278,7 +303,10 @@ class ExecutionPlan:
             for node in template_nodes:
                 # Mapped steps are made while the run goes on; their unfed inputs are found now.
                 _, unfed = resolve_inputs(
-                    node, from_config=input_values.get(node.name, {}), link=_placeholder
+                    node,
+                    from_config=input_values.get(node.name, {}),
+                    link=_placeholder,
+                    collect=_collect_placeholder,
                 )
                 problems.extend(unfed)
         if problems:
@@ -294,6 +322,10 @@ class ExecutionPlan:
 
 def _placeholder(source: FromOutput) -> ConstantInput:
     return ConstantInput(None)
+
+
+def _collect_placeholder(source: Collect) -> CollectInput:
+    return CollectInput(-1, None, source.output)
 
 
 _plan_cache: weakref.WeakKeyDictionary[PipelineDefinition, ExecutionPlan] = (
