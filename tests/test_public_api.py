@@ -65,6 +65,7 @@ PUBLIC = {
         "StepTimeoutError",
         "UnknownResourceError",
         "__version__",
+        "build_solid_context",
         "configured",
         "execute_pipeline",
         "execute_pipeline_async",

@@ -43,7 +43,13 @@ from ._definitions import (
     solid,
     success_hook,
 )
-from ._engine import HookContext, InitResourceContext, SolidContext, StepLog
+from ._engine import (
+    HookContext,
+    InitResourceContext,
+    SolidContext,
+    StepLog,
+    build_solid_context,
+)
 from ._errors import (
     AsyncdagError,
     ConfigError,
@@ -115,6 +121,7 @@ __all__ = [
     "StepTimeoutError",
     "UnknownResourceError",
     "__version__",
+    "build_solid_context",
     "configured",
     "execute_pipeline",
     "execute_pipeline_async",

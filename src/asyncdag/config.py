@@ -55,6 +55,7 @@ __all__ = [
     "SolidRunConfig",
     "config_json_schema",
     "default_run_config",
+    "definition_config",
     "field_spec",
     "load_run_config",
     "normalize_schema",
@@ -239,6 +240,20 @@ def _definition_config(
             value = _validate_root(spec, value, path, errors, owner=owner)
             _annotate(errors, before, note)
         mapping = mapping.original_mapping
+    return value
+
+
+def definition_config(definition: Any, config: Any = None, *, owner: str) -> Any:
+    """The config a solid or resource receives when given ``config``: validated, defaulted,
+    and mapped through ``configured()`` copies, as a run's config would be.
+
+    For calling a solid directly (``build_solid_context(solid_config=...)``);
+    raises one ConfigError listing every problem.  ``None`` means none given.
+    """
+    errors: list[ConfigErrorItem] = []
+    value = _definition_config(definition, config, "config", errors, owner=owner)
+    if errors:
+        raise ConfigError(errors, subject=f"config of {owner}")
     return value
 
 
@@ -963,8 +978,10 @@ def _read_yaml_source(source: str | os.PathLike[str]) -> tuple[str, str]:
     """
     looks_like_path = "\n" not in source if isinstance(source, str) else True
     if isinstance(source, str) and looks_like_path:
-        looks_like_path = os.path.isfile(source) or os.path.isdir(source) or (
-            source.endswith((".yaml", ".yml", ".json")) and not any(c in source for c in "{[ ")
+        looks_like_path = (
+            os.path.isfile(source)
+            or os.path.isdir(source)
+            or (source.endswith((".yaml", ".yml", ".json")) and not any(c in source for c in "{[ "))
         )
     if looks_like_path:
         name = os.fspath(source)

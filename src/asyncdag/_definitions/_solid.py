@@ -95,7 +95,8 @@ class SolidDefinition:
     """A unit of computation: a function plus how it should be run.
 
     Calling it inside a ``@pipeline`` body adds a node; calling it anywhere
-    else calls the function directly, so solids stay unit-testable.
+    else calls the function directly, so solids stay unit-testable: a solid
+    taking a context is given one from ``build_solid_context(...)``.
     """
 
     fn: Callable[..., Any]
@@ -161,8 +162,31 @@ class SolidDefinition:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         builder = _current_builder.get()
         if builder is None:
+            if self.takes_context:
+                args, kwargs = self._with_bound_context(args, kwargs)
             return self.fn(*args, **kwargs)
         return _PendingInvocation(self)(*args, **kwargs)
+
+    def _with_bound_context(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """A direct call's context, bound to this solid when it came from build_solid_context
+        (its config checked, its resources those declared); anything else is passed as is."""
+        if args:
+            context = args[0]
+        elif "context" in kwargs:
+            context = kwargs["context"]
+        else:
+            raise DefinitionError(
+                f"solid {self.name!r} takes a context: call it as "
+                f"{self.name}(build_solid_context(...), ...) outside a pipeline"
+            )
+        bind = getattr(context, "_bind_to_solid", None)
+        if bind is None:
+            return args, kwargs
+        if args:
+            return (bind(self), *args[1:]), kwargs
+        return args, {**kwargs, "context": bind(self)}
 
     def __repr__(self) -> str:
         return f"<SolidDefinition {self.name!r}>"
