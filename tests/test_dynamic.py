@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import anyio
 import pytest
@@ -96,14 +97,28 @@ async def test_empty_fan_out_collects_an_empty_list() -> None:
     assert result.output_for_solid("gather") == []
 
 
-async def test_mapped_step_finishes_before_the_async_generator_yields_its_last_item() -> None:
-    first_done = anyio.Event()
+def gated_producer(first_done: anyio.Event) -> Any:
+    """A producer that yields item ``last`` only once ``first_done`` is set by a mapped step."""
 
     @solid(outs={"items": DynamicOut()})
     async def producer():
         yield DynamicOutput(1, mapping_key="first")
         await first_done.wait()  # only a streaming engine gets past this
         yield DynamicOutput(2, mapping_key="last")
+
+    return producer
+
+
+def finished_before_the_last_yield(result: Any, step_key: str) -> bool:
+    events = [(e.type, e.step_key, (e.data or {}).get("mapping_key")) for e in result.events]
+    return events.index((EventType.STEP_SUCCESS, step_key, None)) < events.index(
+        (EventType.STEP_OUTPUT, "producer", "last")
+    )
+
+
+async def test_mapped_step_finishes_before_the_async_generator_yields_its_last_item() -> None:
+    first_done = anyio.Event()
+    producer = gated_producer(first_done)
 
     @solid
     async def consume(x: int) -> int:
@@ -117,10 +132,7 @@ async def test_mapped_step_finishes_before_the_async_generator_yields_its_last_i
 
     result = await run(p, max_concurrency=2)
     assert result.output_for_solid("gather") == [1, 2]
-    events = [(e.type, e.step_key, (e.data or {}).get("mapping_key")) for e in result.events]
-    first_success = events.index((EventType.STEP_SUCCESS, "consume[first]", None))
-    last_yield = events.index((EventType.STEP_OUTPUT, "producer", "last"))
-    assert first_success < last_yield
+    assert finished_before_the_last_yield(result, "consume[first]")
 
 
 async def test_mapped_step_finishes_before_the_sync_generator_yields_its_last_item() -> None:
@@ -158,12 +170,7 @@ async def test_mapped_step_finishes_before_the_sync_generator_yields_its_last_it
 @pytest.mark.parametrize("shape", ["tuple", "dict"])
 async def test_a_map_body_returning_several_outputs_streams_each(shape: str) -> None:
     first_done = anyio.Event()
-
-    @solid(outs={"items": DynamicOut()})
-    async def producer():
-        yield DynamicOutput(1, mapping_key="first")
-        await first_done.wait()  # only a streaming engine gets past this
-        yield DynamicOutput(2, mapping_key="last")
+    producer = gated_producer(first_done)
 
     @solid
     async def negate(x: int) -> int:
@@ -185,10 +192,7 @@ async def test_a_map_body_returning_several_outputs_streams_each(shape: str) -> 
     result = await run(p, max_concurrency=3)
     assert result.output_for_solid("gather") == [1, 4]
     assert result.output_for_solid("negatives") == [-1, -2]
-    events = [(e.type, e.step_key, (e.data or {}).get("mapping_key")) for e in result.events]
-    assert events.index((EventType.STEP_SUCCESS, "negate[first]", None)) < events.index(
-        (EventType.STEP_OUTPUT, "producer", "last")
-    )
+    assert finished_before_the_last_yield(result, "negate[first]")
 
 
 async def test_mapped_steps_stay_within_the_run_bound() -> None:
