@@ -62,7 +62,7 @@ def render(suite: Suite) -> None:
             per_step = (
                 f"{row['raw_us_per_step']:.1f} → {row['asyncdag_us_per_step']:.1f}"
                 if "asyncdag_us_per_step" in row
-                else (f"+{row['extra_us_per_step']:.1f}" if "extra_us_per_step" in row else "")
+                else (f"{row['extra_us_per_step']:+.1f}" if "extra_us_per_step" in row else "")
             )
             ideal = (
                 f"raw {row['raw_over_ideal']:.2f}x / dag {row.get('asyncdag_over_ideal', 0):.2f}x"

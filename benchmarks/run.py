@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -45,7 +46,21 @@ from peers import run_peers
 
 use_working_tree()
 
-ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "TRACE", "IMPORT", "STORAGE", "PEERS")
+ALL = (
+    "W1",
+    "W2",
+    "W3",
+    "W4",
+    "W5",
+    "W6",
+    "W7",
+    "W8",
+    "TRACE",
+    "IMPORT",
+    "STORAGE",
+    "POSTGRES",
+    "PEERS",
+)
 BACKENDS = ("asyncio", "trio")
 
 
@@ -255,58 +270,87 @@ def run_storage(suite: Suite) -> None:
     except ImportError as exc:
         suite.notes.append(f"STORAGE skipped: SqliteStorage not importable ({exc})")
         return
+    with tempfile.TemporaryDirectory(prefix="asyncdag-bench-") as tmp:
+        storage = SqliteStorage(Path(tmp) / "runs.db")
+        with storage if hasattr(storage, "__enter__") else contextlib.nullcontext(storage):
+            _compare_storage(suite, "STORAGE", {"sqlite": storage}, [("sqlite", "no storage")])
+
+
+def run_postgres(suite: Suite) -> None:
+    """W3 with run history in PostgreSQL, against SQLite and against no storage, alternated."""
+    try:
+        from asyncdag.storage import PostgresStorage, SqliteStorage
+    except ImportError as exc:
+        suite.notes.append(f"POSTGRES skipped: PostgresStorage not importable ({exc})")
+        return
+    from postgres_server import NoServerError, bench_database
+
+    try:
+        with (
+            bench_database() as url,
+            tempfile.TemporaryDirectory(prefix="asyncdag-bench-") as tmp,
+            SqliteStorage(Path(tmp) / "runs.db") as sqlite,
+            PostgresStorage(url) as postgres,
+        ):
+            _compare_storage(
+                suite,
+                "POSTGRES",
+                {"sqlite": sqlite, "postgres": postgres},
+                [("postgres", "no storage"), ("postgres", "sqlite")],
+            )
+    except NoServerError as exc:
+        suite.notes.append(f"POSTGRES skipped: {exc}")
+
+
+def _compare_storage(
+    suite: Suite, workload: str, stores: dict[str, Any], rows: list[tuple[str, str]]
+) -> None:
+    """W3 under each store and under none, alternated; one row per (measured, baseline) pair."""
     n = suite.profile.storage
     runner, build_s = workloads.dag_runner(
         lambda: workloads.build_wide_pipeline(n), "total", max_concurrency=50
     )
     p = suite.profile
-    with tempfile.TemporaryDirectory(prefix="asyncdag-bench-") as tmp:
-        storage = SqliteStorage(Path(tmp) / "runs.db")
-        with storage if hasattr(storage, "__enter__") else contextlib.nullcontext(storage):
-
-            async def none() -> Any:
-                return await runner()
-
-            async def sqlite() -> Any:
-                return await runner(storage=storage)
-
-            for backend in suite.backends:
-                with suite.guard(f"STORAGE[{backend}]"):
-                    try:
-                        samples = anyio.run(
-                            lambda: alternate(
-                                {"no storage": none, "sqlite": sqlite},
-                                expected=n,
-                                repeats=p.repeats,
-                                warmup=p.warmup,
-                                budget_s=p.budget_s,
-                                min_repeats=min(3, p.repeats),
-                            ),
-                            backend=backend,
-                        )
-                    except TypeError as exc:
-                        if "storage" not in str(exc):
-                            raise
-                        suite.notes.append(f"STORAGE skipped: execute_pipeline_async: {exc}")
-                        return
-                    base = median(samples["no storage"])
-                    with_db = median(samples["sqlite"])
-                    suite.rows.append(
-                        {
-                            "workload": "STORAGE",
-                            "backend": backend,
-                            "size": n,
-                            "steps": n + 1,
-                            "repeats": len(samples["sqlite"]),
-                            "raw_baseline": "asyncdag, no storage",
-                            "raw_s": base,
-                            "asyncdag_s": with_db,
-                            "ratio": with_db / base,
-                            "extra_us_per_step": (with_db - base) / (n + 1) * 1e6,
-                            "samples_s": samples,
-                            "build_s": build_s,
-                        }
-                    )
+    programs: dict[str, Callable[[], Any]] = {"no storage": runner}
+    for name, store in stores.items():
+        programs[name] = functools.partial(runner, storage=store)
+    for backend in suite.backends:
+        with suite.guard(f"{workload}[{backend}]"):
+            try:
+                samples = anyio.run(
+                    lambda: alternate(
+                        programs,
+                        expected=n,
+                        repeats=p.repeats,
+                        warmup=p.warmup,
+                        budget_s=p.budget_s,
+                        min_repeats=min(3, p.repeats),
+                    ),
+                    backend=backend,
+                )
+            except TypeError as exc:
+                if "storage" not in str(exc):
+                    raise
+                suite.notes.append(f"{workload} skipped: execute_pipeline_async: {exc}")
+                return
+            for measured, baseline in rows:
+                base, value = median(samples[baseline]), median(samples[measured])
+                suite.rows.append(
+                    {
+                        "workload": workload,
+                        "backend": backend,
+                        "size": n,
+                        "steps": n + 1,
+                        "repeats": len(samples[measured]),
+                        "raw_baseline": f"asyncdag, {baseline}",
+                        "raw_s": base,
+                        "asyncdag_s": value,
+                        "ratio": value / base,
+                        "extra_us_per_step": (value - base) / (n + 1) * 1e6,
+                        "samples_s": {k: samples[k] for k in (baseline, measured)},
+                        "build_s": build_s,
+                    }
+                )
 
 
 def run_http(suite: Suite) -> None:
@@ -542,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         "TRACE": lambda: run_tracing(suite),
         "IMPORT": lambda: run_imports(suite),
         "STORAGE": lambda: run_storage(suite),
+        "POSTGRES": lambda: run_postgres(suite),
         "PEERS": lambda: run_peers(suite, alone=selected == ["PEERS"]),
     }
     started = time.perf_counter()

@@ -98,6 +98,7 @@ PUBLIC = {
         "InstigatorStatus",
         "InstigatorType",
         "Lease",
+        "PostgresStorage",
         "RunNotFoundError",
         "RunRecord",
         "RunRecorder",
@@ -105,8 +106,10 @@ PUBLIC = {
         "SqliteStorage",
         "StorageError",
         "TickRecord",
+        "STORAGE_URL_ENV",
         "TickStatus",
         "default_storage_path",
+        "open_storage",
     },
     "asyncdag.telemetry": {
         "DEFAULT_SERVICE_NAME",
