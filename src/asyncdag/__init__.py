@@ -27,6 +27,7 @@ from ._errors import (
     ResourceInitError,
     RetryRequested,
     StepTimeoutError,
+    UnknownResourceError,
 )
 from ._version import __version__
 from .automation._context import ScheduleEvaluationContext, SensorEvaluationContext
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
         ResourceDefinition,
         RetryPolicy,
         SolidDefinition,
+        configured,
         failure_hook,
         graph,
         pipeline,
@@ -73,7 +75,13 @@ if TYPE_CHECKING:
         solid,
         success_hook,
     )
-    from ._engine import HookContext, InitResourceContext, SolidContext, StepLog
+    from ._engine import (
+        HookContext,
+        InitResourceContext,
+        SolidContext,
+        StepLog,
+        build_solid_context,
+    )
     from ._events import ErrorInfo, Event, EventType, RunStatus, StepStatus
 
 __all__ = [
@@ -121,7 +129,10 @@ __all__ = [
     "StepResult",
     "StepStatus",
     "StepTimeoutError",
+    "UnknownResourceError",
     "__version__",
+    "build_solid_context",
+    "configured",
     "execute_pipeline",
     "execute_pipeline_async",
     "failure_hook",

@@ -20,6 +20,7 @@ __all__ = [
     "ResourceInitError",
     "RetryRequested",
     "StepTimeoutError",
+    "UnknownResourceError",
 ]
 
 
@@ -42,6 +43,14 @@ def _rebuild(cls: type[AsyncdagError], args: tuple[Any, ...], state: dict[str, A
 
 class DefinitionError(AsyncdagError):
     """A solid, pipeline or resource is defined or wired wrongly; nothing has run."""
+
+
+class UnknownResourceError(DefinitionError, AttributeError):
+    """A step reached for a resource it did not declare, or one not set up.
+
+    An AttributeError too, so ``hasattr(context.resources, "db")`` and
+    ``getattr(context.resources, "db", None)`` work as they do on any object.
+    """
 
 
 class EventLoopError(AsyncdagError, RuntimeError):

@@ -21,7 +21,7 @@ from .._events import Event, RunStatus, StepStatus
 from .._plan import ExecutionPlan
 from ._console import console_listener, install_default_handler
 from ._options import RunOptions
-from ._result import LazyMapping, PipelineRunResult, StepResult
+from ._result import LazyMapping, PipelineRunResult, StepResult, mapped_outputs
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -208,6 +208,12 @@ class RunHandle:
                 outputs[state.step.key] = state.outputs
             if state.exception is not None and state.status is not StepStatus.SUCCESS:
                 exceptions[state.step.key] = state.exception
+        dynamic = executor.dynamic
+        if dynamic is not None:  # a producer's dynamic outputs: its items by mapping key
+            for index in dynamic.by_producer:
+                key = states[index].step.key
+                if key in outputs:
+                    outputs[key] = {**outputs[key], **dynamic.items_of(index)}
 
         def step_results() -> dict[str, StepResult]:
             return {
@@ -235,6 +241,8 @@ class RunHandle:
             trace_id=self.trace_id,
             outputs=outputs,
             exceptions=exceptions,
+            mapped=LazyMapping(lambda: mapped_outputs(self.pipeline, states)),
+            graphs=self.pipeline.graphs,
         )
         self._bus.close()
         self._finished.set()

@@ -28,7 +28,8 @@ import anyio
 
 from .._definitions import FAILURE as HOOK_FAILURE
 from .._definitions import SUCCESS as HOOK_SUCCESS
-from .._definitions import DynamicOut, OutputError
+from .._definitions import DynamicOut, Output, OutputError
+from .._definitions._outputs import single_output_value
 from .._errors import ResourceInitError, RetryRequested, StepTimeoutError
 from .._events import ErrorInfo, EventType, RunStatus, StepStatus
 from .._plan import ExecutionPlan, Step, consumed_missing, input_values
@@ -137,6 +138,11 @@ class Executor:
         self._collect = self._dyn.collect if self._dyn is not None else None
         self.start_time = 0.0
         self.end_time = 0.0
+
+    @property
+    def dynamic(self) -> DynamicRuntime | None:
+        """The run's fan-out bookkeeping (None when the plan neither streams nor maps)."""
+        return self._dyn
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -438,6 +444,9 @@ class Executor:
                 value = await self._launcher.run_attempt(self._run, state)
             else:
                 value = await self._attempt_with_timeout(state, step.timeout)
+            if value.__class__ is Output and step.outs is None:
+                # ``return Output(v)`` with no outs declared: v is the one output.
+                value = single_output_value(step.key, value)
         except self._cancelled_exc:
             self._on_cancel(state, started)
             raise
@@ -522,7 +531,11 @@ class Executor:
                 delay = exc.seconds_to_wait
         else:
             policy = step.retry_policy
-            if policy is not None and retries_done < policy.max_retries and policy.should_retry(exc):
+            if (
+                policy is not None
+                and retries_done < policy.max_retries
+                and policy.should_retry(exc)
+            ):
                 delay = policy.delay_for(retries_done + 1)
         if delay is None:
             return exc, None
@@ -670,4 +683,5 @@ class Executor:
             self.emit,
             lambda hook: self._run.hook_context(state, hook, error),
             limiter=self._run.thread_limiter,
+            ensure=self._resources.ensure if self._resources is not None else None,
         )

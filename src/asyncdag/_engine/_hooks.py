@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._events import ErrorInfo, EventType
@@ -29,8 +29,13 @@ async def run_hooks(
     make_context: Callable[[HookDefinition], HookContext],
     *,
     limiter: Any = None,
+    ensure: Callable[[frozenset[str]], Awaitable[None]] | None = None,
 ) -> None:
-    """Run the hooks of ``kind`` one after another; record each outcome as an event."""
+    """Run the hooks of ``kind`` one after another; record each outcome as an event.
+
+    ``ensure`` sets up the resources a hook declared before it runs; one that
+    cannot be set up is that hook's error (HOOK_ERRORED), like anything it raises.
+    """
     import anyio.to_thread
 
     cancelled = anyio.get_cancelled_exc_class()
@@ -41,6 +46,8 @@ async def run_hooks(
         key = context.step_key
         attempt = context.retry_number + 1
         try:
+            if hook.required_resources and ensure is not None:
+                await ensure(hook.required_resources)
             if hook.is_async:
                 await hook.fn(context)
             else:
