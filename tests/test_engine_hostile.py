@@ -8,7 +8,8 @@ assertions are about states, events and their order.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -19,6 +20,7 @@ from asyncdag import (
     EventType,
     RunStatus,
     StepStatus,
+    StepTimeoutError,
     execute_pipeline,
     execute_pipeline_async,
     failure_hook,
@@ -159,3 +161,123 @@ async def test_fail_fast_still_stops_the_run_on_a_base_exception() -> None:
         result = await execute_pipeline_async(p, fail_fast=True, raise_on_error=False)
     assert result.status is RunStatus.FAILURE
     assert result.step_result("bad").status is StepStatus.FAILURE
+
+
+# --- a sync solid that never returns ---------------------------------------------------------
+
+
+@pytest.fixture
+def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run waits this long for an abandoned thread before it ends without it."""
+    from asyncdag._engine import _executor
+
+    monkeypatch.setattr(_executor, "OUTLIVED_GRACE", 0.05)
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """Lets a stuck solid return; set only when the test is over."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def stuck_solid(release: threading.Event, returned: list[bool], **options: Any) -> Any:
+    @solid(**options)
+    def stuck() -> str:
+        try:
+            release.wait()
+            return "too late"
+        finally:
+            returned.append(True)
+
+    return stuck
+
+
+async def test_a_timeout_ends_a_stuck_sync_solid_and_says_its_thread_was_abandoned(
+    short_grace: None, release: threading.Event
+) -> None:
+    returned: list[bool] = []
+    stuck = stuck_solid(release, returned, timeout=0.05)
+
+    @solid
+    async def independent() -> str:
+        return "fine"
+
+    @pipeline
+    def p() -> None:
+        stuck()
+        independent()
+
+    with anyio.fail_after(HANG_GUARD):
+        result = await execute_pipeline_async(p, raise_on_error=False, max_concurrency=1)
+    # The run ended while the solid was still blocked in its thread.
+    assert returned == []
+    step = result.step_result("stuck")
+    assert step.status is StepStatus.FAILURE
+    assert isinstance(result.exception_for_step("stuck"), StepTimeoutError)
+    # Its thread held no slot once abandoned: the other step still ran (bound 1).
+    assert result.step_result("independent").status is StepStatus.SUCCESS
+    (failure,) = [e for e in result.events if e.type is EventType.STEP_FAILURE]
+    assert failure.data is not None and failure.data["thread_abandoned"] is True
+    assert failure.data["timeout"] is True
+    (still,) = [
+        e for e in result.events if e.type is EventType.LOG and e.step_key == "stuck"
+    ]
+    assert still.data is not None and still.data["thread_abandoned"] is True
+    assert still.seq > failure.seq
+    assert result.events[-1].type is EventType.RUN_FAILURE
+
+
+async def test_cancel_ends_a_run_whose_sync_solid_never_returns(
+    short_grace: None, release: threading.Event
+) -> None:
+    returned: list[bool] = []
+    started = anyio.Event()
+
+    @solid
+    def stuck() -> None:
+        anyio.from_thread.run_sync(started.set)
+        try:
+            release.wait()
+        finally:
+            returned.append(True)
+
+    @pipeline
+    def p() -> None:
+        stuck()
+
+    with anyio.fail_after(HANG_GUARD):
+        async with open_run(p) as run:
+            await started.wait()
+            run.cancel()
+        result = await run.result()
+    assert returned == []
+    assert result.status is RunStatus.CANCELED
+    assert result.step_result("stuck").status is StepStatus.CANCELED
+    (canceled,) = [e for e in result.events if e.type is EventType.STEP_CANCELED]
+    assert canceled.data is not None and canceled.data["thread_abandoned"] is True
+    assert result.events[-1].type is EventType.RUN_CANCELED
+
+
+async def test_a_retried_timeout_says_which_attempt_left_its_thread(
+    short_grace: None, release: threading.Event
+) -> None:
+    from asyncdag import RetryPolicy
+
+    returned: list[bool] = []
+    stuck = stuck_solid(release, returned, timeout=0.05, retry_policy=RetryPolicy(max_retries=1))
+
+    @pipeline
+    def p() -> None:
+        stuck()
+
+    with anyio.fail_after(HANG_GUARD):
+        result = await execute_pipeline_async(p, raise_on_error=False)
+    retry, failure = [
+        e for e in result.events if e.type in {EventType.STEP_UP_FOR_RETRY, EventType.STEP_FAILURE}
+    ]
+    assert retry.data is not None and retry.data["thread_abandoned"] is True
+    assert retry.attempt == 1
+    assert failure.data is not None and failure.data["thread_abandoned"] is True
+    assert failure.attempt == 2
