@@ -281,3 +281,51 @@ async def test_a_retried_timeout_says_which_attempt_left_its_thread(
     assert retry.attempt == 1
     assert failure.data is not None and failure.data["thread_abandoned"] is True
     assert failure.attempt == 2
+
+
+# --- context.log -------------------------------------------------------------------------------
+
+
+async def test_a_log_call_that_cannot_be_formatted_is_reported_and_the_step_goes_on() -> None:
+    @solid
+    def chatty(context: Any) -> str:
+        context.log.info("%s %s", 1)
+        context.log.info("after %s", "it")
+        return "done"
+
+    @pipeline
+    def p() -> None:
+        chatty()
+
+    result = await execute_pipeline_async(p)
+    assert result.output_for_solid("chatty") == "done"
+    broken, after = [e for e in result.events if e.type is EventType.LOG]
+    assert "%s %s" in broken.message and "(1,)" in broken.message
+    assert "TypeError" in broken.message
+    assert broken.data is not None
+    assert broken.data["log_error"]["msg"] == "'%s %s'"
+    assert broken.data["log_error"]["args"] == ["1"]
+    assert after.message == "after it"
+
+
+async def test_a_message_whose_str_raises_is_reported_too() -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise ValueError("no str for you")
+
+        def __repr__(self) -> str:
+            raise ValueError("no repr either")
+
+    @solid
+    async def chatty(context: Any) -> str:
+        context.log.warning(Unprintable())
+        return "done"
+
+    @pipeline
+    def p() -> None:
+        chatty()
+
+    result = await execute_pipeline_async(p)
+    assert result.output_for_solid("chatty") == "done"
+    (log,) = [e for e in result.events if e.type is EventType.LOG]
+    assert "ValueError" in log.message
