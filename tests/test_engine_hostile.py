@@ -17,6 +17,7 @@ import anyio.from_thread
 import pytest
 
 from asyncdag import (
+    Event,
     EventType,
     RunStatus,
     StepStatus,
@@ -329,3 +330,71 @@ async def test_a_message_whose_str_raises_is_reported_too() -> None:
     assert result.output_for_solid("chatty") == "done"
     (log,) = [e for e in result.events if e.type is EventType.LOG]
     assert "ValueError" in log.message
+
+
+# --- listeners ---------------------------------------------------------------------------------
+
+
+def failing_listener(exc: BaseException) -> Callable[[Event], None]:
+    def listener(event: Event) -> None:
+        raise exc
+
+    return listener
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        BrokenPipeError(32, "Broken pipe"),
+        RuntimeError("a listener bug"),
+        KeyboardInterrupt(),
+        SystemExit(1),
+        BaseException("bare"),
+    ],
+    ids=lambda exc: type(exc).__name__,
+)
+async def test_a_listener_that_raises_never_changes_the_runs_outcome(exc: BaseException) -> None:
+    seen: list[EventType] = []
+
+    @solid
+    async def one() -> int:
+        return 1
+
+    @solid
+    def two(x: int) -> int:
+        return x + 1
+
+    @pipeline
+    def p() -> None:
+        two(one())
+
+    with anyio.fail_after(HANG_GUARD):
+        result = await execute_pipeline_async(
+            p, listeners=[failing_listener(exc), lambda event: seen.append(event.type)]
+        )
+    assert result.status is RunStatus.SUCCESS
+    assert result.output_for_solid("two") == 2
+    # Listeners after the broken one still got every event.
+    assert seen == [e.type for e in result.events]
+
+
+async def test_a_listener_failing_on_every_event_is_logged_once_then_summed_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @solid
+    async def one() -> int:
+        return 1
+
+    @pipeline
+    def p() -> None:
+        one()
+
+    with caplog.at_level("ERROR", logger="asyncdag.events"):
+        result = await execute_pipeline_async(
+            p, listeners=[failing_listener(BrokenPipeError(32, "Broken pipe"))]
+        )
+    records = [r for r in caplog.records if r.name == "asyncdag.events"]
+    assert len(records) == 2
+    first, summary = records
+    assert first.exc_info is not None and first.exc_info[0] is BrokenPipeError
+    assert f"raised on {len(result.events)} events" in summary.getMessage()
