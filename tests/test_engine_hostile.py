@@ -398,3 +398,40 @@ async def test_a_listener_failing_on_every_event_is_logged_once_then_summed_up(
     first, summary = records
     assert first.exc_info is not None and first.exc_info[0] is BrokenPipeError
     assert f"raised on {len(result.events)} events" in summary.getMessage()
+
+
+async def test_the_web_ui_keeps_serving_after_a_launched_solid_calls_sys_exit() -> None:
+    import json
+
+    import httpx
+
+    from asyncdag.storage import InMemoryStorage
+    from asyncdag.ui import create_app
+    from ui_server import lifespan, sse_messages
+
+    @solid
+    def quits() -> None:
+        sys.exit(3)
+
+    @pipeline
+    def exits() -> None:
+        quits()
+
+    app = create_app([exits], storage=InMemoryStorage())
+    headers = {"Content-Type": "application/json"}
+    with anyio.fail_after(HANG_GUARD):
+        async with (
+            lifespan(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+        ):
+            for _ in range(2):  # the second launch proves the first left the server whole
+                response = await client.post(
+                    "/api/runs", json={"pipeline": "exits"}, headers=headers
+                )
+                assert response.status_code == 201, response.text
+                run_id = response.json()["run_id"]
+                messages = await sse_messages(app, f"/api/runs/{run_id}/events/stream")
+                kind, _, end = messages[-1]
+                assert kind == "end"
+                assert json.loads(end)["run"]["status"] == "FAILURE"
+            assert (await client.get("/api/pipelines")).status_code == 200
