@@ -23,7 +23,8 @@ _PLAN = _CONFIG | {"_plan"}
 _ENGINE = _PLAN | {"_engine"}
 _STORAGE = _BASE | {"_events", "storage"}
 _API = _ENGINE | _STORAGE | {"_api"}
-_BELOW_SHELLS = _API | {"telemetry", "bench", "_workspace", "__init__"}
+_AUTOMATION = _API | {"automation"}
+_BELOW_SHELLS = _AUTOMATION | {"telemetry", "bench", "_workspace", "__init__"}
 
 #: layer -> the layers its modules may import (itself included).
 ALLOWED: dict[str, set[str]] = {
@@ -39,10 +40,11 @@ ALLOWED: dict[str, set[str]] = {
     "storage": _STORAGE,
     "_engine": _ENGINE,
     "_api": _API,
+    "automation": _AUTOMATION,
     "telemetry": _BASE | {"telemetry"},
     "bench": _BASE | {"_events", "_plan", "bench"},
-    "_workspace": _API | {"_workspace", "telemetry", "bench"},
-    "__init__": _API | {"__init__"},
+    "_workspace": _AUTOMATION | {"_workspace", "telemetry", "bench"},
+    "__init__": _AUTOMATION | {"__init__"},
     "cli": _BELOW_SHELLS | {"cli"},
     "ui": _BELOW_SHELLS | {"ui"},
 }
@@ -54,6 +56,7 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "_plan": {"anyio", "trio", "opentelemetry"},
     "_engine": {"asyncio", "trio", "opentelemetry.sdk", "sqlite3"},
     "_api": {"asyncio", "trio", "opentelemetry.sdk"},
+    "automation": {"asyncio", "trio", "opentelemetry.sdk", "starlette", "uvicorn"},
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ui_server import BROWSER_TEST, TEST_PIPELINES, load_hello_world, serve_in_thread, shot
+from ui_server import BROWSER_TEST, ROOT, TEST_PIPELINES, load_hello_world, serve_in_thread, shot
 
 pytestmark = BROWSER_TEST
 
@@ -185,3 +185,61 @@ def test_a_run_with_50000_events_keeps_the_log_small(server: str, page: Any) -> 
     expect(count).to_have_text(re.compile(r"^1 of 5000\d events$"))
     expect(page.locator("[data-testid=event-log]")).to_contain_text("message 49999")
     shot(page, "10-run-50000-events")
+
+
+@pytest.fixture(scope="module")
+def automation_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from asyncdag._workspace import load_workspace
+    from asyncdag.storage import SqliteStorage
+    from asyncdag.ui import create_app
+
+    workspace = load_workspace(files=[ROOT / "tests" / "pipelines" / "scheduled.py"])
+    path = tmp_path_factory.mktemp("ui-automation") / "runs.db"
+    with SqliteStorage(path) as storage:
+        app = create_app(
+            workspace.pipelines,
+            storage=storage,
+            schedules=workspace.schedules.values(),
+            sensors=workspace.sensors.values(),
+        )
+        with serve_in_thread(app) as url:
+            yield url
+
+
+def test_toggle_a_schedule_on_the_automation_page_and_see_its_next_ticks(
+    automation_server: str, page: Any
+) -> None:
+    page.goto(f"{automation_server}/")
+    page.click("[data-testid=nav-automation]")
+    row = page.locator("tr[data-instigator=monday_morning]")
+    expect(row).to_contain_text("0 9 * * 1")
+    expect(row).to_contain_text("Europe/Berlin")
+    expect(row).to_contain_text("off")
+    toggle = page.locator("[data-testid=toggle-monday_morning]")
+    expect(toggle).not_to_be_checked()
+    toggle.check()
+    ticks = page.locator("[data-testid=next-ticks-monday_morning] li")
+    expect(ticks).to_have_count(3)
+    for text in ticks.all_text_contents():
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d 09:00:00\+0[12]:00", text), text  # Berlin, 09:00
+    expect(toggle).to_be_checked()
+    shot(page, "11-automation-schedule-on")
+
+    page.reload()  # the state is stored, not only shown
+    expect(page.locator("[data-testid=toggle-monday_morning]")).to_be_checked()
+    expect(page.locator("[data-testid=next-ticks-monday_morning] li")).to_have_count(3)
+
+    row.click()
+    expect(page.locator("[data-testid=tick-history]")).to_contain_text("Ticks of monday_morning")
+    expect(page.locator("[data-testid=tick-history]")).to_contain_text("No tick yet.")
+
+    page.locator("[data-testid=toggle-monday_morning]").uncheck()
+    expect(page.locator("[data-testid=next-ticks-monday_morning]")).to_have_count(0)
+    expect(page.locator("tr[data-instigator=monday_morning]")).to_contain_text("off")
+
+
+def test_a_pipelines_page_shows_its_schedules(automation_server: str, page: Any) -> None:
+    page.goto(f"{automation_server}/#/pipelines/weekly_report")
+    listed = page.locator("[data-testid=pipeline-schedules]")
+    expect(listed.locator("[data-instigator=monday_morning]")).to_contain_text("0 9 * * 1")
+    expect(listed.locator("[data-instigator=report_requests]")).to_contain_text("every 3600s")

@@ -11,7 +11,15 @@ from asyncdag._errors import AsyncdagError
 if TYPE_CHECKING:
     from asyncdag._definitions import PipelineDefinition
 
-__all__ = ["UsageError", "add_source_arguments", "loaded_pipelines", "selected_pipeline"]
+    from ._loader import Workspace
+
+__all__ = [
+    "UsageError",
+    "add_source_arguments",
+    "loaded_pipelines",
+    "loaded_workspace",
+    "selected_pipeline",
+]
 
 
 class UsageError(AsyncdagError):
@@ -55,6 +63,15 @@ def loaded_pipelines(args: argparse.Namespace) -> dict[str, PipelineDefinition]:
     if not args.files and not args.modules:
         raise UsageError("say where the pipeline is: -f FILE or -m MODULE")
     return load_pipelines(files=args.files, modules=args.modules)
+
+
+def loaded_workspace(args: argparse.Namespace) -> Workspace:
+    """The pipelines, schedules and sensors ``-f/-m`` point at."""
+    from ._loader import load_workspace
+
+    if not args.files and not args.modules:
+        raise UsageError("say where the definitions are: -f FILE or -m MODULE")
+    return load_workspace(files=args.files, modules=args.modules)
 
 
 def selected_pipeline(args: argparse.Namespace) -> PipelineDefinition:

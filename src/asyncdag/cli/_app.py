@@ -50,6 +50,9 @@ _BUILTIN: tuple[tuple[str | None, str], ...] = (
     ("pipeline", "asyncdag.cli._execute"),
     ("pipeline", "asyncdag.cli._pipelines"),
     ("run", "asyncdag.cli._runs"),
+    ("scheduler", "asyncdag.cli._scheduler"),
+    ("schedule", "asyncdag.cli._schedules"),
+    ("sensor", "asyncdag.cli._sensors"),
 )
 
 # Commands other engineers own: (group, command name) -> (module, help shown meanwhile).
@@ -64,6 +67,9 @@ _SLOTS: dict[tuple[str | None, str], tuple[str, str]] = {
 _GROUPS = {
     "pipeline": "load, inspect and execute pipelines",
     "run": "browse and delete recorded runs",
+    "scheduler": "run schedules and sensors until stopped",
+    "schedule": "list, start, stop and preview schedules",
+    "sensor": "list, start and stop sensors",
 }
 
 

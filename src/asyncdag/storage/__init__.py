@@ -19,21 +19,40 @@ The engine writes through :class:`RunRecorder`, a plain sync callable that only
 appends to a buffer, so a slow disk never blocks a step.
 
 The contract lives in ``_base``, each implementation in a module of its own.
+What schedules and sensors keep (on/off state, cursors, ticks, run keys and
+leases) is part of the same contract, in ``_automation``, with each backend's
+half in a module of its own (``_memory_automation``, ``_sqlite_automation``).
 """
 
+from ._automation import (
+    AutomationStorage,
+    InstigatorState,
+    InstigatorStatus,
+    InstigatorType,
+    Lease,
+    TickRecord,
+    TickStatus,
+)
 from ._base import RunNotFoundError, RunRecord, RunStorage, StorageError, default_storage_path
 from ._memory import InMemoryStorage
 from ._recorder import RunRecorder
 from ._sqlite import SqliteStorage
 
 __all__ = [
+    "AutomationStorage",
     "InMemoryStorage",
+    "InstigatorState",
+    "InstigatorStatus",
+    "InstigatorType",
+    "Lease",
     "RunNotFoundError",
     "RunRecord",
     "RunRecorder",
     "RunStorage",
     "SqliteStorage",
     "StorageError",
+    "TickRecord",
+    "TickStatus",
     "default_storage_path",
 ]
 

@@ -55,6 +55,7 @@ from asyncdag.storage._base import (
     _type_set,
     default_storage_path,
 )
+from asyncdag.storage._sqlite_automation import AUTOMATION_SCHEMA, SqliteAutomation
 
 __all__ = ["SCHEMA_VERSION", "SqliteStorage"]
 
@@ -93,6 +94,7 @@ _MIGRATIONS: list[tuple[str, ...]] = [
         )""",
         "CREATE INDEX events_by_step ON events (run_id, step_key, seq)",
     ),
+    AUTOMATION_SCHEMA,  # v2: schedule and sensor state, ticks, run keys, leases
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -103,7 +105,7 @@ _RUN_COLUMNS = (
 _EVENT_COLUMNS = "run_id, seq, timestamp, type, step_key, level, message, data"
 
 
-class SqliteStorage(RunStorage):
+class SqliteStorage(SqliteAutomation, RunStorage):
     """Run history in a SQLite file that several processes can read and write at once.
 
     Construction touches nothing: the file (and its directory) is opened on

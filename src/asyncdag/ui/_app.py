@@ -28,12 +28,15 @@ from asyncdag._definitions import PipelineDefinition
 from asyncdag._errors import AsyncdagError
 from asyncdag._version import __version__
 
+from ._automation import live_launcher
 from ._endpoints import ENDPOINTS, UIState
 from ._guard import DEFAULT_MAX_BODY_BYTES, GuardPolicy, RequestGuard
 from ._http import JSONBody, openapi_document, routes
 from ._live import LiveRuns
 
 if TYPE_CHECKING:
+    from asyncdag.automation import Clock
+    from asyncdag.automation._definitions import ScheduleDefinition, SensorDefinition
     from asyncdag.storage import RunStorage
 
 __all__ = ["create_app"]
@@ -73,6 +76,10 @@ def create_app(
     allowed_hosts: Iterable[str] | None = None,
     auth_token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    schedules: Iterable[ScheduleDefinition] = (),
+    sensors: Iterable[SensorDefinition] = (),
+    run_schedules: bool = True,
+    clock: Clock | None = None,
 ) -> Starlette:
     """The web UI as an ASGI app: the pipelines' graphs, a config playground, live runs.
 
@@ -105,6 +112,12 @@ def create_app(
                 yield
 
         app = Starlette(routes=[Mount("/dag", app=ui)], lifespan=lifespan)
+
+    ``schedules`` and ``sensors`` are listed on the Automation page, where they
+    can be turned on and off; the lifespan also runs them (with ``clock``,
+    default the system's) unless ``run_schedules=False``, their runs launched
+    like the page's own.  Another process (``asyncdag scheduler run``) may run
+    the same ones on the same storage: each tick still runs once.
     """
     policy = GuardPolicy(
         allowed_hosts=allowed_hosts, auth_token=auth_token, max_body_bytes=max_body_bytes
@@ -113,8 +126,20 @@ def create_app(
         from asyncdag.storage import InMemoryStorage
 
         storage = InMemoryStorage()
+    from asyncdag.automation._status import by_name as automation_by_name
+
+    automation = automation_by_name([*schedules, *sensors])
     by_name = _pipelines_by_name(pipelines)
+    for definition in automation.values():  # a schedule's pipeline is served too
+        by_name.setdefault(definition.pipeline.name, definition.pipeline)
     live = LiveRuns(storage)
+    scheduler = None
+    if run_schedules and automation:
+        from asyncdag.automation import Scheduler
+
+        scheduler = Scheduler(
+            automation.values(), storage=storage, clock=clock, launcher=live_launcher(live)
+        )
     jaeger = jaeger_url if jaeger_url is not None else os.environ.get("ASYNCDAG_JAEGER_URL")
     info = {
         "title": title,
@@ -146,7 +171,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with live.running():
-            yield
+            if scheduler is None:
+                yield
+                return
+            async with scheduler.running():  # stops before the live runs are cancelled
+                yield
 
     app = Starlette(
         routes=[
@@ -159,7 +188,9 @@ def create_app(
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
-    app.state.ui = UIState(pipelines=by_name, live=live, info=info)
+    app.state.ui = UIState(
+        pipelines=by_name, live=live, info=info, automation=automation, scheduler=scheduler
+    )
     app.state.live = live
     app.state.pipelines = by_name
     app.state.storage = storage

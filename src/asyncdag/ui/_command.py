@@ -65,6 +65,11 @@ def register(subparsers: Any) -> None:
         "needed when --host is not a loopback address. The URL printed at startup carries it",
     )
     parser.add_argument(
+        "--no-schedules",
+        action="store_true",
+        help="list the schedules and sensors of -f/-m, but do not run them here",
+    )
+    parser.add_argument(
         "--jaeger-url",
         metavar="URL",
         default=None,
@@ -74,14 +79,17 @@ def register(subparsers: Any) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from asyncdag._workspace import loaded_pipelines
+    from asyncdag._workspace import loaded_workspace
 
     auth_token = _auth_token(args)
-    pipelines = loaded_pipelines(args)
+    workspace = loaded_workspace(args)
+    pipelines = workspace.pipelines
+    automation = workspace.automation
     if args.pipeline is not None:
         from asyncdag._workspace import select_pipeline
 
         pipelines = {args.pipeline: select_pipeline(pipelines, args.pipeline)}
+        automation = [d for d in automation if d.pipeline.name == args.pipeline]
     return serve(
         pipelines,
         host=args.host,
@@ -91,6 +99,8 @@ def _handle(args: argparse.Namespace) -> int:
         grace_period=args.grace_period,
         allowed_hosts=args.allowed_hosts,
         auth_token=auth_token,
+        automation=automation,
+        run_schedules=not args.no_schedules,
     )
 
 
@@ -123,11 +133,14 @@ def serve(
     grace_period: float = 10.0,
     allowed_hosts: Sequence[str] = (),
     auth_token: str | None = None,
+    automation: Any = (),
+    run_schedules: bool = True,
 ) -> int:
     """Serve the UI with uvicorn until a signal stops it, on the SQLite history the CLI shares.
 
     It answers only to the localhost names, the bound address and ``allowed_hosts``,
-    and with ``auth_token`` only to requests that carry it.
+    and with ``auth_token`` only to requests that carry it.  ``automation`` (schedules
+    and sensors) runs in the server unless ``run_schedules`` is false.
 
     Returns the exit code: 130 or 143 once SIGINT or SIGTERM stopped it (see
     :mod:`asyncdag.ui._server`).
@@ -149,15 +162,26 @@ def serve(
             telemetry.configure_from_env()
         except AsyncdagError as exc:  # tracing is optional: a bad OTEL_* setting must not stop it
             print(f"asyncdag ui: tracing not configured: {exc}", file=sys.stderr)
+        from asyncdag.automation._definitions import ScheduleDefinition
+
+        schedules = [d for d in automation if isinstance(d, ScheduleDefinition)]
+        sensors = [d for d in automation if not isinstance(d, ScheduleDefinition)]
         app = create_app(
             pipelines,
             storage=storage,
             jaeger_url=jaeger_url,
             allowed_hosts=hosts_for_bind(host, allowed_hosts),
             auth_token=auth_token,
+            schedules=schedules,
+            sensors=sensors,
+            run_schedules=run_schedules,
         )
         url = page_url(host, port, auth_token)
-        banner = f"asyncdag ui: serving {len(pipelines)} pipeline(s) on {url}"
+        running = ""
+        if automation:
+            verb = "running" if run_schedules else "listing (--no-schedules)"
+            running = f", {verb} {len(schedules)} schedule(s) and {len(sensors)} sensor(s)"
+        banner = f"asyncdag ui: serving {len(pipelines)} pipeline(s){running} on {url}"
         try:
             return run_server(app, sock, grace=grace_period, banner=banner)
         finally:

@@ -27,6 +27,7 @@ from asyncdag._workspace import (
     summarize_steps,
 )
 
+from ._automation import AUTOMATION_ENDPOINTS
 from ._config_check import check_config, scaffold_yaml
 from ._http import (
     ApiError,
@@ -46,11 +47,17 @@ __all__ = ["ENDPOINTS", "UIState"]
 
 @attrs.frozen
 class UIState:
-    """What every handler needs: the loaded pipelines, the live runs, and the server's info."""
+    """What every handler needs: the loaded pipelines, the live runs, and the server's info.
+
+    ``automation`` holds the schedules and sensors by name; ``scheduler`` the one the
+    app's lifespan runs (None with ``run_schedules=False``).
+    """
 
     pipelines: Mapping[str, PipelineDefinition]
     live: LiveRuns
     info: Mapping[str, Any]
+    automation: Mapping[str, Any] = attrs.field(factory=dict)
+    scheduler: Any = None
 
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -435,4 +442,5 @@ ENDPOINTS: list[Endpoint] = [
         (_RUN_ID,),
         responses={201: "launched", 404: "no such run", 409: "pipeline not loaded", 422: "invalid"},
     ),
+    *AUTOMATION_ENDPOINTS,
 ]

@@ -115,8 +115,12 @@ class LiveRuns:
         *,
         tags: Mapping[str, str],
         parent_run_id: str | None = None,
+        run_id: str | None = None,
     ) -> RunHandle:
-        """Start a run in the server's task group; config errors raise here, before anything runs."""
+        """Start a run in the server's task group; config errors raise here, before anything runs.
+
+        ``run_id`` is given by the scheduler (derived from the tick); else a new one is made.
+        """
         tg = self._task_group
         if tg is None:
             raise UINotRunningError(
@@ -124,7 +128,9 @@ class LiveRuns:
                 "when mounting it, enter it from the host app's lifespan: "
                 "`async with ui_app.router.lifespan_context(ui_app): ...`"
             )
-        handle: RunHandle = await tg.start(self._run, pipeline, run_config, tags, parent_run_id)
+        handle: RunHandle = await tg.start(
+            self._run, pipeline, run_config, tags, parent_run_id, run_id
+        )
         return handle
 
     async def _run(
@@ -133,6 +139,7 @@ class LiveRuns:
         run_config: Mapping[str, Any] | None,
         tags: Mapping[str, str],
         parent_run_id: str | None,
+        given_run_id: str | None = None,
         *,
         task_status: anyio.abc.TaskStatus[RunHandle] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -144,6 +151,7 @@ class LiveRuns:
                 tags=tags,
                 storage=self.storage,
                 parent_run_id=parent_run_id,
+                run_id=given_run_id,
             ) as handle:
                 run_id = handle.run_id
                 self._handles[run_id] = handle
