@@ -335,6 +335,21 @@ async def test_a_message_whose_str_raises_is_reported_too() -> None:
 # --- listeners ---------------------------------------------------------------------------------
 
 
+@solid
+async def one() -> int:
+    return 1
+
+
+@solid
+def two(x: int) -> int:
+    return x + 1
+
+
+@pipeline
+def two_steps() -> None:
+    two(one())
+
+
 def failing_listener(exc: BaseException) -> Callable[[Event], None]:
     def listener(event: Event) -> None:
         raise exc
@@ -355,22 +370,9 @@ def failing_listener(exc: BaseException) -> Callable[[Event], None]:
 )
 async def test_a_listener_that_raises_never_changes_the_runs_outcome(exc: BaseException) -> None:
     seen: list[EventType] = []
-
-    @solid
-    async def one() -> int:
-        return 1
-
-    @solid
-    def two(x: int) -> int:
-        return x + 1
-
-    @pipeline
-    def p() -> None:
-        two(one())
-
     with anyio.fail_after(HANG_GUARD):
         result = await execute_pipeline_async(
-            p, listeners=[failing_listener(exc), lambda event: seen.append(event.type)]
+            two_steps, listeners=[failing_listener(exc), lambda event: seen.append(event.type)]
         )
     assert result.status is RunStatus.SUCCESS
     assert result.output_for_solid("two") == 2
@@ -381,17 +383,9 @@ async def test_a_listener_that_raises_never_changes_the_runs_outcome(exc: BaseEx
 async def test_a_listener_failing_on_every_event_is_logged_once_then_summed_up(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    @solid
-    async def one() -> int:
-        return 1
-
-    @pipeline
-    def p() -> None:
-        one()
-
     with caplog.at_level("ERROR", logger="asyncdag.events"):
         result = await execute_pipeline_async(
-            p, listeners=[failing_listener(BrokenPipeError(32, "Broken pipe"))]
+            two_steps, listeners=[failing_listener(BrokenPipeError(32, "Broken pipe"))]
         )
     records = [r for r in caplog.records if r.name == "asyncdag.events"]
     assert len(records) == 2

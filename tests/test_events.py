@@ -22,16 +22,18 @@ from asyncdag import (
 pytestmark = pytest.mark.anyio
 
 
+@solid
+async def one() -> int:
+    return 1
+
+
+@pipeline
+def single() -> None:
+    one()
+
+
 async def test_events_carry_event_type_and_sequence_as_attributes() -> None:
-    @solid
-    async def one() -> int:
-        return 1
-
-    @pipeline
-    def p() -> None:
-        one()
-
-    result = await execute_pipeline_async(p)
+    result = await execute_pipeline_async(single)
     assert [e.sequence for e in result.events] == list(range(len(result.events)))
     for event in result.events:
         assert event.event_type is event.type
@@ -96,15 +98,7 @@ async def test_each_event_of_a_step_names_the_attempt_it_belongs_to() -> None:
 
 
 async def test_the_attempt_survives_a_round_trip_through_a_dict() -> None:
-    @solid
-    async def one() -> int:
-        return 1
-
-    @pipeline
-    def p() -> None:
-        one()
-
-    result = await execute_pipeline_async(p)
+    result = await execute_pipeline_async(single)
     for event in result.events:
         again = Event.from_dict(event.to_dict())
         assert (again.event_type, again.sequence, again.attempt) == (
