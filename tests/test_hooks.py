@@ -89,6 +89,50 @@ async def test_a_hook_that_raises_is_recorded_and_does_not_fail_the_run() -> Non
     assert errored[0].step_key == "ok"
 
 
+def _raise_system_exit() -> None:
+    raise SystemExit(2)
+
+
+def _raise_generator_exit() -> None:
+    raise GeneratorExit
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+@pytest.mark.parametrize(
+    "raiser", [_raise_system_exit, _raise_generator_exit], ids=["SystemExit", "GeneratorExit"]
+)
+async def test_a_hook_raising_a_base_exception_is_recorded_and_the_next_hook_runs(
+    raiser: object, sync: bool
+) -> None:
+    ran: list[str] = []
+
+    if sync:
+
+        @success_hook(name="a_broken")
+        def broken(context: HookContext) -> None:
+            raiser()  # type: ignore[operator]
+
+    else:
+
+        @success_hook(name="a_broken")
+        async def broken(context: HookContext) -> None:  # type: ignore[misc]
+            raiser()  # type: ignore[operator]
+
+    @success_hook(name="b_after")
+    def after(context: HookContext) -> None:
+        ran.append(context.hook_name)
+
+    @pipeline
+    def p():
+        ok.with_hooks([broken, after])()
+
+    result = await execute_pipeline_async(p)
+    assert result.status is RunStatus.SUCCESS
+    (errored,) = [e for e in result.events if e.type is EventType.HOOK_ERRORED]
+    assert errored.data["hook"] == "a_broken"
+    assert ran == ["b_after"]
+
+
 def test_with_hooks_rejects_non_hooks() -> None:
     from asyncdag import DefinitionError
 

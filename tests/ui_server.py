@@ -285,8 +285,10 @@ def watch_console(page: Any) -> list[str]:
     page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
     page.on(
         "console",
-        lambda message: problems.append(f"CSP: {message.text}")
-        if "Content Security Policy" in message.text
-        else None,
+        lambda message: (
+            problems.append(f"CSP: {message.text}")
+            if "Content Security Policy" in message.text
+            else None
+        ),
     )
     return problems

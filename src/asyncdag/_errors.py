@@ -115,7 +115,17 @@ class StepTimeoutError(AsyncdagError, TimeoutError):
 
 
 class PipelineRunCanceled(AsyncdagError):
-    """Raised by ``raise_on_error=True`` when a run ended CANCELED rather than by a step error."""
+    """Raised by ``raise_on_error=True`` when a run ended CANCELED rather than by a step error.
+
+    ``await run.result()`` of ``open_run(..., raise_on_error=True)`` raises it
+    after ``run.cancel()``; ``run_id`` names the run.  (When the *caller* of
+    ``execute_pipeline_async`` is cancelled, the run ends CANCELED and that
+    cancellation propagates instead, as a cancelled call's must.)
+    """
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class RetryRequested(AsyncdagError):

@@ -16,7 +16,7 @@ import anyio
 
 from .._definitions import PipelineDefinition
 from .._engine import EventBus, Executor, Listener, ResourceManager, _tracing
-from .._errors import AsyncdagError, DefinitionError
+from .._errors import AsyncdagError, DefinitionError, PipelineRunCanceled
 from .._events import Event, RunStatus, StepStatus
 from .._plan import ExecutionPlan
 from ._console import console_listener, install_default_handler
@@ -149,9 +149,16 @@ class RunHandle:
             self._executor.cancel()
 
     async def result(self) -> PipelineRunResult:
-        """Wait for the run to end and return its result."""
+        """Wait for the run to end and return its result.
+
+        When the run was opened with ``raise_on_error=True``, a run that did not
+        succeed raises instead: a failed step's own exception (the first in plan
+        order), or :class:`~asyncdag.PipelineRunCanceled` for a cancelled run.
+        """
         await self._finished.wait()
         assert self._result is not None
+        if self.options.raise_on_error:
+            raise_for(self._result)
         return self._result
 
     @property
@@ -248,6 +255,25 @@ class RunHandle:
         self._finished.set()
 
 
+def raise_for(result: PipelineRunResult) -> None:
+    """Raise what ``raise_on_error=True`` promises for a run that did not succeed."""
+    if result.status is RunStatus.CANCELED:
+        raise PipelineRunCanceled(
+            f"run {result.run_id} of {result.pipeline_name!r} was canceled; "
+            "pass raise_on_error=False to get its result instead",
+            run_id=result.run_id,
+        )
+    if result.status is not RunStatus.FAILURE:
+        return
+    steps = result.step_results.values()
+    failed = [step for step in steps if step.status is StepStatus.FAILURE]
+    for step in [*failed, *steps]:  # a failed step's own exception first, in plan order
+        exc = result.exception_for_step(step.key)
+        if exc is not None:
+            raise exc
+    raise AsyncdagError(f"run {result.run_id} of {result.pipeline_name!r} failed")
+
+
 @contextlib.asynccontextmanager
 async def open_run(
     pipeline: PipelineDefinition,
@@ -255,6 +281,7 @@ async def open_run(
     *,
     max_concurrency: int | None = None,
     concurrency_limits: Mapping[str, int] | None = None,
+    raise_on_error: bool = False,
     tags: Mapping[str, str] | None = None,
     fail_fast: bool = False,
     storage: RunStorage | None = None,
@@ -270,10 +297,17 @@ async def open_run(
     ``ConfigError`` / ``DefinitionError``, with nothing run).  Leaving the
     block waits for the run to end; an exception raised in the block cancels
     the run and propagates once the run has wound down.
+
+    A handle is for watching a run, so by default ``await run.result()``
+    returns whatever the outcome.  With ``raise_on_error=True`` it raises
+    instead when the run did not succeed: the failed step's own exception, or
+    :class:`~asyncdag.PipelineRunCanceled` when the run was cancelled.
+    Leaving the block never raises for the run's outcome.
     """
     options = RunOptions(
         max_concurrency=max_concurrency,
         concurrency_limits=concurrency_limits,
+        raise_on_error=raise_on_error,
         tags=tags,
         fail_fast=fail_fast,
         storage=storage,

@@ -447,10 +447,10 @@ class Executor:
             if value.__class__ is Output and step.outs is None:
                 # ``return Output(v)`` with no outs declared: v is the one output.
                 value = single_output_value(step.key, value)
-        except self._cancelled_exc:
+        except self._cancelled_exc:  # the run's cancellation, never swallowed
             self._on_cancel(state, started)
             raise
-        except Exception as exc:
+        except BaseException as exc:  # whatever the solid raised, KeyboardInterrupt included
             error, delay = self._decide_retry(state, exc)
             if delay is not None:
                 self._on_retry(state, error, delay)
@@ -520,12 +520,20 @@ class Executor:
             return await self._launcher.run_attempt(self._run, state)
         raise StepTimeoutError(state.step.key, timeout)
 
-    def _decide_retry(self, state: StepState, exc: Exception) -> tuple[Exception, float | None]:
+    def _decide_retry(
+        self, state: StepState, exc: BaseException
+    ) -> tuple[BaseException, float | None]:
         """Whether a failed attempt is tried again: the error the step now carries, and the
-        seconds to wait before its next attempt (None: the step fails with that error)."""
+        seconds to wait before its next attempt (None: the step fails with that error).
+
+        Only an ``Exception`` is retried: a solid raising ``KeyboardInterrupt``,
+        ``SystemExit`` or a bare ``BaseException`` fails its step at once.
+        """
         step = state.step
         retries_done = state.attempts - 1
         delay: float | None = None
+        if not isinstance(exc, Exception):
+            return exc, None
         if isinstance(exc, RetryRequested):
             if retries_done < exc.max_retries:
                 delay = exc.seconds_to_wait
@@ -578,7 +586,7 @@ class Executor:
         )
         self._finish(state, SUCCESS)
 
-    def _on_retry(self, state: StepState, exc: Exception, delay: float) -> None:
+    def _on_retry(self, state: StepState, exc: BaseException, delay: float) -> None:
         key = state.step.key
         state.exception = exc
         error = ErrorInfo.from_exception(exc)

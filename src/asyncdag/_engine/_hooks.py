@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._events import ErrorInfo, EventType
+from ._threads import ThreadCall
 
 if TYPE_CHECKING:
     from .._definitions._hooks import HookDefinition
@@ -36,7 +37,7 @@ async def run_hooks(
     ``ensure`` sets up the resources a hook declared before it runs; one that
     cannot be set up is that hook's error (HOOK_ERRORED), like anything it raises.
     """
-    import anyio.to_thread
+    import anyio
 
     cancelled = anyio.get_cancelled_exc_class()
     for hook in hooks:
@@ -51,10 +52,11 @@ async def run_hooks(
             if hook.is_async:
                 await hook.fn(context)
             else:
-                await anyio.to_thread.run_sync(functools.partial(hook.fn, context), limiter=limiter)
-        except cancelled:
+                call = ThreadCall(functools.partial(hook.fn, context))
+                await call.run(limiter=limiter, abandon_on_cancel=False)
+        except cancelled:  # the run's cancellation, never swallowed
             raise
-        except Exception as exc:
+        except BaseException as exc:  # KeyboardInterrupt or SystemExit from a hook too
             error = ErrorInfo.from_exception(exc)
             emit(
                 EventType.HOOK_ERRORED,
