@@ -390,6 +390,7 @@ def test_pipeline_show_prints_graph_policies_and_schema(home: Path) -> None:
         "extract -> scale",
         "scale -> total",
         "pool=db",
+        "priority=2",
         "timeout=30s",
         "max_retries=2",
         "input numbers: list <- extract.result",
@@ -400,6 +401,11 @@ def test_pipeline_show_prints_graph_policies_and_schema(home: Path) -> None:
     described = json.loads(
         cli(home, "pipeline", "show", "-f", SEVERAL, "-p", "etl", "--json").stdout
     )
+    assert [(s["name"], s["priority"]) for s in described["steps"]] == [
+        ("extract", 2),
+        ("scale", 0),
+        ("total", 0),
+    ]
     assert described["edges"] == [
         {"from": "extract", "to": "scale"},
         {"from": "scale", "to": "total"},

@@ -72,32 +72,50 @@ def test_resource_decorator_keeps_name_description_config_and_needs() -> None:
     assert http.required_resources == frozenset({"db"})
 
 
-def test_unbound_resource_is_a_definition_error_at_pipeline_time() -> None:
+async def test_unbound_resource_is_a_definition_error_before_anything_runs() -> None:
+    ran: list[str] = []
+
     @solid(required_resources={"http"})
     def fetch(context: Any) -> None:
-        pass
+        ran.append("fetch")
 
-    with pytest.raises(DefinitionError, match=r"solid 'fetch'.*\['http'\]"):
+    @solid
+    def other() -> None:
+        ran.append("other")
 
-        @pipeline
-        def p() -> None:
-            fetch()
+    @pipeline  # defining it is fine: a run may be given the key (resources={...})
+    def p() -> None:
+        other()
+        fetch()
+
+    with pytest.raises(DefinitionError, match=r"solid 'fetch'.*\['http'\].*resources=") as caught:
+        await execute_pipeline_async(p)
+    with pytest.raises(DefinitionError, match=r"solid 'fetch'"):
+        async with open_run(p, resources={"db": object()}):
+            pass
+    assert "bound: ['db']" not in str(caught.value)
+    assert ran == []
 
 
-def test_unbound_dependency_of_a_resource_is_a_definition_error_at_pipeline_time() -> None:
+async def test_unbound_need_of_a_resource_is_a_definition_error_before_anything_runs() -> None:
+    ran: list[str] = []
+
     @resource(required_resources={"db"})
     def cache(context: InitResourceContext) -> str:
+        ran.append("cache")
         return "cache"
 
     @solid(required_resources={"cache"})
     def use(context: Any) -> None:
-        pass
+        ran.append("use")
+
+    @pipeline(resources={"cache": cache})
+    def p() -> None:
+        use()
 
     with pytest.raises(DefinitionError, match=r"resource 'cache' requires resource 'db'"):
-
-        @pipeline(resources={"cache": cache})
-        def p() -> None:
-            use()
+        await execute_pipeline_async(p)
+    assert ran == []
 
 
 def test_check_resource_graph_names_the_cycle() -> None:
@@ -298,17 +316,6 @@ def kinds(log: list[str]) -> dict[str, ResourceDefinition]:
         async def __aexit__(self, *exc: object) -> None:
             log.append("down async_manager_class")
 
-    class Closing:
-        def __enter__(self) -> str:
-            return "returns_context_manager"
-
-        def __exit__(self, *exc: object) -> None:
-            log.append("down returns_context_manager")
-
-    @resource
-    def returns_context_manager() -> Closing:
-        return Closing()
-
     return {
         "sync_generator": sync_generator,
         "async_generator": async_generator,
@@ -316,7 +323,6 @@ def kinds(log: list[str]) -> dict[str, ResourceDefinition]:
         "coroutine_function": coroutine_function,
         "sync_manager_class": resource(SyncManager),
         "async_manager_class": resource(AsyncManager),
-        "returns_context_manager": returns_context_manager,
     }
 
 
@@ -325,7 +331,6 @@ WITH_TEARDOWN = {
     "async_generator",
     "sync_manager_class",
     "async_manager_class",
-    "returns_context_manager",
 }
 
 
@@ -345,6 +350,72 @@ async def test_each_kind_of_resource_gives_its_value_and_is_torn_down(kind: str)
     result = await execute_pipeline_async(p)
     assert result.output_for_solid("use") == kind
     assert log == ([f"down {kind}"] if kind in WITH_TEARDOWN else [])
+
+
+@pytest.mark.parametrize("form", ["sync", "async"])
+async def test_a_returned_context_manager_is_used_as_it_is_never_entered_nor_exited(
+    form: str,
+) -> None:
+    log: list[str] = []
+
+    class Managed:
+        def __enter__(self) -> None:
+            log.append("enter")
+
+        def __exit__(self, *exc: object) -> None:
+            log.append("exit")
+
+        async def __aenter__(self) -> None:
+            log.append("aenter")
+
+        async def __aexit__(self, *exc: object) -> None:
+            log.append("aexit")
+
+    shared = Managed()
+
+    def sync_factory() -> Managed:
+        return shared
+
+    async def async_factory() -> Managed:
+        return shared
+
+    @solid(required_resources={"shared"})
+    async def use(context: Any) -> Any:
+        return context.resources.shared
+
+    @pipeline(resources={"shared": resource(sync_factory if form == "sync" else async_factory)})
+    def p() -> None:
+        use()
+
+    result = await execute_pipeline_async(p)
+    assert result.output_for_solid("use") is shared
+    assert log == []
+
+
+async def test_a_resource_returning_the_apps_shared_http_client_serves_run_after_run() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=request.url.path)
+
+    async with httpx.AsyncClient(
+        base_url="http://app", transport=httpx.MockTransport(handler)
+    ) as client:
+
+        @resource
+        def http() -> httpx.AsyncClient:
+            return client  # the application's: it opens and closes it, not the run
+
+        @solid(required_resources={"http"})
+        async def fetch(context: Any, path: str) -> str:
+            return (await context.resources.http.get(path)).text
+
+        @pipeline(resources={"http": http})
+        def p() -> None:
+            fetch("/page")
+
+        for _ in range(3):  # the second run used to fail: "Cannot reopen a client instance"
+            result = await execute_pipeline_async(p)
+            assert result.output_for_solid("fetch") == "/page"
+            assert not client.is_closed
 
 
 async def test_sync_setup_and_teardown_run_off_the_event_loop_thread() -> None:

@@ -10,7 +10,7 @@ from ._graph import GraphDefinition, graph
 from ._handles import CollectHandle, DynamicHandle, MultiOutputHandle, OutputHandle
 from ._hooks import FAILURE, SUCCESS, HookDefinition, failure_hook, success_hook
 from ._outputs import DynamicOut, DynamicOutput, Out, Output, OutputError
-from ._pipeline import PipelineDefinition, pipeline
+from ._pipeline import PipelineDefinition, check_resources_bound, pipeline
 from ._resources import ResourceDefinition, check_resource_graph, resource
 from ._retry import Backoff, Jitter, RetryPolicy
 from ._solid import InputDefinition, SolidDefinition, annotation_name, solid
@@ -46,6 +46,7 @@ __all__ = [
     "SolidDefinition",
     "annotation_name",
     "check_resource_graph",
+    "check_resources_bound",
     "failure_hook",
     "graph",
     "pipeline",

@@ -9,7 +9,8 @@ edge.  Nothing here imports anyio: definitions are plain data.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+import weakref
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, overload
 
 import attrs
@@ -21,25 +22,45 @@ from ._hooks import HookDefinition
 from ._solid import _check_hooks, _freeze_tags
 from ._sources import InputSource as InputSource
 
-__all__ = ["PipelineDefinition", "pipeline"]
+__all__ = ["PipelineDefinition", "check_resources_bound", "pipeline"]
 
 # --- pipelines -------------------------------------------------------------------------------
 
 
-def _check_resources(
-    name: str, nodes: Mapping[str, Node], resource_defs: Mapping[str, Any]
+def check_resources_bound(
+    pipeline: PipelineDefinition,
+    definitions: Mapping[str, Any],
+    provided: Collection[str] = (),
 ) -> None:
-    for node in nodes.values():
-        missing = sorted(node.solid.required_resources - resource_defs.keys())
-        if missing:
-            bound = sorted(resource_defs) or "none"
-            raise DefinitionError(
-                f"solid {node.name!r} requires resource(s) {missing} that pipeline {name!r} does "
-                f"not bind (bound: {bound}); add them with @pipeline(resources={{...}})"
-            )
-    from ._resources import check_resource_graph
+    """Raise :class:`DefinitionError` unless every resource a solid requires is bound by
+    ``definitions`` or ``provided`` as a ready value.
 
-    check_resource_graph(f"pipeline {name!r}", resource_defs)
+    Checked when a run starts, not when the pipeline is defined: the run may be
+    given the resources its host owns (``resources={"http": client}``).  What
+    resources require of each other is :func:`check_resource_graph`'s.
+    """
+    missing_any = _resource_needs(pipeline) - definitions.keys() - set(provided)
+    if not missing_any:
+        return
+    for node in pipeline.nodes.values():
+        missing = sorted(node.solid.required_resources & missing_any)
+        if missing:
+            bound = sorted({*definitions, *provided}) or "none"
+            raise DefinitionError(
+                f"solid {node.name!r} requires resource(s) {missing} that pipeline "
+                f"{pipeline.name!r} does not bind (bound: {bound}); add them with "
+                "@pipeline(resources={...}) or pass them to the run (resources={...})"
+            )
+
+
+def _resource_needs(pipeline: PipelineDefinition) -> frozenset[str]:
+    """Every resource key a solid of ``pipeline`` requires, computed once per pipeline."""
+    needs = _needs_cache.get(pipeline)
+    if needs is None:
+        needs = _needs_cache[pipeline] = frozenset().union(
+            *(node.solid.required_resources for node in pipeline.nodes.values())
+        )
+    return needs
 
 
 @attrs.frozen(eq=False)
@@ -100,7 +121,10 @@ def _build_pipeline(
             f"pipeline {name!r} has no solids: its body must call at least one solid"
         )
     resource_defs = dict(resources or {})
-    _check_resources(name, builder.nodes, resource_defs)
+    from ._resources import check_resource_graph
+
+    # Unbound keys are found when a run starts (check_resources_bound): a run may give them.
+    check_resource_graph(f"pipeline {name!r}", resource_defs, provided=None)
     return PipelineDefinition(
         name=name,
         nodes=builder.nodes,
@@ -144,8 +168,9 @@ def pipeline(
 
     The body runs once, at decoration time, to record the graph; it never
     runs again, so it must not do work itself.  ``resources`` binds resource
-    definitions by key; ``config`` is a default run config that a run's own
-    config overrides key by key.  ``hooks`` (from ``@success_hook`` /
+    definitions by key (a key a solid requires may instead be given by each run,
+    ``resources={"http": client}``, checked when the run starts); ``config`` is
+    a default run config that a run's own config overrides key by key.  ``hooks`` (from ``@success_hook`` /
     ``@failure_hook``) run after every step of the pipeline.
     """
 
@@ -163,3 +188,8 @@ def pipeline(
     if fn is not None:
         return decorate(fn)
     return decorate
+
+
+_needs_cache: weakref.WeakKeyDictionary[PipelineDefinition, frozenset[str]] = (
+    weakref.WeakKeyDictionary()
+)

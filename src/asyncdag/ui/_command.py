@@ -146,6 +146,7 @@ def serve(
     :mod:`asyncdag.ui._server`).
     """
     from asyncdag import telemetry
+    from asyncdag._api._console import install_console_handler
     from asyncdag._errors import AsyncdagError
     from asyncdag.storage import SqliteStorage, default_storage_path
 
@@ -158,6 +159,9 @@ def serve(
         port = sock.getsockname()[1]
         storage = SqliteStorage(storage_path or default_storage_path())
         storage.open()  # a bad path fails now, with its name, not on the first request
+        # The command is the application here: the runs it starts print their events on
+        # stderr as `pipeline execute` does (the library alone installs no handler).
+        install_console_handler()
         try:
             telemetry.configure_from_env()
         except AsyncdagError as exc:  # tracing is optional: a bad OTEL_* setting must not stop it
