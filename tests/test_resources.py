@@ -862,6 +862,149 @@ async def test_a_failed_dependency_fails_the_resources_built_on_it() -> None:
     assert "no route to host" in str(error)
 
 
+# --- resources the host gives a run (resources={...}) --------------------------------------------
+
+
+async def test_a_given_client_is_used_as_it_is_and_left_open_for_the_next_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=request.url.path)
+
+    async def no_threads(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a given value needs no worker thread")
+
+    @solid(required_resources={"http"})
+    async def fetch(context: Any, path: str) -> str:
+        return (await context.resources.http.get(path)).text
+
+    @pipeline  # binds nothing: the host gives "http" to each run
+    def p() -> None:
+        fetch("/a")
+
+    async with httpx.AsyncClient(
+        base_url="http://app", transport=httpx.MockTransport(handler)
+    ) as client:
+        monkeypatch.setattr(anyio.to_thread, "run_sync", no_threads)
+        for _ in range(2):
+            result = await execute_pipeline_async(p, resources={"http": client})
+            assert result.output_for_solid("fetch") == "/a"
+            assert not client.is_closed
+    # No setup and no teardown: the run did not build it, so it has nothing to report.
+    assert not [e for e in result.events if e.type.value.startswith("RESOURCE_")]
+
+
+async def test_a_given_value_replaces_the_pipelines_definition_and_its_config() -> None:
+    built: list[Any] = []
+    p = http_pipeline(built)  # "http" requires config (base_url) when the run builds it
+
+    async with open_run(p, resources={"http": "the host's client"}) as run:
+        pass
+    result = await run.result()
+    assert result.output_for_solid("use") == "the host's client"
+    assert built == []
+    # An entry for a given key (the pipeline's default config, say) is not an error either.
+    again = await execute_pipeline_async(
+        p,
+        {"resources": {"http": {"config": {"base_url": "http://x"}}}},
+        resources={"http": "given"},
+    )
+    assert again.output_for_solid("use") == "given"
+    assert built == []
+
+
+async def test_a_definition_given_to_a_run_is_set_up_and_torn_down_by_it() -> None:
+    log: list[str] = []
+
+    @solid(required_resources={"db"})
+    async def use(context: Any) -> Any:
+        return context.resources.db
+
+    @pipeline(resources={"db": tracked("db", log, value="pipeline's")})
+    def p() -> None:
+        use()
+
+    result = await execute_pipeline_async(p, resources={"db": tracked("test_db", log)})
+    assert result.output_for_solid("use") == "test_db"
+    assert log == ["up test_db", "down test_db"]
+
+
+async def test_a_pipeline_resource_may_require_a_key_the_run_gives() -> None:
+    @resource(required_resources={"settings"})
+    def client(context: InitResourceContext) -> str:
+        return f"client for {context.resources.settings['url']}"
+
+    @solid(required_resources={"client"})
+    def use(context: Any) -> str:
+        return context.resources.client
+
+    @pipeline(resources={"client": client})
+    def p() -> None:
+        use()
+
+    result = await execute_pipeline_async(p, resources={"settings": {"url": "http://x"}})
+    assert result.output_for_solid("use") == "client for http://x"
+
+
+async def test_concurrent_runs_each_see_the_values_they_were_given() -> None:
+    arrived = 0
+    together = anyio.Event()
+
+    @solid(required_resources={"tenant"})
+    async def who(context: Any) -> str:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 3:
+            together.set()
+        await together.wait()  # the three runs are in flight at once
+        return context.resources.tenant
+
+    @pipeline
+    def p() -> None:
+        who()
+
+    results: dict[str, str] = {}
+
+    async def run(tenant: str) -> None:
+        result = await execute_pipeline_async(p, resources={"tenant": tenant})
+        results[tenant] = result.output_for_solid("who")
+
+    with anyio.fail_after(30):  # a hang guard, not a timing assertion
+        async with anyio.create_task_group() as tg:
+            for tenant in ("a", "b", "c"):
+                tg.start_soon(run, tenant)
+    assert results == {"a": "a", "b": "b", "c": "c"}
+
+
+async def test_a_solid_still_sees_only_the_given_keys_it_declares() -> None:
+    @solid(required_resources={"http"})
+    def peek(context: Any) -> None:
+        context.resources.db
+
+    @pipeline
+    def p() -> None:
+        peek()
+
+    result = await execute_pipeline_async(
+        p, resources={"http": "client", "db": "pool"}, raise_on_error=False
+    )
+    error = result.step_result("peek").error
+    assert error is not None and "used resource 'db' without declaring it" in error.message
+
+
+async def test_a_given_key_that_is_not_a_name_is_a_definition_error() -> None:
+    @solid
+    def noop() -> None:
+        pass
+
+    @pipeline
+    def p() -> None:
+        noop()
+
+    with pytest.raises(DefinitionError, match=r"resources= keys .* got 1"):
+        await execute_pipeline_async(p, resources={1: "client"})  # type: ignore[dict-item]
+
+
 # --- config and the init context -------------------------------------------------------------
 
 
