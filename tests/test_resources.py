@@ -978,8 +978,8 @@ async def test_concurrent_runs_each_see_the_values_they_were_given() -> None:
 
 async def test_a_solid_still_sees_only_the_given_keys_it_declares() -> None:
     @solid(required_resources={"http"})
-    def peek(context: Any) -> None:
-        context.resources.db
+    def peek(context: Any) -> Any:
+        return context.resources.db
 
     @pipeline
     def p() -> None:
