@@ -13,8 +13,9 @@ service's one shared ``httpx.AsyncClient``, then a word count.  What it shows:
   app's lifespan.
 - A library run prints nothing: the events go to the ``asyncdag`` logger, for the
   service's logging configuration to route (``ASYNCDAG_LOG_LEVEL=INFO`` prints them).
-- A client that goes away cancels its request's run, recorded CANCELED;
-  ``cancel_is_error=False`` keeps such runs out of the error rate of their traces.
+- Cancelling the request's task (a timeout around the call, the server shutting down)
+  cancels its run, recorded CANCELED; ``cancel_is_error=False`` keeps such runs out of the
+  error rate of their traces.
 
 The pages come from ``/upstream``, a stand-in for the API a real service would read,
 served in-process (``UPSTREAM_URL`` points the client at a real one)::
