@@ -282,12 +282,13 @@ async def test_ready_steps_with_higher_priority_start_first(bound: str) -> None:
     ]
 
 
-async def test_a_critical_path_step_is_not_queued_behind_page_fetches() -> None:
+@pytest.mark.parametrize("priority", [1, 0])
+async def test_a_critical_path_step_is_not_queued_behind_page_fetches(priority: int) -> None:
     @solid
     async def parse(start: int) -> int:
         return start
 
-    @solid(priority=1)
+    @solid(priority=priority)
     async def publish(parsed: int) -> int:
         return parsed
 
@@ -299,28 +300,12 @@ async def test_a_critical_path_step_is_not_queued_behind_page_fetches() -> None:
             fetch.alias(f"fetch_{i}")(start)
 
     result = await execute_pipeline_async(p, max_concurrency=1)
-    # publish became ready after the five fetches were queued, and still goes before them.
-    assert start_order(result) == ["root", "parse", "publish", *(f"fetch_{i}" for i in range(5))]
-
-
-async def test_without_priorities_ready_steps_start_first_in_first_out() -> None:
-    @solid
-    async def parse(start: int) -> int:
-        return start
-
-    @solid
-    async def publish(parsed: int) -> int:
-        return parsed
-
-    @pipeline
-    def p():
-        start = root()
-        publish(parse(start))
-        for i in range(5):
-            fetch.alias(f"fetch_{i}")(start)
-
-    result = await execute_pipeline_async(p, max_concurrency=1)
-    assert start_order(result) == ["root", "parse", *(f"fetch_{i}" for i in range(5)), "publish"]
+    fetches = [f"fetch_{i}" for i in range(5)]
+    if priority:
+        # publish became ready after the five fetches were queued, and still goes before them.
+        assert start_order(result) == ["root", "parse", "publish", *fetches]
+    else:  # without priorities, ready steps start first in, first out
+        assert start_order(result) == ["root", "parse", *fetches, "publish"]
 
 
 async def test_a_failure_skips_dependents_and_independent_branches_go_on() -> None:

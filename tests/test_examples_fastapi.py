@@ -6,14 +6,12 @@ entered as a server would), and once under uvicorn in a subprocess.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import anyio
@@ -21,20 +19,10 @@ import httpx
 import pytest
 
 from asyncdag.storage import InMemoryStorage
+from example_module import EXAMPLES, load_example
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPT = EXAMPLES / "fastapi_service.py"
-
-
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fastapi_service_example", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-example = load_example()
+example = load_example(SCRIPT.name)
 
 
 async def words_upstream(client: httpx.AsyncClient, pages: int) -> int:
