@@ -95,6 +95,7 @@ PUBLIC = {
         "InstigatorStatus",
         "InstigatorType",
         "Lease",
+        "PostgresStorage",
         "RunNotFoundError",
         "RunRecord",
         "RunRecorder",
@@ -102,8 +103,10 @@ PUBLIC = {
         "SqliteStorage",
         "StorageError",
         "TickRecord",
+        "STORAGE_URL_ENV",
         "TickStatus",
         "default_storage_path",
+        "open_storage",
     },
     "asyncdag.telemetry": {
         "DEFAULT_SERVICE_NAME",

@@ -14,8 +14,6 @@ import contextvars
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from .._errors import DefinitionError
 from ._handles import CollectHandle, DynamicHandle, MultiOutputHandle, OutputHandle
 from ._hooks import HookDefinition
@@ -28,19 +26,37 @@ if TYPE_CHECKING:
 __all__ = ["Node", "_GraphBuilder", "_current_builder"]
 
 
-@attrs.frozen(eq=False)
 class Node:
-    """One use of a solid in a pipeline: the solid plus where each of its inputs comes from."""
+    """One use of a solid in a pipeline: the solid plus where each of its inputs comes from.
 
-    name: str
-    solid: SolidDefinition
-    inputs: Mapping[str, InputSource]
-    # Nodes this one waits for without taking a value (``.after(...)``).
-    after: tuple[str, ...] = ()
-    hooks: frozenset[HookDefinition] = frozenset()
-    # (producer node, dynamic output) for a node made inside ``.map()``: a template
-    # instantiated once per yielded item; None for an ordinary node.
-    dynamic: tuple[str, str] | None = None
+    A plain slotted class rather than an attrs one: it is internal, compared by identity,
+    never changed after the builder makes it, and one is made per node, so it costs
+    neither class generation at import nor attrs' frozen ``__init__`` per node.
+    """
+
+    __slots__ = ("after", "dynamic", "hooks", "inputs", "name", "solid")
+
+    def __init__(
+        self,
+        name: str,
+        solid: SolidDefinition,
+        inputs: Mapping[str, InputSource],
+        # Nodes this one waits for without taking a value (``.after(...)``).
+        after: tuple[str, ...] = (),
+        hooks: frozenset[HookDefinition] = frozenset(),
+        # (producer node, dynamic output) for a node made inside ``.map()``: a template
+        # instantiated once per yielded item; None for an ordinary node.
+        dynamic: tuple[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.solid = solid
+        self.inputs = inputs
+        self.after = after
+        self.hooks = hooks
+        self.dynamic = dynamic
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name!r} of solid {self.solid.name!r}>"
 
     @property
     def upstream(self) -> tuple[str, ...]:

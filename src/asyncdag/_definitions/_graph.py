@@ -46,10 +46,14 @@ class GraphDefinition:
         return f"<GraphDefinition {self.name!r}>"
 
 
-@attrs.frozen
 class _GraphCall:
-    graph: GraphDefinition
-    alias: str | None
+    """One pending use of a graph (its alias, if any), expanded when called in a body."""
+
+    __slots__ = ("alias", "graph")
+
+    def __init__(self, graph: GraphDefinition, alias: str | None) -> None:
+        self.graph = graph
+        self.alias = alias
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         graph = self.graph

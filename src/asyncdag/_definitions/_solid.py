@@ -146,12 +146,23 @@ def _check_hooks(owner: str, hooks: Iterable[HookDefinition]) -> frozenset[HookD
     return hooks
 
 
-@attrs.frozen
 class _PendingInvocation:
-    solid: SolidDefinition
-    alias: str | None = None
-    after_nodes: tuple[str, ...] = ()
-    hooks: frozenset[HookDefinition] = frozenset()
+    """A solid with what its next call should add (alias, ``.after``, hooks); each method returns
+    a new one, so ``add.alias("x")`` can be kept and called several times."""
+
+    __slots__ = ("after_nodes", "alias", "hooks", "solid")
+
+    def __init__(
+        self,
+        solid: SolidDefinition,
+        alias: str | None = None,
+        after_nodes: tuple[str, ...] = (),
+        hooks: frozenset[HookDefinition] = frozenset(),
+    ) -> None:
+        self.solid = solid
+        self.alias = alias
+        self.after_nodes = after_nodes
+        self.hooks = hooks
 
     def after(self, *handles: Any) -> _PendingInvocation:
         """Wait for these solids' steps (handles of their calls) without taking their values."""
@@ -166,11 +177,14 @@ class _PendingInvocation:
                     f"{self.solid.name}.after() takes the handles returned by solid calls, "
                     f"got {handle!r}"
                 )
-        return attrs.evolve(self, after_nodes=tuple(dict.fromkeys(names)))
+        return _PendingInvocation(self.solid, self.alias, tuple(dict.fromkeys(names)), self.hooks)
 
     def with_hooks(self, hooks: Iterable[HookDefinition]) -> _PendingInvocation:
-        return attrs.evolve(
-            self, hooks=self.hooks | _check_hooks(f"solid {self.solid.name!r}", hooks)
+        return _PendingInvocation(
+            self.solid,
+            self.alias,
+            self.after_nodes,
+            self.hooks | _check_hooks(f"solid {self.solid.name!r}", hooks),
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
