@@ -415,6 +415,18 @@ def test_pipeline_show_prints_graph_policies_and_schema(home: Path) -> None:
     assert "factor" in json.dumps(schema)
 
 
+def test_a_bad_asyncdag_log_level_is_one_clear_line_and_nothing_runs(home: Path) -> None:
+    done = subprocess.run(
+        [ASYNCDAG, "pipeline", "execute", "-f", HELLO],
+        env={**_env(home), "ASYNCDAG_LOG_LEVEL": "LOUD"},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert_one_clear_line(done, "ASYNCDAG_LOG_LEVEL='LOUD' is not a logging level", "DEBUG")
+    assert runs(home) == []
+
+
 def test_pipeline_show_needs_a_choice_among_several(home: Path) -> None:
     assert_one_clear_line(cli(home, "pipeline", "show", "-f", SEVERAL), "etl, report")
 
