@@ -272,7 +272,6 @@ def _run_resources(
             )
         if isinstance(value, ResourceDefinition):
             definitions[key] = value
-            given.pop(key, None)
         else:
             definitions.pop(key, None)
             given[key] = value
