@@ -21,7 +21,7 @@ The pages come from ``/upstream``, a stand-in for the API a real service would r
 served in-process (``UPSTREAM_URL`` points the client at a real one)::
 
     pip install -e '.[examples,ui]'
-    python examples/fastapi_service.py --port 8000      # or: uvicorn fastapi_service:app
+    python examples/fastapi_service.py --port 8000   # or: uvicorn --app-dir examples fastapi_service:app
     curl 'http://127.0.0.1:8000/report?pages=5'
     open http://127.0.0.1:8000/dag/
 
