@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -322,13 +322,32 @@ def _input_type(annotation: Any) -> ConfigType | None:
     return ctype
 
 
-def _unfed_required_inputs(node: _Node) -> list[str]:
+def _unfed_required_inputs(node: _Node, cut: Collection[str] = ()) -> list[str]:
     wired = node.inputs
-    return [d.name for d in node.solid.input_defs if not d.has_default and d.name not in wired]
+    return [
+        d.name
+        for d in node.solid.input_defs
+        if not d.has_default and (d.name not in wired or d.name in cut)
+    ]
+
+
+def _source_names(source: object) -> list[str]:
+    """The solids an input's source reads, for messages (duck-typed: FromOutput, FanIn, Collect)."""
+    parts = getattr(source, "sources", None)
+    if parts is not None:
+        return [n for part in parts if (n := getattr(part, "node", None)) is not None]
+    name = getattr(source, "producer", None) or getattr(source, "node", None)
+    return [name] if isinstance(name, str) else []
 
 
 def _resolve_solid(
-    node: _Node, entry: Any, path: str, errors: list[ConfigErrorItem]
+    node: _Node,
+    entry: Any,
+    path: str,
+    errors: list[ConfigErrorItem],
+    *,
+    cut: Collection[str] = (),
+    computed: bool = True,
 ) -> SolidRunConfig:
     if entry is None:
         entry = {}
@@ -352,9 +371,9 @@ def _resolve_solid(
         input_path = f"{path}.inputs.{key}"
         input_def = defs.get(key)
         if input_def is None:
-            unfed = [name for name in defs if name not in node.inputs]
+            unfed = [name for name in defs if name not in node.inputs or name in cut]
             errors.append(unknown_key_item(f"{path}.inputs", key, unfed, noun="input"))
-        elif key in node.inputs:
+        elif key in node.inputs and key not in cut:
             errors.append(
                 ConfigErrorItem(
                     input_path,
@@ -365,15 +384,22 @@ def _resolve_solid(
         else:
             ctype = _input_type(input_def.annotation)
             inputs[key] = value if ctype is None else ctype.validate(value, input_path, errors)
-    for name in _unfed_required_inputs(node):
-        if name not in given:
-            errors.append(
-                ConfigErrorItem(
-                    f"{path}.inputs.{name}",
-                    f"input {name!r} of {owner} is fed by no solid and has no default; "
-                    "give its value here",
-                )
+    for name in _unfed_required_inputs(node, cut) if computed else ():
+        if name in given:
+            continue
+        if name in cut:
+            sources = " and ".join(repr(s) for s in _source_names(node.inputs.get(name)))
+            message = (
+                f"input {name!r} of {owner} comes from solid {sources or '?'}, which this run "
+                "does not execute; give its value here, select that solid too, or re-execute "
+                "from a run that stored its outputs"
             )
+        else:
+            message = (
+                f"input {name!r} of {owner} is fed by no solid and has no default; "
+                "give its value here"
+            )
+        errors.append(ConfigErrorItem(f"{path}.inputs.{name}", message))
     return SolidRunConfig(config=config, inputs=inputs)
 
 
@@ -445,7 +471,11 @@ _NO_CONFIG = SolidRunConfig()
 
 
 def resolve_run_config(
-    pipeline: _Pipeline, run_config: Mapping[str, Any] | None = None
+    pipeline: _Pipeline,
+    run_config: Mapping[str, Any] | None = None,
+    *,
+    computed: Collection[str] | None = None,
+    cut: Mapping[str, Collection[str]] | None = None,
 ) -> ResolvedRunConfig:
     """Check a run's config against ``pipeline`` before anything runs.
 
@@ -458,6 +488,10 @@ def resolve_run_config(
     required config or input, an input given in config that the pipeline already
     feeds) is collected and raised together as one ConfigError.  Cost is linear
     in nodes; a node with no schema and no config entry costs a dict lookup.
+
+    A run of a subset of the solids says which it ``computed`` (only their
+    required inputs must be fed) and, by solid, the inputs ``cut`` from their
+    source (fed by a solid outside the run), which config may and must feed.
     """
     raw = _merged(pipeline, run_config)
     errors: list[ConfigErrorItem] = []
@@ -469,16 +503,21 @@ def resolve_run_config(
         solids_section = _flatten_graph_sections(solids_section, nodes, "", errors)
     _check_keys(solids_section, nodes, "solids", errors, noun="solid")
     solids: dict[str, SolidRunConfig] = {}
+    cut = cut or {}
     for name, node in nodes.items():
         entry = solids_section.get(name)
+        node_cut = cut.get(name, ())
+        runs = computed is None or name in computed
         if (
             entry is None
             and node.solid.config_schema is None
-            and (not node.solid.input_defs or not _unfed_required_inputs(node))
+            and (not runs or not node.solid.input_defs or not _unfed_required_inputs(node, node_cut))
         ):
             solids[name] = _NO_CONFIG
             continue
-        solids[name] = _resolve_solid(node, entry, f"solids.{name}", errors)
+        solids[name] = _resolve_solid(
+            node, entry, f"solids.{name}", errors, cut=node_cut, computed=runs
+        )
 
     resource_defs = pipeline.resource_defs
     resources_section = _section(raw, "resources", "resources", errors)

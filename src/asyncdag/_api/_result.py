@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from .._engine import StoredValue
 from .._errors import AsyncdagError
 from .._events import ErrorInfo, Event, RunStatus, StepStatus
 
@@ -95,7 +96,11 @@ class PipelineRunResult:
         return self.end_time - self.start_time
 
     def output_for_solid(self, name: str, output_name: str = "result") -> Any:
-        """The value solid ``name`` returned (its ``output_name`` output, for multi-output solids)."""
+        """The value solid ``name`` returned (its ``output_name`` output, for multi-output solids).
+
+        For a step a re-execution reused rather than computed, the value is read
+        from the output store on first access (a blocking read).
+        """
         step = self.step_results.get(name)
         if step is None:
             raise AsyncdagError(
@@ -108,11 +113,14 @@ class PipelineRunResult:
                 + (f" ({step.error.type}: {step.error.message})" if step.error else "")
             )
         try:
-            return outputs[output_name]
+            value = outputs[output_name]
         except KeyError:
             raise AsyncdagError(
                 f"step {name!r} has no output named {output_name!r}; it produced {list(outputs)}"
             ) from None
+        if type(value) is StoredValue:  # a reused step's output: read from the store now
+            return value.load()
+        return value
 
     @property
     def failed_steps(self) -> list[StepResult]:

@@ -36,6 +36,7 @@ from .._plan import (
 )
 
 if TYPE_CHECKING:
+    from ._keeper import OutputKeeper
     from ._log import Emit
     from ._state import StepState
 
@@ -98,8 +99,10 @@ class _Group:
 class DynamicRuntime:
     """The fan-out bookkeeping of one run (only runs whose plan has generators or fan-outs)."""
 
-    def __init__(self, host: FanOutHost) -> None:
+    def __init__(self, host: FanOutHost, keeper: OutputKeeper | None = None) -> None:
         self.host = host
+        # Writes each item to the run's output store (None: the run keeps no outputs).
+        self.keeper = keeper
         plan = host.plan
         self.groups = [_Group(spec, plan.steps[spec.producer].key) for spec in plan.groups]
         self.by_output = {(g.spec.producer, g.spec.output): g for g in self.groups}
@@ -119,8 +122,20 @@ class DynamicRuntime:
 
     # --- items as they are yielded ------------------------------------------------------------
 
-    def fan_out(self, state: StepState, name: str, key: str, value: Any) -> None:
-        """Item ``key`` of the producer's dynamic output ``name``: start its mapped steps."""
+    def fan_out(
+        self,
+        state: StepState,
+        name: str,
+        key: str,
+        value: Any,
+        *,
+        stored: dict[str, Any] | None = None,
+    ) -> None:
+        """Item ``key`` of the producer's dynamic output ``name``: start its mapped steps.
+
+        ``stored``: the item is replayed from an earlier run (a reused producer),
+        and this is what its STEP_OUTPUT event says about where it is.
+        """
         step = state.step
         if state.status is not StepStatus.RUNNING:
             raise OutputError(
@@ -141,13 +156,24 @@ class DynamicRuntime:
             )
         group.items[key] = value
         group.positions[key] = count
-        self.host.emit(
-            EventType.STEP_OUTPUT,
-            step_key=step.key,
-            level=logging.DEBUG,
-            message=f"Yielded output {name!r} item {key!r}.",
-            data={"output": name, "mapping_key": key, "attempt": state.attempts},
-        )
+        if stored is not None:
+            self.host.emit(
+                EventType.STEP_OUTPUT,
+                step_key=step.key,
+                level=logging.DEBUG,
+                message=f"Reused output {name!r} item {key!r} of run {stored.get('loaded_from')}.",
+                data=stored,
+            )
+        elif self.keeper is not None:
+            self.keeper.save_item(state, name, key, value)  # its event follows the write
+        else:
+            self.host.emit(
+                EventType.STEP_OUTPUT,
+                step_key=step.key,
+                level=logging.DEBUG,
+                message=f"Yielded output {name!r} item {key!r}.",
+                data={"output": name, "mapping_key": key, "attempt": state.attempts},
+            )
         if group.spec.templates:
             self._instantiate(group, key)
 
@@ -159,7 +185,29 @@ class DynamicRuntime:
         producer_node = states[producer].step.node.name
         created: dict[str, int] = {}
         item = ConstantInput(group.items[key])
+        reused = host.plan.reused
         for template in group.spec.templates:
+            step_key = f"{template.name}[{key}]"
+            reuse = reused.get(step_key) if reused else None
+            if reuse is not None:  # an item step an earlier run completed: take its outputs
+                state = host.add_step(
+                    Step(
+                        index=len(states),
+                        key=step_key,
+                        node=template,
+                        inputs=(),
+                        upstream=(),
+                        mapping_key=key,
+                        reuse=reuse,
+                    )
+                )
+                index = state.step.index
+                created[template.name] = index
+                group.instances[template.name][key] = index
+                self.instance_group[index] = group
+                group.unfinished += 1
+                host.make_ready(state)
+                continue
             waits: dict[int, None] = {}
             skip: list[str] = []
 
@@ -204,7 +252,7 @@ class DynamicRuntime:
             state = host.add_step(
                 Step(
                     index=len(states),
-                    key=f"{template.name}[{key}]",
+                    key=step_key,
                     node=template,
                     inputs=inputs,
                     upstream=tuple(waits),
