@@ -39,6 +39,11 @@ def _check_serializer(instance: Any, attribute: attrs.Attribute[Any], value: Any
     """A serializer is checked where it is declared, not when the first value fails to store."""
     if value is None:
         return
+    if isinstance(value, type):
+        raise DefinitionError(
+            f"{type(instance).__name__}(serializer={value.__name__}) got the class; pass an "
+            f"instance: serializer={value.__name__}()"
+        )
     missing = [
         member
         for member, ok in (
