@@ -18,12 +18,14 @@ from asyncdag._workspace import UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from asyncdag.outputs import FilesystemOutputStore
     from asyncdag.storage import RunRecord, RunStorage
 
 __all__ = [
     "add_run_arguments",
     "call",
     "make_console",
+    "open_output_store",
     "open_storage",
     "resolve_run_id",
     "where",
@@ -81,6 +83,13 @@ def open_storage() -> RunStorage:
     storage = SqliteStorage(default_storage_path())
     storage.open()
     return storage
+
+
+def open_output_store() -> FilesystemOutputStore:
+    """The output store the CLI and UI share (``$ASYNCDAG_OUTPUT_STORE``, else beside the history)."""
+    from asyncdag.outputs import FilesystemOutputStore
+
+    return FilesystemOutputStore()
 
 
 def where(storage: RunStorage) -> str:
