@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from asyncdag._definitions import PipelineDefinition
-from asyncdag._errors import AsyncdagError, ConfigError
+from asyncdag._errors import AsyncdagError, ConfigError, ReexecutionError
 from asyncdag._events import StepStatus
 from asyncdag._workspace import (
     STEP_SUMMARY_EVENTS,
@@ -187,6 +187,53 @@ async def rerun(request: Request) -> Response:
     return await _start(request, pipeline, body, record["run_id"])
 
 
+async def reexecute(request: Request) -> Response:
+    """Re-execute a recorded run: from its failure, or the steps the body selects."""
+    record = await _run_named(request)
+    body = await json_body(request)
+    from_failure = body.get("from_failure", False)
+    steps = body.get("steps")
+    if not isinstance(from_failure, bool):
+        raise ApiError(400, "`from_failure` must be true or false")
+    if steps is not None and (
+        not isinstance(steps, list) or not steps or not all(isinstance(s, str) and s for s in steps)
+    ):
+        raise ApiError(400, "`steps` must be a non-empty list of selection strings ('fetch*')")
+    if from_failure and steps is not None:
+        raise ApiError(400, "give `from_failure` or `steps`, not both")
+    if not from_failure and steps is None:
+        raise ApiError(400, "say what to re-execute: {'from_failure': true} or {'steps': [...]}")
+    if record["status"] not in ("SUCCESS", "FAILURE", "CANCELED"):
+        raise ApiError(409, f"run {record['run_id']!r} has not ended; re-execute it once it has")
+    pipeline = _state(request).pipelines.get(record["pipeline_name"])
+    if pipeline is None:
+        raise ApiError(
+            409,
+            f"run {record['run_id']!r} is of pipeline {record['pipeline_name']!r}, which "
+            "this server did not load; start the UI with its file (-f) to re-execute it",
+        )
+    live = _state(request).live
+    try:
+        handle = await live.launch(
+            pipeline,
+            None,
+            tags=None,
+            reexecute_from=record["run_id"],
+            from_failure=from_failure,
+            step_selection=steps,
+        )
+    except UINotRunningError as exc:
+        raise ApiError(503, str(exc)) from None
+    except ConfigError as exc:
+        errors = [{"path": e.path, "message": e.message, "line": None} for e in exc.errors]
+        raise ApiError(422, str(exc), errors=errors) from None
+    except (ReexecutionError, AsyncdagError) as exc:
+        raise ApiError(422, str(exc)) from None
+    return JSONBody(
+        {"run_id": handle.run_id, "run": await live.get_run(handle.run_id)}, status_code=201
+    )
+
+
 async def cancel(request: Request) -> Response:
     record = await _run_named(request)
     handle = _state(request).live.handle(record["run_id"])
@@ -216,6 +263,7 @@ async def list_runs(request: Request) -> Response:
         status=statuses(request),
         limit=limit,
         offset=offset,
+        root_run_id=request.query_params.get("root") or None,
     )
     return JSONBody({"runs": runs})
 
@@ -258,9 +306,7 @@ async def get_steps(request: Request) -> Response:
     else:
         events = await live.storage.get_events(record["run_id"], types=STEP_SUMMARY_EVENTS)
     finished = record["status"] in ("SUCCESS", "FAILURE", "CANCELED")
-    rows = await anyio.to_thread.run_sync(
-        lambda: summarize_steps(events, run_finished=finished)
-    )
+    rows = await anyio.to_thread.run_sync(lambda: summarize_steps(events, run_finished=finished))
     return JSONBody(
         {"steps": [row.to_dict() for row in rows if not wanted or row.status in wanted]}
     )
@@ -365,7 +411,11 @@ ENDPOINTS: list[Endpoint] = [
         "/api/runs",
         list_runs,
         "Run history, newest first",
-        (*_RUN_FILTERS, Param("offset", "query", "skip this many", {"type": "integer"})),
+        (
+            *_RUN_FILTERS,
+            Param("offset", "query", "skip this many", {"type": "integer"}),
+            Param("root", "query", "only the runs of this run's re-execution chain"),
+        ),
         responses={200: "OK", 400: "bad filter"},
     ),
     Endpoint(
@@ -441,6 +491,29 @@ ENDPOINTS: list[Endpoint] = [
         "Launch a new run with a run's pipeline, config and tags",
         (_RUN_ID,),
         responses={201: "launched", 404: "no such run", 409: "pipeline not loaded", 422: "invalid"},
+    ),
+    Endpoint(
+        "POST",
+        "/api/runs/{run_id}/reexecute",
+        reexecute,
+        "Re-execute a run from its failure (`from_failure`) or for selected steps (`steps`, "
+        "Dagster's syntax); the other steps' outputs are reused from the run's stored outputs",
+        (_RUN_ID,),
+        body={
+            "type": "object",
+            "properties": {
+                "from_failure": {"type": "boolean"},
+                "steps": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        responses={
+            201: "launched",
+            400: "malformed request",
+            404: "no such run",
+            409: "run not ended, or its pipeline not loaded",
+            422: "cannot be re-executed as asked",
+            503: "the app's lifespan is not running",
+        },
     ),
     *AUTOMATION_ENDPOINTS,
 ]
