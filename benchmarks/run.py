@@ -45,7 +45,21 @@ from peers import run_peers
 
 use_working_tree()
 
-ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "TRACE", "IMPORT", "STORAGE", "PEERS")
+ALL = (
+    "W1",
+    "W2",
+    "W3",
+    "W4",
+    "W5",
+    "W6",
+    "W7",
+    "W8",
+    "TRACE",
+    "IMPORT",
+    "STORAGE",
+    "OUTPUTS",
+    "PEERS",
+)
 BACKENDS = ("asyncio", "trio")
 
 
@@ -255,58 +269,85 @@ def run_storage(suite: Suite) -> None:
     except ImportError as exc:
         suite.notes.append(f"STORAGE skipped: SqliteStorage not importable ({exc})")
         return
+    with (
+        tempfile.TemporaryDirectory(prefix="asyncdag-bench-") as tmp,
+        SqliteStorage(Path(tmp) / "runs.db") as storage,
+    ):
+        _option_overhead(suite, "STORAGE", "no storage", "sqlite", "storage", {"storage": storage})
+
+
+def run_outputs(suite: Suite) -> None:
+    """W3 with every step's output stored on the local filesystem against no output store."""
+    try:
+        from asyncdag.outputs import FilesystemOutputStore
+    except ImportError as exc:
+        suite.notes.append(f"OUTPUTS skipped: asyncdag.outputs not importable ({exc})")
+        return
+    with tempfile.TemporaryDirectory(prefix="asyncdag-bench-outputs-") as tmp:
+        store = FilesystemOutputStore(tmp)
+        _option_overhead(
+            suite, "OUTPUTS", "no output store", "outputs", "output_store", {"output_store": store}
+        )
+
+
+def _option_overhead(
+    suite: Suite,
+    workload: str,
+    baseline: str,
+    variant: str,
+    option: str,
+    options: dict[str, Any],
+) -> None:
+    """W3 run with ``options`` against without, alternated: the row says the cost per step."""
     n = suite.profile.storage
     runner, build_s = workloads.dag_runner(
         lambda: workloads.build_wide_pipeline(n), "total", max_concurrency=50
     )
     p = suite.profile
-    with tempfile.TemporaryDirectory(prefix="asyncdag-bench-") as tmp:
-        storage = SqliteStorage(Path(tmp) / "runs.db")
-        with storage if hasattr(storage, "__enter__") else contextlib.nullcontext(storage):
 
-            async def none() -> Any:
-                return await runner()
+    async def without() -> Any:
+        return await runner()
 
-            async def sqlite() -> Any:
-                return await runner(storage=storage)
+    async def with_option() -> Any:
+        return await runner(**options)
 
-            for backend in suite.backends:
-                with suite.guard(f"STORAGE[{backend}]"):
-                    try:
-                        samples = anyio.run(
-                            lambda: alternate(
-                                {"no storage": none, "sqlite": sqlite},
-                                expected=n,
-                                repeats=p.repeats,
-                                warmup=p.warmup,
-                                budget_s=p.budget_s,
-                                min_repeats=min(3, p.repeats),
-                            ),
-                            backend=backend,
-                        )
-                    except TypeError as exc:
-                        if "storage" not in str(exc):
-                            raise
-                        suite.notes.append(f"STORAGE skipped: execute_pipeline_async: {exc}")
-                        return
-                    base = median(samples["no storage"])
-                    with_db = median(samples["sqlite"])
-                    suite.rows.append(
-                        {
-                            "workload": "STORAGE",
-                            "backend": backend,
-                            "size": n,
-                            "steps": n + 1,
-                            "repeats": len(samples["sqlite"]),
-                            "raw_baseline": "asyncdag, no storage",
-                            "raw_s": base,
-                            "asyncdag_s": with_db,
-                            "ratio": with_db / base,
-                            "extra_us_per_step": (with_db - base) / (n + 1) * 1e6,
-                            "samples_s": samples,
-                            "build_s": build_s,
-                        }
-                    )
+    for backend in suite.backends:
+        with suite.guard(f"{workload}[{backend}]"):
+            try:
+                samples = anyio.run(
+                    lambda: alternate(
+                        {baseline: without, variant: with_option},
+                        expected=n,
+                        repeats=p.repeats,
+                        warmup=p.warmup,
+                        budget_s=p.budget_s,
+                        min_repeats=min(3, p.repeats),
+                    ),
+                    backend=backend,
+                )
+            except TypeError as exc:
+                if option not in str(exc):
+                    raise
+                suite.notes.append(f"{workload} skipped: execute_pipeline_async: {exc}")
+                return
+            base = median(samples[baseline])
+            measured = median(samples[variant])
+            suite.rows.append(
+                {
+                    "workload": workload,
+                    "backend": backend,
+                    "size": n,
+                    "steps": n + 1,
+                    "repeats": len(samples[variant]),
+                    "raw_baseline": f"asyncdag, {baseline}",
+                    "raw_s": base,
+                    "asyncdag_s": measured,
+                    "ratio": measured / base,
+                    "extra_us_per_step": (measured - base) / (n + 1) * 1e6,
+                    "samples_s": samples,
+                    "build_s": build_s,
+                }
+            )
 
 
 def run_http(suite: Suite) -> None:
@@ -542,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         "TRACE": lambda: run_tracing(suite),
         "IMPORT": lambda: run_imports(suite),
         "STORAGE": lambda: run_storage(suite),
+        "OUTPUTS": lambda: run_outputs(suite),
         "PEERS": lambda: run_peers(suite, alone=selected == ["PEERS"]),
     }
     started = time.perf_counter()

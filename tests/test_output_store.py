@@ -207,9 +207,11 @@ class _Refusing:
 
 
 def _refusing(tmp_path: Path, error: OSError, after_bytes: int = 0) -> FilesystemOutputStore:
+    """A store whose filesystem refuses writes, through fsspec (what a bucket would do)."""
     store = FilesystemOutputStore(tmp_path / "outputs")
     fs, _root = store._filesystem()
     store._fs = _Refusing(fs, error, after_bytes=after_bytes)
+    store._local = False  # through the fsspec calls, not the local directory's os calls
     return store
 
 
@@ -233,6 +235,34 @@ def test_a_denied_directory_fails_the_put_naming_the_location(tmp_path: Path) ->
     with pytest.raises(OutputStoreError, match="Permission denied") as caught:
         store.put(KEY, 1)
     assert str(tmp_path / "outputs") in str(caught.value)
+
+
+def test_a_local_directory_that_cannot_be_made_fails_the_put_clearly(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the store's directory should be")
+    store = FilesystemOutputStore(blocker / "outputs")
+    with pytest.raises(OutputStoreError) as caught:
+        store.put(KEY, 1)
+    assert "step 'fetch' output 'result'" in str(caught.value)
+    assert str(blocker) in str(caught.value)
+    assert blocker.read_text().startswith("a file")
+
+
+def test_a_local_disk_full_on_the_final_move_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FilesystemOutputStore(tmp_path / "outputs")
+    store.put(KEY, "old")
+
+    def full(src: str, dst: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OutputStoreError, match="No space left on device"):
+        store.put(KEY, "new")
+    monkeypatch.undo()
+    assert store.get(KEY) == "old"  # the earlier value stands
+    assert [p.name for p in (tmp_path / "outputs").rglob("*") if p.is_file()] == ["result.pkl"]
 
 
 # --- serializers declared on outputs ---------------------------------------------------------
