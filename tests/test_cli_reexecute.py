@@ -250,3 +250,26 @@ def test_gc_refuses_an_age_it_cannot_read(home: Path, age: str) -> None:
     done = cli(home, "run", "gc", f"--older-than={age}")
     assert done.returncode == 2
     assert "expected an age such as 30m, 12h, 7d or 2w" in done.stderr
+
+
+def test_execute_steps_runs_a_subset_fed_by_config(
+    home: Path, project: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "inputs.yaml"
+    config.write_text("solids:\n  total:\n    inputs:\n      rows: [4, 5]\n")
+    done = cli(
+        home,
+        "pipeline",
+        "execute",
+        "-f",
+        str(project / "flaky.py"),
+        "--steps",
+        "total",
+        "-c",
+        str(config),
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert started(done.stdout) == {"total"}
+    missing = cli(home, "pipeline", "execute", "-f", str(project / "flaky.py"), "--steps", "total")
+    assert_one_clear_line(missing, "solids.total.inputs.rows", "comes from solid 'fragile'")

@@ -318,9 +318,7 @@ async def test_only_the_failed_mapped_items_run_again(tmp_path: Path) -> None:
     assert sorted(items) == [f"k{i}" for i in range(5)]
 
 
-async def test_a_subset_without_a_parent_takes_its_inputs_from_run_config() -> None:
-    ran: list[str] = []
-
+def adding_pipeline(ran: list[str]) -> Any:
     @solid
     def source() -> int:
         ran.append("source")
@@ -335,6 +333,12 @@ async def test_a_subset_without_a_parent_takes_its_inputs_from_run_config() -> N
     def small() -> None:
         add(source(), source.alias("other")())
 
+    return small
+
+
+async def test_a_subset_without_a_parent_takes_its_inputs_from_run_config() -> None:
+    ran: list[str] = []
+    small = adding_pipeline(ran)
     result = await execute_pipeline_async(
         small, {"solids": {"add": {"inputs": {"x": 2, "y": 3}}}}, step_selection=["add"]
     )
@@ -344,21 +348,7 @@ async def test_a_subset_without_a_parent_takes_its_inputs_from_run_config() -> N
 
 async def test_a_subset_without_a_parent_names_every_missing_input_before_running() -> None:
     ran: list[str] = []
-
-    @solid
-    def source() -> int:
-        ran.append("source")
-        return 1
-
-    @solid
-    def add(x: int, y: int) -> int:
-        ran.append("add")
-        return x + y
-
-    @pipeline
-    def small() -> None:
-        add(source(), source.alias("other")())
-
+    small = adding_pipeline(ran)
     with pytest.raises(ConfigError) as caught:
         await execute_pipeline_async(small, step_selection=["add"])
     message = str(caught.value)
@@ -396,6 +386,74 @@ async def test_outputs_declared_json_are_stored_as_json_and_reused(tmp_path: Pat
         jsonish, storage=storage, output_store=store, reexecute_from=first.run_id, from_failure=True
     )
     assert second.output_for_solid("use") == 2
+
+
+async def test_selecting_a_mapped_solid_computes_all_of_its_items(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    @solid(outs={"items": DynamicOut()})
+    async def discover() -> Any:
+        for i in range(3):
+            yield DynamicOutput(i, mapping_key=f"k{i}")
+
+    @solid
+    def work(context: Any, i: int) -> int:
+        calls.append(context.step_key)
+        return i + 100
+
+    @solid
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    @pipeline
+    def fan() -> None:
+        total(discover().map(work).collect())
+
+    store = FilesystemOutputStore(tmp_path / "outputs")
+    storage = InMemoryStorage()
+    first = await execute_pipeline_async(fan, output_store=store, storage=storage)
+    calls.clear()
+    again = await execute_pipeline_async(
+        fan,
+        storage=storage,
+        output_store=store,
+        reexecute_from=first.run_id,
+        step_selection=["work"],
+    )
+    assert sorted(calls) == ["work[k0]", "work[k1]", "work[k2]"]
+    assert "discover" not in started(again) and "total" not in again.step_results
+    collected = await execute_pipeline_async(
+        fan,
+        storage=storage,
+        output_store=store,
+        reexecute_from=first.run_id,
+        step_selection=["total"],
+    )
+    assert started(collected) == {"total"}
+    assert collected.output_for_solid("total") == 303
+
+
+async def test_every_stored_output_event_says_where_and_how_big(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASYNCDAG_OUTPUT_STORE", str(tmp_path / "default"))
+    etl = chain_pipeline(Flags(tmp_path))
+    result = await execute_pipeline_async(etl, persist_outputs=True)
+    stored = {e.step_key: e.data for e in result.events if e.type is EventType.STEP_OUTPUT}
+    assert set(stored) == set(etl.nodes)
+    for key, data in stored.items():
+        path = Path(data["path"])
+        assert path == tmp_path / "default" / result.run_id / key / "result.pkl"
+        assert data["size"] == path.stat().st_size > 0 and data["serializer"] == "pickle"
+    start = result.events[0].data or {}
+    assert start["outputs_stored"] is True and "python_file" in start["origin"]
+
+
+async def test_without_an_output_store_single_outputs_emit_no_event(tmp_path: Path) -> None:
+    etl = chain_pipeline(Flags(tmp_path))
+    result = await execute_pipeline_async(etl)
+    assert not any(e.type is EventType.STEP_OUTPUT for e in result.events)
+    assert "outputs_stored" not in (result.events[0].data or {})
 
 
 # --- what cannot be re-executed is said before anything runs ---------------------------------

@@ -201,11 +201,7 @@ class DynamicRuntime:
                         reuse=reuse,
                     )
                 )
-                index = state.step.index
-                created[template.name] = index
-                group.instances[template.name][key] = index
-                self.instance_group[index] = group
-                group.unfinished += 1
+                created[template.name] = self._add_instance(group, template.name, key, state)
                 host.make_ready(state)
                 continue
             waits: dict[int, None] = {}
@@ -260,11 +256,7 @@ class DynamicRuntime:
                     mapping_key=key,
                 )
             )
-            index = state.step.index
-            created[template.name] = index
-            group.instances[template.name][key] = index
-            self.instance_group[index] = group
-            group.unfinished += 1
+            index = created[template.name] = self._add_instance(group, template.name, key, state)
             for up in waits:
                 if up < self.static_count:
                     self.watch.setdefault(up, []).append(index)
@@ -275,6 +267,14 @@ class DynamicRuntime:
             elif not waits:
                 host.make_ready(state)
         host.dispatch()
+
+    def _add_instance(self, group: _Group, template: str, key: str, state: StepState) -> int:
+        """Count a mapped step made for item ``key`` in its group; its index."""
+        index = state.step.index
+        group.instances[template][key] = index
+        self.instance_group[index] = group
+        group.unfinished += 1
+        return index
 
     # --- completion ----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from asyncdag._definitions import PipelineDefinition
-from asyncdag._errors import AsyncdagError, ConfigError, ReexecutionError
+from asyncdag._errors import AsyncdagError, ConfigError
 from asyncdag._events import StepStatus
 from asyncdag._workspace import (
     STEP_SUMMARY_EVENTS,
@@ -141,6 +141,29 @@ async def validate(request: Request) -> Response:
 # --- launching ------------------------------------------------------------------------------
 
 
+def _launch_error(exc: Exception) -> ApiError:
+    """What launching a run raised, as the API says it: 503 with no lifespan, else 422."""
+    if isinstance(exc, UINotRunningError):
+        return ApiError(503, str(exc))
+    if isinstance(exc, ConfigError):
+        errors = [{"path": e.path, "message": e.message, "line": None} for e in exc.errors]
+        return ApiError(422, str(exc), errors=errors)
+    return ApiError(422, str(exc))
+
+
+def _loaded_pipeline_of(
+    request: Request, record: Mapping[str, Any], verb: str
+) -> PipelineDefinition:
+    pipeline = _state(request).pipelines.get(record["pipeline_name"])
+    if pipeline is None:
+        raise ApiError(
+            409,
+            f"run {record['run_id']!r} is of pipeline {record['pipeline_name']!r}, which "
+            f"this server did not load; start the UI with its file (-f) to {verb} it",
+        )
+    return pipeline
+
+
 async def _start(
     request: Request, pipeline: PipelineDefinition, body: Mapping[str, Any], parent: str | None
 ) -> Response:
@@ -151,13 +174,10 @@ async def _start(
         raise ApiError(422, f"the run config has {len(errors)} error(s)", errors=errors)
     try:
         handle = await live.launch(pipeline, config, tags=tags, parent_run_id=parent)
-    except UINotRunningError as exc:
-        raise ApiError(503, str(exc)) from None
-    except ConfigError as exc:  # checked above; kept for config that resolves differently
-        errors = [{"path": e.path, "message": e.message, "line": None} for e in exc.errors]
-        raise ApiError(422, str(exc), errors=errors) from None
-    except AsyncdagError as exc:
-        raise ApiError(422, str(exc)) from None
+    except (
+        AsyncdagError
+    ) as exc:  # config was checked above; kept for config that resolves differently
+        raise _launch_error(exc) from None
     record = await live.get_run(handle.run_id)
     return JSONBody({"run_id": handle.run_id, "run": record}, status_code=201)
 
@@ -176,13 +196,7 @@ async def launch(request: Request) -> Response:
 
 async def rerun(request: Request) -> Response:
     record = await _run_named(request)
-    pipeline = _state(request).pipelines.get(record["pipeline_name"])
-    if pipeline is None:
-        raise ApiError(
-            409,
-            f"run {record['run_id']!r} is of pipeline {record['pipeline_name']!r}, which "
-            "this server did not load; start the UI with its file (-f) to re-run it",
-        )
+    pipeline = _loaded_pipeline_of(request, record, "re-run")
     body = {"config": record["run_config"] or {}, "tags": record["tags"] or {}}
     return await _start(request, pipeline, body, record["run_id"])
 
@@ -205,13 +219,7 @@ async def reexecute(request: Request) -> Response:
         raise ApiError(400, "say what to re-execute: {'from_failure': true} or {'steps': [...]}")
     if record["status"] not in ("SUCCESS", "FAILURE", "CANCELED"):
         raise ApiError(409, f"run {record['run_id']!r} has not ended; re-execute it once it has")
-    pipeline = _state(request).pipelines.get(record["pipeline_name"])
-    if pipeline is None:
-        raise ApiError(
-            409,
-            f"run {record['run_id']!r} is of pipeline {record['pipeline_name']!r}, which "
-            "this server did not load; start the UI with its file (-f) to re-execute it",
-        )
+    pipeline = _loaded_pipeline_of(request, record, "re-execute")
     live = _state(request).live
     try:
         handle = await live.launch(
@@ -222,13 +230,8 @@ async def reexecute(request: Request) -> Response:
             from_failure=from_failure,
             step_selection=steps,
         )
-    except UINotRunningError as exc:
-        raise ApiError(503, str(exc)) from None
-    except ConfigError as exc:
-        errors = [{"path": e.path, "message": e.message, "line": None} for e in exc.errors]
-        raise ApiError(422, str(exc), errors=errors) from None
-    except (ReexecutionError, AsyncdagError) as exc:
-        raise ApiError(422, str(exc)) from None
+    except AsyncdagError as exc:  # a ReexecutionError, a ConfigError of a subset, no lifespan
+        raise _launch_error(exc) from None
     return JSONBody(
         {"run_id": handle.run_id, "run": await live.get_run(handle.run_id)}, status_code=201
     )
