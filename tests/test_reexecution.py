@@ -684,3 +684,59 @@ def test_reexecuting_random_failures_until_success_gives_the_sequential_values(
     successes = [key for r in results for key in computed_successes(r)]
     assert sorted(successes) == sorted(names)  # each step succeeded exactly once, across runs
     assert all(count == 0 for count in remaining.values())
+
+
+def line_pipeline() -> Any:
+    @solid
+    def a() -> int:
+        return 1
+
+    @solid
+    def step(x: int) -> int:
+        return x + 1
+
+    @pipeline(name="line")
+    def line() -> None:
+        step.alias("d")(step.alias("c")(step.alias("b")(a())))
+
+    return line
+
+
+async def test_a_step_between_two_selected_steps_is_reused(tmp_path: Path) -> None:
+    line = line_pipeline()
+    store = FilesystemOutputStore(tmp_path / "outputs")
+    storage = InMemoryStorage()
+    first = await execute_pipeline_async(line, output_store=store, storage=storage)
+    again = await execute_pipeline_async(
+        line,
+        storage=storage,
+        output_store=store,
+        reexecute_from=first.run_id,
+        step_selection=["b", "d"],
+    )
+    assert started(again) == {"b", "d"}
+    reused = {e.step_key for e in again.events if e.type is EventType.STEP_SUCCESS} - {"b", "d"}
+    assert reused == {"a", "c"}
+    assert again.output_for_solid("d") == 4
+
+
+async def test_what_a_subset_parent_left_out_comes_from_its_own_parent(tmp_path: Path) -> None:
+    line = line_pipeline()
+    store = FilesystemOutputStore(tmp_path / "outputs")
+    storage = InMemoryStorage()
+    run1 = await execute_pipeline_async(line, output_store=store, storage=storage)
+    run2 = await execute_pipeline_async(
+        line, storage=storage, output_store=store, reexecute_from=run1.run_id, step_selection=["b"]
+    )
+    assert set(run2.step_results) == {"a", "b"}  # c and d: downstream of b, left out
+    run3 = await execute_pipeline_async(
+        line, storage=storage, output_store=store, reexecute_from=run2.run_id, step_selection=["d"]
+    )
+    origin = {
+        e.step_key: (e.data or {}).get("loaded_from")
+        for e in run3.events
+        if e.type is EventType.STEP_SUCCESS
+    }
+    assert origin == {"a": run1.run_id, "b": run2.run_id, "c": run1.run_id, "d": None}
+    record = await storage.get_run(run3.run_id)
+    assert record is not None and record.root_run_id == run1.run_id
