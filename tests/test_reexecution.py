@@ -38,6 +38,24 @@ from asyncdag.storage import InMemoryStorage
 pytestmark = pytest.mark.anyio
 
 
+class Runs:
+    """One run history and one output store, shared by a chain of runs and re-executions."""
+
+    def __init__(self, tmp_path: Path | None = None, *, store: Any = None) -> None:
+        assert tmp_path is not None or store is not None
+        self.store = store if store is not None else FilesystemOutputStore(tmp_path / "outputs")  # type: ignore[operator]
+        self.storage = InMemoryStorage()
+
+    async def run(self, pipeline: Any, run_config: Any = None, **options: Any) -> Any:
+        return await execute_pipeline_async(
+            pipeline, run_config, output_store=self.store, storage=self.storage, **options
+        )
+
+    async def again(self, pipeline: Any, parent: Any, *args: Any, **options: Any) -> Any:
+        """Re-execute ``parent`` (a result)."""
+        return await self.run(pipeline, *args, reexecute_from=parent.run_id, **options)
+
+
 def started(result: Any) -> set[str]:
     return {e.step_key for e in result.events if e.type is EventType.STEP_START}
 
@@ -113,26 +131,21 @@ async def test_reexecute_from_failure_runs_only_the_failed_step_and_its_dependen
 ) -> None:
     flags = Flags(tmp_path)
     etl = chain_pipeline(flags)
-    store = FilesystemOutputStore(tmp_path / "outputs")
-    storage = InMemoryStorage()
+    runs = Runs(tmp_path)
     flags.set("enrich")
-    first = await execute_pipeline_async(
-        etl, output_store=store, storage=storage, raise_on_error=False
-    )
+    first = await runs.run(etl, raise_on_error=False)
     assert first.status is RunStatus.FAILURE
     assert first.step_results["enrich"].status is StepStatus.FAILURE
     assert first.step_results["report"].status is StepStatus.SKIPPED
 
     flags.clear("enrich")
-    second = await execute_pipeline_async(
-        etl, storage=storage, output_store=store, reexecute_from=first.run_id, from_failure=True
-    )
+    second = await runs.again(etl, first, from_failure=True)
     assert second.status is RunStatus.SUCCESS
     assert started(second) == {"enrich", "report"}
     assert computed_successes(first) | computed_successes(second) == set(etl.nodes)
     clean_run = await execute_pipeline_async(etl)
     assert all_outputs(second) == all_outputs(clean_run)
-    record = await storage.get_run(second.run_id)
+    record = await runs.storage.get_run(second.run_id)
     assert record is not None
     assert (record.parent_run_id, record.root_run_id) == (first.run_id, first.run_id)
 
@@ -140,16 +153,11 @@ async def test_reexecute_from_failure_runs_only_the_failed_step_and_its_dependen
 async def test_reused_steps_say_where_their_outputs_come_from(tmp_path: Path) -> None:
     flags = Flags(tmp_path)
     etl = chain_pipeline(flags)
-    store = FilesystemOutputStore(tmp_path / "outputs")
-    storage = InMemoryStorage()
+    runs = Runs(tmp_path)
     flags.set("report")
-    first = await execute_pipeline_async(
-        etl, output_store=store, storage=storage, raise_on_error=False
-    )
+    first = await runs.run(etl, raise_on_error=False)
     flags.clear("report")
-    second = await execute_pipeline_async(
-        etl, storage=storage, output_store=store, reexecute_from=first.run_id, from_failure=True
-    )
+    second = await runs.again(etl, first, from_failure=True)
     reused = {
         e.step_key: e.data
         for e in second.events
@@ -167,28 +175,16 @@ async def test_a_chain_of_reexecutions_reads_each_value_from_the_run_that_comput
 ) -> None:
     flags = Flags(tmp_path)
     etl = chain_pipeline(flags)
-    store = FilesystemOutputStore(tmp_path / "outputs")
-    storage = InMemoryStorage()
+    runs = Runs(tmp_path)
     flags.set("enrich")
     flags.set("report")
-    run1 = await execute_pipeline_async(
-        etl, output_store=store, storage=storage, raise_on_error=False
-    )
+    run1 = await runs.run(etl, raise_on_error=False)
     flags.clear("enrich")
-    run2 = await execute_pipeline_async(
-        etl,
-        storage=storage,
-        output_store=store,
-        reexecute_from=run1.run_id,
-        from_failure=True,
-        raise_on_error=False,
-    )
+    run2 = await runs.again(etl, run1, from_failure=True, raise_on_error=False)
     assert started(run2) == {"enrich", "report"}
     assert run2.step_results["report"].status is StepStatus.FAILURE
     flags.clear("report")
-    run3 = await execute_pipeline_async(
-        etl, storage=storage, output_store=store, reexecute_from=run2.run_id, from_failure=True
-    )
+    run3 = await runs.again(etl, run2, from_failure=True)
     assert started(run3) == {"report"}
     origin = {
         e.step_key: e.data["loaded_from"]
@@ -203,7 +199,7 @@ async def test_a_chain_of_reexecutions_reads_each_value_from_the_run_that_comput
         "enrich": run2.run_id,
     }
     assert run3.output_for_solid("report") == "11,21,31"
-    chain = await storage.list_runs(root_run_id=run1.run_id)
+    chain = await runs.storage.list_runs(root_run_id=run1.run_id)
     assert {r.run_id for r in chain} == {run1.run_id, run2.run_id, run3.run_id}
     assert {r.root_run_id for r in chain} == {None, run1.run_id}
 
@@ -211,25 +207,12 @@ async def test_a_chain_of_reexecutions_reads_each_value_from_the_run_that_comput
 async def test_a_step_selection_computes_only_the_selected_steps(tmp_path: Path) -> None:
     flags = Flags(tmp_path)
     etl = chain_pipeline(flags)
-    store = FilesystemOutputStore(tmp_path / "outputs")
-    storage = InMemoryStorage()
-    first = await execute_pipeline_async(etl, output_store=store, storage=storage)
-    second = await execute_pipeline_async(
-        etl,
-        storage=storage,
-        output_store=store,
-        reexecute_from=first.run_id,
-        step_selection=["enrich+"],
-    )
+    runs = Runs(tmp_path)
+    first = await runs.run(etl)
+    second = await runs.again(etl, first, step_selection=["enrich+"])
     assert started(second) == {"enrich", "report"}
     assert second.output_for_solid("report") == first.output_for_solid("report")
-    third = await execute_pipeline_async(
-        etl,
-        storage=storage,
-        output_store=store,
-        reexecute_from=first.run_id,
-        step_selection=["*audit"],
-    )
+    third = await runs.again(etl, first, step_selection=["*audit"])
     assert started(third) == {"load", "clean", "audit"}
     # Downstream of the selection and read by nothing selected: left out, not reused stale.
     assert "enrich" not in third.step_results and "report" not in third.step_results
@@ -249,36 +232,25 @@ async def test_the_parents_config_and_tags_are_reused_unless_given(tmp_path: Pat
     def configured() -> None:
         show(scale())
 
-    store = FilesystemOutputStore(tmp_path / "outputs")
-    storage = InMemoryStorage()
+    runs = Runs(tmp_path)
     config = {"solids": {"scale": {"config": {"factor": 21}}}}
-    first = await execute_pipeline_async(
-        configured, config, output_store=store, storage=storage, tags={"team": "data"}
-    )
-    again = await execute_pipeline_async(
-        configured, storage=storage, reexecute_from=first.run_id, output_store=store
-    )
+    first = await runs.run(configured, config, tags={"team": "data"})
+    again = await runs.again(configured, first)
     assert again.output_for_solid("show") == "42 data"
-    record = await storage.get_run(again.run_id)
+    record = await runs.storage.get_run(again.run_id)
     assert record is not None and record.run_config == config and record.tags == {"team": "data"}
-    other = await execute_pipeline_async(
-        configured,
-        {"solids": {"scale": {"config": {"factor": 1}}}},
-        storage=storage,
-        output_store=store,
-        reexecute_from=first.run_id,
-        tags={"team": "ops"},
+    other = await runs.again(
+        configured, first, {"solids": {"scale": {"config": {"factor": 1}}}}, tags={"team": "ops"}
     )
     assert other.output_for_solid("show") == "2 ops"
 
 
-async def test_only_the_failed_mapped_items_run_again(tmp_path: Path) -> None:
-    flags = Flags(tmp_path)
-    calls: list[str] = []
+def fan_pipeline(count: int, calls: list[str], flags: Flags) -> Any:
+    """A producer yielding ``count`` items, each squared by a mapped step, collected and summed."""
 
     @solid(outs={"items": DynamicOut()})
     async def discover() -> Any:
-        for i in range(5):
+        for i in range(count):
             yield DynamicOutput(i, mapping_key=f"k{i}")
 
     @solid
@@ -295,18 +267,20 @@ async def test_only_the_failed_mapped_items_run_again(tmp_path: Path) -> None:
     def fan() -> None:
         total(discover().map(work).collect())
 
-    store = FilesystemOutputStore(tmp_path / "outputs")
-    storage = InMemoryStorage()
+    return fan
+
+
+async def test_only_the_failed_mapped_items_run_again(tmp_path: Path) -> None:
+    flags = Flags(tmp_path)
+    calls: list[str] = []
+    fan = fan_pipeline(5, calls, flags)
+    runs = Runs(tmp_path)
     flags.set("work[k3]")
-    first = await execute_pipeline_async(
-        fan, output_store=store, storage=storage, raise_on_error=False
-    )
+    first = await runs.run(fan, raise_on_error=False)
     assert first.step_results["total"].status is StepStatus.SKIPPED
     flags.clear("work[k3]")
     calls.clear()
-    second = await execute_pipeline_async(
-        fan, storage=storage, output_store=store, reexecute_from=first.run_id, from_failure=True
-    )
+    second = await runs.again(fan, first, from_failure=True)
     assert started(second) == {"work[k3]", "total"}
     assert calls == ["work[k3]"]
     assert second.output_for_solid("total") == sum(i * i for i in range(5))
@@ -373,64 +347,28 @@ async def test_outputs_declared_json_are_stored_as_json_and_reused(tmp_path: Pat
     def jsonish() -> None:
         use(doc())
 
-    store = FilesystemOutputStore(tmp_path / "outputs")
-    storage = InMemoryStorage()
+    runs = Runs(tmp_path)
     flags.set("use")
-    first = await execute_pipeline_async(
-        jsonish, output_store=store, storage=storage, raise_on_error=False
-    )
+    first = await runs.run(jsonish, raise_on_error=False)
     stored = next(e.data for e in first.events if e.type is EventType.STEP_OUTPUT)
     assert stored["serializer"] == "json" and stored["path"].endswith("doc/result.json")
     flags.clear("use")
-    second = await execute_pipeline_async(
-        jsonish, storage=storage, output_store=store, reexecute_from=first.run_id, from_failure=True
-    )
+    second = await runs.again(jsonish, first, from_failure=True)
     assert second.output_for_solid("use") == 2
 
 
 async def test_selecting_a_mapped_solid_computes_all_of_its_items(tmp_path: Path) -> None:
     calls: list[str] = []
-
-    @solid(outs={"items": DynamicOut()})
-    async def discover() -> Any:
-        for i in range(3):
-            yield DynamicOutput(i, mapping_key=f"k{i}")
-
-    @solid
-    def work(context: Any, i: int) -> int:
-        calls.append(context.step_key)
-        return i + 100
-
-    @solid
-    def total(values: list[int]) -> int:
-        return sum(values)
-
-    @pipeline
-    def fan() -> None:
-        total(discover().map(work).collect())
-
-    store = FilesystemOutputStore(tmp_path / "outputs")
-    storage = InMemoryStorage()
-    first = await execute_pipeline_async(fan, output_store=store, storage=storage)
+    fan = fan_pipeline(3, calls, Flags(tmp_path))
+    runs = Runs(tmp_path)
+    first = await runs.run(fan)
     calls.clear()
-    again = await execute_pipeline_async(
-        fan,
-        storage=storage,
-        output_store=store,
-        reexecute_from=first.run_id,
-        step_selection=["work"],
-    )
+    again = await runs.again(fan, first, step_selection=["work"])
     assert sorted(calls) == ["work[k0]", "work[k1]", "work[k2]"]
     assert "discover" not in started(again) and "total" not in again.step_results
-    collected = await execute_pipeline_async(
-        fan,
-        storage=storage,
-        output_store=store,
-        reexecute_from=first.run_id,
-        step_selection=["total"],
-    )
+    collected = await runs.again(fan, first, step_selection=["total"])
     assert started(collected) == {"total"}
-    assert collected.output_for_solid("total") == 303
+    assert collected.output_for_solid("total") == 0 + 1 + 4
 
 
 async def test_every_stored_output_event_says_where_and_how_big(
@@ -473,24 +411,20 @@ async def test_reexecution_needs_the_history_that_recorded_the_parent() -> None:
 
 async def test_a_successful_run_has_nothing_to_reexecute_from_failure(tmp_path: Path) -> None:
     etl = chain_pipeline(Flags(tmp_path))
-    storage = InMemoryStorage()
-    store = FilesystemOutputStore(tmp_path / "outputs")
-    first = await execute_pipeline_async(etl, storage=storage, output_store=store)
+    runs = Runs(tmp_path)
+    first = await runs.run(etl)
     with pytest.raises(ReexecutionError, match="nothing to re-execute from failure"):
-        await execute_pipeline_async(
-            etl, storage=storage, output_store=store, reexecute_from=first.run_id, from_failure=True
-        )
+        await runs.again(etl, first, from_failure=True)
 
 
 async def test_from_failure_and_a_selection_together_are_refused(tmp_path: Path) -> None:
     etl = chain_pipeline(Flags(tmp_path))
-    storage = InMemoryStorage()
-    store = FilesystemOutputStore(tmp_path / "outputs")
-    first = await execute_pipeline_async(etl, storage=storage, output_store=store)
+    runs = Runs(tmp_path)
+    first = await runs.run(etl)
     with pytest.raises(ReexecutionError, match="choose one of from_failure"):
         await execute_pipeline_async(
             etl,
-            storage=storage,
+            storage=runs.storage,
             reexecute_from=first.run_id,
             from_failure=True,
             step_selection=["report"],
@@ -558,22 +492,19 @@ async def test_a_value_that_cannot_be_stored_fails_its_step_and_nothing_else(
         fine()
         after(lock())
 
-    store = FilesystemOutputStore(tmp_path / "outputs")
-    storage = InMemoryStorage()
-    result = await execute_pipeline_async(
-        mixed, output_store=store, storage=storage, raise_on_error=False
-    )
+    runs = Runs(tmp_path)
+    result = await runs.run(mixed, raise_on_error=False)
     failed = result.step_results["lock"]
     assert failed.status is StepStatus.FAILURE and failed.error is not None
     assert "step 'lock' output 'result'" in failed.error.message
     assert "_thread.lock" in failed.error.message
     assert result.step_results["after"].status is StepStatus.SKIPPED
     assert result.step_results["fine"].status is StepStatus.SUCCESS
-    stored = await storage.get_events(result.run_id)
+    stored = await runs.storage.get_events(result.run_id)
     assert [e.seq for e in stored] == list(range(len(result.events)))
     from asyncdag.outputs import OutputKey
 
-    assert store.get(OutputKey(result.run_id, "fine", "result")) == 1
+    assert runs.store.get(OutputKey(result.run_id, "fine", "result")) == 1
 
 
 async def test_a_full_disk_fails_the_step_clearly_and_keeps_the_rest(tmp_path: Path) -> None:
@@ -594,16 +525,14 @@ async def test_a_full_disk_fails_the_step_clearly_and_keeps_the_rest(tmp_path: P
         small()
         big()
 
-    store = _refusing(tmp_path, OSError(errno.ENOSPC, "No space left on device"), after_bytes=1000)
-    storage = InMemoryStorage()
-    result = await execute_pipeline_async(
-        sizes, output_store=store, storage=storage, raise_on_error=False
-    )
+    full = OSError(errno.ENOSPC, "No space left on device")
+    runs = Runs(store=_refusing(tmp_path, full, after_bytes=1000))
+    result = await runs.run(sizes, raise_on_error=False)
     error = result.step_results["big"].error
     assert error is not None and "No space left on device" in error.message
     assert "step 'big' output 'result'" in error.message
     assert result.step_results["small"].status is StepStatus.SUCCESS
-    assert len(await storage.get_events(result.run_id)) == len(result.events)
+    assert len(await runs.storage.get_events(result.run_id)) == len(result.events)
     leftovers = [p.name for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
     assert leftovers == ["result.pkl"]  # small's output, and no half-written file of big
 
@@ -649,27 +578,15 @@ def test_reexecuting_random_failures_until_success_gives_the_sequential_values(
     names = [f"n{i}" for i in range(spec["n"])]
     remaining = dict(zip(names, spec["failures"], strict=True))
     flaky = flaky_pipeline(spec, remaining)
-    store = FilesystemOutputStore(f"memory://reexec-{uuid.uuid4().hex}")
-    storage = InMemoryStorage()
+    runs = Runs(store=FilesystemOutputStore(f"memory://reexec-{uuid.uuid4().hex}"))
 
     async def until_success() -> list[Any]:
-        results = [
-            await execute_pipeline_async(
-                flaky, output_store=store, storage=storage, raise_on_error=False
-            )
-        ]
+        results = [await runs.run(flaky, raise_on_error=False)]
         while results[-1].status is not RunStatus.SUCCESS:
             # Each run either ends the chain or spends at least one of the planned failures.
             assert len(results) <= sum(spec["failures"]) + 1
             results.append(
-                await execute_pipeline_async(
-                    flaky,
-                    storage=storage,
-                    output_store=store,
-                    reexecute_from=results[-1].run_id,
-                    from_failure=True,
-                    raise_on_error=False,
-                )
+                await runs.again(flaky, results[-1], from_failure=True, raise_on_error=False)
             )
         return results
 
@@ -704,16 +621,9 @@ def line_pipeline() -> Any:
 
 async def test_a_step_between_two_selected_steps_is_reused(tmp_path: Path) -> None:
     line = line_pipeline()
-    store = FilesystemOutputStore(tmp_path / "outputs")
-    storage = InMemoryStorage()
-    first = await execute_pipeline_async(line, output_store=store, storage=storage)
-    again = await execute_pipeline_async(
-        line,
-        storage=storage,
-        output_store=store,
-        reexecute_from=first.run_id,
-        step_selection=["b", "d"],
-    )
+    runs = Runs(tmp_path)
+    first = await runs.run(line)
+    again = await runs.again(line, first, step_selection=["b", "d"])
     assert started(again) == {"b", "d"}
     reused = {e.step_key for e in again.events if e.type is EventType.STEP_SUCCESS} - {"b", "d"}
     assert reused == {"a", "c"}
@@ -722,21 +632,16 @@ async def test_a_step_between_two_selected_steps_is_reused(tmp_path: Path) -> No
 
 async def test_what_a_subset_parent_left_out_comes_from_its_own_parent(tmp_path: Path) -> None:
     line = line_pipeline()
-    store = FilesystemOutputStore(tmp_path / "outputs")
-    storage = InMemoryStorage()
-    run1 = await execute_pipeline_async(line, output_store=store, storage=storage)
-    run2 = await execute_pipeline_async(
-        line, storage=storage, output_store=store, reexecute_from=run1.run_id, step_selection=["b"]
-    )
+    runs = Runs(tmp_path)
+    run1 = await runs.run(line)
+    run2 = await runs.again(line, run1, step_selection=["b"])
     assert set(run2.step_results) == {"a", "b"}  # c and d: downstream of b, left out
-    run3 = await execute_pipeline_async(
-        line, storage=storage, output_store=store, reexecute_from=run2.run_id, step_selection=["d"]
-    )
+    run3 = await runs.again(line, run2, step_selection=["d"])
     origin = {
         e.step_key: (e.data or {}).get("loaded_from")
         for e in run3.events
         if e.type is EventType.STEP_SUCCESS
     }
     assert origin == {"a": run1.run_id, "b": run2.run_id, "c": run1.run_id, "d": None}
-    record = await storage.get_run(run3.run_id)
+    record = await runs.storage.get_run(run3.run_id)
     assert record is not None and record.root_run_id == run1.run_id
