@@ -645,3 +645,47 @@ async def test_what_a_subset_parent_left_out_comes_from_its_own_parent(tmp_path:
     assert origin == {"a": run1.run_id, "b": run2.run_id, "c": run1.run_id, "d": None}
     record = await runs.storage.get_run(run3.run_id)
     assert record is not None and record.root_run_id == run1.run_id
+
+
+async def test_only_the_failed_item_of_a_nested_fan_out_runs_again(tmp_path: Path) -> None:
+    flags = Flags(tmp_path)
+
+    @solid(outs={"sites": DynamicOut()})
+    def sites() -> Any:
+        for site in ("a", "b"):
+            yield DynamicOutput(site, mapping_key=site)
+
+    @solid(outs={"links": DynamicOut()})
+    async def crawl(site: str) -> Any:
+        for i in range(2):
+            yield DynamicOutput(f"{site}{i}", mapping_key=f"l{i}")
+
+    @solid
+    def fetch(context: Any, link: str) -> str:
+        flags.check(context.step_key)
+        return link.upper()
+
+    @solid
+    def count(values: list[str]) -> int:
+        return len(values)
+
+    @solid
+    def total(counts: list[int]) -> int:
+        return sum(counts)
+
+    @pipeline
+    def crawler() -> None:
+        total(sites().map(lambda site: count(crawl(site).map(fetch).collect())).collect())
+
+    runs = Runs(tmp_path)
+    flags.set("fetch[a][l1]")
+    first = await runs.run(crawler, raise_on_error=False)
+    assert first.step_results["count[a]"].status is StepStatus.SKIPPED
+    flags.clear("fetch[a][l1]")
+    second = await runs.again(crawler, first, from_failure=True)
+    assert started(second) == {"fetch[a][l1]", "count[a]", "total"}
+    assert second.output_for_solid("total") == 4
+    assert second.output_for_solid("fetch") == {
+        "a": {"l0": "A0", "l1": "A1"},
+        "b": {"l0": "B0", "l1": "B1"},
+    }

@@ -15,8 +15,7 @@ import anyio.lowlevel
 
 from .._definitions import PipelineDefinition
 from .._engine import Listener
-from .._errors import AsyncdagError, EventLoopError
-from .._events import RunStatus, StepStatus
+from .._errors import EventLoopError
 from ._options import RunOptions
 from ._result import PipelineRunResult
 from ._run import run_with_options
@@ -28,21 +27,6 @@ if TYPE_CHECKING:
     from ..storage import RunStorage
 
 __all__ = ["execute_pipeline", "execute_pipeline_async"]
-
-
-def _raise_for(result: PipelineRunResult) -> None:
-    if result.status is not RunStatus.FAILURE:
-        return
-    for step in result.step_results.values():
-        if step.status is StepStatus.FAILURE:
-            exc = result.exception_for_step(step.key)
-            if exc is not None:
-                raise exc
-    for step in result.step_results.values():
-        exc = result.exception_for_step(step.key)
-        if exc is not None:
-            raise exc
-    raise AsyncdagError(f"run {result.run_id} of {result.pipeline_name!r} failed")
 
 
 async def execute_pipeline_async(
@@ -120,10 +104,7 @@ async def execute_with_options(
     """:func:`execute_pipeline_async` with its options as one value."""
     async with run_with_options(pipeline, run_config, options) as run:
         pass
-    result = await run.result()
-    if options.raise_on_error:
-        _raise_for(result)
-    return result
+    return await run.result()
 
 
 def execute_pipeline(

@@ -16,13 +16,13 @@ import anyio
 
 from .._definitions import PipelineDefinition
 from .._engine import EventBus, Executor, Listener, ResourceManager, _tracing
-from .._errors import AsyncdagError, DefinitionError
+from .._errors import AsyncdagError, DefinitionError, PipelineRunCanceled
 from .._events import Event, RunStatus, StepStatus
 from .._plan import ExecutionPlan
 from ._console import console_listener, install_default_handler
 from ._lineage import Lineage, pipeline_origin, prepare_lineage
 from ._options import RunOptions
-from ._result import LazyMapping, PipelineRunResult, StepResult
+from ._result import LazyMapping, PipelineRunResult, StepResult, mapped_outputs
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -179,9 +179,16 @@ class RunHandle:
             self._executor.cancel()
 
     async def result(self) -> PipelineRunResult:
-        """Wait for the run to end and return its result."""
+        """Wait for the run to end and return its result.
+
+        When the run was opened with ``raise_on_error=True``, a run that did not
+        succeed raises instead: a failed step's own exception (the first in plan
+        order), or :class:`~asyncdag.PipelineRunCanceled` for a cancelled run.
+        """
         await self._finished.wait()
         assert self._result is not None
+        if self.options.raise_on_error:
+            raise_for(self._result)
         return self._result
 
     @property
@@ -239,6 +246,12 @@ class RunHandle:
                 outputs[state.step.key] = state.outputs
             if state.exception is not None and state.status is not StepStatus.SUCCESS:
                 exceptions[state.step.key] = state.exception
+        dynamic = executor.dynamic
+        if dynamic is not None:  # a producer's dynamic outputs: its items by mapping key
+            for index in dynamic.by_producer:
+                key = states[index].step.key
+                if key in outputs:
+                    outputs[key] = {**outputs[key], **dynamic.items_of(index)}
 
         def step_results() -> dict[str, StepResult]:
             return {
@@ -266,9 +279,30 @@ class RunHandle:
             trace_id=self.trace_id,
             outputs=outputs,
             exceptions=exceptions,
+            mapped=LazyMapping(lambda: mapped_outputs(self.pipeline, states)),
+            graphs=self.pipeline.graphs,
         )
         self._bus.close()
         self._finished.set()
+
+
+def raise_for(result: PipelineRunResult) -> None:
+    """Raise what ``raise_on_error=True`` promises for a run that did not succeed."""
+    if result.status is RunStatus.CANCELED:
+        raise PipelineRunCanceled(
+            f"run {result.run_id} of {result.pipeline_name!r} was canceled; "
+            "pass raise_on_error=False to get its result instead",
+            run_id=result.run_id,
+        )
+    if result.status is not RunStatus.FAILURE:
+        return
+    steps = result.step_results.values()
+    failed = [step for step in steps if step.status is StepStatus.FAILURE]
+    for step in [*failed, *steps]:  # a failed step's own exception first, in plan order
+        exc = result.exception_for_step(step.key)
+        if exc is not None:
+            raise exc
+    raise AsyncdagError(f"run {result.run_id} of {result.pipeline_name!r} failed")
 
 
 @contextlib.asynccontextmanager
@@ -278,6 +312,7 @@ async def open_run(
     *,
     max_concurrency: int | None = None,
     concurrency_limits: Mapping[str, int] | None = None,
+    raise_on_error: bool = False,
     tags: Mapping[str, str] | None = None,
     fail_fast: bool = False,
     storage: RunStorage | None = None,
@@ -298,11 +333,18 @@ async def open_run(
     ``ConfigError`` / ``DefinitionError`` / ``ReexecutionError``, with nothing
     run).  Leaving the block waits for the run to end; an exception raised in
     the block cancels the run and propagates once the run has wound down.
-    The options are :func:`~asyncdag.execute_pipeline_async`'s.
+    The other options are :func:`~asyncdag.execute_pipeline_async`'s.
+
+    A handle is for watching a run, so by default ``await run.result()``
+    returns whatever the outcome.  With ``raise_on_error=True`` it raises
+    instead when the run did not succeed: the failed step's own exception, or
+    :class:`~asyncdag.PipelineRunCanceled` when the run was cancelled.
+    Leaving the block never raises for the run's outcome.
     """
     options = RunOptions(
         max_concurrency=max_concurrency,
         concurrency_limits=concurrency_limits,
+        raise_on_error=raise_on_error,
         tags=tags,
         fail_fast=fail_fast,
         storage=storage,

@@ -12,6 +12,7 @@ from ._compute import ContextData, check_outputs, context_from_data, outputs_fro
 from ._context import HookContext, SolidContext
 from ._executor import Executor
 from ._inprocess import InProcessLauncher
+from ._invocation import DirectSolidContext, build_solid_context
 from ._keeper import OutputIO, OutputKeeper, StoredValue
 from ._launcher import RunScope, StepAttempt, StepLauncher
 from ._log import Emit, StepLog
@@ -21,6 +22,7 @@ from ._tracing import RunTracer, run_tracer
 
 __all__ = [
     "ContextData",
+    "DirectSolidContext",
     "Emit",
     "EventBus",
     "Executor",
@@ -41,6 +43,7 @@ __all__ = [
     "StepLog",
     "StepState",
     "StoredValue",
+    "build_solid_context",
     "check_outputs",
     "context_from_data",
     "outputs_from_value",

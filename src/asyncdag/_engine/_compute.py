@@ -56,6 +56,7 @@ class ContextData:
     mapping_key: str | None
     required_resources: frozenset[str]
     trace_context: Mapping[str, str] | None = None
+    solid_tags: Mapping[str, str] = attrs.field(factory=dict)
 
 
 def context_from_data(
@@ -87,6 +88,7 @@ def context_from_data(
         run_config=data.run_config,
         span=span,
         mapping_key=data.mapping_key,
+        solid_tags=data.solid_tags,
     )
 
 

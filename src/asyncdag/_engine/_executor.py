@@ -28,7 +28,8 @@ import anyio
 
 from .._definitions import FAILURE as HOOK_FAILURE
 from .._definitions import SUCCESS as HOOK_SUCCESS
-from .._definitions import DynamicOut, OutputError
+from .._definitions import DynamicOut, Output, OutputError
+from .._definitions._outputs import single_output_value
 from .._errors import ResourceInitError, RetryRequested, StepTimeoutError
 from .._events import ErrorInfo, EventType, RunStatus, StepStatus
 from .._plan import ExecutionPlan, Step, consumed_missing, input_values
@@ -149,6 +150,11 @@ class Executor:
         self._collect = self._dyn.collect if self._dyn is not None else None
         self.start_time = 0.0
         self.end_time = 0.0
+
+    @property
+    def dynamic(self) -> DynamicRuntime | None:
+        """The run's fan-out bookkeeping (None when the plan neither streams nor maps)."""
+        return self._dyn
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -460,12 +466,15 @@ class Executor:
                 value = await self._launcher.run_attempt(self._run, state)
             else:
                 value = await self._attempt_with_timeout(state, step.timeout)
+            if value.__class__ is Output and step.outs is None:
+                # ``return Output(v)`` with no outs declared: v is the one output.
+                value = single_output_value(step.key, value)
             if keeper is not None:
                 stored = await keeper.save(state, value)
-        except self._cancelled_exc:
+        except self._cancelled_exc:  # the run's cancellation, never swallowed
             self._on_cancel(state, started)
             raise
-        except Exception as exc:
+        except BaseException as exc:  # whatever the solid raised, KeyboardInterrupt included
             error, delay = self._decide_retry(state, exc)
             if delay is not None:
                 self._on_retry(state, error, delay)
@@ -535,18 +544,30 @@ class Executor:
             return await self._launcher.run_attempt(self._run, state)
         raise StepTimeoutError(state.step.key, timeout)
 
-    def _decide_retry(self, state: StepState, exc: Exception) -> tuple[Exception, float | None]:
+    def _decide_retry(
+        self, state: StepState, exc: BaseException
+    ) -> tuple[BaseException, float | None]:
         """Whether a failed attempt is tried again: the error the step now carries, and the
-        seconds to wait before its next attempt (None: the step fails with that error)."""
+        seconds to wait before its next attempt (None: the step fails with that error).
+
+        Only an ``Exception`` is retried: a solid raising ``KeyboardInterrupt``,
+        ``SystemExit`` or a bare ``BaseException`` fails its step at once.
+        """
         step = state.step
         retries_done = state.attempts - 1
         delay: float | None = None
+        if not isinstance(exc, Exception):
+            return exc, None
         if isinstance(exc, RetryRequested):
             if retries_done < exc.max_retries:
                 delay = exc.seconds_to_wait
         else:
             policy = step.retry_policy
-            if policy is not None and retries_done < policy.max_retries and policy.should_retry(exc):
+            if (
+                policy is not None
+                and retries_done < policy.max_retries
+                and policy.should_retry(exc)
+            ):
                 delay = policy.delay_for(retries_done + 1)
         if delay is None:
             return exc, None
@@ -647,7 +668,7 @@ class Executor:
         )
         self._finish(state, SUCCESS)
 
-    def _on_retry(self, state: StepState, exc: Exception, delay: float) -> None:
+    def _on_retry(self, state: StepState, exc: BaseException, delay: float) -> None:
         key = state.step.key
         state.exception = exc
         error = ErrorInfo.from_exception(exc)
@@ -752,6 +773,7 @@ class Executor:
             self.emit,
             lambda hook: self._run.hook_context(state, hook, error),
             limiter=self._run.thread_limiter,
+            ensure=self._resources.ensure if self._resources is not None else None,
         )
 
 

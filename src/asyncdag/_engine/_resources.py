@@ -20,7 +20,7 @@ import anyio.to_thread
 import attrs
 
 from .._definitions._resources import ResourceDefinition, check_resource_graph
-from .._errors import DefinitionError, ResourceInitError
+from .._errors import ResourceInitError, UnknownResourceError
 from ._log import Emit, StepLog
 
 if TYPE_CHECKING:
@@ -47,14 +47,14 @@ class Resources:
         if key.startswith("__"):
             raise AttributeError(key)
         if key not in self._allowed:
-            raise DefinitionError(
+            raise UnknownResourceError(
                 f"{self._owner} used resource {key!r} without declaring it; add "
                 f"required_resources={{{key!r}}} to its definition"
             )
         try:
             return self._values[key]
         except KeyError:
-            raise DefinitionError(
+            raise UnknownResourceError(
                 f"{self._owner} used resource {key!r} before it was set up; resources are "
                 "only available while a run executes the step that declares them"
             ) from None

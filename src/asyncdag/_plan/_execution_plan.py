@@ -43,6 +43,7 @@ class Step:
         "inputs",
         "key",
         "mapping_key",
+        "mapping_path",
         "node",
         "outs",
         "pool",
@@ -65,6 +66,7 @@ class Step:
         hooks: tuple[Any, ...] = (),
         collects: tuple[int, ...] = (),
         mapping_key: str | None = None,
+        mapping_path: tuple[str, ...] = (),
         reuse: ReusedStep | None = None,
     ) -> None:
         self.index = index
@@ -79,7 +81,8 @@ class Step:
         self.upstream = upstream
         self.downstream: list[int] = []
         self.pool: str | None = node.solid.pool
-        self.retry_policy: RetryPolicy | None = node.solid.retry_policy
+        # The call's policy, else the solid's, else the pipeline's (the builder decided).
+        self.retry_policy: RetryPolicy | None = node.retry_policy
         self.timeout: float | None = node.solid.timeout
         # None for the single ``result`` output: the engine's fast path.
         self.outs = node.solid.outs
@@ -88,7 +91,10 @@ class Step:
         self.hooks = hooks
         # Fan-out groups this step collects: it waits for each to settle.
         self.collects = collects
+        # The item this step was made for: its key, and the keys of the items of every
+        # fan-out it is nested in, outermost first (``("a", "x")`` for ``f[a][x]``).
         self.mapping_key = mapping_key
+        self.mapping_path = mapping_path or ((mapping_key,) if mapping_key is not None else ())
         # Set for a step this run does not compute: its outputs come from an earlier run.
         self.reuse = reuse
         if reuse is not None:
@@ -99,15 +105,31 @@ class Step:
 
 
 class DynamicGroup:
-    """One fan-out: a producer step's DynamicOut and the nodes mapped over its items."""
+    """One fan-out: a producer's DynamicOut and the nodes mapped over its items.
 
-    __slots__ = ("id", "output", "producer", "templates")
+    A fan-out whose producer is itself mapped (a DynamicOut inside ``.map()``) is
+    nested: made once per item of its ``parent`` group, by the step made from
+    ``producer_node`` for that item, so its ``producer`` is no step of the plan (-1).
+    """
 
-    def __init__(self, id: int, producer: int, output: str, templates: tuple[Node, ...]) -> None:
+    __slots__ = ("id", "output", "parent", "producer", "producer_node", "templates")
+
+    def __init__(
+        self,
+        id: int,
+        producer: int,
+        output: str,
+        templates: tuple[Node, ...],
+        *,
+        parent: int | None = None,
+        producer_node: str = "",
+    ) -> None:
         self.id = id
         self.producer = producer
         self.output = output
         self.templates = templates
+        self.parent = parent
+        self.producer_node = producer_node
 
 
 def _topological_order(
@@ -236,14 +258,19 @@ class ExecutionPlan:
         templates: dict[tuple[str, str], list[Node]] = {}
         waits_on: dict[str, str] = {}
         cut: Mapping[str, frozenset[str]] = subset.cut if subset is not None else {}
-        for node in pipeline.nodes.values():
+        nodes = pipeline.nodes
+        for node in nodes.values():
             if subset is not None and node.name not in subset.in_run:
                 continue
             if node.dynamic is None:
                 static[node.name] = node
             else:
                 templates.setdefault(node.dynamic, []).append(node)
-                waits_on[node.name] = node.dynamic[0]
+                # Ordered after the static step whose items it is made for, however nested.
+                root = node.dynamic[0]
+                while nodes[root].dynamic is not None:
+                    root = nodes[root].dynamic[0]  # type: ignore[index]
+                waits_on[node.name] = root
         order = _topological_order(pipeline, static, waits_on, subset)
         index_of = {node.name: i for i, node in enumerate(order)}
         group_ids: dict[tuple[str, str], int] = {}
@@ -252,13 +279,17 @@ class ExecutionPlan:
         def group_id(producer: str, output: str) -> int:
             gid = group_ids.get((producer, output))
             if gid is None:
+                outer = nodes[producer].dynamic
+                parent = None if outer is None else group_id(*outer)
                 gid = group_ids[(producer, output)] = len(groups)
                 groups.append(
                     DynamicGroup(
                         gid,
-                        index_of[producer],
+                        index_of[producer] if outer is None else -1,
                         output,
                         tuple(templates.get((producer, output), ())),
+                        parent=parent,
+                        producer_node=producer,
                     )
                 )
             return gid
@@ -321,6 +352,7 @@ class ExecutionPlan:
                     node,
                     from_config=input_values.get(node.name, {}),
                     link=_placeholder,
+                    collect=_collect_placeholder,
                     cut=cut.get(node.name, ()),
                 )
                 problems.extend(unfed)
@@ -337,6 +369,10 @@ class ExecutionPlan:
 
 def _placeholder(source: FromOutput) -> ConstantInput:
     return ConstantInput(None)
+
+
+def _collect_placeholder(source: Collect) -> CollectInput:
+    return CollectInput(-1, None, source.output)
 
 
 _plan_cache: weakref.WeakKeyDictionary[PipelineDefinition, ExecutionPlan] = (

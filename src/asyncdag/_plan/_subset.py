@@ -239,10 +239,10 @@ def plan_subset(
             kept.add(name)
         elif read_by_selected(name):
             problems.append(f"solid {name!r} cannot be reused: {why}; select it too")
-    for name, node in nodes.items():
-        if node.dynamic is None:
-            continue
-        producer, output = node.dynamic
+    # Mapped solids, producers before what is mapped over their items (nested fan-outs).
+    reused_items: dict[str, list[str]] = {}  # a wholly reused mapped solid: its steps' keys
+    for name in sorted((n for n in nodes if nodes[n].dynamic is not None), key=_depth(nodes)):
+        producer, output = nodes[name].dynamic  # type: ignore[misc]
         if producer in selection:
             if name not in selection and name in above:
                 problems.append(
@@ -250,7 +250,12 @@ def plan_subset(
                     "runs again (its items may change); select it too"
                 )
             continue
-        if producer not in reused:
+        producers = (
+            ([producer] if producer in reused else None)
+            if nodes[producer].dynamic is None
+            else reused_items.get(producer)
+        )
+        if producers is None:
             if name in selection:
                 problems.append(
                     f"mapped solid {name!r} needs the items of {producer!r}, which this run "
@@ -258,11 +263,15 @@ def plan_subset(
                     + ("" if chain else ", or re-execute from a run that stored them")
                 )
             continue
-        keys = [i.mapping_key for i in reused[producer].items if i.output == output]
-        instances = {key: f"{name}[{key}]" for key in keys if key is not None}
+        instances = [
+            f"{name}{key[len(producer) :]}[{item.mapping_key}]"
+            for key in producers
+            for item in reused[key].items
+            if item.output == output and item.mapping_key is not None
+        ]
         if name in selection:
             if from_failure and parent is not None:
-                for step_key in instances.values():
+                for step_key in instances:
                     again = parent.reusable(step_key)
                     if again is not None:
                         reused[step_key] = again
@@ -271,7 +280,7 @@ def plan_subset(
             continue
         found_all: dict[str, ReusedStep] = {}
         lacking: list[str] = []
-        for step_key in instances.values():
+        for step_key in instances:
             found, why = _find(chain, step_key)
             if found is None:
                 lacking.append(f"{step_key!r} ({why})")
@@ -279,6 +288,7 @@ def plan_subset(
                 found_all[step_key] = found
         if not lacking:
             reused.update(found_all)
+            reused_items[name] = instances
             kept.add(name)
         elif read_by_selected(name):
             problems.append(
@@ -326,18 +336,26 @@ def _not_succeeded(
 ) -> frozenset[str]:
     nodes = pipeline.nodes
     planned = [n for n in (parent.selection or nodes) if n in nodes]
+
+    def made(name: str) -> tuple[list[str], list[str]]:
+        """The parent's steps of mapped solid ``name``, and of what produced its items."""
+        producer, output = nodes[name].dynamic  # type: ignore[misc]
+        producers = [producer] if nodes[producer].dynamic is None else made(producer)[0]
+        steps = [
+            f"{name}{key[len(producer) :]}[{item}]"
+            for key in producers
+            for item in parent.item_keys(key, output)
+        ]
+        return steps, producers
+
     failed: set[str] = set()
     for name in planned:
-        node: Node = nodes[name]
-        if node.dynamic is None:
+        if nodes[name].dynamic is None:
             if not parent.succeeded(name):
                 failed.add(name)
             continue
-        producer, output = node.dynamic
-        keys = parent.item_keys(producer, output)
-        if not parent.succeeded(producer) or any(
-            not parent.succeeded(f"{name}[{key}]") for key in keys
-        ):
+        steps, producers = made(name)
+        if not all(parent.succeeded(key) for key in (*producers, *steps)):
             failed.add(name)
     selection = (failed | graph.descendants(failed)) & set(planned)
     if not selection:
@@ -346,6 +364,19 @@ def _not_succeeded(
             "succeeded; re-execute it whole, or choose steps with step_selection"
         )
     return frozenset(selection)
+
+
+def _depth(nodes: Mapping[str, Node]) -> Any:
+    """How deep a mapped solid is nested: 0 over a static producer's items, 1 inside that..."""
+
+    def depth(name: str) -> int:
+        level = 0
+        while (dynamic := nodes[name].dynamic) is not None:
+            name = dynamic[0]
+            level += 1
+        return level
+
+    return depth
 
 
 def _fed_within(source: Any, in_run: frozenset[str]) -> bool:

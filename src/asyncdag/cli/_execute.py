@@ -25,7 +25,7 @@ from asyncdag._workspace import UsageError, add_source_arguments, selected_pipel
 from asyncdag._workspace._stop import STOP_SIGNALS, add_grace_period_argument, stop_on_signals
 
 from ._app import find_error
-from ._common import add_run_arguments, make_console, open_storage, where
+from ._common import add_run_arguments, add_storage_argument, make_console, open_storage, where
 from ._ending import RunEnding
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ def register(subparsers: Any) -> None:
         help="run a pipeline and record it in the run history",
         description=(
             "Run a pipeline, showing progress and logs, and record it with every event in the "
-            "run history ($ASYNCDAG_HOME/asyncdag.db). Ctrl-C or SIGTERM cancels the run; a "
+            "run history (--storage, else $ASYNCDAG_STORAGE_URL, else $ASYNCDAG_HOME/asyncdag.db). "
+            "Ctrl-C or SIGTERM cancels the run; a "
             "second signal, or the run still going after --grace-period, exits at once with "
             "the run recorded CANCELED. Exit code: 0 success, 1 failed, 2 bad input, "
             "130 canceled by Ctrl-C (SIGINT), 143 canceled by SIGTERM. A reader of the output "
@@ -98,6 +99,7 @@ def add_execution_arguments(parser: argparse.ArgumentParser, *, tags_help: str =
         action="store_true",
         help="do not store outputs (the run then cannot be re-executed from its failure)",
     )
+    add_storage_argument(parser)
     add_grace_period_argument(parser, what="a canceled run")
     tracing = parser.add_argument_group(
         "tracing", "export OpenTelemetry spans (else OTEL_* variables decide)"
@@ -211,7 +213,11 @@ def execute_command(args: argparse.Namespace) -> int:
         step_selection=steps,
     )
     return _execute(
-        args, pipeline, run_config, options, storage=None if args.no_storage else open_storage()
+        args,
+        pipeline,
+        run_config,
+        options,
+        storage=None if args.no_storage else open_storage(args.storage),
     )
 
 
@@ -220,7 +226,7 @@ def reexecute_command(args: argparse.Namespace) -> int:
     (or ``-f/-m``), run again from its failure or for chosen steps, reusing the rest."""
     from ._common import call, resolve_run_id
 
-    storage: Any = open_storage()
+    storage: Any = open_storage(args.storage)
     try:
         record = resolve_run_id(storage, args.run_id)
         starts = call(storage.get_events, record.run_id, types=[_RUN_START], limit=1)

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from asyncdag._workspace import UsageError, add_source_arguments
 
-from ._common import add_run_arguments, call, make_console, open_storage, resolve_run_id
+from ._common import (
+    add_run_arguments,
+    add_storage_argument,
+    call,
+    make_console,
+    open_storage,
+    resolve_run_id,
+)
 from ._execute import add_execution_arguments, reexecute_command
 
 if TYPE_CHECKING:
@@ -48,6 +55,7 @@ def register(subparsers: Any) -> None:
         "--limit", type=int, default=20, metavar="N", help="show at most N runs (default 20)"
     )
     listing.add_argument("--json", action="store_true", help="print the runs as a JSON array")
+    add_storage_argument(listing)
     listing.set_defaults(handler=_list)
 
     show = subparsers.add_parser(
@@ -55,6 +63,7 @@ def register(subparsers: Any) -> None:
     )
     show.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
     show.add_argument("--json", action="store_true", help="print the run and its events as JSON")
+    add_storage_argument(show)
     show.set_defaults(handler=_show)
 
     delete = subparsers.add_parser(
@@ -63,6 +72,7 @@ def register(subparsers: Any) -> None:
         description=_delete.__doc__,
     )
     delete.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
+    add_storage_argument(delete)
     delete.set_defaults(handler=_delete)
 
     gc = subparsers.add_parser(
@@ -79,6 +89,7 @@ def register(subparsers: Any) -> None:
         "--delete-runs", action="store_true", help="delete those runs from the history too"
     )
     gc.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
+    add_storage_argument(gc)
     gc.set_defaults(handler=_gc)
 
     reexecute = subparsers.add_parser(
@@ -117,7 +128,7 @@ def _list(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--limit must be a whole number from 1 to {_MAX_LIMIT} (2**63 - 1), got {args.limit}"
         )
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         root = None if args.root is None else resolve_run_id(storage, args.root).run_id
         runs: list[RunRecord] = call(
             storage.list_runs,
@@ -160,7 +171,7 @@ def _show(args: argparse.Namespace) -> int:
     """Show one run: its status, config and tags, each step's outcome and timing, and its logs."""
     from asyncdag._workspace import summarize_steps
 
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         record = resolve_run_id(storage, args.run_id)
         events = call(storage.get_events, record.run_id)
     rows = summarize_steps(events, run_finished=record.is_finished)
@@ -240,7 +251,7 @@ def _delete(args: argparse.Namespace) -> int:
     """
     from ._common import open_output_store
 
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         record = resolve_run_id(storage, args.run_id)
         outputs = open_output_store()
         had_outputs = outputs.delete_run(record.run_id)
@@ -283,7 +294,7 @@ def _gc(args: argparse.Namespace) -> int:
     from ._common import open_output_store
 
     cutoff = time.time() - args.older_than
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         runs: list[RunRecord] = call(storage.list_runs)
         outputs = open_output_store()
         stored = set(outputs.run_ids())
