@@ -134,6 +134,15 @@ def test_run_ids_that_would_leave_the_base_stay_inside_it(tmp_path: Path) -> Non
     assert store.run_ids() == ["../../escape"]
 
 
+def test_a_run_id_with_a_lone_surrogate_or_a_slash_is_stored_and_listed(tmp_path: Path) -> None:
+    store = FilesystemOutputStore(tmp_path)
+    odd = "run-\udcff/é x"
+    store.put(OutputKey(odd, "fetch", "result"), 7)
+    assert store.get(OutputKey(odd, "fetch", "result")) == 7
+    assert store.run_ids() == [odd]
+    assert store.delete_run(odd) is True
+
+
 def test_delete_run_removes_only_that_run(store: FilesystemOutputStore) -> None:
     other = OutputKey("run-2", "fetch", "result")
     store.put(KEY, 1)

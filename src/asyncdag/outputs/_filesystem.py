@@ -44,7 +44,8 @@ _PLAIN = re.compile(r"[A-Za-z0-9_.\-\[\]]+")
 def _segment(text: str) -> str:
     if _PLAIN.fullmatch(text) and text not in (".", ".."):
         return text  # the common case (uuids, step keys, output names), without quote()'s cost
-    quoted = urllib.parse.quote(text, safe=_SAFE)
+    # surrogatepass: a run id may hold a lone surrogate (bytes decoded with surrogateescape).
+    quoted = urllib.parse.quote(text, safe=_SAFE, errors="surrogatepass")
     if quoted in (".", ".."):
         return quoted.replace(".", "%2E")
     return quoted
@@ -216,7 +217,9 @@ class FilesystemOutputStore(OutputStore):
         except FileNotFoundError:
             return []
         return sorted(
-            urllib.parse.unquote(entry["name"].rstrip("/").rpartition("/")[2])
+            urllib.parse.unquote(
+                entry["name"].rstrip("/").rpartition("/")[2], errors="surrogatepass"
+            )
             for entry in entries
             if entry.get("type") == "directory"
         )
