@@ -59,6 +59,7 @@ ALL = (
     "TRACE",
     "IMPORT",
     "STORAGE",
+    "OUTPUTS",
     "POSTGRES",
     "PEERS",
 )
@@ -346,18 +347,43 @@ def run_postgres(suite: Suite) -> None:
         suite.notes.append(f"POSTGRES skipped: {exc}")
 
 
+def run_outputs(suite: Suite) -> None:
+    """W3 with every step's output stored on the local filesystem against no output store."""
+    try:
+        from asyncdag.outputs import FilesystemOutputStore
+    except ImportError as exc:
+        suite.notes.append(f"OUTPUTS skipped: asyncdag.outputs not importable ({exc})")
+        return
+    with tempfile.TemporaryDirectory(prefix="asyncdag-bench-outputs-") as tmp:
+        _compare_storage(
+            suite,
+            "OUTPUTS",
+            {"outputs": FilesystemOutputStore(tmp)},
+            [("outputs", "no output store")],
+            option="output_store",
+            without="no output store",
+        )
+
+
 def _compare_storage(
-    suite: Suite, workload: str, stores: dict[str, Any], rows: list[tuple[str, str]]
+    suite: Suite,
+    workload: str,
+    stores: dict[str, Any],
+    rows: list[tuple[str, str]],
+    *,
+    option: str = "storage",
+    without: str = "no storage",
 ) -> None:
-    """W3 under each store and under none, alternated; one row per (measured, baseline) pair."""
+    """W3 under each store (passed as ``option``) and under none, alternated; one row per
+    (measured, baseline) pair."""
     n = suite.profile.storage
     runner, build_s = workloads.dag_runner(
         lambda: workloads.build_wide_pipeline(n), "total", max_concurrency=50
     )
     p = suite.profile
-    programs: dict[str, Callable[[], Any]] = {"no storage": runner}
+    programs: dict[str, Callable[[], Any]] = {without: runner}
     for name, store in stores.items():
-        programs[name] = functools.partial(runner, storage=store)
+        programs[name] = functools.partial(runner, **{option: store})
     for backend in suite.backends:
         with suite.guard(f"{workload}[{backend}]"):
             try:
@@ -373,7 +399,7 @@ def _compare_storage(
                     backend=backend,
                 )
             except TypeError as exc:
-                if "storage" not in str(exc):
+                if option not in str(exc):
                     raise
                 suite.notes.append(f"{workload} skipped: execute_pipeline_async: {exc}")
                 return
@@ -658,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         "TRACE": lambda: run_tracing(suite),
         "IMPORT": lambda: run_imports(suite),
         "STORAGE": lambda: run_storage(suite),
+        "OUTPUTS": lambda: run_outputs(suite),
         "POSTGRES": lambda: run_postgres(suite),
         "PEERS": lambda: run_peers(suite, alone=selected == ["PEERS"]),
     }

@@ -10,6 +10,7 @@ the UI's Content-Security-Policy refused.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,20 @@ from storage_backends import (
     start_server,
     storage_for,
 )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _outputs_stay_in_a_temporary_directory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    # UI runs store outputs by default; tests must never fill the real ~/.asyncdag/outputs.
+    given = os.environ.get("ASYNCDAG_OUTPUT_STORE")
+    os.environ["ASYNCDAG_OUTPUT_STORE"] = str(tmp_path_factory.mktemp("outputs"))
+    yield
+    if given is None:
+        os.environ.pop("ASYNCDAG_OUTPUT_STORE", None)
+    else:
+        os.environ["ASYNCDAG_OUTPUT_STORE"] = given
 
 
 @pytest.fixture(

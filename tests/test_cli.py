@@ -55,7 +55,14 @@ def _env(home: Path) -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith("OTEL_")
-        and k not in ("ASYNCDAG_LOG_LEVEL", "ASYNCDAG_STORAGE_URL", "COLUMNS", "NO_COLOR")
+        and k
+        not in (
+            "ASYNCDAG_LOG_LEVEL",
+            "ASYNCDAG_OUTPUT_STORE",
+            "ASYNCDAG_STORAGE_URL",
+            "COLUMNS",
+            "NO_COLOR",
+        )
     }
     env["ASYNCDAG_HOME"] = str(home)
     return env

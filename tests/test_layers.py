@@ -22,7 +22,8 @@ _CONFIG = _DEFINITIONS | {"config", "_config_types", "_config_data"}
 _PLAN = _CONFIG | {"_plan"}
 _ENGINE = _PLAN | {"_engine"}
 _STORAGE = _BASE | {"_events", "storage"}
-_API = _ENGINE | _STORAGE | {"_api"}
+_OUTPUTS = _BASE | {"outputs"}
+_API = _ENGINE | _STORAGE | _OUTPUTS | {"_api"}
 _AUTOMATION = _API | {"automation"}
 _BELOW_SHELLS = _AUTOMATION | {"telemetry", "bench", "_workspace", "__init__"}
 
@@ -38,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": _CONFIG,
     "_plan": _PLAN,
     "storage": _STORAGE,
+    "outputs": _OUTPUTS,
     "_engine": _ENGINE,
     "_api": _API,
     "automation": _AUTOMATION,
@@ -57,6 +59,7 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "_engine": {"asyncio", "trio", "opentelemetry.sdk", "sqlite3"},
     "_api": {"asyncio", "trio", "opentelemetry.sdk"},
     "automation": {"asyncio", "trio", "opentelemetry.sdk", "starlette", "uvicorn"},
+    "outputs": {"asyncio", "trio", "anyio", "opentelemetry", "sqlite3", "starlette"},
 }
 
 
@@ -158,6 +161,12 @@ def test_a_type_checking_import_is_not_a_dependency(tmp_path: Path) -> None:
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..storage import X\n"
     )
     assert violations({"asyncdag._engine._typed": module}) == []
+
+
+def test_the_output_store_stays_beside_the_engine_and_the_shells() -> None:
+    # The engine reaches the output store only through the API layer's adapter.
+    assert "outputs" not in ALLOWED["_engine"]
+    assert ALLOWED["outputs"].isdisjoint({"_engine", "_api", "cli", "ui", "storage"})
 
 
 @pytest.mark.parametrize("shell,other", [("cli", "ui"), ("ui", "cli")])

@@ -45,6 +45,7 @@ PUBLIC = {
         "PipelineDefinition",
         "PipelineRunCanceled",
         "PipelineRunResult",
+        "ReexecutionError",
         "ResourceDefinition",
         "ResourceInitError",
         "RetryPolicy",
@@ -90,6 +91,19 @@ PUBLIC = {
         "ManualClock",
         "Scheduler",
         "SystemClock",
+    },
+    "asyncdag.outputs": {
+        "FilesystemOutputStore",
+        "JsonSerializer",
+        "OutputKey",
+        "OutputNotFoundError",
+        "OutputStore",
+        "OutputStoreError",
+        "PickleSerializer",
+        "Serializer",
+        "StoredOutput",
+        "builtin_serializer",
+        "default_output_location",
     },
     "asyncdag.storage": {
         "AutomationStorage",
@@ -155,7 +169,8 @@ def test_import_asyncdag_stays_light() -> None:
     code = (
         "import sys, asyncdag; "
         "print(sorted(m for m in ('cronsim', 'sqlite3', 'asyncdag.storage', "
-        "'asyncdag.automation._scheduler', 'starlette', 'zoneinfo') if m in sys.modules))"
+        "'asyncdag.automation._scheduler', 'starlette', 'zoneinfo', 'fsspec', "
+        "'cloudpickle', 'asyncdag.outputs') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -174,6 +189,7 @@ def test_stored_error_types_name_the_public_class() -> None:
         asyncdag.ResourceInitError("db", ValueError("refused")),
         asyncdag.RetryRequested(max_retries=3, seconds_to_wait=0.5),
         asyncdag.DefinitionError("wired wrong"),
+        asyncdag.ReexecutionError("no run 'x'"),
     ],
     ids=lambda e: type(e).__name__,
 )

@@ -731,6 +731,58 @@ async def test_a_reader_tails_a_run_written_by_another_process(
     assert seen[0].level == logging.DEBUG
 
 
+# -- re-execution chains: root_run_id (schema v3) ------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_root_run_id_round_trips_and_lists_a_chain(storage: RunStorage) -> None:
+    await storage.create_run(record("root", start_time=1.0))
+    await storage.create_run(
+        record("child", start_time=2.0, parent_run_id="root", root_run_id="root")
+    )
+    await storage.create_run(
+        record("grandchild", start_time=3.0, parent_run_id="child", root_run_id="root")
+    )
+    await storage.create_run(record("stranger", start_time=4.0))
+    got = await storage.get_run("grandchild")
+    assert got is not None and (got.parent_run_id, got.root_run_id) == ("child", "root")
+    chain = await storage.list_runs(root_run_id="root")
+    assert [r.run_id for r in chain] == ["grandchild", "child", "root"]
+    assert [r.run_id for r in await storage.list_runs(root_run_id="root", limit=1)] == [
+        "grandchild"
+    ]
+    assert await storage.list_runs(root_run_id="nobody") == []
+
+
+def test_a_version_2_database_gains_root_run_id_and_keeps_its_runs(tmp_path: Path) -> None:
+    from asyncdag.storage._sqlite import _MIGRATIONS
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statements in _MIGRATIONS[:2]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO runs (run_id, pipeline_name, status, run_config, tags, start_time, "
+        "parent_run_id) VALUES ('old', 'hello', 'SUCCESS', '{}', '{}', 1.0, NULL)"
+    )
+    conn.close()
+    with SqliteStorage(path) as storage:
+        old = anyio.run(storage.get_run, "old")
+        assert old is not None and old.root_run_id is None and old.status is RunStatus.SUCCESS
+        anyio.run(storage.create_run, record("new", parent_run_id="old", root_run_id="old"))
+        chain = anyio.run(functools.partial(storage.list_runs, root_run_id="old"))
+        assert {r.run_id for r in chain} == {"old", "new"}
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert "runs_by_root" in indexes
+    finally:
+        conn.close()
+
+
 # -- waiting for a live run's next events ------------------------------------------------
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "DefinitionError",
     "EventLoopError",
     "PipelineRunCanceled",
+    "ReexecutionError",
     "ResourceInitError",
     "RetryRequested",
     "StepTimeoutError",
@@ -112,6 +113,16 @@ class StepTimeoutError(AsyncdagError, TimeoutError):
             f"step {step_key!r} timed out after {timeout:g}s; raise the solid's timeout= "
             "or give it a RetryPolicy to try again"
         )
+
+
+class ReexecutionError(AsyncdagError):
+    """A re-execution or a step selection cannot run as asked; nothing has run.
+
+    The parent run is unknown or of another pipeline, a selection names no
+    step, a step to reuse has no stored outputs, or there is nothing to
+    re-execute from failure.  The message says which run, step or selection
+    clause, and what to do.
+    """
 
 
 class PipelineRunCanceled(AsyncdagError):

@@ -582,9 +582,22 @@ def _input_type(annotation: Any) -> ConfigType | None:
     return ctype
 
 
-def _unfed_required_inputs(node: _Node) -> list[str]:
+def _unfed_required_inputs(node: _Node, cut: Collection[str] = ()) -> list[str]:
     wired = node.inputs
-    return [d.name for d in node.solid.input_defs if not d.has_default and d.name not in wired]
+    return [
+        d.name
+        for d in node.solid.input_defs
+        if not d.has_default and (d.name not in wired or d.name in cut)
+    ]
+
+
+def _source_names(source: object) -> list[str]:
+    """The solids an input's source reads, for messages (duck-typed: FromOutput, FanIn, Collect)."""
+    parts = getattr(source, "sources", None)
+    if parts is not None:
+        return [n for part in parts if (n := getattr(part, "node", None)) is not None]
+    name = getattr(source, "producer", None) or getattr(source, "node", None)
+    return [name] if isinstance(name, str) else []
 
 
 def _resolve_solid(
@@ -595,8 +608,12 @@ def _resolve_solid(
     *,
     fed: Mapping[str, tuple[str, str]] | None = None,
     expanded: _Expanded | None = None,
+    cut: Collection[str] = (),
+    computed: bool = True,
 ) -> SolidRunConfig:
-    """One node's config and inputs; ``fed`` names its inputs that graph inputs feed."""
+    """One node's config and inputs; ``fed`` names its inputs that graph inputs feed, ``cut``
+    those a subset run does not feed (their source is not in it), ``computed`` whether the
+    run computes the node (only then must its inputs be fed)."""
     if entry is None:
         entry = {}
     elif not isinstance(entry, Mapping):
@@ -615,7 +632,7 @@ def _resolve_solid(
         input_path = f"{path}.inputs.{key}"
         input_def = defs.get(key)
         if input_def is None:
-            unfed = [name for name in defs if name not in node.inputs]
+            unfed = [name for name in defs if name not in node.inputs or name in cut]
             errors.append(unknown_key_item(f"{path}.inputs", key, unfed, noun="input"))
         elif fed is not None and key in fed:
             graph, graph_input = fed[key]
@@ -626,7 +643,7 @@ def _resolve_solid(
                     f"{graph!r}; give it as solids.{graph}.inputs.{graph_input}",
                 )
             )
-        elif key in node.inputs:
+        elif key in node.inputs and key not in cut:
             errors.append(
                 ConfigErrorItem(
                     input_path,
@@ -641,15 +658,22 @@ def _resolve_solid(
             from_graph = expanded.inputs.get((node.name, key))
             if from_graph is not None and key in defs:
                 inputs[key] = _checked_input(defs[key], from_graph[0], from_graph[1], errors)
-    for name in _unfed_required_inputs(node):
-        if name not in given and (fed is None or name not in fed):
-            errors.append(
-                ConfigErrorItem(
-                    f"{path}.inputs.{name}",
-                    f"input {name!r} of {owner} is fed by no solid and has no default; "
-                    "give its value here",
-                )
+    for name in _unfed_required_inputs(node, cut) if computed else ():
+        if name in given or (fed is not None and name in fed):
+            continue
+        if name in cut:
+            sources = " and ".join(repr(s) for s in _source_names(node.inputs.get(name)))
+            message = (
+                f"input {name!r} of {owner} comes from solid {sources or '?'}, which this run "
+                "does not execute; give its value here, select that solid too, or re-execute "
+                "from a run that stored its outputs"
             )
+        else:
+            message = (
+                f"input {name!r} of {owner} is fed by no solid and has no default; "
+                "give its value here"
+            )
+        errors.append(ConfigErrorItem(f"{path}.inputs.{name}", message))
     return SolidRunConfig(config=config, inputs=inputs)
 
 
@@ -730,6 +754,8 @@ def resolve_run_config(
     *,
     resource_defs: Mapping[str, _Resource] | None = None,
     given_resources: Collection[str] = (),
+    computed: Collection[str] | None = None,
+    cut: Mapping[str, Collection[str]] | None = None,
 ) -> ResolvedRunConfig:
     """Check a run's config against ``pipeline`` before anything runs.
 
@@ -747,6 +773,10 @@ def resolve_run_config(
     ``given_resources`` are keys the run was given as ready values: they take no
     config, and an entry for one (from the pipeline's default config, say) is
     not an error.
+
+    A run of a subset of the solids says which it ``computed`` (only their
+    required inputs must be fed) and, by solid, the inputs ``cut`` from their
+    source (fed by a solid outside the run), which config may and must feed.
     """
     raw = _merged(pipeline, run_config)
     errors: list[ConfigErrorItem] = []
@@ -761,15 +791,20 @@ def resolve_run_config(
         solids_section = expanded.solids
     _check_keys(solids_section, nodes, "solids", errors, noun="solid")
     solids: dict[str, SolidRunConfig] = {}
+    cut = cut or {}
     for name, node in nodes.items():
         entry = solids_section.get(name)
+        node_cut = cut.get(name, ())
+        runs = computed is None or name in computed
         fed = index.fed.get(name) if index.fed else None
         if (
             entry is None
             and fed is None
             and node.solid.config_schema is None
             and getattr(node.solid, "config_mapping", None) is None
-            and (not node.solid.input_defs or not _unfed_required_inputs(node))
+            and (
+                not runs or not node.solid.input_defs or not _unfed_required_inputs(node, node_cut)
+            )
         ):
             solids[name] = _NO_CONFIG
             continue
@@ -778,7 +813,14 @@ def resolve_run_config(
             continue
         before = len(errors)
         solids[name] = _resolve_solid(
-            node, entry, f"solids.{name}", errors, fed=fed, expanded=expanded
+            node,
+            entry,
+            f"solids.{name}",
+            errors,
+            fed=fed,
+            expanded=expanded,
+            cut=node_cut,
+            computed=runs,
         )
         owner = index.mapped_owner(name) if index.mapped and len(errors) > before else None
         if owner is not None:

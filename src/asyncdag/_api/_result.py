@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from .._definitions import CollectHandle, OutputHandle
+from .._engine import StoredValue
 from .._errors import AsyncdagError
 from .._events import ErrorInfo, Event, RunStatus, StepStatus
 
@@ -107,6 +108,8 @@ class PipelineRunResult:
         its steps that produced the output; a dynamic output gives its items the same
         way; a graph's name (``"outer"``, ``"outer.inner"``) gives what the graph
         returned (its ``output_name``, for a graph returning a dict or tuple).
+        For a step a re-execution reused rather than computed, the value is read
+        from the output store on first access (a blocking read).
         """
         step = self.step_results.get(name)
         if step is None:
@@ -126,11 +129,12 @@ class PipelineRunResult:
                 + (f" ({step.error.type}: {step.error.message})" if step.error else "")
             )
         try:
-            return outputs[output_name]
+            value = outputs[output_name]
         except KeyError:
             raise AsyncdagError(
                 f"step {name!r} has no output named {output_name!r}; it produced {list(outputs)}"
             ) from None
+        return _loaded(value)
 
     def _graph_output(self, name: str, graph: Any, output_name: str) -> Any:
         handle = graph.outputs.get(output_name)
@@ -180,8 +184,18 @@ def _by_mapping_key(mapped: Mapping[str, Any], output_name: str) -> dict[str, An
         if isinstance(outputs, _Nested):
             values[key] = _by_mapping_key(outputs, output_name)
         elif output_name in outputs:
-            values[key] = outputs[output_name]
+            values[key] = _loaded(outputs[output_name])
     return values
+
+
+def _loaded(value: Any) -> Any:
+    """A reused step's output (or a reused producer's items) is read from the output store
+    when it is asked for."""
+    if type(value) is StoredValue:
+        return value.load()
+    if type(value) is dict and any(type(v) is StoredValue for v in value.values()):
+        return {key: _loaded(item) for key, item in value.items()}
+    return value
 
 
 class _Nested(dict[str, Any]):

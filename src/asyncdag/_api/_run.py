@@ -20,12 +20,14 @@ from .._errors import AsyncdagError, DefinitionError, PipelineRunCanceled
 from .._events import Event, RunStatus, StepStatus
 from .._plan import ExecutionPlan
 from ._console import run_log_listener
+from ._lineage import Lineage, pipeline_origin, prepare_lineage
 from ._options import RunOptions
 from ._result import LazyMapping, PipelineRunResult, StepResult, mapped_outputs
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
+    from ..outputs import OutputStore
     from ..storage import RunStorage
 
 __all__ = ["RunHandle", "open_run"]
@@ -43,6 +45,7 @@ class RunHandle:
         pipeline: PipelineDefinition,
         run_config: Mapping[str, Any] | None,
         options: RunOptions,
+        lineage: Lineage | None = None,
     ) -> None:
         if not isinstance(pipeline, PipelineDefinition):
             raise DefinitionError(
@@ -62,24 +65,37 @@ class RunHandle:
 
             run_id = str(uuid.uuid4())
         self.run_id = run_id
-        self.parent_run_id = options.parent_run_id
-        self.tags = {**pipeline.tags, **{str(k): str(v) for k, v in (options.tags or {}).items()}}
+        if lineage is None:
+            lineage = Lineage(parent_run_id=options.parent_run_id, tags=options.tags)
+        else:
+            run_config = lineage.run_config
+        self.lineage = lineage
+        self.parent_run_id = lineage.parent_run_id
+        self.root_run_id = lineage.root_run_id
+        tags = lineage.tags or {}
+        self.tags = {**pipeline.tags, **{str(k): str(v) for k, v in tags.items()}}
 
         # Everything that can be wrong with the input is found here, before anything runs.
         from ..config import resolve_run_config
 
         definitions, given = _run_resources(pipeline, options.resources)
+        subset = lineage.subset
         resolved = resolve_run_config(
             pipeline,
             run_config,
             resource_defs=definitions if options.resources else None,
             given_resources=given.keys(),
+            computed=subset.computed if subset is not None else None,
+            cut=subset.cut if subset is not None else None,
         )
         self.run_config: dict[str, Any] = dict(resolved.raw)
         self.plan = ExecutionPlan.for_pipeline(
             pipeline,
             input_values={name: sc.inputs for name, sc in resolved.solids.items() if sc.inputs},
+            subset=subset,
         )
+        #: Where this run stores its outputs (None: it keeps none).
+        self.output_store = _output_store(options, reads=bool(self.plan.reused))
         limits = dict(resolved.execution.concurrency_limits)
         limits.update(options.concurrency_limits or {})
         for pool, limit in limits.items():
@@ -116,6 +132,16 @@ class RunHandle:
             tracer_provider=options.tracer_provider,
             cancel_is_error=options.cancel_is_error,
         )
+        io = None
+        start_data = lineage.run_start_data()
+        if self.output_store is not None:
+            from ._stored import StoreIO
+
+            io = StoreIO(self.output_store)
+            start_data["outputs_stored"] = True
+        origin = options.origin if options.origin is not None else pipeline_origin(pipeline)
+        if origin:
+            start_data["origin"] = dict(origin)
         self._executor = Executor(
             self.plan,
             run_id=self.run_id,
@@ -131,6 +157,8 @@ class RunHandle:
                 name: sc.config for name, sc in resolved.solids.items() if sc.config is not None
             },
             launcher=options.launcher,
+            outputs=io,
+            run_start_data=start_data,
         )
         self.status = RunStatus.NOT_STARTED
         self._result: PipelineRunResult | None = None
@@ -196,6 +224,7 @@ class RunHandle:
                 start_time=time.time(),
                 end_time=None,
                 parent_run_id=self.parent_run_id,
+                root_run_id=self.root_run_id,
                 pid=os.getpid(),
                 hostname=socket.gethostname(),
                 failure_reason=None,
@@ -332,13 +361,19 @@ async def open_run(
     resources: Mapping[str, Any] | None = None,
     console: bool | None = None,
     cancel_is_error: bool = True,
+    output_store: OutputStore | None = None,
+    persist_outputs: bool = False,
+    reexecute_from: str | None = None,
+    from_failure: bool = False,
+    step_selection: Iterable[str] | None = None,
 ) -> AsyncIterator[RunHandle]:
     """Start a run in the current task and hand back its :class:`RunHandle`.
 
     Config and wiring are checked before the block is entered (raising
-    ``ConfigError`` / ``DefinitionError``, with nothing run).  Leaving the
-    block waits for the run to end; an exception raised in the block cancels
-    the run and propagates once the run has wound down.
+    ``ConfigError`` / ``DefinitionError`` / ``ReexecutionError``, with nothing
+    run).  Leaving the block waits for the run to end; an exception raised in
+    the block cancels the run and propagates once the run has wound down.
+    The other options are :func:`~asyncdag.execute_pipeline_async`'s.
 
     A handle is for watching a run, so by default ``await run.result()``
     returns whatever the outcome.  With ``raise_on_error=True`` it raises
@@ -361,6 +396,11 @@ async def open_run(
         resources=resources,
         console=console,
         cancel_is_error=cancel_is_error,
+        output_store=output_store,
+        persist_outputs=persist_outputs,
+        reexecute_from=reexecute_from,
+        from_failure=from_failure,
+        step_selection=step_selection,
     )
     async with run_with_options(pipeline, run_config, options) as handle:
         yield handle
@@ -371,7 +411,14 @@ async def run_with_options(
     pipeline: PipelineDefinition, run_config: Mapping[str, Any] | None, options: RunOptions
 ) -> AsyncIterator[RunHandle]:
     """:func:`open_run` with its options as one value (what the other entry points call)."""
-    handle = RunHandle(pipeline, run_config, options)
+    lineage = None
+    if (
+        options.reexecute_from is not None
+        or options.step_selection is not None
+        or (options.from_failure)
+    ):
+        lineage = await prepare_lineage(pipeline, run_config, options)
+    handle = RunHandle(pipeline, run_config, options, lineage)
     async with anyio.create_task_group() as tg:
         tg.start_soon(handle._execute)
         try:
@@ -379,3 +426,16 @@ async def run_with_options(
         except BaseException:
             handle.cancel()
             raise
+
+
+def _output_store(options: RunOptions, *, reads: bool) -> OutputStore | None:
+    """The store a run keeps its outputs in: the one given; the default location when asked
+    (``persist_outputs``), or when it reuses an earlier run's outputs (it reads them from there
+    and keeps its own beside them, so it can be re-executed in turn)."""
+    if options.output_store is not None:
+        return options.output_store
+    if options.persist_outputs or reads or options.reexecute_from is not None:
+        from ..outputs import FilesystemOutputStore
+
+        return FilesystemOutputStore()
+    return None

@@ -36,6 +36,7 @@ from . import _tracing
 from ._dynamic import DynamicRuntime
 from ._hooks import run_hooks
 from ._inprocess import InProcessLauncher
+from ._keeper import OutputIO, OutputKeeper, describe_size
 from ._launcher import StepLauncher
 from ._log import Emit
 from ._resources import ResourceManager
@@ -101,6 +102,8 @@ class Executor:
         run_config: Mapping[str, Any] | None = None,
         solid_configs: Mapping[str, Any] | None = None,
         launcher: StepLauncher | None = None,
+        outputs: OutputIO | None = None,
+        run_start_data: Mapping[str, Any] | None = None,
     ) -> None:
         self.plan = plan
         self.run_id = run_id
@@ -110,6 +113,15 @@ class Executor:
         self._resources = resources
         self._tracer = tracer
         self._launcher: StepLauncher = launcher if launcher is not None else InProcessLauncher()
+        # Stores what steps produce and reads what reused steps stood for (None: nothing kept).
+        self._keeper = (
+            OutputKeeper(outputs, run_id=run_id, emit=emit, reads=bool(plan.reused))
+            if outputs is not None
+            else None
+        )
+        if plan.reused and self._keeper is None:
+            raise ValueError("a plan that reuses stored outputs needs outputs= to read them")
+        self._run_start_data = dict(run_start_data or {})
         self.states = [StepState(step) for step in plan.steps]
         self._run = RunState(
             run_id=run_id,
@@ -139,7 +151,7 @@ class Executor:
         self._failed = False
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         # Fan-out bookkeeping, only for plans that stream (None keeps the static path bare).
-        self._dyn = DynamicRuntime(self) if plan.groups or plan.streams else None
+        self._dyn = DynamicRuntime(self, self._keeper) if plan.groups or plan.streams else None
         self._run.dynamic = self._dyn
         self._collect = self._dyn.collect if self._dyn is not None else None
         self.start_time = 0.0
@@ -195,6 +207,7 @@ class Executor:
             "step_count": len(self.plan),
             "max_concurrency": self.max_concurrency,
             "tags": run.tags,
+            **self._run_start_data,
         }
         if tracer is not None:
             tracer.start_run(pipeline_name=run.pipeline_name, run_id=self.run_id, tags=run.tags)
@@ -213,6 +226,8 @@ class Executor:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                if self._keeper is not None:
+                    self._keeper.task_group = tg
                 if self._cancel_reason is not None:
                     tg.cancel_scope.cancel()
                 roots = [state for state in self.states if state.remaining == 0]
@@ -442,13 +457,20 @@ class Executor:
     async def _run_step(self, state: StepState) -> None:
         """One step, top to bottom: resources, inputs, start, the attempt, its outcome, hooks."""
         step = state.step
+        if step.reuse is not None:
+            self._reuse(state)
+            return
         needs = step.solid.required_resources
         if needs and self._resources is not None and not await self._set_up_resources(state):
             return
         if step.inputs:
             state.inputs = input_values(step.inputs, self.states, self._collect)
         started = self._start(state)
+        keeper = self._keeper
+        stored = None
         try:
+            if keeper is not None and keeper.reads:
+                await keeper.resolve(state)
             if step.timeout is None:
                 value = await self._launcher.run_attempt(self._run, state)
             else:
@@ -456,6 +478,8 @@ class Executor:
             if value.__class__ is Output and step.outs is None:
                 # ``return Output(v)`` with no outs declared: v is the one output.
                 value = single_output_value(step.key, value)
+            if keeper is not None:
+                stored = await keeper.save(state, value)
         except self._cancelled_exc:  # the run's cancellation, never swallowed
             self._on_cancel(state, started)
             raise
@@ -466,7 +490,7 @@ class Executor:
                 return
             self._on_failure(state, error, started)
         else:
-            self._on_success(state, value, started)
+            self._on_success(state, value, started, stored)
         if step.hooks:
             await self._run_hooks(state)
 
@@ -570,28 +594,88 @@ class Executor:
 
     # --- the four outcomes, each ending in _finish ------------------------------------------------
 
-    def _on_success(self, state: StepState, value: Any, started: float) -> None:
+    def _on_success(
+        self,
+        state: StepState,
+        value: Any,
+        started: float,
+        stored: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         step = state.step
         key = step.key
         state.end = end = time.time()
         if step.outs is None:
             state.outputs = {"result": value}
+            if stored is not None:
+                self._output_event(state, "result", stored["result"])
         else:
             state.outputs = value
             for name in value:
-                self.emit(
-                    EventType.STEP_OUTPUT,
-                    step_key=key,
-                    level=DEBUG,
-                    message=f"Yielded output {name!r}.",
-                    data={"output": name, "attempt": state.attempts},
-                )
+                self._output_event(state, name, stored[name] if stored is not None else None)
         self.emit(
             STEP_SUCCESS,
             step_key=key,
             level=DEBUG,
             message=f"{step.finished_prefix}{(end - started) * 1000:.2f}ms.",
             data={"attempt": state.attempts, "duration": end - started},
+        )
+        self._finish(state, SUCCESS)
+
+    def _output_event(self, state: StepState, name: str, stored: dict[str, Any] | None) -> None:
+        if stored is None:
+            message = f"Yielded output {name!r}."
+            data = {"output": name, "attempt": state.attempts}
+        else:
+            message = (
+                f"Yielded output {name!r}, stored at {stored.get('path')} "
+                f"({describe_size(stored.get('size'))})."
+            )
+            data = {"output": name, "attempt": state.attempts, **stored}
+        self.emit(
+            EventType.STEP_OUTPUT, step_key=state.step.key, level=DEBUG, message=message, data=data
+        )
+
+    def _reuse(self, state: StepState) -> None:
+        """A step this run does not compute: its outputs (and fan-out items) are what an earlier
+        run stored, read only if a computed step reads them.  No STEP_START, no span, no hooks:
+        one STEP_OUTPUT per output, then STEP_SUCCESS, both saying ``loaded_from``."""
+        step = state.step
+        reuse = step.reuse
+        keeper = self._keeper
+        assert reuse is not None and keeper is not None
+        key = step.key
+        state.status = RUNNING
+        outs = step.outs or {}
+        outputs: dict[str, Any] = {}
+        for name, record in reuse.outputs.items():
+            outputs[name] = keeper.handle(record, outs.get(name))
+            self.emit(
+                EventType.STEP_OUTPUT,
+                step_key=key,
+                level=DEBUG,
+                message=f"Reused output {name!r} that run {record.run_id} stored at "
+                f"{record.location} ({describe_size(record.size)}).",
+                data=_reused_data(record, name),
+            )
+        state.outputs = outputs
+        if reuse.items:
+            assert self._dyn is not None, "a reused generator step in a run with no fan-out"
+            for record in reuse.items:
+                assert record.mapping_key is not None
+                self._dyn.fan_out(
+                    state,
+                    record.output,
+                    record.mapping_key,
+                    keeper.handle(record, outs.get(record.output)),
+                    stored=_reused_data(record, record.output),
+                )
+        state.end = time.time()
+        self.emit(
+            STEP_SUCCESS,
+            step_key=key,
+            level=DEBUG,
+            message=f"Reused step {key!r}: its outputs come from run {reuse.run_id}.",
+            data={"loaded_from": reuse.run_id},
         )
         self._finish(state, SUCCESS)
 
@@ -702,3 +786,16 @@ class Executor:
             limiter=self._run.thread_limiter,
             ensure=self._resources.ensure if self._resources is not None else None,
         )
+
+
+def _reused_data(record: Any, name: str) -> dict[str, Any]:
+    data = {
+        "output": name,
+        "loaded_from": record.run_id,
+        "path": record.location,
+        "size": record.size,
+        "serializer": record.serializer,
+    }
+    if record.mapping_key is not None:
+        data["mapping_key"] = record.mapping_key
+    return data

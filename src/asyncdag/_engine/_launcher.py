@@ -19,9 +19,16 @@ from :meth:`RunScope.context_data` and shapes its outputs with the helpers
 of :mod:`asyncdag._engine._compute`, the same ones the in-process launcher
 uses, so a solid behaves the same wherever it runs.  A launcher may also
 serve some steps itself and hand the others to another launcher (a solid
-pinned to this process, a step whose outputs are loaded from a parent run's
-store instead of computed): :meth:`StepLauncher.run_attempt` simply returns
+pinned to this process): :meth:`StepLauncher.run_attempt` simply returns
 the other launcher's awaitable.
+
+Stored outputs and re-execution sit around the launcher, not in it
+(:mod:`~asyncdag._engine._keeper`): a step a re-execution reuses never
+reaches any launcher (the engine hands out the parent run's stored values),
+and when the run keeps an output store, the engine writes what
+``run_attempt`` returned after it returned.  A launcher whose outputs are
+handles of its own (a remote future) must give values in a run that stores
+outputs, or store them where they are and say so; see the keeper's ``OutputIO``.
 """
 
 from __future__ import annotations

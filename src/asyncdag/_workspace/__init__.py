@@ -7,6 +7,7 @@ from ._arguments import (
     loaded_pipelines,
     loaded_workspace,
     selected_pipeline,
+    selected_pipeline_with_origin,
 )
 from ._describe import describe_node, describe_pipeline, pipeline_summary, source_text
 from ._graph import LARGE_GRAPH, graph_view
@@ -32,6 +33,7 @@ __all__ = [
     "pipeline_summary",
     "select_pipeline",
     "selected_pipeline",
+    "selected_pipeline_with_origin",
     "source_text",
     "summarize_steps",
 ]

@@ -108,6 +108,8 @@ def summarize_steps(events: Iterable[Event], *, run_finished: bool = False) -> l
                 row["note"] = f"{error.type}: {error.message}"
             elif data.get("reason"):
                 row["note"] = str(data["reason"])
+            elif data.get("loaded_from"):
+                row["note"] = f"reused: outputs of run {str(data['loaded_from'])[:8]}"
             row["error"] = error
     if run_finished:
         for row in rows.values():

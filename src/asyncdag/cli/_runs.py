@@ -1,7 +1,8 @@
-"""``asyncdag run list | show | delete``: the run history, from the terminal.
+"""``asyncdag run list | show | delete | gc | reexecute``: the run history, from the terminal.
 
 Opening the storage marks FAILED the runs whose process died (SIGKILL, power
-loss), so ``run list`` never shows a dead run as still going.
+loss), so ``run list`` never shows a dead run as still going.  A run's stored
+outputs go with it (``delete``), or with age (``gc --older-than 7d``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,17 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from asyncdag._workspace import UsageError
+from asyncdag._workspace import UsageError, add_source_arguments
 
-from ._common import add_storage_argument, call, make_console, open_storage, resolve_run_id
+from ._common import (
+    add_run_arguments,
+    add_storage_argument,
+    call,
+    make_console,
+    open_storage,
+    resolve_run_id,
+)
+from ._execute import add_execution_arguments, reexecute_command
 
 if TYPE_CHECKING:
     from asyncdag.storage import RunRecord
@@ -38,6 +47,11 @@ def register(subparsers: Any) -> None:
         help=f"only runs with this status ({', '.join(_STATUSES)})",
     )
     listing.add_argument(
+        "--root",
+        metavar="RUN_ID",
+        help="only the runs of this run's re-execution chain (the root and its re-executions)",
+    )
+    listing.add_argument(
         "--limit", type=int, default=20, metavar="N", help="show at most N runs (default 20)"
     )
     listing.add_argument("--json", action="store_true", help="print the runs as a JSON array")
@@ -53,11 +67,59 @@ def register(subparsers: Any) -> None:
     show.set_defaults(handler=_show)
 
     delete = subparsers.add_parser(
-        "delete", help="delete a run and its events", description=_delete.__doc__
+        "delete",
+        help="delete a run, its events and its stored outputs",
+        description=_delete.__doc__,
     )
     delete.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
     add_storage_argument(delete)
     delete.set_defaults(handler=_delete)
+
+    gc = subparsers.add_parser(
+        "gc", help="delete the stored outputs of old runs", description=_gc.__doc__
+    )
+    gc.add_argument(
+        "--older-than",
+        required=True,
+        type=_age,
+        metavar="AGE",
+        help="runs whose whole re-execution chain started longer ago than this (30m, 12h, 7d, 2w)",
+    )
+    gc.add_argument(
+        "--delete-runs", action="store_true", help="delete those runs from the history too"
+    )
+    gc.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
+    add_storage_argument(gc)
+    gc.set_defaults(handler=_gc)
+
+    reexecute = subparsers.add_parser(
+        "reexecute",
+        help="run a recorded run again, from its failure or for chosen steps",
+        description=(
+            "Re-execute a recorded run: its pipeline (loaded from where the run recorded it, "
+            "or -f/-m when the code moved), its run config and tags unless given. "
+            "--from-failure computes only what did not succeed and what depends on it; "
+            "--steps only the selected solids; the other steps' outputs come from the stored "
+            "outputs of the run (or of the run it took them from). Exit codes as for "
+            "`pipeline execute`: 0 success, 1 failed, 2 bad input, 130/143 canceled."
+        ),
+    )
+    reexecute.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
+    which = reexecute.add_mutually_exclusive_group()
+    which.add_argument(
+        "--from-failure",
+        action="store_true",
+        help="only the steps that did not succeed, and what depends on them",
+    )
+    which.add_argument(
+        "--steps",
+        metavar="SELECTION",
+        help="only these solids, in Dagster's syntax: 'fetch*', '+report', 'a+2' (comma-separated)",
+    )
+    add_source_arguments(reexecute)
+    add_run_arguments(reexecute)
+    add_execution_arguments(reexecute, tags_help="; without --tag the run's own tags")
+    reexecute.set_defaults(handler=reexecute_command, no_storage=False)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -67,11 +129,13 @@ def _list(args: argparse.Namespace) -> int:
             f"--limit must be a whole number from 1 to {_MAX_LIMIT} (2**63 - 1), got {args.limit}"
         )
     with open_storage(args.storage) as storage:
+        root = None if args.root is None else resolve_run_id(storage, args.root).run_id
         runs: list[RunRecord] = call(
             storage.list_runs,
             pipeline_name=args.pipeline,
             status=args.status,
             limit=args.limit,
+            root_run_id=root,
         )
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
@@ -86,7 +150,7 @@ def _list(args: argparse.Namespace) -> int:
     from ._display import STATUS_STYLES
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("run id", "pipeline", "status", "started", "duration"):
+    for column in ("run id", "pipeline", "status", "started", "duration", "parent"):
         table.add_column(column, no_wrap=True)
     table.add_column("reason", overflow="fold")
     for run in runs:
@@ -96,6 +160,7 @@ def _list(args: argparse.Namespace) -> int:
             Text(run.status.value, style=STATUS_STYLES.get(run.status.value, "")),
             _when(run.start_time),
             _duration(run),
+            run.parent_run_id[:8] if run.parent_run_id else "",
             run.failure_reason or "",
         )
     console.print(table)
@@ -157,6 +222,8 @@ def _print_run(record: RunRecord, rows: list[Any], events: list[Any]) -> None:
         console.print(f"tags      {tags}", markup=False)
     if record.parent_run_id:
         console.print(f"parent    {record.parent_run_id}", markup=False)
+    if record.root_run_id and record.root_run_id != record.parent_run_id:
+        console.print(f"root      {record.root_run_id}", markup=False)
     if record.run_config:
         console.print(f"config    {json.dumps(record.run_config)}", markup=False)
     console.print()
@@ -177,11 +244,103 @@ def _print_run(record: RunRecord, rows: list[Any], events: list[Any]) -> None:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    """Delete a run and all of its events from the run history."""
+    """Delete a run, all of its events and its stored outputs.
+
+    Runs that re-executed it and reused its outputs keep their own history; re-executing
+    them again needs the steps they reused to be selected.
+    """
+    from ._common import open_output_store
+
     with open_storage(args.storage) as storage:
         record = resolve_run_id(storage, args.run_id)
+        outputs = open_output_store()
+        had_outputs = outputs.delete_run(record.run_id)
         call(storage.delete_run, record.run_id)
-    make_console().print(f"deleted run {record.run_id} ({record.pipeline_name})", markup=False)
+    also = f" and its stored outputs ({outputs.base})" if had_outputs else ""
+    make_console().print(
+        f"deleted run {record.run_id} ({record.pipeline_name}){also}", markup=False
+    )
+    return 0
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _age(text: str) -> float:
+    """``7d`` as seconds: a number and one of s, m, h, d, w."""
+    value, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    try:
+        amount = float(value)
+    except ValueError:
+        amount = -1.0
+    if unit not in _UNITS or not amount >= 0 or amount == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"expected an age such as 30m, 12h, 7d or 2w, got {text!r}"
+        )
+    return amount * _UNITS[unit]
+
+
+def _gc(args: argparse.Namespace) -> int:
+    """Delete the stored outputs of runs older than --older-than.
+
+    A run's outputs go only when its whole re-execution chain is that old (a
+    newer re-execution may still reuse them) and no run of the chain is still
+    going. Outputs of runs the history does not know (deleted, or run with
+    --no-storage) go when their files are that old. With --delete-runs the
+    runs leave the history too.
+    """
+    import time
+
+    from ._common import open_output_store
+
+    cutoff = time.time() - args.older_than
+    with open_storage(args.storage) as storage:
+        runs: list[RunRecord] = call(storage.list_runs)
+        outputs = open_output_store()
+        stored = set(outputs.run_ids())
+        newest: dict[str, float] = {}
+        busy: set[str] = set()
+        for run in runs:
+            chain = run.root_run_id or run.run_id
+            when = run.start_time or 0.0
+            newest[chain] = max(newest.get(chain, 0.0), when, run.end_time or 0.0)
+            if not run.is_finished:
+                busy.add(chain)
+        known = {run.run_id for run in runs}
+        expired = [
+            run
+            for run in runs
+            if (chain := run.root_run_id or run.run_id) not in busy and newest[chain] < cutoff
+        ]
+        orphans = [
+            run_id
+            for run_id in sorted(stored - known)
+            if (modified := outputs.last_modified(run_id)) is not None and modified < cutoff
+        ]
+        console = make_console()
+        verb = "would delete" if args.dry_run else "deleted"
+        removed = 0
+        for run in expired:
+            has_outputs = run.run_id in stored
+            if not has_outputs and not args.delete_runs:
+                continue
+            if not args.dry_run:
+                if has_outputs:
+                    outputs.delete_run(run.run_id)
+                if args.delete_runs:
+                    call(storage.delete_run, run.run_id)
+            what = "outputs and history" if args.delete_runs else "outputs"
+            console.print(
+                f"{verb} the {what} of run {run.run_id} ({run.pipeline_name})", markup=False
+            )
+            removed += 1
+        for run_id in orphans:
+            if not args.dry_run:
+                outputs.delete_run(run_id)
+            console.print(f"{verb} the outputs of run {run_id} (not in the history)", markup=False)
+            removed += 1
+    if not removed:
+        console.print("nothing to delete", style="dim")
     return 0
 
 

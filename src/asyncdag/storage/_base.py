@@ -70,6 +70,9 @@ class RunRecord:
 
     ``pid`` and ``hostname`` say which process ran it, so a run whose process
     died without finishing can be marked FAILED instead of staying STARTED forever.
+    ``parent_run_id`` is the run this one re-executes (or re-runs), ``root_run_id``
+    the first run of that chain (None for a run without a parent, which is its
+    own root).
     """
 
     run_id: str = attrs.field(validator=_validate_run_id)
@@ -83,6 +86,7 @@ class RunRecord:
     pid: int | None = None
     hostname: str | None = None
     failure_reason: str | None = None
+    root_run_id: str | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -102,6 +106,7 @@ class RunRecord:
             "pid": self.pid,
             "hostname": self.hostname,
             "failure_reason": self.failure_reason,
+            "root_run_id": self.root_run_id,
         }
 
     @classmethod
@@ -118,6 +123,7 @@ class RunRecord:
             pid=data.get("pid"),
             hostname=data.get("hostname"),
             failure_reason=data.get("failure_reason"),
+            root_run_id=data.get("root_run_id"),
         )
 
 
@@ -139,7 +145,8 @@ class RunStorage(AutomationStorage, abc.ABC):
     runs without a start time last); ``get_events`` returns a run's events in
     ``seq`` order, so ``after_seq`` is a cursor a live reader resumes from;
     ``(run_id, seq)`` is unique.  ``since`` is inclusive and ``until`` exclusive,
-    both compared with ``start_time``.
+    both compared with ``start_time``.  ``root_run_id=R`` lists the runs of R's
+    re-execution chain: R itself and every run whose ``root_run_id`` is R.
     """
 
     @abc.abstractmethod
@@ -169,6 +176,7 @@ class RunStorage(AutomationStorage, abc.ABC):
         until: float | None = None,
         limit: int | None = None,
         offset: int = 0,
+        root_run_id: str | None = None,
     ) -> list[RunRecord]: ...
 
     @abc.abstractmethod

@@ -116,6 +116,7 @@ class InMemoryStorage(InMemoryAutomation, RunStorage):
         until: float | None = None,
         limit: int | None = None,
         offset: int = 0,
+        root_run_id: str | None = None,
     ) -> list[RunRecord]:
         _check_window(limit, offset)
         statuses = _status_set(status)
@@ -128,6 +129,11 @@ class InMemoryStorage(InMemoryAutomation, RunStorage):
             and (statuses is None or record.status in statuses)
             and (since is None or (record.start_time is not None and record.start_time >= since))
             and (until is None or (record.start_time is not None and record.start_time < until))
+            and (
+                root_run_id is None
+                or record.root_run_id == root_run_id
+                or record.run_id == root_run_id
+            )
         ]
         return records[offset:] if limit is None else records[offset : offset + limit]
 

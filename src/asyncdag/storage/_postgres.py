@@ -345,6 +345,7 @@ class PostgresStorage(PostgresAutomation, RunStorage):
         until: float | None = None,
         limit: int | None = None,
         offset: int = 0,
+        root_run_id: str | None = None,
     ) -> list[RunRecord]:
         _check_window(limit, offset)
         statuses = _status_set(status)
@@ -358,6 +359,7 @@ class PostgresStorage(PostgresAutomation, RunStorage):
             until=until,
             limit=limit,
             offset=offset,
+            root_run_id=root_run_id,
         )
         return await self._call(select)
 

@@ -48,7 +48,7 @@ FAILURE_REASON_ESCAPED = 1
 
 RUN_COLUMNS = (
     "run_id, pipeline_name, status, run_config, tags, start_time, end_time, "
-    "parent_run_id, pid, hostname, failure_reason, escaped"
+    "parent_run_id, pid, hostname, failure_reason, escaped, root_run_id"
 )
 EVENT_COLUMNS = 'seq, "timestamp", type, step_key, level, message, data, escaped'
 
@@ -105,6 +105,7 @@ def run_row(record: RunRecord) -> tuple[Any, ...]:
         identifier(record.hostname, "hostname"),
         reason,
         escaped,
+        identifier(record.root_run_id, "root run id"),
     )
 
 
@@ -114,10 +115,13 @@ def failure_reason_param(reason: str | None) -> tuple[str | None, int]:
 
 
 def record_from_row(row: Sequence[Any]) -> RunRecord:
-    """The record in a row of :data:`RUN_COLUMNS`: SQLite's layout, then ``escaped``."""
+    """The record in a row of :data:`RUN_COLUMNS`: SQLite's first eleven columns, then
+    ``escaped``, then ``root_run_id``."""
     record = _sqlite_record_from_row(tuple(row[:11]))
     if row[11] & FAILURE_REASON_ESCAPED and record.failure_reason is not None:
         record = attrs.evolve(record, failure_reason=json.loads(record.failure_reason))
+    if row[12] is not None:
+        record = attrs.evolve(record, root_run_id=row[12])
     return record
 
 

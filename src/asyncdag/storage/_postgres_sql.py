@@ -77,7 +77,7 @@ SELECT count(*) FROM inserted
 _LOCK_RUN_AND_NOTIFY = "SELECT pg_notify(%s, %s) FROM asyncdag_runs WHERE run_id = %s FOR KEY SHARE"
 _INSERT_RUN = f"""
 WITH inserted AS (
-    INSERT INTO asyncdag_runs ({RUN_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+    INSERT INTO asyncdag_runs ({RUN_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
     ON CONFLICT (run_id) DO NOTHING
     RETURNING 1
 )
@@ -234,10 +234,14 @@ def select_runs(
     until: float | None,
     limit: int | None,
     offset: int,
+    root_run_id: str | None = None,
 ) -> list[RunRecord]:
     """Newest first (by start time, then creation), runs never started last."""
     where: list[str] = []
     params: list[Any] = []
+    if root_run_id is not None:
+        where.append("(root_run_id = %s OR run_id = %s)")
+        params += [root_run_id, root_run_id]
     if pipeline_name is not None:
         where.append("pipeline_name = %s")
         params.append(pipeline_name)

@@ -95,12 +95,17 @@ _MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX events_by_step ON events (run_id, step_key, seq)",
     ),
     AUTOMATION_SCHEMA,  # v2: schedule and sensor state, ticks, run keys, leases
+    (  # v3: the first run of a re-execution chain, and listing a chain by it
+        "ALTER TABLE runs ADD COLUMN root_run_id TEXT",
+        "CREATE INDEX runs_by_root ON runs (root_run_id, start_time)",
+    ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
+# New columns go at the end: a row's first eleven fields keep their places for every reader.
 _RUN_COLUMNS = (
     "run_id, pipeline_name, status, run_config, tags, start_time, end_time, "
-    "parent_run_id, pid, hostname, failure_reason"
+    "parent_run_id, pid, hostname, failure_reason, root_run_id"
 )
 _EVENT_COLUMNS = "run_id, seq, timestamp, type, step_key, level, message, data"
 
@@ -249,7 +254,7 @@ class SqliteStorage(SqliteAutomation, RunStorage):
             try:
                 with _write(conn):
                     conn.execute(
-                        f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", row
+                        f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", row
                     )
             except sqlite3.IntegrityError as exc:
                 raise StorageError(_duplicate_run_message(record.run_id)) from exc
@@ -314,6 +319,7 @@ class SqliteStorage(SqliteAutomation, RunStorage):
         until: float | None = None,
         limit: int | None = None,
         offset: int = 0,
+        root_run_id: str | None = None,
     ) -> list[RunRecord]:
         _check_window(limit, offset)
         statuses = _status_set(status)
@@ -321,6 +327,9 @@ class SqliteStorage(SqliteAutomation, RunStorage):
             return []
         where: list[str] = []
         params: list[Any] = []
+        if root_run_id is not None:
+            where.append("(root_run_id = ? OR run_id = ?)")
+            params += [root_run_id, root_run_id]
         if pipeline_name is not None:
             where.append("pipeline_name = ?")
             params.append(pipeline_name)
@@ -463,6 +472,7 @@ def _run_row(record: RunRecord) -> tuple[Any, ...]:
         record.pid,
         record.hostname,
         record.failure_reason,
+        record.root_run_id,
     )
 
 
@@ -479,6 +489,7 @@ def _record_from_row(row: tuple[Any, ...]) -> RunRecord:
         pid=row[8],
         hostname=row[9],
         failure_reason=row[10],
+        root_run_id=row[11] if len(row) > 11 else None,
     )
 
 

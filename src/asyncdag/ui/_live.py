@@ -20,12 +20,15 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from asyncdag._api import RunHandle, open_run
+from asyncdag._api import RunHandle
+from asyncdag._api._options import RunOptions
+from asyncdag._api._run import run_with_options
 from asyncdag._errors import AsyncdagError
 from asyncdag._events import RunStatus
 
 if TYPE_CHECKING:
     from asyncdag._definitions import PipelineDefinition
+    from asyncdag.outputs import OutputStore
     from asyncdag.storage import RunStorage
 
 __all__ = ["BATCH_SIZE", "LiveRuns", "UINotRunningError", "sse"]
@@ -71,6 +74,7 @@ def _live_record(handle: RunHandle) -> dict[str, Any]:
         "pid": None,
         "hostname": None,
         "failure_reason": None,
+        "root_run_id": handle.root_run_id,
     }
 
 
@@ -82,8 +86,10 @@ class LiveRuns:
     recorded as CANCELED.
     """
 
-    def __init__(self, storage: RunStorage) -> None:
+    def __init__(self, storage: RunStorage, *, output_store: OutputStore | None = None) -> None:
         self.storage = storage
+        #: Where runs launched here store their outputs (None: they keep none).
+        self.output_store = output_store
         self._handles: dict[str, RunHandle] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         self._changed: anyio.Event | None = None
@@ -114,13 +120,18 @@ class LiveRuns:
         pipeline: PipelineDefinition,
         run_config: Mapping[str, Any] | None,
         *,
-        tags: Mapping[str, str],
+        tags: Mapping[str, str] | None,
         parent_run_id: str | None = None,
         run_id: str | None = None,
+        reexecute_from: str | None = None,
+        from_failure: bool = False,
+        step_selection: list[str] | None = None,
     ) -> RunHandle:
         """Start a run in the server's task group; config errors raise here, before anything runs.
 
         ``run_id`` is given by the scheduler (derived from the tick); else a new one is made.
+        ``reexecute_from`` with ``from_failure`` or ``step_selection`` re-executes a recorded run
+        (its config and tags unless given), reusing its stored outputs.
         """
         tg = self._task_group
         if tg is None:
@@ -129,31 +140,30 @@ class LiveRuns:
                 "when mounting it, enter it from the host app's lifespan: "
                 "`async with ui_app.router.lifespan_context(ui_app): ...`"
             )
-        handle: RunHandle = await tg.start(
-            self._run, pipeline, run_config, tags, parent_run_id, run_id
+        options = RunOptions(
+            tags=tags,
+            storage=self.storage,
+            parent_run_id=parent_run_id if reexecute_from is None else None,
+            run_id=run_id,
+            output_store=self.output_store,
+            reexecute_from=reexecute_from,
+            from_failure=from_failure,
+            step_selection=step_selection,
         )
+        handle: RunHandle = await tg.start(self._run, pipeline, run_config, options)
         return handle
 
     async def _run(
         self,
         pipeline: PipelineDefinition,
         run_config: Mapping[str, Any] | None,
-        tags: Mapping[str, str],
-        parent_run_id: str | None,
-        given_run_id: str | None = None,
+        options: RunOptions,
         *,
         task_status: anyio.abc.TaskStatus[RunHandle] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         run_id = None
         try:
-            async with open_run(
-                pipeline,
-                run_config,
-                tags=tags,
-                storage=self.storage,
-                parent_run_id=parent_run_id,
-                run_id=given_run_id,
-            ) as handle:
+            async with run_with_options(pipeline, run_config, options) as handle:
                 run_id = handle.run_id
                 self._handles[run_id] = handle
                 self._notify()
@@ -195,9 +205,14 @@ class LiveRuns:
         status: list[RunStatus] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        root_run_id: str | None = None,
     ) -> list[dict[str, Any]]:
         records = await self.storage.list_runs(
-            pipeline_name=pipeline_name, status=status, limit=limit, offset=offset
+            pipeline_name=pipeline_name,
+            status=status,
+            limit=limit,
+            offset=offset,
+            root_run_id=root_run_id,
         )
         out = [{**r.to_dict(), "live": r.run_id in self._handles} for r in records]
         if offset == 0:
@@ -210,6 +225,8 @@ class LiveRuns:
                 ):
                     continue
                 if status and RunStatus(record["status"]) not in status:
+                    continue
+                if root_run_id and root_run_id not in (record["root_run_id"], record["run_id"]):
                     continue
                 out.insert(0, {**record, "live": True})
             if limit is not None:
