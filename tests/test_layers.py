@@ -21,8 +21,10 @@ _DEFINITIONS = _BASE | {"_events", "_definitions"}
 _CONFIG = _DEFINITIONS | {"config", "_config_types", "_config_data"}
 _PLAN = _CONFIG | {"_plan"}
 _ENGINE = _PLAN | {"_engine"}
+# Launchers beside the engine (Dask): they use the engine's contract and helpers.
+_DASK = _ENGINE | {"dask"}
 _STORAGE = _BASE | {"_events", "storage"}
-_API = _ENGINE | _STORAGE | {"_api"}
+_API = _DASK | _STORAGE | {"_api"}
 _AUTOMATION = _API | {"automation"}
 _BELOW_SHELLS = _AUTOMATION | {"telemetry", "bench", "_workspace", "__init__"}
 
@@ -39,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     "_plan": _PLAN,
     "storage": _STORAGE,
     "_engine": _ENGINE,
+    "dask": _DASK,
     "_api": _API,
     "automation": _AUTOMATION,
     "telemetry": _BASE | {"telemetry"},
@@ -55,6 +58,8 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "_definitions": {"anyio", "trio", "opentelemetry"},
     "_plan": {"anyio", "trio", "opentelemetry"},
     "_engine": {"asyncio", "trio", "opentelemetry.sdk", "sqlite3"},
+    # Dask's client is asyncio's; trio runs it from a thread, never imported here.
+    "dask": {"trio", "opentelemetry.sdk", "sqlite3"},
     "_api": {"asyncio", "trio", "opentelemetry.sdk"},
     "automation": {"asyncio", "trio", "opentelemetry.sdk", "starlette", "uvicorn"},
 }
@@ -158,6 +163,10 @@ def test_a_type_checking_import_is_not_a_dependency(tmp_path: Path) -> None:
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..storage import X\n"
     )
     assert violations({"asyncdag._engine._typed": module}) == []
+
+
+def test_the_dask_launcher_never_reaches_storage_or_the_shells() -> None:
+    assert not {"storage", "_api", "cli", "ui"} & ALLOWED["dask"]
 
 
 @pytest.mark.parametrize("shell,other", [("cli", "ui"), ("ui", "cli")])

@@ -65,6 +65,7 @@ from .automation._definitions import (
     schedule,
     sensor,
 )
+from .dask._executor import DaskExecutor
 
 __all__ = [
     "AsyncdagError",
@@ -72,6 +73,7 @@ __all__ = [
     "CollectHandle",
     "ConfigError",
     "ConfigErrorItem",
+    "DaskExecutor",
     "DefinitionError",
     "DynamicHandle",
     "DynamicOut",

@@ -19,6 +19,7 @@ __all__ = [
     "PipelineRunCanceled",
     "ResourceInitError",
     "RetryRequested",
+    "StepCanceledError",
     "StepTimeoutError",
 ]
 
@@ -103,6 +104,15 @@ class StepTimeoutError(AsyncdagError, TimeoutError):
             f"step {step_key!r} timed out after {timeout:g}s; raise the solid's timeout= "
             "or give it a RetryPolicy to try again"
         )
+
+
+class StepCanceledError(AsyncdagError):
+    """Raised by ``context.check_cancelled()`` in a solid running in another process (a Dask
+    worker) once its attempt was cancelled: the run has stopped waiting for it."""
+
+    def __init__(self, step_key: str) -> None:
+        self.step_key = step_key
+        super().__init__(f"step {step_key!r} was cancelled; its result is no longer wanted")
 
 
 class PipelineRunCanceled(AsyncdagError):

@@ -24,6 +24,7 @@ from ._run import run_with_options
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
+    from .._engine import StepExecutor
     from ..storage import RunStorage
 
 __all__ = ["execute_pipeline", "execute_pipeline_async"]
@@ -41,6 +42,8 @@ def _raise_for(result: PipelineRunResult) -> None:
         exc = result.exception_for_step(step.key)
         if exc is not None:
             raise exc
+    if result.run_exception is not None:
+        raise result.run_exception
     raise AsyncdagError(f"run {result.run_id} of {result.pipeline_name!r} failed")
 
 
@@ -59,6 +62,7 @@ async def execute_pipeline_async(
     tracing: bool = True,
     tracer_provider: TracerProvider | None = None,
     listeners: Iterable[Listener] = (),
+    executor: StepExecutor | None = None,
 ) -> PipelineRunResult:
     """Run ``pipeline`` inside the running event loop (asyncio or trio) and return its result.
 
@@ -68,6 +72,9 @@ async def execute_pipeline_async(
     after the run is recorded as CANCELED.  The run's spans go to the global
     OpenTelemetry tracer provider, or to ``tracer_provider`` when given (a test's
     in-memory exporter, or an application that keeps several providers).
+    ``executor`` says where steps run: in this process (None, unless the run
+    config's ``execution`` section says otherwise), or on a Dask cluster with
+    ``DaskExecutor(...)``.
     """
     options = RunOptions(
         max_concurrency=max_concurrency,
@@ -81,6 +88,7 @@ async def execute_pipeline_async(
         tracing=tracing,
         tracer_provider=tracer_provider,
         listeners=listeners,
+        executor=executor,
     )
     return await execute_with_options(pipeline, run_config, options)
 
@@ -112,6 +120,7 @@ def execute_pipeline(
     tracing: bool = True,
     tracer_provider: TracerProvider | None = None,
     listeners: Iterable[Listener] = (),
+    executor: StepExecutor | None = None,
     backend: str = "asyncio",
 ) -> PipelineRunResult:
     """Run ``pipeline`` to the end, starting an event loop (``backend``: asyncio or trio).
@@ -143,5 +152,6 @@ def execute_pipeline(
         tracing=tracing,
         tracer_provider=tracer_provider,
         listeners=listeners,
+        executor=executor,
     )
     return anyio.run(execute_with_options, pipeline, run_config, options, backend=backend)

@@ -16,7 +16,7 @@ import attrs
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-    from .._engine import Listener, StepLauncher
+    from .._engine import Listener, StepExecutor, StepLauncher
     from ..storage import RunStorage
 
 __all__ = ["RunOptions"]
@@ -31,7 +31,8 @@ class RunOptions:
     """Everything a caller may say about one run besides the pipeline and its run config.
 
     The public entry points document each option; ``launcher`` is internal for
-    now (where steps run; None: in this process).
+    now (where steps run; None: in this process, unless ``executor`` or the run
+    config's ``execution`` section names another place).
     """
 
     max_concurrency: int | None = None
@@ -46,3 +47,4 @@ class RunOptions:
     tracer_provider: TracerProvider | None = None
     listeners: tuple[Listener, ...] = attrs.field(default=(), converter=_listeners)
     launcher: StepLauncher | None = None
+    executor: StepExecutor | None = None

@@ -26,6 +26,8 @@ from ._result import LazyMapping, PipelineRunResult, StepResult
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
+    from .._engine import StepExecutor
+    from ..config import ExecutionConfig
     from ..storage import RunStorage
 
 __all__ = ["RunHandle", "open_run"]
@@ -123,6 +125,11 @@ class RunHandle:
                 name: sc.config for name, sc in resolved.solids.items() if sc.config is not None
             },
             launcher=options.launcher,
+            step_executor=(
+                options.executor
+                if options.executor is not None
+                else _executor_from_config(resolved.execution)
+            ),
         )
         self.status = RunStatus.NOT_STARTED
         self._result: PipelineRunResult | None = None
@@ -225,6 +232,7 @@ class RunHandle:
             }
 
         self._result = PipelineRunResult(
+            run_exception=executor.run_error,
             run_id=self.run_id,
             pipeline_name=self.pipeline.name,
             status=status,
@@ -238,6 +246,15 @@ class RunHandle:
         )
         self._bus.close()
         self._finished.set()
+
+
+def _executor_from_config(execution: ExecutionConfig) -> StepExecutor | None:
+    """The executor the run config's ``execution`` section names (None: in this process)."""
+    if execution.dask is None:
+        return None
+    from ..dask import DaskExecutor
+
+    return DaskExecutor.from_config(execution.dask)
 
 
 @contextlib.asynccontextmanager
@@ -255,13 +272,15 @@ async def open_run(
     tracing: bool = True,
     tracer_provider: TracerProvider | None = None,
     listeners: Iterable[Listener] = (),
+    executor: StepExecutor | None = None,
 ) -> AsyncIterator[RunHandle]:
     """Start a run in the current task and hand back its :class:`RunHandle`.
 
     Config and wiring are checked before the block is entered (raising
     ``ConfigError`` / ``DefinitionError``, with nothing run).  Leaving the
     block waits for the run to end; an exception raised in the block cancels
-    the run and propagates once the run has wound down.
+    the run and propagates once the run has wound down.  ``executor`` says where
+    steps run (see :func:`~asyncdag.execute_pipeline_async`).
     """
     options = RunOptions(
         max_concurrency=max_concurrency,
@@ -274,6 +293,7 @@ async def open_run(
         tracing=tracing,
         tracer_provider=tracer_provider,
         listeners=listeners,
+        executor=executor,
     )
     async with run_with_options(pipeline, run_config, options) as handle:
         yield handle

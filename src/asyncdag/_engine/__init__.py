@@ -11,7 +11,7 @@ from ._compute import ContextData, check_outputs, context_from_data, outputs_fro
 from ._context import HookContext, SolidContext
 from ._executor import Executor
 from ._inprocess import InProcessLauncher
-from ._launcher import RunScope, StepAttempt, StepLauncher
+from ._launcher import RunScope, StepAttempt, StepExecutor, StepLauncher
 from ._log import Emit, StepLog
 from ._resources import InitResourceContext, ResourceManager, Resources
 from ._state import RunState, StepState
@@ -33,6 +33,7 @@ __all__ = [
     "RunTracer",
     "SolidContext",
     "StepAttempt",
+    "StepExecutor",
     "StepLauncher",
     "StepLog",
     "StepState",

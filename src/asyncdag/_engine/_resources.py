@@ -129,6 +129,16 @@ class ResourceManager:
         self._host: anyio.abc.TaskGroup | None = None
         self.setup_order: list[str] = []
 
+    @property
+    def definitions(self) -> Mapping[str, ResourceDefinition]:
+        """The resources the run may set up, by key (what the pipeline declared)."""
+        return self._definitions
+
+    @property
+    def configs(self) -> Mapping[str, Any]:
+        """Each resource's validated config, by key."""
+        return self._configs
+
     async def ensure(self, keys: Iterable[str]) -> None:
         """Make sure every resource in ``keys`` (and what they depend on) is set up.
 
