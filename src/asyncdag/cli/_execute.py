@@ -69,6 +69,21 @@ def register(subparsers: Any) -> None:
         "--no-storage", action="store_true", help="do not record this run in the run history"
     )
     add_grace_period_argument(parser, what="a canceled run")
+    where = parser.add_argument_group(
+        "where steps run",
+        "in this process (default), or on a Dask cluster (pip install 'asyncdag[dask]')",
+    )
+    where.add_argument(
+        "--executor",
+        choices=("in_process", "dask"),
+        help="in_process, or dask: a local Dask cluster for the run, or the one --dask-address "
+        "names (default: what the run config's execution section says, else in_process)",
+    )
+    where.add_argument(
+        "--dask-address",
+        metavar="URL",
+        help="a running Dask scheduler, e.g. tcp://scheduler:8786 (with --executor dask)",
+    )
     tracing = parser.add_argument_group(
         "tracing", "export OpenTelemetry spans (else OTEL_* variables decide)"
     )
@@ -131,6 +146,7 @@ class _Options:
     tags: dict[str, str]
     fail_fast: bool
     backend: str
+    executor: Any = None
 
 
 def execute_command(args: argparse.Namespace) -> int:
@@ -140,12 +156,13 @@ def execute_command(args: argparse.Namespace) -> int:
     pipeline = selected_pipeline(args)
     sources = [_config_source(path) for path in args.config]
     run_config = load_run_config(*sources) if sources else None
-    resolve_run_config(pipeline, run_config)  # every config error now, before tracing or storage
+    resolved = resolve_run_config(pipeline, run_config)  # every config error now
     options = _Options(
         max_concurrency=args.max_concurrency,
         tags=parse_tags(args.tag),
         fail_fast=args.fail_fast,
         backend=args.backend,
+        executor=_executor(args, resolved.execution.dask),
     )
     telemetry = _configure_tracing(args)
     storage = None if args.no_storage else open_storage()
@@ -159,6 +176,25 @@ def execute_command(args: argparse.Namespace) -> int:
         ending.close()
     view.summarize(result, recorded_in=None if storage is None else str(storage.path))  # type: ignore[attr-defined]
     return ending.leave(ending.exit_code(result))
+
+
+def _executor(args: argparse.Namespace, from_config: Any) -> Any:
+    """``--executor``/``--dask-address``; None leaves it to the run config."""
+    if args.dask_address is not None and args.executor != "dask":
+        raise UsageError("--dask-address names a Dask scheduler; use it with --executor dask")
+    if args.executor == "in_process":
+        from asyncdag._engine import InProcessLauncher
+
+        return InProcessLauncher()
+    if args.executor != "dask":
+        return None
+    from asyncdag import DaskExecutor
+
+    if args.dask_address is not None:
+        return DaskExecutor(address=args.dask_address)
+    if from_config is not None:  # the run config says which cluster
+        return DaskExecutor.from_config(from_config)
+    return DaskExecutor()
 
 
 def _storage_failure(exc: Exception, storage: Any) -> Exception:
@@ -212,6 +248,7 @@ async def _run(
                 max_concurrency=options.max_concurrency,
                 tags=options.tags,
                 fail_fast=options.fail_fast,
+                executor=options.executor,
                 storage=ending.storage,
                 listeners=[ending.view.on_event],
             ) as handle,
