@@ -150,7 +150,7 @@ def external_cluster(cwd: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]
         cwd=cwd, env=env, start_new_session=True, **quiet,
     )  # fmt: skip
     worker = subprocess.Popen(
-        [str(bin_dir / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard"],
+        [str(bin_dir / "dask"), "worker", address, "--nthreads", "2", "--no-dashboard"],
         cwd=cwd, env=env, start_new_session=True, **quiet,
     )  # fmt: skip
     try:

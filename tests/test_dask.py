@@ -102,6 +102,22 @@ async def test_outputs_move_from_worker_to_worker_never_through_the_driver(
     assert "on the Dask cluster" in repr(result.output_for_solid("read"))
 
 
+async def test_run_config_can_name_the_cluster_instead_of_executor(dask_cluster: Any) -> None:
+    @solid
+    def where() -> int:
+        return os.getpid()
+
+    @pipeline
+    def p() -> None:
+        where()
+
+    address = dask_cluster.scheduler_address
+    config = {"execution": {"dask": {"cluster": {"existing": {"address": address}}}}}
+    result = await execute_pipeline_async(p, config)
+    assert result.output_for_solid("where") != DRIVER_PID
+    assert f"Running steps on Dask at {address}" in logs(result)
+
+
 async def test_outputs_are_fetched_when_the_run_ends(executor: DaskExecutor) -> None:
     @solid(outs={"low": Out(), "high": Out()})
     def split() -> tuple[int, int]:

@@ -130,16 +130,20 @@ class DaskSession:
         reports: dict[str, Any] = {}
         try:
             if client is not None and self._broken is None and client.status == "running":
-                with contextlib.suppress(Exception):
-                    reports = await asyncio.wait_for(
-                        client.run(teardown_run, self.run_id, grace, on_error="return"),
-                        grace + _CLOSE_TIMEOUT,
-                    )
-                await self._forget(client)
+                teardown = asyncio.wait_for(
+                    client.run(teardown_run, self.run_id, grace, on_error="return"),
+                    grace + _CLOSE_TIMEOUT,
+                )
+                found, _ = await asyncio.gather(
+                    teardown, self._forget(client), return_exceptions=True
+                )
+                reports = found if isinstance(found, dict) else {}
         finally:
             if client is not None:
+                # A frozen scheduler would hold a polite close for its whole timeout.
+                timeout = 1.0 if self._broken is not None else _CLOSE_TIMEOUT
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.close(timeout=5), _CLOSE_TIMEOUT)
+                    await asyncio.wait_for(client.close(timeout=timeout), timeout + 1)
             if self.own_cluster is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.own_cluster.close(), _CLUSTER_CLOSE_TIMEOUT)
@@ -155,13 +159,14 @@ class DaskSession:
 
         with contextlib.suppress(Exception):
             client.unsubscribe_topic(topic)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.run_on_scheduler(truncate), _CLOSE_TIMEOUT)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
+        await asyncio.gather(
+            asyncio.wait_for(client.run_on_scheduler(truncate), _CLOSE_TIMEOUT),
+            asyncio.wait_for(
                 client.unregister_scheduler_plugin(f"asyncdag-no-rerun-{self.prefix}"),
                 _CLOSE_TIMEOUT,
-            )
+            ),
+            return_exceptions=True,
+        )
 
     # --- watching the scheduler -----------------------------------------------------------------
 
@@ -293,11 +298,11 @@ class DaskSession:
             raise self._broken
         try:
             await future
-        except KilledWorker as exc:
+        except KilledWorker:
             raise WorkerLost(
-                f"{payload.describe()}: its Dask worker died while running it (a killed or "
-                f"crashed process, or one out of memory: {exc}); give the solid a RetryPolicy "
-                "to try again on another worker"
+                f"{payload.describe()}: its Dask worker died while running it (killed, "
+                "crashed or out of memory); Dask did not run it again, the solid's "
+                "RetryPolicy decides (retry_on=WorkerLost)"
             ) from None
         except FutureCancelledError as exc:
             if self._broken is not None:
