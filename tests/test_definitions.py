@@ -208,3 +208,33 @@ def test_retry_policy_delays_follow_dagster_arithmetic() -> None:
     plus_minus = RetryPolicy(delay=4, jitter=Jitter.PLUS_MINUS)
     assert plus_minus.delay_for(1, rng=Fixed(0.0)) == 0.0  # type: ignore[arg-type]
     assert plus_minus.delay_for(1, rng=Fixed(1.0)) == 8.0  # type: ignore[arg-type]
+
+
+def test_a_solid_can_be_pinned_to_the_driver_and_nothing_else() -> None:
+    @solid(executor="local")
+    def here() -> None:
+        pass
+
+    assert here.executor == "local"
+    with pytest.raises(DefinitionError, match=r"solid 'gpu': executor='gpu' is not known"):
+
+        @solid(executor="gpu")
+        def gpu() -> None:
+            pass
+
+
+def test_dask_resources_tag_is_kept_as_json_and_checked() -> None:
+    import json
+
+    @solid(tags={"dask/resources": {"GPU": 1}, "team": "data"})
+    def on_gpu() -> None:
+        pass
+
+    assert json.loads(on_gpu.tags["dask/resources"]) == {"GPU": 1}
+    assert on_gpu.tags["team"] == "data"
+    for wrong in ({"GPU": -1}, {"GPU": "one"}, "GPU=1", {"GPU": float("nan")}):
+        with pytest.raises(DefinitionError, match=r"solid 'bad': tag 'dask/resources' must map"):
+
+            @solid(name="bad", tags={"dask/resources": wrong})
+            def bad() -> None:
+                pass
