@@ -45,7 +45,9 @@ from peers import run_peers
 
 use_working_tree()
 
-ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "TRACE", "IMPORT", "STORAGE", "PEERS")
+ALL = (
+    "W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "TRACE", "IMPORT", "STORAGE", "DASK", "PEERS",
+)  # fmt: skip
 BACKENDS = ("asyncio", "trio")
 
 
@@ -72,6 +74,7 @@ class Profile:
     trace_repeats: int
     storage: int
     import_rounds: int
+    dask: tuple[int, float, int, int]  # CPU steps, seconds each, chain length, repeats
 
 
 PROFILES = {
@@ -95,6 +98,7 @@ PROFILES = {
         trace_repeats=5,
         storage=10_000,
         import_rounds=9,
+        dask=(16, 0.2, 200, 5),
     ),
     "quick": Profile(
         name="quick",
@@ -116,6 +120,7 @@ PROFILES = {
         trace_repeats=3,
         storage=2_000,
         import_rounds=3,
+        dask=(16, 0.2, 100, 1),
     ),
     "smoke": Profile(
         name="smoke",
@@ -137,6 +142,7 @@ PROFILES = {
         trace_repeats=1,
         storage=20,
         import_rounds=1,
+        dask=(4, 0.01, 10, 1),
     ),
 }
 
@@ -160,6 +166,7 @@ class Suite:
         self.tracing: list[dict[str, Any]] = []
         self.imports: dict[str, Any] = {}
         self.peers: list[dict[str, Any]] = []
+        self.dask: dict[str, Any] = {}
         self.notes: list[str] = []
         self.errors: list[dict[str, str]] = []
 
@@ -436,6 +443,25 @@ def run_tracing(suite: Suite) -> None:
                 )
 
 
+def run_dask(suite: Suite) -> None:
+    """CPU-bound steps in threads vs on 2 Dask worker processes; per-step cost on Dask vs
+    hand-written client.submit calls (benchmarks/bench_dask.py)."""
+    import bench_dask
+
+    skipped = bench_dask.dask_available()
+    if skipped is not None:
+        suite.notes.append(skipped)
+        return
+    steps, seconds, chain, repeats = suite.profile.dask
+    suite.dask = bench_dask.measure(
+        cpu_steps=steps,
+        cpu_seconds=seconds,
+        chain=chain,
+        repeats=repeats,
+        backends=suite.backends,
+    )
+
+
 def run_imports(suite: Suite) -> None:
     """Wall time of ``python -c "import X"`` minus ``python -c pass``, interleaved, medians."""
     env = {
@@ -542,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         "TRACE": lambda: run_tracing(suite),
         "IMPORT": lambda: run_imports(suite),
         "STORAGE": lambda: run_storage(suite),
+        "DASK": lambda: run_dask(suite),
         "PEERS": lambda: run_peers(suite, alone=selected == ["PEERS"]),
     }
     started = time.perf_counter()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from asyncdag import (
     solid,
 )
 from asyncdag.dask import NoWorkerForResources, OutputNotPicklable
-from dask_support import wait_until_idle
+from dask_support import executing, wait_until_idle
 
 pytest.importorskip("distributed")
 
@@ -510,6 +511,59 @@ async def test_a_timed_out_async_step_is_cancelled_on_its_worker(
     assert isinstance(result.exception_for_step("slow"), StepTimeoutError)
     keys, counts = await anyio.to_thread.run_sync(wait_until_idle, dask_client, result.run_id)
     assert keys == [] and set(counts.values()) == {0}
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_a_timed_out_step_stops_on_its_worker_while_the_run_goes_on(
+    executor: DaskExecutor, dask_client: Any, tmp_path: Path, kind: str
+) -> None:
+    """Not only at the run's end: the worker is told as soon as the attempt is cancelled."""
+    go = str(tmp_path / "go")
+
+    if kind == "sync":
+
+        @solid(name="slow", timeout=0.5)
+        def slow(context: Any) -> None:
+            from dask_support import wait_for_file
+
+            while not context.is_cancel_requested:
+                wait_for_file("/nonexistent", timeout=0.01)
+
+    else:
+
+        @solid(name="slow", timeout=0.5)
+        async def slow(context: Any) -> None:  # type: ignore[misc]
+            await anyio.sleep(3600)
+
+    @solid
+    def still_going() -> bool:
+        from dask_support import wait_for_file
+
+        return wait_for_file(go)
+
+    @pipeline
+    def p() -> None:
+        slow()
+        still_going()
+
+    seen: list[dict[str, int]] = []
+    async with open_run(p, executor=executor) as run:
+        async for event in run.events():
+            if event.type is EventType.STEP_FAILURE and event.step_key == "slow":
+
+                def one_left() -> None:
+                    for _ in range(400):
+                        counts = executing(dask_client)
+                        if sum(counts.values()) == 1:  # still_going's, alone
+                            break
+                        time.sleep(0.05)
+                    seen.append(counts)
+
+                await anyio.to_thread.run_sync(one_left)
+                Path(go).touch()
+    result = await run.result()
+    assert sum(seen[0].values()) == 1
+    assert result.output_for_solid("still_going") is True
 
 
 async def test_a_solid_gets_the_worker_resources_it_asks_for_or_fails_fast(
