@@ -968,7 +968,7 @@ def test_errors_point_at_places_that_exist(data: st.DataObject) -> None:
 # --- execution.dask ---------------------------------------------------------------------
 
 
-def _execution(section: Any) -> Any:
+def _one_step_pipeline() -> Any:
     from asyncdag import pipeline, solid
 
     @solid
@@ -979,7 +979,11 @@ def _execution(section: Any) -> Any:
     def p() -> None:
         one()
 
-    return resolve_run_config(p, {"execution": section}).execution
+    return p
+
+
+def _execution(section: Any) -> Any:
+    return resolve_run_config(_one_step_pipeline(), {"execution": section}).execution
 
 
 def test_execution_dask_takes_an_existing_cluster_or_a_local_one_in_dagsters_shape() -> None:
@@ -1024,17 +1028,7 @@ def test_execution_dask_mistakes_name_their_key(section: Any, message: str) -> N
 
 
 def test_the_run_config_schema_describes_execution_dask() -> None:
-    from asyncdag import pipeline, solid
-
-    @solid
-    def one() -> int:
-        return 1
-
-    @pipeline
-    def p() -> None:
-        one()
-
-    dask = run_config_json_schema(p)["properties"]["execution"]["properties"]["dask"]
+    dask = run_config_json_schema(_one_step_pipeline())["properties"]["execution"]["properties"]["dask"]
     (cluster_shape, _null) = dask["anyOf"]
     kinds = cluster_shape["properties"]["cluster"]["oneOf"]
     assert [list(k["properties"]) for k in kinds] == [["existing"], ["local"]]

@@ -62,14 +62,16 @@ async def test_a_worker_killed_mid_step_is_retried_by_the_policy_and_succeeds_on
         victim()
         unprotected()
 
-    killed: set[str] = set()
+    first_attempts: dict[str, int] = {}
 
     def on_event(event: Any) -> None:
+        # Once both first attempts run, kill their workers together: nothing finished
+        # before (an output lost with its worker would be another test).
         if event.type is EventType.LOG and event.message.startswith("body started: attempt 1"):
-            pid = event.message.rsplit(" ", 1)[1]
-            if pid not in killed:
-                killed.add(pid)
-                kill(int(pid))
+            first_attempts[event.step_key] = int(event.message.rsplit(" ", 1)[1])
+            if len(first_attempts) == 2:
+                for pid in set(first_attempts.values()):
+                    kill(pid)
 
     # A cluster with Dask's default allowed-failures (3): without the executor's guard,
     # Dask would run the killed attempt again on another worker by itself.
@@ -100,6 +102,46 @@ async def test_a_worker_killed_mid_step_is_retried_by_the_policy_and_succeeds_on
         assert result.step_result("unprotected").status is StepStatus.FAILURE
         error = result.exception_for_step("unprotected")
         assert isinstance(error, WorkerLost) and "died" in str(error)
+    finally:
+        await anyio.to_thread.run_sync(wait_for_workers, dask_client)
+
+
+async def test_an_output_lost_with_its_worker_is_not_computed_again_behind_the_engine(
+    dask_cluster: Any, dask_client: Any
+) -> None:
+    await anyio.to_thread.run_sync(wait_for_workers, dask_client)
+
+    @solid
+    def up(context: Any) -> int:
+        context.log.info(f"up ran in {os.getpid()}")
+        return 41
+
+    @solid
+    def down(value: int) -> int:
+        return value + 1
+
+    @pipeline
+    def p() -> None:
+        down(up())
+
+    def on_event(event: Any) -> None:
+        if event.type is EventType.LOG and event.message.startswith("up ran in"):
+            holder[0] = int(event.message.rsplit(" ", 1)[1])
+        elif event.type is EventType.STEP_SUCCESS and event.step_key == "up":
+            kill(holder[0])  # the finished output dies with its worker
+
+    holder = [0]
+    try:
+        result = await execute_pipeline_async(
+            p, executor=DaskExecutor(cluster=dask_cluster), listeners=[on_event],
+            raise_on_error=False,
+        )  # fmt: skip
+        assert [e.message for e in result.events].count(f"up ran in {holder[0]}") == 1
+        assert sum(e.message.startswith("up ran in") for e in result.events) == 1
+        assert result.step_result("down").status is StepStatus.FAILURE
+        # Whether "down" was already running there or had to fetch the output elsewhere,
+        # it fails with WorkerLost, and "up" did not run again (its log appears once).
+        assert isinstance(result.exception_for_step("down"), WorkerLost)
     finally:
         await anyio.to_thread.run_sync(wait_for_workers, dask_client)
 
@@ -169,17 +211,15 @@ async def test_a_pipeline_file_only_the_driver_has_runs_on_a_cluster_that_cannot
     assert result.output_for_solid("times") == 42
 
 
-async def test_a_frozen_scheduler_fails_the_run_instead_of_hanging(
-    outside_cluster: tuple[str, Any],
-) -> None:
-    address, scheduler = outside_cluster
+def started_pipeline() -> Any:
+    """One step that says "started", then waits (up to 10 s) to be told to stop."""
 
     @solid
     def started(context: Any) -> None:
         context.log.info("started")
-        import time  # this worker cannot import the tests' helpers
+        import time  # the outside cluster's worker cannot import the tests' helpers
 
-        for _ in range(1000):  # until the run's end tells it to stop, or 10 s
+        for _ in range(1000):
             if context.is_cancel_requested:
                 return
             time.sleep(0.01)
@@ -187,6 +227,16 @@ async def test_a_frozen_scheduler_fails_the_run_instead_of_hanging(
     @pipeline
     def p() -> None:
         started()
+
+    return p
+
+
+async def test_a_frozen_scheduler_fails_the_run_instead_of_hanging(
+    outside_cluster: tuple[str, Any],
+) -> None:
+    address, scheduler = outside_cluster
+
+    p = started_pipeline()
 
     def freeze(event: Any) -> None:
         if event.type is EventType.LOG and event.message == "started":
@@ -210,19 +260,7 @@ async def test_a_frozen_scheduler_fails_the_run_instead_of_hanging(
 async def test_a_scheduler_gone_fails_the_run_with_a_clear_error(
     tmp_path: Path, anyio_backend: str
 ) -> None:
-    @solid
-    def started(context: Any) -> None:
-        context.log.info("started")
-        import time  # this worker cannot import the tests' helpers
-
-        for _ in range(1000):  # until the run's end tells it to stop, or 10 s
-            if context.is_cancel_requested:
-                return
-            time.sleep(0.01)
-
-    @pipeline
-    def p() -> None:
-        started()
+    p = started_pipeline()
 
     with external_cluster(tmp_path) as (address, scheduler):
 

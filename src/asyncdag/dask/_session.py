@@ -134,10 +134,10 @@ class DaskSession:
                     client.run(teardown_run, self.run_id, grace, on_error="return"),
                     grace + _CLOSE_TIMEOUT,
                 )
-                found, _ = await asyncio.gather(
+                outcome: tuple[Any, ...] = await asyncio.gather(
                     teardown, self._forget(client), return_exceptions=True
                 )
-                reports = found if isinstance(found, dict) else {}
+                reports = outcome[0] if isinstance(outcome[0], dict) else {}
         finally:
             if client is not None:
                 # A frozen scheduler would hold a polite close for its whole timeout.

@@ -108,19 +108,6 @@ class _WorkerRun:
 
         get_worker().log_event(self.topic, message)
 
-    def emit_run_event(
-        self,
-        type: EventType,
-        /,
-        *,
-        step_key: str | None = None,
-        level: int = 10,
-        message: str = "",
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        """Events of the run itself (its resources' setup and teardown)."""
-        self.send(_event("", type, step_key, level, message, data))
-
     def resources_for(self, keys: frozenset[str], payload: AttemptPayload) -> Mapping[str, Any]:
         """The run's resources ``keys`` on this worker, set up on first use, once per run."""
         with self.lock:
@@ -130,7 +117,7 @@ class _WorkerRun:
                     definitions,
                     configs,
                     run_id=self.run_id,
-                    emit=self.emit_run_event,
+                    emit=_Emitter(self, ""),  # the run's own events, not a step's
                     owner=f"pipeline {payload.context.pipeline_name!r}",
                 )
         portal = self.loop()
@@ -162,6 +149,29 @@ class _WorkerRun:
             self._portal_cm.__exit__(None, None, None)
         self.items.clear()
         return {"events": self.collected, "still_running": still}
+
+
+class _Emitter:
+    """The engine's ``Emit``, sending each event to the run's topic; ``key`` is the
+    attempt's Dask key ("" for the run's own events: its resources')."""
+
+    __slots__ = ("key", "run")
+
+    def __init__(self, run: _WorkerRun, key: str) -> None:
+        self.run = run
+        self.key = key
+
+    def __call__(
+        self,
+        type: EventType,
+        /,
+        *,
+        step_key: str | None = None,
+        level: int = 10,
+        message: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.run.send(_event(self.key, type, step_key, level, message, data))
 
 
 def _now() -> float:
@@ -241,21 +251,10 @@ def run_attempt(payload: AttemptPayload, *upstreams: Any) -> dict[str, Any]:
         required = payload.context.required_resources
         resources = run.resources_for(required, payload) if required else None
 
-        def emit(
-            type: EventType,
-            /,
-            *,
-            step_key: str | None = None,
-            level: int = 10,
-            message: str = "",
-            data: dict[str, Any] | None = None,
-        ) -> None:
-            run.send(_event(key, type, step_key, level, message, data))
-
         with _span(payload) as span:
             context = context_from_data(
                 payload.context,
-                emit=emit,
+                emit=_Emitter(run, key),
                 resources=resources,
                 span=span,
                 cancel_requested=cancel.is_set,
