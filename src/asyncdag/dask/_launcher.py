@@ -22,7 +22,9 @@ only decides where an attempt's compute runs and how its values travel:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections import deque
@@ -229,8 +231,6 @@ class DaskLauncher:
         cached = self._dask_resources.get(id(solid))
         if cached is None or cached[0] is not solid:
             text = solid.tags.get(DASK_RESOURCES_TAG)
-            import json
-
             cached = (solid, json.loads(text) if text else None)
             self._dask_resources[id(solid)] = cached
         return cached[1]
@@ -401,6 +401,4 @@ def _dumps(value: Any) -> bytes:
 def _backend_name() -> str:
     """The driver's anyio backend: worker-side loops for async solids use the same."""
     native = anyio.lowlevel.current_token().native_token
-    import asyncio
-
     return "asyncio" if isinstance(native, asyncio.AbstractEventLoop) else "trio"

@@ -20,7 +20,7 @@ import attrs
 
 from .._engine import ContextData
 
-__all__ = ["AttemptPayload", "Source", "Upstream"]
+__all__ = ["AttemptPayload", "Source", "Upstream", "plain"]
 
 
 @attrs.frozen
@@ -60,7 +60,6 @@ class AttemptPayload:
     check_pickle: bool = True
     """Pickle each output on the worker before returning it (the only way to name the
     output that cannot leave it)."""
-    worker_address: str | None = None
 
     def describe(self) -> str:
         return f"step {self.context.step_key!r} (attempt {self.context.retry_number + 1})"
