@@ -177,10 +177,12 @@ def outside_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield address, scheduler
 
 
+HELPERS_FILE = "FACTOR = 7\n\ndef six() -> int:\n    return 6\n"
 PIPELINE_FILE = """
 from asyncdag import pipeline, resource, solid
 
-FACTOR = 7
+import only_here_helpers
+from only_here_helpers import FACTOR
 
 @resource
 def factor(init_context):
@@ -192,7 +194,7 @@ def times(context, v: int) -> int:
 
 @solid
 def six() -> int:
-    return 6
+    return only_here_helpers.six()
 
 @pipeline(resources={"factor": factor})
 def from_a_file():
@@ -205,6 +207,7 @@ async def test_a_pipeline_file_only_the_driver_has_runs_on_a_cluster_that_cannot
 ) -> None:
     from asyncdag._workspace import load_pipelines
 
+    (tmp_path / "only_here_helpers.py").write_text(HELPERS_FILE)  # imported by the pipeline
     path = tmp_path / "only_here.py"
     path.write_text(PIPELINE_FILE)
     p = load_pipelines(files=[path])["from_a_file"]

@@ -6,8 +6,8 @@ scheduler unpickles them: a solid from a pipeline file only the driver has
 module named 'my_pipeline'".  So a solid (with its outputs' declarations) and
 the run's resource definitions travel as cloudpickle bytes, made once per
 solid per run, and modules that are not installed in the Python environment
-(the user's own files, wherever they are imported from) are pickled *by
-value*.  Code installed in the environment (site-packages, the standard
+(the user's own files, wherever they are imported from, and the ones of their
+own they import in turn) are pickled *by value*.  Code installed in the environment (site-packages, the standard
 library, asyncdag itself) travels by reference, and must be installed on the
 workers too, as Dask always requires.
 """
@@ -18,6 +18,7 @@ import sys
 import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 __all__ = ["CodeShipper"]
@@ -35,7 +36,7 @@ class CodeShipper:
 
     def __init__(self) -> None:
         self._cache: dict[int, tuple[Any, bytes]] = {}
-        self._by_value: set[str] = set()
+        self._seen: set[str] = set()
         self._roots = _installed_roots()
 
     def dumps(self, key: Any, value: Any, functions: Iterable[Any]) -> bytes:
@@ -53,8 +54,11 @@ class CodeShipper:
         return blob
 
     def _register(self, name: str | None) -> None:
-        if name is None or name in self._by_value or name == "__main__":
+        """Pickle module ``name`` by value if it is the user's own, and so the user's own
+        modules it refers to (``import helpers``, ``from helpers import f``)."""
+        if name is None or name in self._seen or name == "__main__":
             return
+        self._seen.add(name)
         module = sys.modules.get(name)
         file = getattr(module, "__file__", None)
         if module is None or file is None or name.split(".")[0] == "asyncdag":
@@ -65,4 +69,10 @@ class CodeShipper:
         import cloudpickle
 
         cloudpickle.register_pickle_by_value(module)
-        self._by_value.add(name)
+        for value in list(vars(module).values()):
+            if isinstance(value, ModuleType):
+                self._register(value.__name__)
+            else:
+                owner = getattr(value, "__module__", None)
+                if isinstance(owner, str):
+                    self._register(owner)
