@@ -7,9 +7,9 @@ module named 'my_pipeline'".  So a solid (with its outputs' declarations) and
 the run's resource definitions travel as cloudpickle bytes, made once per
 solid per run, and modules that are not installed in the Python environment
 (the user's own files, wherever they are imported from, and the ones of their
-own they import in turn) are pickled *by value*.  Code installed in the environment (site-packages, the standard
-library, asyncdag itself) travels by reference, and must be installed on the
-workers too, as Dask always requires.
+own they import in turn) are pickled *by value*.  Code installed in the
+environment (site-packages, the standard library, asyncdag itself) travels by
+reference, and must be installed on the workers too, as Dask always requires.
 """
 
 from __future__ import annotations
