@@ -235,9 +235,14 @@ async def test_logs_arrive_while_the_step_runs(executor: DaskExecutor, tmp_path:
     assert result.output_for_solid("waits") is True
 
 
+@pytest.mark.parametrize("bridge", ["auto", "thread"])
 async def test_logs_arrive_in_order_and_complete_before_the_step_ends(
-    executor: DaskExecutor,
+    dask_cluster: Any, bridge: str
 ) -> None:
+    """Under asyncio, "auto" keeps Dask's client on the driver's loop and "thread" gives it
+    a thread of its own (trio always does): the order holds either way."""
+    executor = DaskExecutor(cluster=dask_cluster, bridge=bridge)
+
     @solid
     def chatty(context: Any) -> None:
         for i in range(200):
