@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-_EXPORTER: Any = None
-
 
 @contextlib.contextmanager
 def start_cluster() -> Iterator[Any]:
@@ -90,40 +88,6 @@ def wait_for_file(path: str, timeout: float = 60.0) -> bool:
             return False
         time.sleep(0.01)
     return True
-
-
-# --- spans on the workers -------------------------------------------------------------------
-
-
-def install_exporter(dask_worker: Any = None) -> bool:
-    """Give this worker process an SDK tracer provider with an in-memory exporter."""
-    global _EXPORTER
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    if _EXPORTER is None:
-        _EXPORTER = InMemorySpanExporter()
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        trace.set_tracer_provider(provider)
-    _EXPORTER.clear()
-    return True
-
-
-def worker_spans(dask_worker: Any = None) -> list[dict[str, Any]]:
-    if _EXPORTER is None:
-        return []
-    return [
-        {
-            "name": s.name,
-            "trace_id": s.context.trace_id,
-            "span_id": s.context.span_id,
-            "parent": s.parent.span_id if s.parent else None,
-        }
-        for s in _EXPORTER.get_finished_spans()
-    ]
 
 
 # --- a scheduler and a worker in processes of their own ---------------------------------------

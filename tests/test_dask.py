@@ -415,7 +415,7 @@ async def test_the_step_span_context_reaches_the_worker_and_worker_spans_nest_un
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from dask_support import install_exporter, worker_spans
+    from dask_worker_spans import install_exporter, worker_spans
 
     await anyio.to_thread.run_sync(dask_client.run, install_exporter)
 
@@ -669,3 +669,27 @@ async def test_fan_out_items_stay_remote_and_mapped_steps_start_while_the_genera
     assert result.output_for_solid("total") == 1
     assert result.step_result("never").status is StepStatus.SKIPPED
     assert result.step_result("mark[first]").status is StepStatus.SUCCESS
+
+
+async def test_resources_given_to_the_run_go_to_the_workers_when_they_pickle(
+    executor: DaskExecutor,
+) -> None:
+    @solid(required_resources={"settings"})
+    def read(context: Any) -> str:
+        return str(context.resources.settings["name"])
+
+    @pipeline
+    def p() -> None:
+        read()
+
+    result = await execute_pipeline_async(
+        p, executor=executor, resources={"settings": {"name": "given"}}
+    )
+    assert result.output_for_solid("read") == "given"
+    failed = await execute_pipeline_async(
+        p, executor=executor, resources={"settings": threading.Lock()}, raise_on_error=False
+    )
+    error = failed.exception_for_step("read")
+    assert isinstance(error, DefinitionError)
+    assert "resource 'settings' was given to the run" in str(error)
+    assert "executor='local'" in str(error)

@@ -15,8 +15,7 @@ import anyio.lowlevel
 
 from .._definitions import PipelineDefinition
 from .._engine import Listener
-from .._errors import AsyncdagError, EventLoopError
-from .._events import RunStatus, StepStatus
+from .._errors import EventLoopError
 from ._options import RunOptions
 from ._result import PipelineRunResult
 from ._run import run_with_options
@@ -28,23 +27,6 @@ if TYPE_CHECKING:
     from ..storage import RunStorage
 
 __all__ = ["execute_pipeline", "execute_pipeline_async"]
-
-
-def _raise_for(result: PipelineRunResult) -> None:
-    if result.status is not RunStatus.FAILURE:
-        return
-    for step in result.step_results.values():
-        if step.status is StepStatus.FAILURE:
-            exc = result.exception_for_step(step.key)
-            if exc is not None:
-                raise exc
-    for step in result.step_results.values():
-        exc = result.exception_for_step(step.key)
-        if exc is not None:
-            raise exc
-    if result.run_exception is not None:
-        raise result.run_exception
-    raise AsyncdagError(f"run {result.run_id} of {result.pipeline_name!r} failed")
 
 
 async def execute_pipeline_async(
@@ -62,6 +44,9 @@ async def execute_pipeline_async(
     tracing: bool = True,
     tracer_provider: TracerProvider | None = None,
     listeners: Iterable[Listener] = (),
+    resources: Mapping[str, Any] | None = None,
+    console: bool | None = None,
+    cancel_is_error: bool = True,
     executor: StepExecutor | None = None,
 ) -> PipelineRunResult:
     """Run ``pipeline`` inside the running event loop (asyncio or trio) and return its result.
@@ -72,6 +57,16 @@ async def execute_pipeline_async(
     after the run is recorded as CANCELED.  The run's spans go to the global
     OpenTelemetry tracer provider, or to ``tracer_provider`` when given (a test's
     in-memory exporter, or an application that keeps several providers).
+
+    A library call inside the host's program: it prints nothing unless asked.
+    Events go to the ``asyncdag`` logger for the host's own logging handlers;
+    ``console=True`` prints them on stderr in Dagster's format when the host
+    configured no logging (``None``: only when ``ASYNCDAG_LOG_LEVEL`` is set).
+    ``resources={"http": client}`` hands the run objects the host owns, used as
+    they are and never closed (a :class:`ResourceDefinition` there is set up and
+    torn down by the run instead); they replace the pipeline's definitions of
+    those keys.  ``cancel_is_error=False`` ends a cancelled run's and steps' spans
+    with status UNSET rather than ERROR, for services where cancelling is routine.
     ``executor`` says where steps run: in this process (None, unless the run
     config's ``execution`` section says otherwise), or on a Dask cluster with
     ``DaskExecutor(...)``.
@@ -88,6 +83,9 @@ async def execute_pipeline_async(
         tracing=tracing,
         tracer_provider=tracer_provider,
         listeners=listeners,
+        resources=resources,
+        console=console,
+        cancel_is_error=cancel_is_error,
         executor=executor,
     )
     return await execute_with_options(pipeline, run_config, options)
@@ -99,10 +97,7 @@ async def execute_with_options(
     """:func:`execute_pipeline_async` with its options as one value."""
     async with run_with_options(pipeline, run_config, options) as run:
         pass
-    result = await run.result()
-    if options.raise_on_error:
-        _raise_for(result)
-    return result
+    return await run.result()
 
 
 def execute_pipeline(
@@ -120,6 +115,9 @@ def execute_pipeline(
     tracing: bool = True,
     tracer_provider: TracerProvider | None = None,
     listeners: Iterable[Listener] = (),
+    resources: Mapping[str, Any] | None = None,
+    console: bool | None = True,
+    cancel_is_error: bool = True,
     executor: StepExecutor | None = None,
     backend: str = "asyncio",
 ) -> PipelineRunResult:
@@ -127,7 +125,9 @@ def execute_pipeline(
 
     From code that is already inside an event loop, ``await
     execute_pipeline_async(...)`` instead: a blocking call there would stall
-    the loop, so this raises :class:`EventLoopError`.
+    the loop, so this raises :class:`EventLoopError`.  The options are
+    :func:`execute_pipeline_async`'s, except that ``console`` defaults to True:
+    a script run from a terminal shows what happened.
     """
     try:
         token = anyio.lowlevel.current_token()
@@ -152,6 +152,9 @@ def execute_pipeline(
         tracing=tracing,
         tracer_provider=tracer_provider,
         listeners=listeners,
+        resources=resources,
+        console=console,
+        cancel_is_error=cancel_is_error,
         executor=executor,
     )
     return anyio.run(execute_with_options, pipeline, run_config, options, backend=backend)

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._definitions import PipelineDefinition
+from .._definitions import PipelineDefinition, ResourceDefinition, check_resources_bound
 from .._engine import EventBus, Executor, Listener, ResourceManager, _tracing
-from .._errors import AsyncdagError, DefinitionError
+from .._errors import AsyncdagError, DefinitionError, PipelineRunCanceled
 from .._events import Event, RunStatus, StepStatus
 from .._plan import ExecutionPlan
-from ._console import console_listener, install_default_handler
+from ._console import run_log_listener
 from ._options import RunOptions
-from ._result import LazyMapping, PipelineRunResult, StepResult
+from ._result import LazyMapping, PipelineRunResult, StepResult, mapped_outputs
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -70,7 +70,13 @@ class RunHandle:
         # Everything that can be wrong with the input is found here, before anything runs.
         from ..config import resolve_run_config
 
-        resolved = resolve_run_config(pipeline, run_config)
+        definitions, given = _run_resources(pipeline, options.resources)
+        resolved = resolve_run_config(
+            pipeline,
+            run_config,
+            resource_defs=definitions if options.resources else None,
+            given_resources=given.keys(),
+        )
         self.run_config: dict[str, Any] = dict(resolved.raw)
         self.plan = ExecutionPlan.for_pipeline(
             pipeline,
@@ -88,27 +94,29 @@ class RunHandle:
         )
         self.concurrency_limits = limits
 
-        install_default_handler()
         self._bus = EventBus(self.run_id)
-        console = console_listener(pipeline.name)
-        if console is not None:
-            self._bus.add_listener(console[0], min_level=console[1])
+        log = run_log_listener(pipeline.name, console=options.console)
+        if log is not None:
+            self._bus.add_listener(log[0], min_level=log[1])
         for listener in options.listeners:
             self._bus.add_listener(listener)
 
         self._resources = (
             ResourceManager(
-                pipeline.resource_defs,
+                definitions,
                 resolved.resources,
                 run_id=self.run_id,
                 emit=self._bus.emit,
                 owner=f"pipeline {pipeline.name!r}",
+                given=given,
             )
-            if pipeline.resource_defs
+            if definitions or given
             else None
         )
         self._tracer = _tracing.run_tracer(
-            enabled=options.tracing, tracer_provider=options.tracer_provider
+            enabled=options.tracing,
+            tracer_provider=options.tracer_provider,
+            cancel_is_error=options.cancel_is_error,
         )
         self._executor = Executor(
             self.plan,
@@ -156,9 +164,16 @@ class RunHandle:
             self._executor.cancel()
 
     async def result(self) -> PipelineRunResult:
-        """Wait for the run to end and return its result."""
+        """Wait for the run to end and return its result.
+
+        When the run was opened with ``raise_on_error=True``, a run that did not
+        succeed raises instead: a failed step's own exception (the first in plan
+        order), or :class:`~asyncdag.PipelineRunCanceled` for a cancelled run.
+        """
         await self._finished.wait()
         assert self._result is not None
+        if self.options.raise_on_error:
+            raise_for(self._result)
         return self._result
 
     @property
@@ -215,6 +230,12 @@ class RunHandle:
                 outputs[state.step.key] = state.outputs
             if state.exception is not None and state.status is not StepStatus.SUCCESS:
                 exceptions[state.step.key] = state.exception
+        dynamic = executor.dynamic
+        if dynamic is not None:  # a producer's dynamic outputs: its items by mapping key
+            for index in dynamic.by_producer:
+                key = states[index].step.key
+                if key in outputs:
+                    outputs[key] = {**outputs[key], **dynamic.items_of(index)}
 
         def step_results() -> dict[str, StepResult]:
             return {
@@ -243,6 +264,8 @@ class RunHandle:
             trace_id=self.trace_id,
             outputs=outputs,
             exceptions=exceptions,
+            mapped=LazyMapping(lambda: mapped_outputs(self.pipeline, states)),
+            graphs=self.pipeline.graphs,
         )
         self._bus.close()
         self._finished.set()
@@ -257,6 +280,58 @@ def _executor_from_config(execution: ExecutionConfig) -> StepExecutor | None:
     return DaskExecutor.from_config(execution.dask)
 
 
+def raise_for(result: PipelineRunResult) -> None:
+    """Raise what ``raise_on_error=True`` promises for a run that did not succeed."""
+    if result.status is RunStatus.CANCELED:
+        raise PipelineRunCanceled(
+            f"run {result.run_id} of {result.pipeline_name!r} was canceled; "
+            "pass raise_on_error=False to get its result instead",
+            run_id=result.run_id,
+        )
+    if result.status is not RunStatus.FAILURE:
+        return
+    steps = result.step_results.values()
+    failed = [step for step in steps if step.status is StepStatus.FAILURE]
+    for step in [*failed, *steps]:  # a failed step's own exception first, in plan order
+        exc = result.exception_for_step(step.key)
+        if exc is not None:
+            raise exc
+    if result.run_exception is not None:  # no step failed: its executor did not start
+        raise result.run_exception
+    raise AsyncdagError(f"run {result.run_id} of {result.pipeline_name!r} failed")
+
+
+def _run_resources(
+    pipeline: PipelineDefinition, resources: Mapping[str, Any] | None
+) -> tuple[Mapping[str, ResourceDefinition], dict[str, Any]]:
+    """The resource definitions a run sets up, and the ready values it was given.
+
+    A value in ``resources`` replaces the pipeline's definition of its key (or adds
+    the key): a :class:`ResourceDefinition` is set up and torn down by the run like
+    the pipeline's own, anything else is used as it is.  Raises
+    :class:`DefinitionError` when a solid requires a key neither bound nor given
+    (the :class:`ResourceManager` checks what resources require).
+    """
+    if not resources:
+        check_resources_bound(pipeline, pipeline.resource_defs)
+        return pipeline.resource_defs, {}
+    definitions = dict(pipeline.resource_defs)
+    given: dict[str, Any] = {}
+    for key, value in resources.items():
+        if not isinstance(key, str) or not key:
+            raise DefinitionError(
+                f"resources= keys are the resource keys solids require, got {key!r}; "
+                "use the key of required_resources={...}"
+            )
+        if isinstance(value, ResourceDefinition):
+            definitions[key] = value
+        else:
+            definitions.pop(key, None)
+            given[key] = value
+    check_resources_bound(pipeline, definitions, given.keys())
+    return definitions, given
+
+
 @contextlib.asynccontextmanager
 async def open_run(
     pipeline: PipelineDefinition,
@@ -264,6 +339,7 @@ async def open_run(
     *,
     max_concurrency: int | None = None,
     concurrency_limits: Mapping[str, int] | None = None,
+    raise_on_error: bool = False,
     tags: Mapping[str, str] | None = None,
     fail_fast: bool = False,
     storage: RunStorage | None = None,
@@ -272,6 +348,9 @@ async def open_run(
     tracing: bool = True,
     tracer_provider: TracerProvider | None = None,
     listeners: Iterable[Listener] = (),
+    resources: Mapping[str, Any] | None = None,
+    console: bool | None = None,
+    cancel_is_error: bool = True,
     executor: StepExecutor | None = None,
 ) -> AsyncIterator[RunHandle]:
     """Start a run in the current task and hand back its :class:`RunHandle`.
@@ -279,12 +358,19 @@ async def open_run(
     Config and wiring are checked before the block is entered (raising
     ``ConfigError`` / ``DefinitionError``, with nothing run).  Leaving the
     block waits for the run to end; an exception raised in the block cancels
-    the run and propagates once the run has wound down.  ``executor`` says where
-    steps run (see :func:`~asyncdag.execute_pipeline_async`).
+    the run and propagates once the run has wound down.
+
+    A handle is for watching a run, so by default ``await run.result()``
+    returns whatever the outcome.  With ``raise_on_error=True`` it raises
+    instead when the run did not succeed: the failed step's own exception, or
+    :class:`~asyncdag.PipelineRunCanceled` when the run was cancelled.
+    Leaving the block never raises for the run's outcome.
+    ``executor`` says where steps run (see :func:`~asyncdag.execute_pipeline_async`).
     """
     options = RunOptions(
         max_concurrency=max_concurrency,
         concurrency_limits=concurrency_limits,
+        raise_on_error=raise_on_error,
         tags=tags,
         fail_fast=fail_fast,
         storage=storage,
@@ -293,6 +379,9 @@ async def open_run(
         tracing=tracing,
         tracer_provider=tracer_provider,
         listeners=listeners,
+        resources=resources,
+        console=console,
+        cancel_is_error=cancel_is_error,
         executor=executor,
     )
     async with run_with_options(pipeline, run_config, options) as handle:

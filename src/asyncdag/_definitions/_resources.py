@@ -8,17 +8,25 @@ them down during a run is ``asyncdag._engine._resources``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, overload
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 
 from .._errors import DefinitionError
 
-__all__ = ["ResourceDefinition", "check_resource_graph", "resource"]
+if TYPE_CHECKING:
+    from ._configured import Configured
+
+__all__ = ["ResourceDefinition", "check_resource_graph", "resource", "resource_keys"]
 
 
-def _frozen(value: Iterable[str]) -> frozenset[str]:
+def resource_keys(value: Iterable[str] | None) -> frozenset[str]:
+    """``required_resources=`` as a set of keys: one key alone, or any iterable of them."""
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        return frozenset((value,))
     return frozenset(value)
 
 
@@ -30,7 +38,9 @@ class ResourceDefinition:
     name: str
     description: str | None = None
     config_schema: Any = None
-    required_resources: frozenset[str] = attrs.field(factory=frozenset, converter=_frozen)
+    required_resources: frozenset[str] = attrs.field(factory=frozenset, converter=resource_keys)
+    # Set on a copy made by ``configured()``: how its config becomes the original's.
+    config_mapping: Configured | None = None
 
     def __repr__(self) -> str:
         return f"<ResourceDefinition {self.name!r}>"
@@ -57,25 +67,28 @@ def resource(
     description: str | None = None,
     required_resources: Iterable[str] | None = None,
 ) -> ResourceDefinition | Callable[[Callable[..., Any]], ResourceDefinition]:
-    """Declare a resource.
+    """Declare a resource: how a run builds a value its solids share (a client, a pool).
 
     The function receives an :class:`InitResourceContext` when it takes a
-    parameter.  It may return the value, ``yield`` it (code after the yield is
-    teardown; async generators too), or be a class whose instances are
-    (async) context managers.
+    parameter.  Who owns the value's life depends on the form:
+
+    - a (sync or async) generator: the run owns it; code after the ``yield`` is
+      its teardown, run after the run's last step, also on failure and cancellation;
+    - a class whose instances are (async) context managers: the run enters one
+      and exits it the same way;
+    - a function that *returns* a value: the value is used as it is, never
+      entered nor closed.  Return an object the application owns and shares
+      between runs (its ``httpx.AsyncClient``, a connection pool) this way, or
+      pass it to the run itself: ``execute_pipeline_async(p, resources={"http": client})``.
     """
 
     def decorate(func: Callable[..., Any]) -> ResourceDefinition:
-        if isinstance(required_resources, str):
-            needs: frozenset[str] = frozenset((required_resources,))
-        else:
-            needs = frozenset(required_resources or ())
         return ResourceDefinition(
             fn=func,
             name=getattr(func, "__name__", repr(func)),
             description=description if description is not None else inspect.getdoc(func),
             config_schema=config_schema,
-            required_resources=needs,
+            required_resources=resource_keys(required_resources),
         )
 
     if fn is not None:
@@ -83,11 +96,15 @@ def resource(
     return decorate
 
 
-def check_resource_graph(owner: str, definitions: Mapping[str, Any]) -> None:
+def check_resource_graph(
+    owner: str, definitions: Mapping[str, Any], *, provided: Collection[str] | None = ()
+) -> None:
     """Raise :class:`DefinitionError` for a binding that is not a resource, an unbound need, or a cycle.
 
-    Called before anything runs, so a run never finds out halfway through
-    that two resources wait for each other.
+    ``provided``: keys a run is given as ready values, which a definition may
+    require; None skips the unbound check (a pipeline being defined: a run may
+    still give the missing keys).  Called before anything runs, so a run never
+    finds out halfway through that two resources wait for each other.
     """
     for key, definition in definitions.items():
         if not isinstance(definition, ResourceDefinition):
@@ -95,11 +112,14 @@ def check_resource_graph(owner: str, definitions: Mapping[str, Any]) -> None:
                 f"{owner} binds resource {key!r} to {definition!r}, which is not a resource; "
                 "decorate its factory with @resource"
             )
+        if provided is None:
+            continue
         for dep in sorted(definition.required_resources):
-            if dep not in definitions:
+            if dep not in definitions and dep not in provided:
                 raise DefinitionError(
                     f"resource {key!r} requires resource {dep!r} that {owner} does not bind "
-                    f"(bound: {sorted(definitions)}); add it to @pipeline(resources={{...}})"
+                    f"(bound: {sorted({*definitions, *provided})}); add it to "
+                    "@pipeline(resources={...}) or pass it to the run (resources={...})"
                 )
     done: set[str] = set()
     for root in sorted(definitions):
@@ -126,5 +146,5 @@ def check_resource_graph(owner: str, definitions: Mapping[str, Any]) -> None:
             on_path.add(key)
             stack.append((key, True))
             for dep in sorted(definitions[key].required_resources, reverse=True):
-                if dep not in done:
+                if dep not in done and dep in definitions:  # given or unbound: no needs
                     stack.append((dep, False))

@@ -11,6 +11,7 @@ from ._compute import ContextData, check_outputs, context_from_data, outputs_fro
 from ._context import HookContext, SolidContext
 from ._executor import Executor
 from ._inprocess import InProcessLauncher
+from ._invocation import DirectSolidContext, build_solid_context
 from ._launcher import RunScope, StepAttempt, StepExecutor, StepLauncher
 from ._log import Emit, StepLog
 from ._resources import InitResourceContext, ResourceManager, Resources
@@ -19,6 +20,7 @@ from ._tracing import RunTracer, run_tracer
 
 __all__ = [
     "ContextData",
+    "DirectSolidContext",
     "Emit",
     "EventBus",
     "Executor",
@@ -37,6 +39,7 @@ __all__ = [
     "StepLauncher",
     "StepLog",
     "StepState",
+    "build_solid_context",
     "check_outputs",
     "context_from_data",
     "outputs_from_value",

@@ -57,6 +57,7 @@ class ContextData:
     mapping_key: str | None
     required_resources: frozenset[str]
     trace_context: Mapping[str, str] | None = None
+    solid_tags: Mapping[str, str] = attrs.field(factory=dict)
 
 
 class RemoteSolidContext(SolidContext):
@@ -121,6 +122,7 @@ def _context_fields(
         run_config=data.run_config,
         span=span,
         mapping_key=data.mapping_key,
+        solid_tags=data.solid_tags,
     )
 
 

@@ -20,9 +20,11 @@ narrow :class:`FanOutHost` protocol.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._definitions import FromOutput, OutputError
+from .._definitions import Collect, FromOutput, OutputError
 from .._events import EventType, StepStatus
 from .._plan import (
     CollectInput,
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["DynamicRuntime", "FanOutHost"]
 
 _WAITING = (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.RETRYING)
+_EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
 
 class FanOutHost(Protocol):
@@ -69,22 +72,50 @@ class FanOutHost(Protocol):
 
 
 class _Group:
+    """One fan-out of this run: a top-level one, or a nested one made for one item.
+
+    ``scope`` and ``outer_items`` are what its mapped steps may read besides their
+    own item, for a nested fan-out: the steps made for the items it is nested in
+    (template name -> step index, innermost item first) and those items themselves;
+    ``path`` is their keys, outermost first.
+    """
+
     __slots__ = (
         "collectors",
         "failed",
+        "id",
         "instances",
         "items",
         "open",
+        "outer_items",
+        "path",
         "positions",
-        "producer_key",
+        "producer",
+        "producer_node",
+        "scope",
         "settled",
         "spec",
         "unfinished",
     )
 
-    def __init__(self, spec: DynamicGroup, producer_key: str) -> None:
+    def __init__(
+        self,
+        id: int,
+        spec: DynamicGroup,
+        producer: int,
+        producer_node: str,
+        *,
+        scope: tuple[Mapping[str, int], ...] = (),
+        outer_items: Mapping[tuple[str, str], ConstantInput] = _EMPTY,
+        path: tuple[str, ...] = (),
+    ) -> None:
+        self.id = id
         self.spec = spec
-        self.producer_key = producer_key
+        self.producer = producer
+        self.producer_node = producer_node
+        self.scope = scope
+        self.outer_items = outer_items
+        self.path = path
         self.items: dict[str, Any] = {}
         self.positions: dict[str, int] = {}
         self.instances: dict[str, dict[str, int]] = {t.name: {} for t in spec.templates}
@@ -101,15 +132,30 @@ class DynamicRuntime:
     def __init__(self, host: FanOutHost) -> None:
         self.host = host
         plan = host.plan
-        self.groups = [_Group(spec, plan.steps[spec.producer].key) for spec in plan.groups]
-        self.by_output = {(g.spec.producer, g.spec.output): g for g in self.groups}
+        # By id: the plan's top-level fan-outs first (a nested one's place stays empty: it
+        # is made once per item of its parent), then nested ones as they are made.
+        self.groups: list[_Group | None] = [
+            None
+            if spec.parent is not None
+            else _Group(spec.id, spec, spec.producer, plan.steps[spec.producer].node.name)
+            for spec in plan.groups
+        ]
+        self.by_output: dict[tuple[int, str], _Group] = {}
         self.by_producer: dict[int, list[_Group]] = {}
         for group in self.groups:
-            self.by_producer.setdefault(group.spec.producer, []).append(group)
+            if group is not None:
+                self._register(group)
+        # Template name -> the nested fan-outs its steps produce.
+        self.nested: dict[str, list[DynamicGroup]] = {}
+        for spec in plan.groups:
+            if spec.parent is not None:
+                self.nested.setdefault(spec.producer_node, []).append(spec)
         states = host.states
         for step in plan.steps:
             for gid in step.collects:
-                self.groups[gid].collectors.append(step.index)
+                top = self.groups[gid]
+                assert top is not None, "a static step collects a top-level fan-out only"
+                top.collectors.append(step.index)
                 states[step.index].remaining += 1
         self.static_count = len(plan.steps)
         self.watch: dict[int, list[int]] = {}
@@ -130,9 +176,8 @@ class DynamicRuntime:
         count = self.yielded[step.index] = self.yielded.get(step.index, 0) + 1
         group = self.by_output.get((step.index, name))
         if group is None:  # a fan-out nobody maps or collects: count it, nothing to start
-            group = self.by_output[(step.index, name)] = _Group(
-                DynamicGroup(-1, step.index, name, ()), step.key
-            )
+            group = _Group(-1, DynamicGroup(-1, step.index, name, ()), step.index, step.node.name)
+            self._register(group)
         if key in group.items:
             raise OutputError(
                 f"step {step.key!r} yielded mapping_key {key!r} twice on output {name!r} "
@@ -151,17 +196,34 @@ class DynamicRuntime:
         if group.spec.templates:
             self._instantiate(group, key)
 
+    def _register(self, group: _Group) -> None:
+        self.by_output[(group.producer, group.spec.output)] = group
+        self.by_producer.setdefault(group.producer, []).append(group)
+
     def _instantiate(self, group: _Group, key: str) -> None:
+        """The steps mapped over item ``key`` of ``group``: one per template, in order.
+
+        An input from the item's producer is the item; from another template, the
+        step made for the same item; from a fan-out this one is nested in, that
+        fan-out's item or step for the item it is made for (``group.scope``).  A
+        template with a DynamicOut makes a nested fan-out for this item at once, so
+        the steps that collect it can wait for it.
+        """
         host = self.host
         states = host.states
         by_key = host.plan.by_key
-        producer = group.spec.producer
-        producer_node = states[producer].step.node.name
+        spec = group.spec
+        producer_node = group.producer_node
+        path = (*group.path, key)
+        suffix = "".join(f"[{k}]" for k in path)
         created: dict[str, int] = {}
+        scope = group.scope
         item = ConstantInput(group.items[key])
-        for template in group.spec.templates:
+        outer_items = group.outer_items
+        for template in spec.templates:
             waits: dict[int, None] = {}
             skip: list[str] = []
+            collecting: list[_Group] = []
 
             def ref(
                 node: str,
@@ -172,7 +234,12 @@ class DynamicRuntime:
                 """The step a mapped step reads ``node`` from, noting whether it waits or skips."""
                 up = created.get(node)
                 if up is None:
-                    up = by_key[node].index
+                    for level in scope:  # the steps of the items this fan-out is nested in
+                        up = level.get(node)
+                        if up is not None:
+                            break
+                    else:
+                        up = by_key[node].index
                 status = states[up].status
                 if status in _WAITING:
                     waits[up] = None
@@ -187,14 +254,25 @@ class DynamicRuntime:
                 return up
 
             def link(source: FromOutput, ref: Any = ref) -> ConstantInput | StepOutputInput:
-                if source.node == producer_node and source.output == group.spec.output:
+                if source.node == producer_node and source.output == spec.output:
                     return item  # the item this step was made for
+                outer = outer_items.get((source.node, source.output))
+                if outer is not None:
+                    return outer  # the item of a fan-out this one is nested in
                 return StepOutputInput(ref(source.node, source.output), source.output)
+
+            def collect(source: Collect, collecting: list[_Group] = collecting) -> CollectInput:
+                """A fan-out nested in this item: the one the producer's step for it makes."""
+                nested = self.by_output[(created[source.producer], source.producer_output)]
+                collecting.append(nested)
+                mapped = None if source.node == source.producer else source.node
+                return CollectInput(nested.id, mapped, source.output)
 
             inputs, unfed = resolve_inputs(
                 template,
                 from_config=host.plan.input_values.get(template.name, {}),
                 link=link,
+                collect=collect,
             )
             assert not unfed, "the plan reports unfed inputs of mapped nodes before the run"
             for after in template.after:
@@ -204,12 +282,13 @@ class DynamicRuntime:
             state = host.add_step(
                 Step(
                     index=len(states),
-                    key=f"{template.name}[{key}]",
+                    key=f"{template.name}{suffix}",
                     node=template,
                     inputs=inputs,
                     upstream=tuple(waits),
                     hooks=tuple(sorted(hooks, key=lambda h: h.name)),
                     mapping_key=key,
+                    mapping_path=path,
                 )
             )
             index = state.step.index
@@ -217,14 +296,33 @@ class DynamicRuntime:
             group.instances[template.name][key] = index
             self.instance_group[index] = group
             group.unfinished += 1
+            for nested_spec in self.nested.get(template.name, ()):
+                nested = _Group(
+                    len(self.groups),
+                    nested_spec,
+                    index,
+                    template.name,
+                    # ``created`` itself: this item's later templates join it as they are made.
+                    scope=(created, *scope),
+                    outer_items={**outer_items, (producer_node, spec.output): item},
+                    path=path,
+                )
+                self.groups.append(nested)
+                self._register(nested)
             for up in waits:
                 if up < self.static_count:
                     self.watch.setdefault(up, []).append(index)
                 else:
                     states[up].step.downstream.append(index)
+            for nested in collecting:
+                if not nested.settled:
+                    nested.collectors.append(index)
+                    state.remaining += 1
+                elif nested.failed is not None:
+                    skip.append(nested.failed)
             if skip:
                 host.skip(state, skip[0])
-            elif not waits:
+            elif not state.remaining:
                 host.make_ready(state)
         host.dispatch()
 
@@ -291,9 +389,14 @@ class DynamicRuntime:
             if collector.remaining == 0:
                 host.make_ready(collector)
 
+    def items_of(self, index: int) -> dict[str, dict[str, Any]]:
+        """The items step ``index`` yielded so far, by dynamic output then mapping key."""
+        return {group.spec.output: dict(group.items) for group in self.by_producer.get(index, ())}
+
     def collect(self, source: CollectInput) -> list[Any]:
         """The values a collecting input receives, in mapping-key order."""
         group = self.groups[source.group]
+        assert group is not None, "a collecting step reads a fan-out that was made"
         keys = sorted(group.items)
         if source.mapped is None:
             return [group.items[k] for k in keys]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +27,8 @@ import anyio
 
 from .._definitions import FAILURE as HOOK_FAILURE
 from .._definitions import SUCCESS as HOOK_SUCCESS
-from .._definitions import DynamicOut, OutputError
+from .._definitions import DynamicOut, Output, OutputError
+from .._definitions._outputs import single_output_value
 from .._errors import ResourceInitError, RetryRequested, StepTimeoutError
 from .._events import ErrorInfo, EventType, RunStatus, StepStatus
 from .._plan import ExecutionPlan, Step, consumed_missing, input_values
@@ -40,11 +40,12 @@ from ._launcher import StepExecutor, StepLauncher
 from ._log import Emit
 from ._resources import ResourceManager
 from ._state import _NO_INPUTS, RunState, StepState
-from ._workers import WorkerPool
+from ._workers import ReadyQueue, WorkerPool, ready_queue
 
 __all__ = ["OUTLIVED_GRACE", "Executor"]
 
 DEBUG = logging.DEBUG
+INFO = logging.INFO
 ERROR = logging.ERROR
 WARNING = logging.WARNING
 # Enum members as module globals: the step's hot path reads them often, and a global is
@@ -129,12 +130,18 @@ class Executor:
             thread_limiter=anyio.CapacityLimiter(max_concurrency) if max_concurrency else None,
         )
         run_state.states = self.states
-        self._workers = WorkerPool(self._run_step, self.states, bound=max_concurrency)
+        # Ready steps wait in priority order when the plan has priorities, else in a deque.
+        prioritized = plan.prioritized
+        self._workers = WorkerPool(
+            self._run_step, self.states, bound=max_concurrency, ready=ready_queue(prioritized)
+        )
         self._ready = self._workers.ready
         # Named concurrency pools: steps running in each, and steps ready but waiting for a slot.
         self._pool_limits = dict(concurrency_limits or {})
         self._pool_running: dict[str, int] = dict.fromkeys(self._pool_limits, 0)
-        self._pool_waiting: dict[str, deque[StepState]] = {k: deque() for k in self._pool_limits}
+        self._pool_waiting: dict[str, ReadyQueue] = {
+            k: ready_queue(prioritized) for k in self._pool_limits
+        }
         self._tg: anyio.abc.TaskGroup | None = None
         self._cancel_reason: str | None = None  # "user" or "fail_fast"
         self._failed = False
@@ -146,13 +153,19 @@ class Executor:
         self.start_time = 0.0
         self.end_time = 0.0
 
+    @property
+    def dynamic(self) -> DynamicRuntime | None:
+        """The run's fan-out bookkeeping (None when the plan neither streams nor maps)."""
+        return self._dyn
+
     # --- the run -------------------------------------------------------------------------------
 
     def cancel(self) -> None:
         """Cancel the run: running steps see cancellation, pending ones never start."""
         if self._cancel_reason is None:
             self._cancel_reason = "user"
-            self.emit(EventType.RUN_CANCELING, level=WARNING, message="Run cancellation requested")
+            # INFO: asked for, not gone wrong; the run's end (RUN_CANCELED) is the one WARNING.
+            self.emit(EventType.RUN_CANCELING, level=INFO, message="Run cancellation requested")
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
         if self._opening is not None:
@@ -178,7 +191,7 @@ class Executor:
         return status
 
     async def _run_hosted(self) -> RunStatus:
-        if self._resources is None:
+        if self._resources is None or not self._resources.builds:
             return await self._run_steps()
         # Each resource lives in a task of its own for the whole run, so one that holds a
         # task group or cancel scope across its yield is entered and exited in one task.
@@ -272,9 +285,11 @@ class Executor:
                 self._tg = tg
                 if self._cancel_reason is not None:
                     tg.cancel_scope.cancel()
-                for state in self.states:
-                    if state.remaining == 0:
-                        self.make_ready(state)
+                roots = [state for state in self.states if state.remaining == 0]
+                if self.plan.prioritized:  # as the plan orders each step's dependents
+                    roots.sort(key=lambda state: -state.step.priority)
+                for state in roots:
+                    self.make_ready(state)
                 self._workers.start(tg)
         except self._cancelled_exc as exc:
             outer_cancel = exc
@@ -460,7 +475,7 @@ class Executor:
                     self.emit(
                         EventType.STEP_CANCELED,
                         step_key=state.step.key,
-                        level=WARNING,
+                        level=DEBUG,  # the run's own RUN_CANCELED says it once, as a WARNING
                         message=f"Step {state.step.key!r} canceled before it could run",
                     )
                     if self._tracer is not None:
@@ -521,10 +536,13 @@ class Executor:
                 value = await self._launcher.run_attempt(self._run, state)
             else:
                 value = await self._attempt_with_timeout(state, step.timeout)
-        except self._cancelled_exc:
+            if value.__class__ is Output and step.outs is None:
+                # ``return Output(v)`` with no outs declared: v is the one output.
+                value = single_output_value(step.key, value)
+        except self._cancelled_exc:  # the run's cancellation, never swallowed
             self._on_cancel(state, started)
             raise
-        except Exception as exc:
+        except BaseException as exc:  # whatever the solid raised, KeyboardInterrupt included
             error, delay = self._decide_retry(state, exc)
             if delay is not None:
                 self._on_retry(state, error, delay)
@@ -594,18 +612,30 @@ class Executor:
             return await self._launcher.run_attempt(self._run, state)
         raise StepTimeoutError(state.step.key, timeout)
 
-    def _decide_retry(self, state: StepState, exc: Exception) -> tuple[Exception, float | None]:
+    def _decide_retry(
+        self, state: StepState, exc: BaseException
+    ) -> tuple[BaseException, float | None]:
         """Whether a failed attempt is tried again: the error the step now carries, and the
-        seconds to wait before its next attempt (None: the step fails with that error)."""
+        seconds to wait before its next attempt (None: the step fails with that error).
+
+        Only an ``Exception`` is retried: a solid raising ``KeyboardInterrupt``,
+        ``SystemExit`` or a bare ``BaseException`` fails its step at once.
+        """
         step = state.step
         retries_done = state.attempts - 1
         delay: float | None = None
+        if not isinstance(exc, Exception):
+            return exc, None
         if isinstance(exc, RetryRequested):
             if retries_done < exc.max_retries:
                 delay = exc.seconds_to_wait
         else:
             policy = step.retry_policy
-            if policy is not None and retries_done < policy.max_retries and policy.should_retry(exc):
+            if (
+                policy is not None
+                and retries_done < policy.max_retries
+                and policy.should_retry(exc)
+            ):
                 delay = policy.delay_for(retries_done + 1)
         if delay is None:
             return exc, None
@@ -648,7 +678,7 @@ class Executor:
         )
         self._finish(state, SUCCESS)
 
-    def _on_retry(self, state: StepState, exc: Exception, delay: float) -> None:
+    def _on_retry(self, state: StepState, exc: BaseException, delay: float) -> None:
         key = state.step.key
         state.exception = exc
         error = ErrorInfo.from_exception(exc)
@@ -693,7 +723,7 @@ class Executor:
         self.emit(
             EventType.STEP_CANCELED,
             step_key=key,
-            level=WARNING,
+            level=DEBUG,  # one line per step would flood a host cancelling many runs
             message=f"Step {key!r} was canceled.",
             data=self._ended_attempt(state, duration=end - started),
         )
@@ -753,4 +783,5 @@ class Executor:
             self.emit,
             lambda hook: self._run.hook_context(state, hook, error),
             limiter=self._run.thread_limiter,
+            ensure=self._resources.ensure if self._resources is not None else None,
         )

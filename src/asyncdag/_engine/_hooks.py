@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._events import ErrorInfo, EventType
+from ._threads import ThreadCall
 
 if TYPE_CHECKING:
     from .._definitions._hooks import HookDefinition
@@ -29,9 +30,14 @@ async def run_hooks(
     make_context: Callable[[HookDefinition], HookContext],
     *,
     limiter: Any = None,
+    ensure: Callable[[frozenset[str]], Awaitable[None]] | None = None,
 ) -> None:
-    """Run the hooks of ``kind`` one after another; record each outcome as an event."""
-    import anyio.to_thread
+    """Run the hooks of ``kind`` one after another; record each outcome as an event.
+
+    ``ensure`` sets up the resources a hook declared before it runs; one that
+    cannot be set up is that hook's error (HOOK_ERRORED), like anything it raises.
+    """
+    import anyio
 
     cancelled = anyio.get_cancelled_exc_class()
     for hook in hooks:
@@ -41,13 +47,16 @@ async def run_hooks(
         key = context.step_key
         attempt = context.retry_number + 1
         try:
+            if hook.required_resources and ensure is not None:
+                await ensure(hook.required_resources)
             if hook.is_async:
                 await hook.fn(context)
             else:
-                await anyio.to_thread.run_sync(functools.partial(hook.fn, context), limiter=limiter)
-        except cancelled:
+                call = ThreadCall(functools.partial(hook.fn, context))
+                await call.run(limiter=limiter, abandon_on_cancel=False)
+        except cancelled:  # the run's cancellation, never swallowed
             raise
-        except Exception as exc:
+        except BaseException as exc:  # KeyboardInterrupt or SystemExit from a hook too
             error = ErrorInfo.from_exception(exc)
             emit(
                 EventType.HOOK_ERRORED,

@@ -21,10 +21,10 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 
 from ._compute import check_outputs, outputs_from_value, sort_item
 from ._launcher import RunScope, StepAttempt
+from ._threads import ThreadCall
 
 __all__ = ["InProcessLauncher"]
 
@@ -116,33 +116,11 @@ async def _drain_in_thread(run: RunScope, attempt: StepAttempt, gen: Any) -> dic
     return outputs
 
 
-class _ThreadCall:
-    """A call made in a worker thread, and whether it is still running there."""
-
-    __slots__ = ("call", "state")
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self.call = call
-        self.state = 0  # 0: not started, 1: running, 2: returned or raised
-
-    def __call__(self) -> Any:
-        self.state = 1
-        try:
-            return self.call()
-        finally:
-            self.state = 2
-
-    def still_running(self) -> bool:
-        return self.state == 1
-
-
 async def _in_thread(run: RunScope, attempt: StepAttempt, call: Callable[[], Any]) -> Any:
-    thread_call = _ThreadCall(call)
+    thread_call = ThreadCall(call)
     try:
         # Abandoned on cancel: the attempt ends on time even when the solid never returns.
-        value = await anyio.to_thread.run_sync(
-            thread_call, abandon_on_cancel=True, limiter=run.thread_limiter
-        )
+        value = await thread_call.run(limiter=run.thread_limiter, abandon_on_cancel=True)
     except BaseException:
         if thread_call.state == 1:  # cancelled while the solid runs on in its thread
             run.outlived(attempt, thread_call.still_running)

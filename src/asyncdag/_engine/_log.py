@@ -57,8 +57,14 @@ class StepLog:
         self._extra = extra
 
     def log(self, level: int, msg: object, *args: object, exc_info: Any = None) -> None:
-        message = str(msg) % args if args else str(msg)
         data: dict[str, Any] | None = dict(self._extra) if self._extra else None
+        try:
+            message = str(msg) % args if args else str(msg)
+        except Exception as error:
+            # As the logging module does with a record it cannot format: say so, with the
+            # raw message and arguments, and let the step go on.
+            level = max(level, logging.WARNING)
+            message, data = _formatting_error(error, msg, args, data)
         if exc_info:
             exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
             if exc is not None:
@@ -97,3 +103,37 @@ class StepLog:
 
     def critical(self, msg: object, *args: object) -> None:
         self.log(logging.CRITICAL, msg, *args)
+
+
+def _formatting_error(
+    exc: Exception, msg: object, args: tuple[object, ...], data: dict[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    """The LOG event for a log call whose message could not be formatted."""
+    from .._events import ErrorInfo
+
+    raw_args = [_safe_repr(arg) for arg in args]
+    message = (
+        f"Logging error: {type(exc).__name__}: {_safe_str(exc)} "
+        f"(message: {_safe_repr(msg)}, arguments: ({', '.join(raw_args)}{',' if len(raw_args) == 1 else ''}))"
+    )
+    data = dict(data or {})
+    data["log_error"] = {
+        "msg": _safe_repr(msg),
+        "args": raw_args,
+        "error": ErrorInfo.from_exception(exc).to_dict(),
+    }
+    return message, data
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<{type(value).__name__} whose repr raised {type(exc).__name__}>"
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return _safe_repr(value)

@@ -147,6 +147,7 @@ class RunState:
             run_config=self.run_config,
             span=attempt.span,
             mapping_key=step.mapping_key,
+            solid_tags=step.node.tags,
         )
 
     def hook_context(
@@ -165,11 +166,20 @@ class RunState:
             retry_number=attempts - 1,
             log=StepLog(self.emit, step.key, attempt=attempts),
             solid_config=self.solid_configs.get(step.node.name),
-            resources=self._resources_of(step),
+            resources=self._resources_of(step, hook.required_resources),
             tags=self.tags,
             run_config=self.run_config,
             mapping_key=step.mapping_key,
+            solid_tags=step.node.tags,
+            solid_output_values=self.output_values(state) if error is None else None,
         )
+
+    def output_values(self, state: StepState) -> dict[str, Any]:
+        """What a step produced, by output name; a dynamic output's items as {mapping_key: value}."""
+        values = dict(state.outputs or {})
+        if self.dynamic is not None:
+            values.update(self.dynamic.items_of(state.step.index))
+        return values
 
     def context_data(self, attempt: StepAttempt) -> ContextData:
         step = attempt.step
@@ -184,6 +194,7 @@ class RunState:
             tags=dict(self.tags),
             run_config=dict(self.run_config),
             mapping_key=step.mapping_key,
+            solid_tags=step.node.tags,
             required_resources=step.solid.required_resources,
             trace_context=(
                 tracer.carrier(attempt.span)
@@ -192,8 +203,9 @@ class RunState:
             ),
         )
 
-    def _resources_of(self, step: Step) -> Resources | None:
-        required = step.solid.required_resources
+    def _resources_of(self, step: Step, also: frozenset[str] = frozenset()) -> Resources | None:
+        """The resources ``step``'s solid declared (and ``also``, a hook's), as its context sees them."""
+        required = step.solid.required_resources | also if also else step.solid.required_resources
         if not required or self.resources is None:
             return None
         return Resources(self.resources.values, required, f"solid {step.key!r}")

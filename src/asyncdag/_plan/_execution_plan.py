@@ -42,9 +42,11 @@ class Step:
         "inputs",
         "key",
         "mapping_key",
+        "mapping_path",
         "node",
         "outs",
         "pool",
+        "priority",
         "retry_policy",
         "solid",
         "started_message",
@@ -63,6 +65,7 @@ class Step:
         hooks: tuple[Any, ...] = (),
         collects: tuple[int, ...] = (),
         mapping_key: str | None = None,
+        mapping_path: tuple[str, ...] = (),
     ) -> None:
         self.index = index
         self.key = key
@@ -76,7 +79,9 @@ class Step:
         self.upstream = upstream
         self.downstream: list[int] = []
         self.pool: str | None = node.solid.pool
-        self.retry_policy: RetryPolicy | None = node.solid.retry_policy
+        self.priority: int = node.solid.priority
+        # The call's policy, else the solid's, else the pipeline's (the builder decided).
+        self.retry_policy: RetryPolicy | None = node.retry_policy
         self.timeout: float | None = node.solid.timeout
         # None for the single ``result`` output: the engine's fast path.
         self.outs = node.solid.outs
@@ -85,22 +90,41 @@ class Step:
         self.hooks = hooks
         # Fan-out groups this step collects: it waits for each to settle.
         self.collects = collects
+        # The item this step was made for: its key, and the keys of the items of every
+        # fan-out it is nested in, outermost first (``("a", "x")`` for ``f[a][x]``).
         self.mapping_key = mapping_key
+        self.mapping_path = mapping_path or ((mapping_key,) if mapping_key is not None else ())
 
     def __repr__(self) -> str:
         return f"<Step {self.key!r} #{self.index}>"
 
 
 class DynamicGroup:
-    """One fan-out: a producer step's DynamicOut and the nodes mapped over its items."""
+    """One fan-out: a producer's DynamicOut and the nodes mapped over its items.
 
-    __slots__ = ("id", "output", "producer", "templates")
+    A fan-out whose producer is itself mapped (a DynamicOut inside ``.map()``) is
+    nested: made once per item of its ``parent`` group, by the step made from
+    ``producer_node`` for that item, so its ``producer`` is no step of the plan (-1).
+    """
 
-    def __init__(self, id: int, producer: int, output: str, templates: tuple[Node, ...]) -> None:
+    __slots__ = ("id", "output", "parent", "producer", "producer_node", "templates")
+
+    def __init__(
+        self,
+        id: int,
+        producer: int,
+        output: str,
+        templates: tuple[Node, ...],
+        *,
+        parent: int | None = None,
+        producer_node: str = "",
+    ) -> None:
         self.id = id
         self.producer = producer
         self.output = output
         self.templates = templates
+        self.parent = parent
+        self.producer_node = producer_node
 
 
 def _topological_order(
@@ -144,7 +168,7 @@ def _topological_order(
 class ExecutionPlan:
     """Steps in topological order, with their upstream and downstream steps by index."""
 
-    __slots__ = ("by_key", "groups", "input_values", "pipeline", "steps", "streams")
+    __slots__ = ("by_key", "groups", "input_values", "pipeline", "prioritized", "steps", "streams")
 
     def __init__(
         self,
@@ -161,6 +185,9 @@ class ExecutionPlan:
         self.input_values = input_values or {}
         # True when some step is a generator: the engine then needs its fan-out bookkeeping.
         self.streams = any(step.solid.is_generator for step in steps)
+        # True when some solid (mapped ones included) has a priority: the engine then orders
+        # its ready steps by it; otherwise they go first in, first out, at a deque's cost.
+        self.prioritized = any(node.solid.priority for node in pipeline.nodes.values())
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -202,12 +229,17 @@ class ExecutionPlan:
         static: dict[str, Node] = {}
         templates: dict[tuple[str, str], list[Node]] = {}
         waits_on: dict[str, str] = {}
-        for node in pipeline.nodes.values():
+        nodes = pipeline.nodes
+        for node in nodes.values():
             if node.dynamic is None:
                 static[node.name] = node
             else:
                 templates.setdefault(node.dynamic, []).append(node)
-                waits_on[node.name] = node.dynamic[0]
+                # Ordered after the static step whose items it is made for, however nested.
+                root = node.dynamic[0]
+                while nodes[root].dynamic is not None:
+                    root = nodes[root].dynamic[0]  # type: ignore[index]
+                waits_on[node.name] = root
         order = _topological_order(pipeline, static, waits_on)
         index_of = {node.name: i for i, node in enumerate(order)}
         group_ids: dict[tuple[str, str], int] = {}
@@ -216,13 +248,17 @@ class ExecutionPlan:
         def group_id(producer: str, output: str) -> int:
             gid = group_ids.get((producer, output))
             if gid is None:
+                outer = nodes[producer].dynamic
+                parent = None if outer is None else group_id(*outer)
                 gid = group_ids[(producer, output)] = len(groups)
                 groups.append(
                     DynamicGroup(
                         gid,
-                        index_of[producer],
+                        index_of[producer] if outer is None else -1,
                         output,
                         tuple(templates.get((producer, output), ())),
+                        parent=parent,
+                        producer_node=producer,
                     )
                 )
             return gid
@@ -272,7 +308,10 @@ class ExecutionPlan:
             for node in template_nodes:
                 # Mapped steps are made while the run goes on; their unfed inputs are found now.
                 _, unfed = resolve_inputs(
-                    node, from_config=input_values.get(node.name, {}), link=_placeholder
+                    node,
+                    from_config=input_values.get(node.name, {}),
+                    link=_placeholder,
+                    collect=_collect_placeholder,
                 )
                 problems.extend(unfed)
         if problems:
@@ -283,11 +322,21 @@ class ExecutionPlan:
         for step in steps:
             for up in step.upstream:
                 steps[up].downstream.append(step.index)
-        return cls(pipeline, steps, tuple(groups), input_values)
+        plan = cls(pipeline, steps, tuple(groups), input_values)
+        if plan.prioritized:
+            # Dependents released together become ready highest priority first, so the
+            # first of them to find a free pool slot is the one that should have it.
+            for step in steps:
+                step.downstream.sort(key=lambda index: -steps[index].priority)
+        return plan
 
 
 def _placeholder(source: FromOutput) -> ConstantInput:
     return ConstantInput(None)
+
+
+def _collect_placeholder(source: Collect) -> CollectInput:
+    return CollectInput(-1, None, source.output)
 
 
 _plan_cache: weakref.WeakKeyDictionary[PipelineDefinition, ExecutionPlan] = (

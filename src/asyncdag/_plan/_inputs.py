@@ -81,7 +81,7 @@ def resolve_inputs(
 
     ``from_config`` holds the values run config gives for the node's inputs;
     ``link`` says where another node's output is read; ``collect`` where a
-    fan-out's gathered list is (None where none can occur: inside a mapped node).
+    fan-out's gathered list is (None where none can occur).
     """
     inputs: list[tuple[str, StepInput]] = []
     unfed: list[str] = []
@@ -97,8 +97,8 @@ def resolve_inputs(
             )
             inputs.append((name, FanInInput(parts)))
         elif isinstance(source, Collect):
-            if collect is None:  # the graph builder rejects .collect() inside .map()
-                raise AssertionError(f"node {node.name!r} collects a fan-out inside a fan-out")
+            if collect is None:  # the caller said none can occur here
+                raise AssertionError(f"node {node.name!r} collects a fan-out it is not made for")
             inputs.append((name, collect(source)))
         elif isinstance(source, Constant):
             inputs.append((name, ConstantInput(source.value)))

@@ -23,7 +23,7 @@ from asyncdag._workspace import UsageError, add_source_arguments, selected_pipel
 from asyncdag._workspace._stop import STOP_SIGNALS, add_grace_period_argument, stop_on_signals
 
 from ._app import find_error
-from ._common import add_run_arguments, make_console, open_storage, where
+from ._common import add_run_arguments, add_storage_argument, make_console, open_storage, where
 from ._ending import RunEnding
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ def register(subparsers: Any) -> None:
         help="run a pipeline and record it in the run history",
         description=(
             "Run a pipeline, showing progress and logs, and record it with every event in the "
-            "run history ($ASYNCDAG_HOME/asyncdag.db). Ctrl-C or SIGTERM cancels the run; a "
+            "run history (--storage, else $ASYNCDAG_STORAGE_URL, else $ASYNCDAG_HOME/asyncdag.db). "
+            "Ctrl-C or SIGTERM cancels the run; a "
             "second signal, or the run still going after --grace-period, exits at once with "
             "the run recorded CANCELED. Exit code: 0 success, 1 failed, 2 bad input, "
             "130 canceled by Ctrl-C (SIGINT), 143 canceled by SIGTERM. A reader of the output "
@@ -68,6 +69,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--no-storage", action="store_true", help="do not record this run in the run history"
     )
+    add_storage_argument(parser)
     add_grace_period_argument(parser, what="a canceled run")
     where = parser.add_argument_group(
         "where steps run",
@@ -165,7 +167,7 @@ def execute_command(args: argparse.Namespace) -> int:
         executor=_executor(args, resolved.execution.dask),
     )
     telemetry = _configure_tracing(args)
-    storage = None if args.no_storage else open_storage()
+    storage = None if args.no_storage else open_storage(args.storage)
     view = _make_view(args, pipeline)
     ending = RunEnding(view=view, storage=storage, telemetry=telemetry, grace=args.grace_period)
     try:
@@ -174,7 +176,7 @@ def execute_command(args: argparse.Namespace) -> int:
         raise _storage_failure(exc, storage) from exc
     finally:
         ending.close()
-    view.summarize(result, recorded_in=None if storage is None else str(storage.path))  # type: ignore[attr-defined]
+    view.summarize(result, recorded_in=None if storage is None else where(storage))
     return ending.leave(ending.exit_code(result))
 
 

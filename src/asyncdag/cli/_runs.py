@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from asyncdag._workspace import UsageError
 
-from ._common import call, make_console, open_storage, resolve_run_id
+from ._common import add_storage_argument, call, make_console, open_storage, resolve_run_id
 
 if TYPE_CHECKING:
     from asyncdag.storage import RunRecord
@@ -41,6 +41,7 @@ def register(subparsers: Any) -> None:
         "--limit", type=int, default=20, metavar="N", help="show at most N runs (default 20)"
     )
     listing.add_argument("--json", action="store_true", help="print the runs as a JSON array")
+    add_storage_argument(listing)
     listing.set_defaults(handler=_list)
 
     show = subparsers.add_parser(
@@ -48,12 +49,14 @@ def register(subparsers: Any) -> None:
     )
     show.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
     show.add_argument("--json", action="store_true", help="print the run and its events as JSON")
+    add_storage_argument(show)
     show.set_defaults(handler=_show)
 
     delete = subparsers.add_parser(
         "delete", help="delete a run and its events", description=_delete.__doc__
     )
     delete.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix of one")
+    add_storage_argument(delete)
     delete.set_defaults(handler=_delete)
 
 
@@ -63,7 +66,7 @@ def _list(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--limit must be a whole number from 1 to {_MAX_LIMIT} (2**63 - 1), got {args.limit}"
         )
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         runs: list[RunRecord] = call(
             storage.list_runs,
             pipeline_name=args.pipeline,
@@ -103,7 +106,7 @@ def _show(args: argparse.Namespace) -> int:
     """Show one run: its status, config and tags, each step's outcome and timing, and its logs."""
     from asyncdag._workspace import summarize_steps
 
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         record = resolve_run_id(storage, args.run_id)
         events = call(storage.get_events, record.run_id)
     rows = summarize_steps(events, run_finished=record.is_finished)
@@ -175,7 +178,7 @@ def _print_run(record: RunRecord, rows: list[Any], events: list[Any]) -> None:
 
 def _delete(args: argparse.Namespace) -> int:
     """Delete a run and all of its events from the run history."""
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         record = resolve_run_id(storage, args.run_id)
         call(storage.delete_run, record.run_id)
     make_console().print(f"deleted run {record.run_id} ({record.pipeline_name})", markup=False)

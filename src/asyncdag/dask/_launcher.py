@@ -44,6 +44,7 @@ from ._protocol import AttemptPayload, Source, Upstream
 from ._session import DaskSession
 
 if TYPE_CHECKING:
+    from .._engine import ResourceManager
     from .._plan import Step
     from ._executor import DaskExecutor
 
@@ -196,12 +197,7 @@ class DaskLauncher:
             code = shipper.dumps(solid, (solid, step.outs), [solid.fn])
             resources = b""
             if solid.required_resources and run.resources is not None:
-                definitions = run.resources.definitions
-                resources = shipper.dumps(
-                    run.resources,
-                    (dict(definitions), dict(run.resources.configs)),
-                    [d.fn for d in definitions.values()],
-                )
+                resources = self._resources_blob(run.resources, step)
             extra = _dumps(tuple(constants)) if constants else b""
         except Exception as exc:
             from .._errors import DefinitionError
@@ -224,6 +220,32 @@ class DaskLauncher:
             check_pickle=self.executor.check_pickle,
         )
         return payload, upstream
+
+    def _resources_blob(self, manager: ResourceManager, step: Step) -> bytes:
+        """The run's resources as the workers set them up: definitions, configs, and the
+        ready values the run was given (``resources=``), which must pickle to get there."""
+        definitions = manager.definitions
+        try:
+            return self._code.dumps(
+                manager,
+                (dict(definitions), dict(manager.configs), dict(manager.given)),
+                [d.fn for d in definitions.values()],
+            )
+        except Exception:
+            for key, value in manager.given.items():
+                try:
+                    _dumps(value)
+                except Exception as exc:
+                    from .._errors import DefinitionError
+
+                    raise DefinitionError(
+                        f"resource {key!r} was given to the run as a ready value "
+                        f"({type(value).__name__}), which cannot be sent to a Dask worker "
+                        f"({type(exc).__name__}: {exc}); pin solid {step.solid.name!r} to the "
+                        "driver with @solid(executor='local'), or give a ResourceDefinition "
+                        "the workers can set up"
+                    ) from exc
+            raise
 
     def _resources_of(self, step: Step) -> Mapping[str, float] | None:
         """The Dask worker resources the solid asks for (its ``dask/resources`` tag)."""

@@ -54,7 +54,8 @@ class AttemptPayload:
     code: bytes
     """cloudpickle of ``(solid, outs)``, the same bytes for every attempt of a solid."""
     resources: bytes
-    """cloudpickle of ``(definitions, configs)`` of the run's resources (b"": none needed)."""
+    """cloudpickle of ``(definitions, configs, given values)`` of the run's resources (b"": none
+    needed)."""
     constants: bytes = b""
     """cloudpickle of the tuple of constant input values (b"": none)."""
     check_pickle: bool = True

@@ -112,10 +112,11 @@ class _WorkerRun:
         """The run's resources ``keys`` on this worker, set up on first use, once per run."""
         with self.lock:
             if self.resources is None:
-                definitions, configs = _load(payload.resources)
+                definitions, configs, given = _load(payload.resources)
                 self.resources = ResourceManager(
                     definitions,
                     configs,
+                    given=given,
                     run_id=self.run_id,
                     emit=_Emitter(self, ""),  # the run's own events, not a step's
                     owner=f"pipeline {payload.context.pipeline_name!r}",

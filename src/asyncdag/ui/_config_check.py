@@ -46,7 +46,9 @@ def _line_of(root: Any, path: str) -> int | None:
     return line
 
 
-def _parse_config(body: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]], Any]:
+def _parse_config(
+    body: Mapping[str, Any],
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], Any]:
     """The run config a request carries, as ``yaml`` text or a ``config`` object, or its errors.
 
     Also returns the YAML's root node (None for JSON), to find the line of an error's path.

@@ -258,9 +258,7 @@ async def get_steps(request: Request) -> Response:
     else:
         events = await live.storage.get_events(record["run_id"], types=STEP_SUMMARY_EVENTS)
     finished = record["status"] in ("SUCCESS", "FAILURE", "CANCELED")
-    rows = await anyio.to_thread.run_sync(
-        lambda: summarize_steps(events, run_finished=finished)
-    )
+    rows = await anyio.to_thread.run_sync(lambda: summarize_steps(events, run_finished=finished))
     return JSONBody(
         {"steps": [row.to_dict() for row in rows if not wanted or row.status in wanted]}
     )

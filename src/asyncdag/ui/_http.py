@@ -171,9 +171,7 @@ def int_query(
     request: Request, name: str, default: int, *, minimum: int, maximum: int = INT64_MAX
 ) -> int:
     value = request.query_params.get(name)
-    return int_value(
-        value, f"query parameter {name!r}", default, minimum=minimum, maximum=maximum
-    )
+    return int_value(value, f"query parameter {name!r}", default, minimum=minimum, maximum=maximum)
 
 
 def statuses(request: Request) -> list[RunStatus] | None:
