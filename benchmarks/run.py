@@ -61,6 +61,7 @@ ALL = (
     "STORAGE",
     "OUTPUTS",
     "POSTGRES",
+    "DASK",
     "PEERS",
 )
 BACKENDS = ("asyncio", "trio")
@@ -91,6 +92,7 @@ class Profile:
     trace_repeats: int
     storage: int
     import_rounds: int
+    dask: tuple[int, float, int, int]  # CPU steps, seconds each, chain length, repeats
 
 
 PROFILES = {
@@ -116,6 +118,7 @@ PROFILES = {
         trace_repeats=5,
         storage=10_000,
         import_rounds=9,
+        dask=(16, 0.2, 200, 5),
     ),
     "quick": Profile(
         name="quick",
@@ -139,6 +142,7 @@ PROFILES = {
         trace_repeats=3,
         storage=2_000,
         import_rounds=3,
+        dask=(16, 0.2, 100, 1),
     ),
     "smoke": Profile(
         name="smoke",
@@ -162,6 +166,7 @@ PROFILES = {
         trace_repeats=1,
         storage=20,
         import_rounds=1,
+        dask=(4, 0.01, 10, 1),
     ),
 }
 
@@ -186,6 +191,7 @@ class Suite:
         self.tracing: list[dict[str, Any]] = []
         self.imports: dict[str, Any] = {}
         self.peers: list[dict[str, Any]] = []
+        self.dask: dict[str, Any] = {}
         self.notes: list[str] = []
         self.errors: list[dict[str, str]] = []
 
@@ -551,6 +557,25 @@ def run_tracing(suite: Suite) -> None:
                 )
 
 
+def run_dask(suite: Suite) -> None:
+    """CPU-bound steps in threads vs on 2 Dask worker processes; per-step cost on Dask vs
+    hand-written client.submit calls (benchmarks/bench_dask.py)."""
+    import bench_dask
+
+    skipped = bench_dask.dask_available()
+    if skipped is not None:
+        suite.notes.append(skipped)
+        return
+    steps, seconds, chain, repeats = suite.profile.dask
+    suite.dask = bench_dask.measure(
+        cpu_steps=steps,
+        cpu_seconds=seconds,
+        chain=chain,
+        repeats=repeats,
+        backends=suite.backends,
+    )
+
+
 TRACE_FLOOR_GOAL = 1.3  # asyncdag's added tracing cost against the SDK's own floor
 
 
@@ -686,6 +711,7 @@ def main(argv: list[str] | None = None) -> int:
         "STORAGE": lambda: run_storage(suite),
         "OUTPUTS": lambda: run_outputs(suite),
         "POSTGRES": lambda: run_postgres(suite),
+        "DASK": lambda: run_dask(suite),
         "PEERS": lambda: run_peers(suite, alone=selected == ["PEERS"]),
     }
     started = time.perf_counter()

@@ -21,9 +21,11 @@ _DEFINITIONS = _BASE | {"_events", "_definitions"}
 _CONFIG = _DEFINITIONS | {"config", "_config_types", "_config_data"}
 _PLAN = _CONFIG | {"_plan"}
 _ENGINE = _PLAN | {"_engine"}
+# Launchers beside the engine (Dask): they use the engine's contract and helpers.
+_DASK = _ENGINE | {"dask"}
 _STORAGE = _BASE | {"_events", "storage"}
 _OUTPUTS = _BASE | {"outputs"}
-_API = _ENGINE | _STORAGE | _OUTPUTS | {"_api"}
+_API = _DASK | _STORAGE | _OUTPUTS | {"_api"}
 _AUTOMATION = _API | {"automation"}
 _BELOW_SHELLS = _AUTOMATION | {"telemetry", "bench", "_workspace", "__init__"}
 
@@ -41,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     "storage": _STORAGE,
     "outputs": _OUTPUTS,
     "_engine": _ENGINE,
+    "dask": _DASK,
     "_api": _API,
     "automation": _AUTOMATION,
     "telemetry": _BASE | {"telemetry"},
@@ -57,6 +60,8 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "_definitions": {"anyio", "trio", "opentelemetry"},
     "_plan": {"anyio", "trio", "opentelemetry"},
     "_engine": {"asyncio", "trio", "opentelemetry.sdk", "sqlite3"},
+    # Dask's client is asyncio's; trio runs it from a thread, never imported here.
+    "dask": {"trio", "opentelemetry.sdk", "sqlite3"},
     "_api": {"asyncio", "trio", "opentelemetry.sdk"},
     "automation": {"asyncio", "trio", "opentelemetry.sdk", "starlette", "uvicorn"},
     "outputs": {"asyncio", "trio", "anyio", "opentelemetry", "sqlite3", "starlette"},
@@ -167,6 +172,10 @@ def test_the_output_store_stays_beside_the_engine_and_the_shells() -> None:
     # The engine reaches the output store only through the API layer's adapter.
     assert "outputs" not in ALLOWED["_engine"]
     assert ALLOWED["outputs"].isdisjoint({"_engine", "_api", "cli", "ui", "storage"})
+
+
+def test_the_dask_launcher_never_reaches_storage_or_the_shells() -> None:
+    assert not {"storage", "_api", "cli", "ui"} & ALLOWED["dask"]
 
 
 @pytest.mark.parametrize("shell,other", [("cli", "ui"), ("ui", "cli")])

@@ -24,6 +24,7 @@ PUBLIC = {
         "CollectHandle",
         "ConfigError",
         "ConfigErrorItem",
+        "DaskExecutor",
         "DefinitionError",
         "DynamicHandle",
         "DynamicOut",
@@ -91,6 +92,13 @@ PUBLIC = {
         "ManualClock",
         "Scheduler",
         "SystemClock",
+    },
+    "asyncdag.dask": {
+        "DaskUnavailable",
+        "NoWorkerForResources",
+        "OutputNotPicklable",
+        "SchedulerUnreachable",
+        "WorkerLost",
     },
     "asyncdag.outputs": {
         "FilesystemOutputStore",
@@ -162,15 +170,15 @@ def test_exported_classes_and_functions_report_the_public_module(module_name: st
 
 def test_import_asyncdag_stays_light() -> None:
     # A fresh interpreter: schedules are defined with `import asyncdag`, but the cron
-    # library, the run storage (sqlite3) and the web UI load only when used.
+    # library, the run storage (sqlite3), the web UI and Dask load only when used.
     import subprocess
     import sys
 
     code = (
         "import sys, asyncdag; "
         "print(sorted(m for m in ('cronsim', 'sqlite3', 'asyncdag.storage', "
-        "'asyncdag.automation._scheduler', 'starlette', 'zoneinfo', 'fsspec', "
-        "'cloudpickle', 'asyncdag.outputs') if m in sys.modules))"
+        "'asyncdag.automation._scheduler', 'starlette', 'zoneinfo', 'dask', 'distributed', "
+        "'fsspec', 'cloudpickle', 'asyncdag.outputs') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -40,6 +40,7 @@ from .automation._definitions import (
     schedule,
     sensor,
 )
+from .dask._executor import DaskExecutor
 
 if TYPE_CHECKING:
     from ._api import (
@@ -91,6 +92,7 @@ __all__ = [
     "CollectHandle",
     "ConfigError",
     "ConfigErrorItem",
+    "DaskExecutor",
     "DefinitionError",
     "DynamicHandle",
     "DynamicOut",

@@ -20,6 +20,7 @@ __all__ = [
     "ReexecutionError",
     "ResourceInitError",
     "RetryRequested",
+    "StepCanceledError",
     "StepTimeoutError",
     "UnknownResourceError",
 ]
@@ -123,6 +124,15 @@ class ReexecutionError(AsyncdagError):
     re-execute from failure.  The message says which run, step or selection
     clause, and what to do.
     """
+
+
+class StepCanceledError(AsyncdagError):
+    """Raised by ``context.check_cancelled()`` in a solid running in another process (a Dask
+    worker) once its attempt was cancelled: the run has stopped waiting for it."""
+
+    def __init__(self, step_key: str) -> None:
+        self.step_key = step_key
+        super().__init__(f"step {step_key!r} was cancelled; its result is no longer wanted")
 
 
 class PipelineRunCanceled(AsyncdagError):

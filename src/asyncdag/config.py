@@ -9,6 +9,7 @@ and a run's config (a dict, or YAML files merged in order) has Dagster's shape::
     solids: {hey: {config: {greeting: Hello}, inputs: {name: Kan}}}
     resources: {http: {config: {timeout: 5}}}
     execution: {max_concurrency: 20, concurrency_limits: {http: 10}}
+    execution: {dask: {cluster: {existing: {address: "tcp://scheduler:8786"}}}}
 
 A ``@graph``'s solids nest under its name (``solids: {g: {solids: {...}}}``), or the
 graph takes a config of its own that its ``config_fn`` maps onto them
@@ -127,10 +128,14 @@ class SolidRunConfig:
 
 @attrs.frozen
 class ExecutionConfig:
-    """How many steps may run at once, overall and per concurrency key (``None``: unbounded)."""
+    """How many steps may run at once, overall and per concurrency key (``None``: unbounded),
+    and where they run: ``dask`` is the validated ``execution.dask`` section
+    (``{"cluster": {"existing": {...}}}`` or ``{"cluster": {"local": {...}}}``), None
+    for this process."""
 
     max_concurrency: int | None = None
     concurrency_limits: dict[str, int] = attrs.field(factory=dict)
+    dask: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -300,6 +305,27 @@ _EXECUTION_SPEC = field_spec(
     },
     where="execution config",
 )
+# execution.dask.cluster takes exactly one of these, in Dagster's shape.
+_DASK_CLUSTERS = {
+    "existing": field_spec(
+        {"address": Field(str, description="The scheduler's address, e.g. tcp://scheduler:8786.")},
+        where="execution.dask.cluster.existing",
+    ),
+    "local": field_spec(
+        {
+            "n_workers": Field(int | None, default=None, description="Worker processes."),
+            "threads_per_worker": Field(int | None, default=None, description="Threads each."),
+            "processes": Field(bool, default=True, description="False: workers are threads."),
+            "memory_limit": Field(str | None, default=None, description="Per worker, e.g. 4GiB."),
+            "resources": Field(
+                dict[str, float],
+                default={},
+                description="Abstract resources each worker offers, e.g. {GPU: 1}.",
+            ),
+        },
+        where="execution.dask.cluster.local",
+    ),
+}
 
 
 def _copy(value: Any) -> Any:
@@ -700,6 +726,10 @@ def _resolve_resource(
 
 def _resolve_execution(section: Any, errors: list[ConfigErrorItem]) -> ExecutionConfig:
     before = len(errors)
+    dask = None
+    if isinstance(section, Mapping) and "dask" in section:
+        dask = _resolve_dask(section["dask"], errors)
+        section = {k: v for k, v in section.items() if k != "dask"}
     value = _validate_root(_EXECUTION_SPEC, section, "execution", errors, owner="execution")
     if len(errors) > before:
         return ExecutionConfig()
@@ -715,7 +745,50 @@ def _resolve_execution(section: Any, errors: list[ConfigErrorItem]) -> Execution
                     f"execution.concurrency_limits.{key}", f"must be at least 1, got {bound}"
                 )
             )
-    return ExecutionConfig(max_concurrency=limit, concurrency_limits=value["concurrency_limits"])
+    return ExecutionConfig(
+        max_concurrency=limit, concurrency_limits=value["concurrency_limits"], dask=dask
+    )
+
+
+def _resolve_dask(section: Any, errors: list[ConfigErrorItem]) -> dict[str, Any]:
+    """``execution.dask``: ``{cluster: {existing: {address}}}`` or ``{cluster: {local: {...}}}``
+    (empty or null: a local cluster sized to the machine)."""
+    path = "execution.dask"
+    dask = {} if section is None else section
+    if not isinstance(dask, Mapping):
+        errors.append(ConfigErrorItem(path, f"expected a mapping, got {type(dask).__name__}"))
+        return {}
+    _check_keys(dask, ("cluster",), path, errors)
+    cluster = dask.get("cluster") or {"local": None}
+    if not isinstance(cluster, Mapping):
+        errors.append(
+            ConfigErrorItem(f"{path}.cluster", f"expected a mapping, got {type(cluster).__name__}")
+        )
+        return {}
+    _check_keys(cluster, tuple(_DASK_CLUSTERS), f"{path}.cluster", errors, noun="cluster kind")
+    kinds = [kind for kind in _DASK_CLUSTERS if kind in cluster]
+    if len(kinds) != 1:
+        if not errors or not errors[-1].path.startswith(f"{path}.cluster"):
+            errors.append(
+                ConfigErrorItem(
+                    f"{path}.cluster",
+                    "give exactly one of 'existing' ({address: tcp://host:8786}, a running "
+                    "scheduler) or 'local' ({n_workers: 2, ...}, a LocalCluster for the run), "
+                    f"got {kinds or 'neither'}",
+                )
+            )
+        return {}
+    (kind,) = kinds
+    where = f"{path}.cluster.{kind}"
+    options = _validate_root(
+        _DASK_CLUSTERS[kind], cluster[kind], where, errors, owner=f"a Dask {kind} cluster"
+    )
+    for key in ("n_workers", "threads_per_worker"):
+        if kind == "local" and options and options[key] is not None and options[key] < 1:
+            errors.append(
+                ConfigErrorItem(f"{where}.{key}", f"must be at least 1, got {options[key]}")
+            )
+    return {"cluster": {kind: options or {}}}
 
 
 def _merged(pipeline: _Pipeline, run_config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -972,7 +1045,7 @@ def run_config_json_schema(pipeline: _Pipeline) -> dict[str, Any]:
     properties = {
         "solids": _object(solid_props, solid_required),
         "resources": _object(resource_props, resource_required),
-        "execution": _EXECUTION_SPEC.json_schema(),
+        "execution": _execution_json_schema(),
     }
     required = [k for k, v in (("solids", solid_required), ("resources", resource_required)) if v]
     return {
@@ -980,6 +1053,21 @@ def run_config_json_schema(pipeline: _Pipeline) -> dict[str, Any]:
         "title": f"run config for pipeline {pipeline.name}",
         **_object(properties, required),
     }
+
+
+def _execution_json_schema() -> dict[str, Any]:
+    schema = _EXECUTION_SPEC.json_schema()
+    clusters = {
+        kind: _object({kind: spec.json_schema()}, [kind]) for kind, spec in _DASK_CLUSTERS.items()
+    }
+    schema["properties"]["dask"] = {
+        "anyOf": [
+            _object({"cluster": {"oneOf": list(clusters.values())}}, []),
+            {"type": "null"},
+        ],
+        "description": "Run the steps on a Dask cluster (an existing one, or a local one).",
+    }
+    return schema
 
 
 def _input_scaffold(input_def: _InputDef) -> Any:

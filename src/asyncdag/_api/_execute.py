@@ -23,6 +23,7 @@ from ._run import run_with_options
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
+    from .._engine import StepExecutor
     from ..outputs import OutputStore
     from ..storage import RunStorage
 
@@ -52,6 +53,7 @@ async def execute_pipeline_async(
     reexecute_from: str | None = None,
     from_failure: bool = False,
     step_selection: Iterable[str] | None = None,
+    executor: StepExecutor | None = None,
 ) -> PipelineRunResult:
     """Run ``pipeline`` inside the running event loop (asyncio or trio) and return its result.
 
@@ -89,6 +91,10 @@ async def execute_pipeline_async(
       solids; inputs they read from other solids come from run config
       (``solids.<name>.inputs``), and a missing one is a ``ConfigError``
       naming it before anything runs.
+
+    ``executor`` says where steps run: in this process (None, unless the run
+    config's ``execution`` section says otherwise), or on a Dask cluster with
+    ``DaskExecutor(...)``.
     """
     options = RunOptions(
         max_concurrency=max_concurrency,
@@ -110,6 +116,7 @@ async def execute_pipeline_async(
         reexecute_from=reexecute_from,
         from_failure=from_failure,
         step_selection=step_selection,
+        executor=executor,
     )
     return await execute_with_options(pipeline, run_config, options)
 
@@ -146,6 +153,7 @@ def execute_pipeline(
     reexecute_from: str | None = None,
     from_failure: bool = False,
     step_selection: Iterable[str] | None = None,
+    executor: StepExecutor | None = None,
     backend: str = "asyncio",
 ) -> PipelineRunResult:
     """Run ``pipeline`` to the end, starting an event loop (``backend``: asyncio or trio).
@@ -188,5 +196,6 @@ def execute_pipeline(
         reexecute_from=reexecute_from,
         from_failure=from_failure,
         step_selection=step_selection,
+        executor=executor,
     )
     return anyio.run(execute_with_options, pipeline, run_config, options, backend=backend)

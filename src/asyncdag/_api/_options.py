@@ -16,7 +16,7 @@ import attrs
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-    from .._engine import Listener, StepLauncher
+    from .._engine import Listener, StepExecutor, StepLauncher
     from ..outputs import OutputStore
     from ..storage import RunStorage
 
@@ -38,9 +38,10 @@ class RunOptions:
     """Everything a caller may say about one run besides the pipeline and its run config.
 
     The public entry points document each option; ``launcher`` (where steps
-    run; None: in this process) and ``origin`` (where the pipeline was loaded
-    from, as the CLI and UI know it: ``{"python_file": path}`` or
-    ``{"module_name": name}``; None: found from the pipeline's function) are
+    run; None: in this process, unless ``executor`` or the run config's
+    ``execution`` section names another place) and ``origin`` (where the
+    pipeline was loaded from, as the CLI and UI know it: ``{"python_file": path}``
+    or ``{"module_name": name}``; None: found from the pipeline's function) are
     internal for now.
     """
 
@@ -65,3 +66,4 @@ class RunOptions:
     from_failure: bool = False
     step_selection: tuple[str, ...] | None = attrs.field(default=None, converter=_selection)
     origin: Mapping[str, str] | None = None
+    executor: StepExecutor | None = None

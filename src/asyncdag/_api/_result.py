@@ -91,6 +91,7 @@ class PipelineRunResult:
     _mapped: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, alias="mapped")
     # Graph use ("outer", "outer.inner") -> what it returned, by output name.
     _graphs: Mapping[str, Any] = attrs.field(factory=dict, alias="graphs")
+    _run_exception: BaseException | None = attrs.field(default=None, alias="run_exception")
 
     @property
     def success(self) -> bool:
@@ -160,6 +161,12 @@ class PipelineRunResult:
     def exception_for_step(self, key: str) -> BaseException | None:
         """The live exception a failed step raised (not stored: only for this process)."""
         return self._exceptions.get(key)
+
+    @property
+    def run_exception(self) -> BaseException | None:
+        """Why the run failed when no step did: its executor could not start (say, no
+        Dask scheduler at the address given).  None otherwise."""
+        return self._run_exception
 
     def step_result(self, key: str) -> StepResult:
         try:

@@ -27,6 +27,8 @@ from ._result import LazyMapping, PipelineRunResult, StepResult, mapped_outputs
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
+    from .._engine import StepExecutor
+    from ..config import ExecutionConfig
     from ..outputs import OutputStore
     from ..storage import RunStorage
 
@@ -159,6 +161,11 @@ class RunHandle:
             launcher=options.launcher,
             outputs=io,
             run_start_data=start_data,
+            step_executor=(
+                options.executor
+                if options.executor is not None
+                else _executor_from_config(resolved.execution)
+            ),
         )
         self.status = RunStatus.NOT_STARTED
         self._result: PipelineRunResult | None = None
@@ -275,6 +282,7 @@ class RunHandle:
             }
 
         self._result = PipelineRunResult(
+            run_exception=executor.run_error,
             run_id=self.run_id,
             pipeline_name=self.pipeline.name,
             status=status,
@@ -290,6 +298,15 @@ class RunHandle:
         )
         self._bus.close()
         self._finished.set()
+
+
+def _executor_from_config(execution: ExecutionConfig) -> StepExecutor | None:
+    """The executor the run config's ``execution`` section names (None: in this process)."""
+    if execution.dask is None:
+        return None
+    from ..dask import DaskExecutor
+
+    return DaskExecutor.from_config(execution.dask)
 
 
 def raise_for(result: PipelineRunResult) -> None:
@@ -308,6 +325,8 @@ def raise_for(result: PipelineRunResult) -> None:
         exc = result.exception_for_step(step.key)
         if exc is not None:
             raise exc
+    if result.run_exception is not None:  # no step failed: its executor did not start
+        raise result.run_exception
     raise AsyncdagError(f"run {result.run_id} of {result.pipeline_name!r} failed")
 
 
@@ -366,6 +385,7 @@ async def open_run(
     reexecute_from: str | None = None,
     from_failure: bool = False,
     step_selection: Iterable[str] | None = None,
+    executor: StepExecutor | None = None,
 ) -> AsyncIterator[RunHandle]:
     """Start a run in the current task and hand back its :class:`RunHandle`.
 
@@ -380,6 +400,7 @@ async def open_run(
     instead when the run did not succeed: the failed step's own exception, or
     :class:`~asyncdag.PipelineRunCanceled` when the run was cancelled.
     Leaving the block never raises for the run's outcome.
+    ``executor`` says where steps run (see :func:`~asyncdag.execute_pipeline_async`).
     """
     options = RunOptions(
         max_concurrency=max_concurrency,
@@ -401,6 +422,7 @@ async def open_run(
         reexecute_from=reexecute_from,
         from_failure=from_failure,
         step_selection=step_selection,
+        executor=executor,
     )
     async with run_with_options(pipeline, run_config, options) as handle:
         yield handle

@@ -14,7 +14,7 @@ from ._executor import Executor
 from ._inprocess import InProcessLauncher
 from ._invocation import DirectSolidContext, build_solid_context
 from ._keeper import OutputIO, OutputKeeper, StoredValue
-from ._launcher import RunScope, StepAttempt, StepLauncher
+from ._launcher import RunScope, StepAttempt, StepExecutor, StepLauncher
 from ._log import Emit, StepLog
 from ._resources import InitResourceContext, ResourceManager, Resources
 from ._state import RunState, StepState
@@ -39,6 +39,7 @@ __all__ = [
     "RunTracer",
     "SolidContext",
     "StepAttempt",
+    "StepExecutor",
     "StepLauncher",
     "StepLog",
     "StepState",

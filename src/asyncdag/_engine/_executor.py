@@ -37,7 +37,7 @@ from ._dynamic import DynamicRuntime
 from ._hooks import run_hooks
 from ._inprocess import InProcessLauncher
 from ._keeper import OutputIO, OutputKeeper, describe_size
-from ._launcher import StepLauncher
+from ._launcher import StepExecutor, StepLauncher
 from ._log import Emit
 from ._resources import ResourceManager
 from ._state import _NO_INPUTS, RunState, StepState
@@ -104,6 +104,7 @@ class Executor:
         launcher: StepLauncher | None = None,
         outputs: OutputIO | None = None,
         run_start_data: Mapping[str, Any] | None = None,
+        step_executor: StepExecutor | None = None,
     ) -> None:
         self.plan = plan
         self.run_id = run_id
@@ -122,8 +123,14 @@ class Executor:
         if plan.reused and self._keeper is None:
             raise ValueError("a plan that reuses stored outputs needs outputs= to read them")
         self._run_start_data = dict(run_start_data or {})
+        # Opened by run() when given: its launcher replaces ``launcher`` for the run.
+        self._step_executor = step_executor
+        self._uses_run_resources = getattr(self._launcher, "uses_run_resources", None)
+        self._opening: anyio.CancelScope | None = None
+        # Why the run failed when no step did (its executor could not start); else None.
+        self.run_error: BaseException | None = None
         self.states = [StepState(step) for step in plan.steps]
-        self._run = RunState(
+        run_state = self._run = RunState(
             run_id=run_id,
             pipeline_name=plan.pipeline.name,
             emit=emit,
@@ -134,6 +141,7 @@ class Executor:
             tracer=tracer,
             thread_limiter=anyio.CapacityLimiter(max_concurrency) if max_concurrency else None,
         )
+        run_state.states = self.states
         # Ready steps wait in priority order when the plan has priorities, else in a deque.
         prioritized = plan.prioritized
         self._workers = WorkerPool(
@@ -172,6 +180,8 @@ class Executor:
             self.emit(EventType.RUN_CANCELING, level=INFO, message="Run cancellation requested")
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+        if self._opening is not None:
+            self._opening.cancel()
 
     async def run(self) -> RunStatus:
         """The whole run: RUN_START and the run's span, every step, the event that ends it.
@@ -182,19 +192,81 @@ class Executor:
         token = self._start_run()
         status = RunStatus.CANCELED
         try:
-            if self._resources is None or not self._resources.builds:
-                status = await self._run_steps()
+            if self._step_executor is None:
+                status = await self._run_hosted()
             else:
-                # Each resource lives in a task of its own for the whole run, so one that
-                # holds a task group or cancel scope across its yield is entered and exited
-                # in one task.
-                async with self._resources.hosted():
-                    status = await self._run_steps()
+                status = await self._run_on(self._step_executor)
         finally:
             self._end_run(status)
             if token is not None:
                 self._tracer.detach(token)  # type: ignore[union-attr]
         return status
+
+    async def _run_hosted(self) -> RunStatus:
+        if self._resources is None or not self._resources.builds:
+            return await self._run_steps()
+        # Each resource lives in a task of its own for the whole run, so one that holds a
+        # task group or cancel scope across its yield is entered and exited in one task.
+        async with self._resources.hosted():
+            return await self._run_steps()
+
+    async def _run_on(self, step_executor: StepExecutor) -> RunStatus:
+        """The run's steps on the launcher ``step_executor`` opens for this run.
+
+        Opening it (connecting to a cluster, starting one) can take seconds, so
+        :meth:`cancel` interrupts it; an error while opening fails the run with
+        that error and no step starts.  It is closed (shielded) once every step
+        has ended, whatever the outcome, before the run's last event.
+        """
+        scope = self._opening = anyio.CancelScope()
+        if self._cancel_reason is not None:
+            scope.cancel()
+        try:
+            with scope:
+                manager = step_executor.open_launcher(self._run)
+                launcher = await manager.__aenter__()
+        except Exception as exc:
+            self._opening = None
+            self.run_error = exc
+            self._finish_unstarted(outer=False, reason=f"the run's executor did not start: {exc}")
+            return RunStatus.FAILURE
+        except BaseException:
+            self._opening = None
+            self._finish_unstarted(outer=True)
+            raise
+        self._opening = None
+        if scope.cancelled_caught:
+            self._finish_unstarted(outer=True)
+            return RunStatus.CANCELED
+        self._launcher = launcher
+        self._uses_run_resources = getattr(launcher, "uses_run_resources", None)
+        if self._keeper is not None:
+            self._keeper.fetch = getattr(launcher, "values_of", None)
+        try:
+            status = await self._run_hosted()
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self._close_launcher(manager, exc)
+            raise
+        with anyio.CancelScope(shield=True):
+            await self._close_launcher(manager, None)
+        return status
+
+    async def _close_launcher(self, manager: Any, exc: BaseException | None) -> None:
+        try:
+            if exc is None:
+                await manager.__aexit__(None, None, None)
+            else:
+                await manager.__aexit__(type(exc), exc, exc.__traceback__)
+        except Exception as error:
+            if error is exc:
+                return
+            self.emit(
+                EventType.LOG,
+                level=ERROR,
+                message=f"Closing the run's executor failed: {type(error).__name__}: {error}",
+                data={"error": ErrorInfo.from_exception(error).to_dict()},
+            )
 
     def _start_run(self) -> Any:
         """RUN_START, and the run's span made current for every task the run starts."""
@@ -263,15 +335,20 @@ class Executor:
                 f"Execution of run for {name!r} failed. "
                 f"Failed steps: {failed or 'none'}; skipped: {skipped}."
             )
+            if self.run_error is not None:
+                error = ErrorInfo.from_exception(self.run_error)
+                message += f" {error.type}: {error.message}"
         else:
             message = f"Execution of run for {name!r} was canceled."
         event_type, level = _RUN_END_EVENTS[status]
-        self.emit(
-            event_type,
-            level=level,
-            message=message,
-            data={"duration": end - self.start_time, "failed_steps": failed, "skipped": skipped},
-        )
+        data: dict[str, Any] = {
+            "duration": end - self.start_time,
+            "failed_steps": failed,
+            "skipped": skipped,
+        }
+        if self.run_error is not None:
+            data["error"] = ErrorInfo.from_exception(self.run_error).to_dict()
+        self.emit(event_type, level=level, message=message, data=data)
         if self._tracer is not None:
             self._tracer.end_run(_RUN_SPAN_RESULTS[status])
 
@@ -401,8 +478,9 @@ class Executor:
                 self.make_ready(dependent)
         return stack
 
-    def _finish_unstarted(self, *, outer: bool) -> None:
-        """After the task group ended: steps that never ran are CANCELED (or SKIPPED on fail-fast).
+    def _finish_unstarted(self, *, outer: bool, reason: str | None = None) -> None:
+        """After the task group ended: steps that never ran are CANCELED (or SKIPPED on
+        fail-fast, or for ``reason``).
 
         Nothing counts them done: the workers are gone.
         """
@@ -422,7 +500,9 @@ class Executor:
                             state.step, run_id=self.run_id, result=_tracing.CANCELLATION
                         )
                 else:
-                    self._mark_skipped(state, "the run stopped at the first failure (fail_fast)")
+                    self._mark_skipped(
+                        state, reason or "the run stopped at the first failure (fail_fast)"
+                    )
 
     async def _wait_for_outlived(self) -> None:
         """Give compute that cancelled attempts left running a grace period to finish.
@@ -461,7 +541,12 @@ class Executor:
             self._reuse(state)
             return
         needs = step.solid.required_resources
-        if needs and self._resources is not None and not await self._set_up_resources(state):
+        if (
+            needs
+            and self._resources is not None
+            and (self._uses_run_resources is None or self._uses_run_resources(step))
+            and not await self._set_up_resources(state)
+        ):
             return
         if step.inputs:
             state.inputs = input_values(step.inputs, self.states, self._collect)

@@ -22,7 +22,7 @@ None`` test.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -124,6 +124,9 @@ class OutputKeeper:
         self.reads = reads
         self._pending: dict[int, _Pending] = {}
         self.task_group: anyio.abc.TaskGroup | None = None
+        #: The launcher's ``values_of`` when its outputs are handles of its own (a Dask future):
+        #: what is stored is the value behind the handle, fetched for the store alone.
+        self.fetch: Callable[[Any], Awaitable[Any]] | None = None
 
     # --- computed steps ------------------------------------------------------------------------
 
@@ -136,6 +139,8 @@ class OutputKeeper:
                 await pending.done.wait()
             if pending.errors:
                 raise pending.errors[0]
+        if self.fetch is not None:
+            value = await self.fetch(value)
         outputs = {"result": value} if step.outs is None else value
         return await anyio.to_thread.run_sync(self.io.save, self.run_id, step, outputs)
 
@@ -161,6 +166,8 @@ class OutputKeeper:
     ) -> None:
         step = state.step
         try:
+            if self.fetch is not None:
+                value = await self.fetch(value)
             stored = await anyio.to_thread.run_sync(
                 self.io.save_item, self.run_id, step, output, mapping_key, value
             )

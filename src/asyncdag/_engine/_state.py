@@ -9,7 +9,7 @@ facts, its contexts, and the engine's services to them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._events import ErrorInfo, StepStatus
@@ -95,6 +95,7 @@ class RunState:
         "run_config",
         "run_id",
         "solid_configs",
+        "states",
         "tags",
         "thread_limiter",
         "tracer",
@@ -126,6 +127,8 @@ class RunState:
         self.dynamic: DynamicRuntime | None = None
         # (step, attempt number, still running?) of attempts that left compute running.
         self.outlived_attempts: list[tuple[StepState, int, Callable[[], bool]]] = []
+        # The executor's list of step states (it grows while a fan-out yields).
+        self.states: list[StepState] = []
 
     # --- contexts ------------------------------------------------------------------------------
 
@@ -214,6 +217,17 @@ class RunState:
         assert dynamic is not None, "a generator step in a run with no fan-out bookkeeping"
         assert isinstance(attempt, StepState), "an attempt this engine did not start"
         dynamic.fan_out(attempt, output, mapping_key, value)
+
+    def with_inputs(self, attempt: StepAttempt, inputs: Mapping[str, Any]) -> StepAttempt:
+        assert isinstance(attempt, StepState), "an attempt this engine did not start"
+        # The attempt is the step's state: its inputs are the attempt's, cleared when it ends.
+        attempt.inputs = dict(inputs)
+        return attempt
+
+    def outputs(self) -> Iterator[dict[str, Any]]:
+        for state in self.states:
+            if state.status is StepStatus.SUCCESS and state.outputs is not None:
+                yield state.outputs
 
     def outlived(self, attempt: StepAttempt, still_running: Callable[[], bool]) -> None:
         assert isinstance(attempt, StepState), "an attempt this engine did not start"

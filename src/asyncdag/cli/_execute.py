@@ -101,6 +101,21 @@ def add_execution_arguments(parser: argparse.ArgumentParser, *, tags_help: str =
     )
     add_storage_argument(parser)
     add_grace_period_argument(parser, what="a canceled run")
+    where = parser.add_argument_group(
+        "where steps run",
+        "in this process (default), or on a Dask cluster (pip install 'asyncdag[dask]')",
+    )
+    where.add_argument(
+        "--executor",
+        choices=("in_process", "dask"),
+        help="in_process, or dask: a local Dask cluster for the run, or the one --dask-address "
+        "names (default: what the run config's execution section says, else in_process)",
+    )
+    where.add_argument(
+        "--dask-address",
+        metavar="URL",
+        help="a running Dask scheduler, e.g. tcp://scheduler:8786 (with --executor dask)",
+    )
     tracing = parser.add_argument_group(
         "tracing", "export OpenTelemetry spans (else OTEL_* variables decide)"
     )
@@ -167,6 +182,7 @@ class _Options:
     reexecute_from: str | None = None
     from_failure: bool = False
     step_selection: tuple[str, ...] | None = None
+    executor: Any = None
 
 
 def _load_config(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -200,9 +216,8 @@ def execute_command(args: argparse.Namespace) -> int:
     pipeline, origin = selected_pipeline_with_origin(args)
     run_config = _load_config(args)
     steps = _selection(args.steps)
-    if steps is None:
-        # Every config error now, before tracing or storage (a selection's is checked with it).
-        resolve_run_config(pipeline, run_config)
+    # Every config error now, before tracing or storage (a selection's is checked with it).
+    resolved = resolve_run_config(pipeline, run_config) if steps is None else None
     options = _Options(
         max_concurrency=args.max_concurrency,
         tags=parse_tags(args.tag),
@@ -211,6 +226,7 @@ def execute_command(args: argparse.Namespace) -> int:
         origin=origin,
         output_store=None if args.no_storage else _output_store(args),
         step_selection=steps,
+        executor=_executor(args, resolved.execution.dask if resolved is not None else None),
     )
     return _execute(
         args,
@@ -320,6 +336,25 @@ def _execute(
     return ending.leave(ending.exit_code(result))
 
 
+def _executor(args: argparse.Namespace, from_config: Any) -> Any:
+    """``--executor``/``--dask-address``; None leaves it to the run config."""
+    if args.dask_address is not None and args.executor != "dask":
+        raise UsageError("--dask-address names a Dask scheduler; use it with --executor dask")
+    if args.executor == "in_process":
+        from asyncdag._engine import InProcessLauncher
+
+        return InProcessLauncher()
+    if args.executor != "dask":
+        return None
+    from asyncdag import DaskExecutor
+
+    if args.dask_address is not None:
+        return DaskExecutor(address=args.dask_address)
+    if from_config is not None:  # the run config says which cluster
+        return DaskExecutor.from_config(from_config)
+    return DaskExecutor()
+
+
 def _storage_failure(exc: Exception, storage: Any) -> Exception:
     """The run history's error, named with its path, when one is inside ``exc``; else ``exc``."""
     from asyncdag.storage import StorageError
@@ -373,6 +408,7 @@ async def _run(
         reexecute_from=options.reexecute_from,
         from_failure=options.from_failure,
         step_selection=options.step_selection,
+        executor=options.executor,
     )
     # The receiver is in place before the first event, so a Ctrl-C the moment a step
     # starts is a cancel, never a KeyboardInterrupt tearing through the engine.
