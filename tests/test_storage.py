@@ -494,16 +494,22 @@ async def test_recorder_survives_a_failed_background_write() -> None:
 
 
 @pytest.mark.anyio
-async def test_recorder_raises_and_marks_the_run_failed_when_events_cannot_be_stored() -> None:
+async def test_recorder_raises_one_line_and_keeps_the_true_status_when_events_cannot_be_stored() -> (
+    None
+):
     spy = SpyStorage(failing_writes=1000)
-    with pytest.raises(StorageError, match="from seq 0 on could not be stored"):
-        async with RunRecorder(spy, record(), batch_size=2) as recorder:
+    with pytest.raises(
+        StorageError, match=r"ended SUCCESS, but 5 event\(s\), seq 0 to 4"
+    ) as caught:
+        async with RunRecorder(spy, record(), batch_size=2, retry_delay=0) as recorder:
             for seq in range(4):
                 recorder(event("r1", seq))
                 await anyio.sleep(0)
             recorder(event("r1", 4, EventType.RUN_SUCCESS))
+    assert "\n" not in str(caught.value) and "disk on fire" in str(caught.value)
     finished = await spy.get_run("r1")
-    assert finished is not None and finished.status is RunStatus.FAILURE
+    assert finished is not None and finished.status is RunStatus.SUCCESS  # never a false status
+    assert "history incomplete" in (finished.failure_reason or "")
     assert "disk on fire" in (finished.failure_reason or "")
 
 
@@ -592,9 +598,42 @@ def test_sqlite_file_is_wal_and_versioned(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        assert {"runs_by_start", "runs_by_pipeline", "runs_by_status", "events_by_step"} <= indexes
+        assert {"runs_by_start", "runs_by_pipeline", "runs_by_status"} <= indexes
+        # Events: one B-tree keyed by (run, seq), so writing one is one insert.
+        assert "events_by_step" not in indexes
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()
+        assert "WITHOUT ROWID" in sql and "PRIMARY KEY (run, seq)" in sql
     finally:
         conn.close()
+
+
+@pytest.mark.anyio
+async def test_a_schema_v1_file_is_migrated_with_every_run_and_event(tmp_path: Path) -> None:
+    from asyncdag.storage._sqlite import _MIGRATIONS
+
+    path = tmp_path / "asyncdag.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in _MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    for n, run_id in enumerate(["r1", "r2"]):
+        conn.execute(
+            "INSERT INTO runs (run_id, pipeline_name, status, run_config, tags) "
+            "VALUES (?, 'p', 'SUCCESS', '{}', '{}')",
+            (run_id,),
+        )
+        conn.executemany(
+            "INSERT INTO events VALUES (?, ?, ?, 'LOG', 'a', 20, ?, ?)",
+            [(run_id, seq, 1.5 + seq, f"{run_id} {seq}", '{"n":1}') for seq in range(n + 2)],
+        )
+    conn.close()
+    async with SqliteStorage(path) as storage:
+        for n, run_id in enumerate(["r1", "r2"]):
+            events = await storage.get_events(run_id)
+            assert [(e.seq, e.message, e.data) for e in events] == [
+                (seq, f"{run_id} {seq}", {"n": 1}) for seq in range(n + 2)
+            ]
+            assert await storage.get_events(run_id, step_key="a") == events
 
 
 def test_sqlite_refuses_a_newer_schema_and_a_non_database(tmp_path: Path) -> None:

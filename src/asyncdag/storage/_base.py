@@ -21,12 +21,21 @@ __all__ = [
     "RunRecord",
     "RunStorage",
     "StorageError",
+    "StorageUnavailableError",
     "default_storage_path",
+    "orphan_reason",
 ]
 
 
 class StorageError(AsyncdagError):
     """Run storage could not do what was asked: a duplicate run, a closed store, a newer schema."""
+
+
+class StorageUnavailableError(StorageError):
+    """The storage cannot do it *now*: locked by another process, busy, a full disk, a lost
+    connection.  The same call may succeed later, so :class:`RunRecorder` keeps retrying it
+    with backoff while the run lives (and for a bounded time after), where any other
+    :class:`StorageError` is final.  Backends raise it for every transient failure."""
 
 
 class RunNotFoundError(StorageError, LookupError):
@@ -68,6 +77,11 @@ class RunRecord:
 
     ``pid`` and ``hostname`` say which process ran it, so a run whose process
     died without finishing can be marked FAILED instead of staying STARTED forever.
+
+    ``note`` is never stored: a backend that could read only part of a stored
+    run (a damaged row, a status written by a newer asyncdag) serves what it
+    could read and says here what it could not, so one bad run never hides the
+    others.
     """
 
     run_id: str = attrs.field(validator=_validate_run_id)
@@ -81,6 +95,7 @@ class RunRecord:
     pid: int | None = None
     hostname: str | None = None
     failure_reason: str | None = None
+    note: str | None = attrs.field(default=None, eq=False)
 
     @property
     def is_finished(self) -> bool:
@@ -100,6 +115,7 @@ class RunRecord:
             "pid": self.pid,
             "hostname": self.hostname,
             "failure_reason": self.failure_reason,
+            "note": self.note,
         }
 
     @classmethod
@@ -116,6 +132,7 @@ class RunRecord:
             pid=data.get("pid"),
             hostname=data.get("hostname"),
             failure_reason=data.get("failure_reason"),
+            note=data.get("note"),
         )
 
 
@@ -131,6 +148,25 @@ class RunStorage(abc.ABC):
     ``seq`` order, so ``after_seq`` is a cursor a live reader resumes from;
     ``(run_id, seq)`` is unique.  ``since`` is inclusive and ``until`` exclusive,
     both compared with ``start_time``.
+
+    The history loses nothing, whatever a run hands it:
+
+    * Any ``str`` is stored and comes back equal: lone surrogates (a non-UTF-8
+      file name decoded by Python), NUL and other control characters, in event
+      messages, step keys, failure reasons, names and tags.
+    * Run config and event data hold any value: JSON values (``NaN`` and the
+      infinities included) come back equal; values JSON has no type for (a
+      date under an ``Any`` config field, a set, an object) come back as the
+      nearest JSON value (``asyncdag.storage._codec.dumps`` does this for a
+      backend that stores JSON text).  A write never fails because of a value.
+    * Reading never fails because of one stored run: a row that can only be
+      read in part is served with what could be read and a ``note``.
+    * A failure that may pass (a lock held by another process, a full disk, a
+      lost connection) raises :class:`StorageUnavailableError`, which the
+      recorder retries; other failures raise :class:`StorageError`.  Never a
+      backend's own exception type.
+    * ``recover_orphaned_runs`` ends an orphan at the time of its last event
+      (its start when it has none), not at the time of recovery.
     """
 
     @abc.abstractmethod
@@ -259,8 +295,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _orphan_reason(record: RunRecord) -> str | None:
-    """Why ``record`` is an orphan, or None.  Pid reuse can hide an orphan; it never invents one."""
+def orphan_reason(record: RunRecord) -> str | None:
+    """Why ``record`` is an orphan (STARTED, on this host, its process gone), or None.
+
+    Cheap (one ``kill(pid, 0)``), so a reader such as the web UI can ask it of
+    every STARTED run it shows and call :meth:`RunStorage.recover_orphaned_runs`
+    only when one is dead.  Pid reuse can hide an orphan; it never invents one.
+    """
     if record.status is not RunStatus.STARTED or record.pid is None:
         return None
     if record.hostname != _HOSTNAME or _pid_alive(record.pid):
@@ -268,16 +309,32 @@ def _orphan_reason(record: RunRecord) -> str | None:
     return f"process {record.pid} ended without finishing the run (killed?)"
 
 
-def _orphan_event(run_id: str, seq: int, reason: str, now: float) -> Event:
-    """The RUN_FAILURE that closes an orphan's log, so a tailing reader sees the run end."""
+_orphan_reason = orphan_reason
+
+
+def _orphan_end(record: RunRecord, last_event_time: float | None, now: float) -> float:
+    """When an orphan ended: its last event, else its start; never later than ``now``."""
+    if last_event_time is not None:
+        return min(last_event_time, now)
+    if record.start_time is not None:
+        return min(record.start_time, now)
+    return now
+
+
+def _orphan_event(run_id: str, seq: int, reason: str, end: float, now: float) -> Event:
+    """The RUN_FAILURE that closes an orphan's log, so a tailing reader sees the run end.
+
+    Stamped with the run's end (its last event), so the log's times stay those of
+    the run; ``recovered_at`` says when the recovery happened.
+    """
     return Event(
         run_id=run_id,
         seq=seq,
-        timestamp=now,
+        timestamp=end,
         type=EventType.RUN_FAILURE,
         level=40,  # logging.ERROR
         message=reason,
-        data={"orphaned": True},
+        data={"orphaned": True, "recovered_at": now},
     )
 
 

@@ -20,13 +20,21 @@ Concurrency, in one place:
 ``synchronous=NORMAL`` in WAL mode survives a crash of the process (what kills
 runs); only a power loss can drop the last commits.  That is the right trade
 for run history.
+
+Writing events is the one hot path (the engine emits two or more a step): one
+``executemany`` a batch in one transaction, into a table keyed by the run's
+integer id and the event's seq, ``WITHOUT ROWID`` and with no other index, so
+each event is one B-tree insert (schema v1 made three, keyed by the 36-character
+run id); JSON comes from one C encoder built once.  Errors become one line:
+:class:`StorageUnavailableError` for what may pass (a lock held past
+``busy_timeout``, a full disk), :class:`StorageError` for the rest, each saying
+what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import sqlite3
 import threading
@@ -44,16 +52,27 @@ from asyncdag.storage._base import (
     RunRecord,
     RunStorage,
     StorageError,
+    StorageUnavailableError,
     _check_event_run_ids,
     _check_terminal,
     _check_window,
     _duplicate_run_message,
     _duplicate_seq_message,
+    _orphan_end,
     _orphan_event,
     _orphan_reason,
     _status_set,
     _type_set,
     default_storage_path,
+)
+from asyncdag.storage._sqlite_rows import (
+    EVENT_COLUMNS,
+    RUN_COLUMNS,
+    event_from_row,
+    event_rows,
+    record_from_row,
+    run_row,
+    text,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStorage"]
@@ -93,14 +112,37 @@ _MIGRATIONS: list[tuple[str, ...]] = [
         )""",
         "CREATE INDEX events_by_step ON events (run_id, step_key, seq)",
     ),
+    # v2: events keyed by (runs.id, seq) in one B-tree; reading a step's events scans its run.
+    (
+        """CREATE TABLE events_v2 (
+            run INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            timestamp REAL NOT NULL,
+            type TEXT NOT NULL,
+            step_key TEXT,
+            level INTEGER NOT NULL,
+            message TEXT NOT NULL,
+            data TEXT,
+            PRIMARY KEY (run, seq)
+        ) WITHOUT ROWID""",
+        """INSERT INTO events_v2
+            SELECT runs.id, e.seq, e.timestamp, e.type, e.step_key, e.level, e.message, e.data
+            FROM events AS e JOIN runs ON runs.run_id = e.run_id""",
+        "DROP TABLE events",
+        "ALTER TABLE events_v2 RENAME TO events",
+    ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-_RUN_COLUMNS = (
-    "run_id, pipeline_name, status, run_config, tags, start_time, end_time, "
-    "parent_run_id, pid, hostname, failure_reason"
-)
-_EVENT_COLUMNS = "run_id, seq, timestamp, type, step_key, level, message, data"
+_INSERT_EVENTS = f"INSERT INTO events (run, {EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
+_RUN_KEY = "SELECT id FROM runs WHERE run_id = ?"
+
+# SQLite's primary result codes (the low byte of an extended code), by what they mean for us.
+_BUSY = {5, 6, 15}  # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_PROTOCOL
+_FULL, _IOERR = 13, 10
+_DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_DENIED = {3, 8, 14, 23}  # SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_AUTH
+_NOT_NULL = 1299  # SQLITE_CONSTRAINT_NOTNULL: a NaN timestamp, which SQLite turns into NULL
 
 
 class SqliteStorage(RunStorage):
@@ -109,9 +151,10 @@ class SqliteStorage(RunStorage):
     Construction touches nothing: the file (and its directory) is opened on
     first use, by :meth:`open` or ``async with``, so building one needs no event
     loop.  Opening migrates the schema and, unless ``recover_orphans=False``,
-    marks FAILED the STARTED runs whose process on this host has died.
-    ``busy_timeout`` (seconds) is how long a write waits for another process's
-    write lock before giving up with :class:`StorageError`.
+    marks FAILED the STARTED runs whose process on this host has died (when the
+    file is locked by another process, that waits for the next opening).
+    ``busy_timeout`` (seconds) is how long one call waits for another process's
+    write lock before giving up with :class:`StorageUnavailableError`.
     """
 
     def __init__(
@@ -191,13 +234,16 @@ class SqliteStorage(RunStorage):
             conn.execute("PRAGMA synchronous = NORMAL")
             self._migrate(conn)
             if self._recover_on_open:
-                self.recovered_on_open = self._recover(conn)
-        except sqlite3.DatabaseError as exc:
+                try:
+                    self.recovered_on_open = self._recover(conn)
+                except sqlite3.OperationalError as exc:
+                    if _primary_code(exc) not in _BUSY:
+                        raise
+                    # Locked by another process: leave the orphans to the next opening
+                    # rather than fail a command that only reads.
+        except sqlite3.Error as exc:
             conn.close()
-            raise StorageError(
-                f"{self.path} is not a usable asyncdag run database ({exc}); "
-                "move it aside or set ASYNCDAG_HOME to another directory"
-            ) from exc
+            raise self._error(exc) from exc
         except BaseException:
             conn.close()
             raise
@@ -219,6 +265,32 @@ class SqliteStorage(RunStorage):
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
+    def _error(self, exc: sqlite3.Error) -> StorageError:
+        """One line saying what went wrong with the file and what to do about it."""
+        code = _primary_code(exc)
+        where = f"run history {self.path}"
+        if code in _BUSY:
+            return StorageUnavailableError(
+                f"{where} is locked by another process ({exc}); try again once it is free, "
+                f"or raise busy_timeout (now {self._busy_timeout:g}s) to wait longer"
+            )
+        if code == _FULL:
+            return StorageUnavailableError(f"{where}: the disk is full ({exc}); free some space")
+        if code == _IOERR:
+            return StorageUnavailableError(f"{where}: disk I/O error ({exc}); check the disk")
+        if code in _DAMAGED:
+            return StorageError(
+                f"{self.path} is not a usable asyncdag run database: it is damaged ({exc}); "
+                "move it aside (`sqlite3 FILE .recover` may save its runs) and a new one is "
+                "started, or set ASYNCDAG_HOME to another directory"
+            )
+        if code in _DENIED:
+            return StorageError(
+                f"cannot write {where} ({exc}); check its permissions, or set ASYNCDAG_HOME "
+                "to a writable directory"
+            )
+        return StorageError(f"{where}: {exc}")
+
     # -- every call: to a worker thread, then under the lock ------------------------------
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -229,22 +301,21 @@ class SqliteStorage(RunStorage):
             conn = self._connection()
             try:
                 return fn(conn)
-            except sqlite3.OperationalError as exc:
-                raise StorageError(
-                    f"run storage {self.path}: {exc}; if another process holds the database "
-                    "for long, raise busy_timeout"
-                ) from exc
+            except sqlite3.IntegrityError:
+                raise  # a duplicate: the caller says which
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
 
     # -- the RunStorage interface ---------------------------------------------------------
 
     async def create_run(self, record: RunRecord) -> None:
-        row = _run_row(record)
+        row = run_row(record)
 
         def create(conn: sqlite3.Connection) -> None:
             try:
                 with _write(conn):
                     conn.execute(
-                        f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", row
+                        f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", row
                     )
             except sqlite3.IntegrityError as exc:
                 raise StorageError(_duplicate_run_message(record.run_id)) from exc
@@ -255,23 +326,29 @@ class SqliteStorage(RunStorage):
         if not events:
             return
 
-        def add(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-            try:
-                with _write(conn):
-                    if not _run_exists(conn, run_id):
-                        raise RunNotFoundError(run_id, "add events")
-                    conn.executemany(
-                        f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", rows
-                    )
-            except sqlite3.IntegrityError as exc:
-                raise StorageError(_duplicate_seq_message(run_id, [e.seq for e in events])) from exc
+        def add(conn: sqlite3.Connection, *, safe: bool) -> None:
+            with _write(conn):
+                key = _run_key(conn, run_id)
+                if key is None:
+                    raise RunNotFoundError(run_id, "add events")
+                conn.executemany(_INSERT_EVENTS, event_rows(key, events, safe=safe))
 
         def check_serialise_add() -> None:
             # Checking and JSON-encoding a batch happen in the worker thread, not on the
-            # event loop the engine runs on, and before the connection lock is taken.
+            # event loop the engine runs on.
             _check_event_run_ids(run_id, events)
-            rows = [_event_row(event) for event in events]
-            self._locked(functools.partial(add, rows=rows))
+            for safe in (False, True):
+                try:
+                    self._locked(functools.partial(add, safe=safe))
+                    return
+                except (UnicodeEncodeError, OverflowError):
+                    if safe:
+                        raise
+                except sqlite3.IntegrityError as exc:
+                    if exc.sqlite_errorcode == _NOT_NULL and not safe:
+                        continue
+                    seqs = [e.seq for e in events]
+                    raise StorageError(_duplicate_seq_message(run_id, seqs)) from exc
 
         await anyio.to_thread.run_sync(check_serialise_add)
 
@@ -284,7 +361,7 @@ class SqliteStorage(RunStorage):
             with _write(conn):
                 cursor = conn.execute(
                     "UPDATE runs SET status = ?, end_time = ?, failure_reason = ? WHERE run_id = ?",
-                    (status.value, end_time, failure_reason, run_id),
+                    (status.value, end_time, text(failure_reason), text(run_id)),
                 )
                 if cursor.rowcount == 0:
                     raise RunNotFoundError(run_id, "finish run")
@@ -294,9 +371,9 @@ class SqliteStorage(RunStorage):
     async def get_run(self, run_id: str) -> RunRecord | None:
         def get(conn: sqlite3.Connection) -> RunRecord | None:
             row = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (text(run_id),)
             ).fetchone()
-            return None if row is None else _record_from_row(row)
+            return None if row is None else record_from_row(row)
 
         return await self._run(get)
 
@@ -318,7 +395,7 @@ class SqliteStorage(RunStorage):
         params: list[Any] = []
         if pipeline_name is not None:
             where.append("pipeline_name = ?")
-            params.append(pipeline_name)
+            params.append(text(pipeline_name))
         if statuses is not None:
             where.append(f"status IN ({','.join('?' * len(statuses))})")
             params.extend(s.value for s in statuses)
@@ -329,14 +406,14 @@ class SqliteStorage(RunStorage):
             where.append("start_time < ?")
             params.append(until)
         # DESC puts NULL start times last: SQLite sorts NULL below every number.
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        sql = f"SELECT {RUN_COLUMNS} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY start_time DESC, id DESC LIMIT ? OFFSET ?"
-        params += [-1 if limit is None else limit, offset]
+        params += [_sql_int(limit), _sql_int(offset)]
 
         def query(conn: sqlite3.Connection) -> list[RunRecord]:
-            return [_record_from_row(row) for row in conn.execute(sql, params)]
+            return [record_from_row(row) for row in conn.execute(sql, params)]
 
         return await self._run(query)
 
@@ -353,25 +430,27 @@ class SqliteStorage(RunStorage):
         wanted = _type_set(types)
         if wanted is not None and not wanted:
             return []
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_id = ? AND seq > ?"
-        params: list[Any] = [run_id, after_seq]
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE run = ({_RUN_KEY}) AND seq > ?"
+        params: list[Any] = [text(run_id), min(max(after_seq, -1), 2**63 - 1)]
         if step_key is not None:
             sql += " AND step_key = ?"
-            params.append(step_key)
+            params.append(text(step_key))
         if wanted is not None:
             sql += f" AND type IN ({','.join('?' * len(wanted))})"
             params.extend(t.value for t in wanted)
         sql += " ORDER BY seq LIMIT ?"
-        params.append(-1 if limit is None else limit)
+        params.append(_sql_int(limit))
 
         def query(conn: sqlite3.Connection) -> list[Event]:
-            return [_event_from_row(row) for row in conn.execute(sql, params)]
+            return [event_from_row(run_id, row) for row in conn.execute(sql, params)]
 
         return await self._run(query)
 
     async def count_events(self, run_id: str) -> int:
         def count(conn: sqlite3.Connection) -> int:
-            row = conn.execute("SELECT count(*) FROM events WHERE run_id = ?", (run_id,)).fetchone()
+            row = conn.execute(
+                f"SELECT count(*) FROM events WHERE run = ({_RUN_KEY})", (text(run_id),)
+            ).fetchone()
             return int(row[0])
 
         return await self._run(count)
@@ -379,8 +458,12 @@ class SqliteStorage(RunStorage):
     async def delete_run(self, run_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
             with _write(conn):
-                conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
-                return conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
+                key = _run_key(conn, run_id)
+                if key is None:
+                    return False
+                conn.execute("DELETE FROM events WHERE run = ?", (key,))
+                conn.execute("DELETE FROM runs WHERE id = ?", (key,))
+                return True
 
         return await self._run(delete)
 
@@ -388,32 +471,38 @@ class SqliteStorage(RunStorage):
         return await self._run(self._recover)
 
     def _recover(self, conn: sqlite3.Connection) -> list[str]:
+        if not self._orphans(conn):  # a read first: no write lock unless there is work
+            return []
         recovered: list[str] = []
         with _write(conn):  # one transaction: two processes opening at once recover each run once
-            rows = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = ? AND hostname = ?",
-                (RunStatus.STARTED.value, _HOSTNAME),
-            ).fetchall()
-            for row in rows:
-                record = _record_from_row(row)
+            for key, record in self._orphans(conn):
                 reason = _orphan_reason(record)
-                if reason is None:
-                    continue
+                assert reason is not None
                 now = time.time()
-                (last,) = conn.execute(
-                    "SELECT max(seq) FROM events WHERE run_id = ?", (record.run_id,)
-                ).fetchone()
-                event = _orphan_event(record.run_id, 0 if last is None else last + 1, reason, now)
+                last_seq, last_time = conn.execute(
+                    "SELECT seq, timestamp FROM events WHERE run = ? ORDER BY seq DESC LIMIT 1",
+                    (key,),
+                ).fetchone() or (None, None)
+                if not isinstance(last_time, int | float):
+                    last_time = None
+                end = _orphan_end(record, last_time, now)
+                seq = 0 if last_seq is None else last_seq + 1
+                event = _orphan_event(record.run_id, seq, reason, end, now)
+                conn.executemany(_INSERT_EVENTS, event_rows(key, [event], safe=True))
                 conn.execute(
-                    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                    _event_row(event),
-                )
-                conn.execute(
-                    "UPDATE runs SET status = ?, end_time = ?, failure_reason = ? WHERE run_id = ?",
-                    (RunStatus.FAILURE.value, now, reason, record.run_id),
+                    "UPDATE runs SET status = ?, end_time = ?, failure_reason = ? WHERE id = ?",
+                    (RunStatus.FAILURE.value, end, text(reason), key),
                 )
                 recovered.append(record.run_id)
         return recovered
+
+    def _orphans(self, conn: sqlite3.Connection) -> list[tuple[int, RunRecord]]:
+        rows = conn.execute(
+            f"SELECT id, {RUN_COLUMNS} FROM runs WHERE status = ? AND hostname = ?",
+            (RunStatus.STARTED.value, text(_HOSTNAME)),
+        ).fetchall()
+        found = [(row[0], record_from_row(row[1:])) for row in rows]
+        return [(key, record) for key, record in found if _orphan_reason(record) is not None]
 
 
 @contextlib.contextmanager
@@ -421,86 +510,27 @@ def _write(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # COMMIT itself may fail (busy): never leave one open
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+
+
+def _primary_code(exc: sqlite3.Error) -> int:
+    return (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
 
 
 def _user_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _run_exists(conn: sqlite3.Connection, run_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is not None
+def _run_key(conn: sqlite3.Connection, run_id: str) -> int | None:
+    row = conn.execute(_RUN_KEY, (text(run_id),)).fetchone()
+    return None if row is None else int(row[0])
 
 
-def _dumps(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise StorageError(
-            f"{what} is not JSON-serialisable ({exc}); keep it to dicts, lists, strings, "
-            "numbers, booleans and None"
-        ) from exc
-
-
-def _run_row(record: RunRecord) -> tuple[Any, ...]:
-    return (
-        record.run_id,
-        record.pipeline_name,
-        record.status.value,
-        _dumps(record.run_config, f"run {record.run_id!r}'s run_config"),
-        _dumps(record.tags, f"run {record.run_id!r}'s tags"),
-        record.start_time,
-        record.end_time,
-        record.parent_run_id,
-        record.pid,
-        record.hostname,
-        record.failure_reason,
-    )
-
-
-def _record_from_row(row: tuple[Any, ...]) -> RunRecord:
-    return RunRecord(
-        run_id=row[0],
-        pipeline_name=row[1],
-        status=RunStatus(row[2]),
-        run_config=json.loads(row[3]),
-        tags=json.loads(row[4]),
-        start_time=row[5],
-        end_time=row[6],
-        parent_run_id=row[7],
-        pid=row[8],
-        hostname=row[9],
-        failure_reason=row[10],
-    )
-
-
-def _event_row(event: Event) -> tuple[Any, ...]:
-    data = None
-    if event.data is not None:
-        data = _dumps(event.data, f"data of run {event.run_id!r} event seq {event.seq}")
-    return (
-        event.run_id,
-        event.seq,
-        event.timestamp,
-        event.type.value,
-        event.step_key,
-        event.level,
-        event.message,
-        data,
-    )
-
-
-def _event_from_row(row: tuple[Any, ...]) -> Event:
-    return Event(
-        run_id=row[0],
-        seq=row[1],
-        timestamp=row[2],
-        type=EventType(row[3]),
-        step_key=row[4],
-        level=row[5],
-        message=row[6],
-        data=None if row[7] is None else json.loads(row[7]),
-    )
+def _sql_int(value: int | None) -> int:
+    """A LIMIT or OFFSET SQLite takes: -1 for none, huge values clamped to 64 bits."""
+    return -1 if value is None else min(value, 2**63 - 1)

@@ -1,0 +1,133 @@
+"""JSON text for what a run hands storage: run config, tags, event data.  Any value, never a refusal.
+
+A run must never become unstorable because of one value in it, so this encoder
+takes whatever comes: ``NaN`` and infinities (valid floats in a YAML config),
+text with lone surrogates (a non-UTF-8 file name decoded by Python), a date
+under an ``Any`` config field, tuples, sets, objects, keys that are not strings,
+structures nested absurdly deep or referring to themselves.
+
+* JSON values come back as they went in.  Non-finite floats are written the way
+  Python's :mod:`json` writes them (``NaN``, ``Infinity``) and :func:`loads`
+  reads them back; the output is ASCII, lone surrogates escaped as ``\\udcXX``,
+  so every text column and encoding takes it.
+* Values JSON has no type for are stored as the nearest JSON value: dates and
+  times as ISO 8601 text, bytes as text, sets as lists, any other object as its
+  ``repr``.  Keys that are not strings become their ``str``.
+* A structure nested deeper than :data:`MAX_DEPTH` or referring to itself keeps
+  everything above that point and a note in its place.
+
+The fast path is one call into the C encoder built once (``json.dumps`` builds
+a new one on every call, which was most of its cost on the engine's small event
+dicts); only a value the fast path refuses walks the slow path.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["MAX_DEPTH", "dumps", "loads"]
+
+#: Nesting kept when a value must be walked; deeper levels are replaced by a note.
+MAX_DEPTH = 200
+
+
+def _substitute(value: Any) -> Any:
+    """A JSON value standing for ``value``, which the encoder has no type for."""
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, set | frozenset):
+        return list(value)
+    try:
+        return repr(value)
+    except Exception:  # a broken __repr__ must not cost the run its history
+        return f"<{type(value).__qualname__} object>"
+
+
+def _python_encoder(*, strict: bool, indent: int | None = None) -> Callable[[Any], str]:
+    separators = (",", ":") if indent is None else (",", ": ")
+    return json.JSONEncoder(
+        separators=separators,
+        default=_substitute,
+        check_circular=False,
+        allow_nan=not strict,
+        indent=indent,
+    ).encode
+
+
+def _c_encoder(*, strict: bool) -> Callable[[Any], str] | None:
+    try:
+        from json.encoder import c_make_encoder, encode_basestring_ascii
+    except ImportError:  # pragma: no cover - an interpreter without the C accelerator
+        return None
+    if c_make_encoder is None:  # pragma: no cover
+        return None
+    # (markers, default, encoder, indent, key_separator, item_separator, sort_keys, skipkeys,
+    # allow_nan): no markers means no cycle check, so a cycle ends in RecursionError, which
+    # sends the value down the slow path that notes it.
+    encode = c_make_encoder(
+        None, _substitute, encode_basestring_ascii, None, ":", ",", False, False, not strict
+    )
+    join = "".join
+    return lambda value: join(encode(value, 0))
+
+
+_ENCODE = _c_encoder(strict=False) or _python_encoder(strict=False)
+_ENCODE_STRICT = _c_encoder(strict=True) or _python_encoder(strict=True)
+
+
+def dumps(value: Any, *, strict: bool = False, indent: int | None = None) -> str:
+    """``value`` as ASCII JSON text, whatever it holds (see the module docstring).
+
+    ``strict=True`` is for readers that refuse ``NaN`` (browsers, most JSON
+    libraries): non-finite floats become the strings ``"NaN"``, ``"Infinity"``
+    and ``"-Infinity"``.  ``indent`` pretty-prints, for people.
+    """
+    if indent is not None:
+        encode = _python_encoder(strict=strict, indent=indent)
+    else:
+        encode = _ENCODE_STRICT if strict else _ENCODE
+    try:
+        return encode(value)
+    except (TypeError, ValueError, RecursionError):
+        return encode(_walk(value, 0, set(), strict))
+
+
+def _walk(value: Any, depth: int, seen: set[int], strict: bool) -> Any:
+    """A copy of ``value`` the encoder takes: keys as strings, no cycles, bounded depth."""
+    if isinstance(value, float):
+        if strict and not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return value
+    if value is None or isinstance(value, str | int):
+        return value
+    if depth >= MAX_DEPTH:
+        return f"<nested deeper than {MAX_DEPTH} levels: not stored>"
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        if id(value) in seen:
+            return "<circular reference: not stored>"
+        seen.add(id(value))
+        try:
+            if isinstance(value, Mapping):
+                return {_key(k): _walk(v, depth + 1, seen, strict) for k, v in list(value.items())}
+            return [_walk(v, depth + 1, seen, strict) for v in list(value)]
+        finally:
+            seen.discard(id(value))
+    return _walk(_substitute(value), depth + 1, seen, strict)
+
+
+def _key(key: Any) -> str | int | float | bool | None:
+    if key is None or isinstance(key, str | int | float):
+        return key
+    substitute = _substitute(key)
+    return substitute if isinstance(substitute, str) else str(substitute)
+
+
+def loads(text: str) -> Any:
+    """The value :func:`dumps` wrote (non-finite floats included)."""
+    return json.loads(text)
