@@ -499,7 +499,7 @@ async def test_recorder_raises_one_line_and_keeps_the_true_status_when_events_ca
 ):
     spy = SpyStorage(failing_writes=1000)
     with pytest.raises(
-        StorageError, match=r"ended SUCCESS, but 5 event\(s\), seq 0 to 4"
+        StorageError, match=r"ended SUCCESS, but 5 event\(s\) \(seq 0 to 4\)"
     ) as caught:
         async with RunRecorder(spy, record(), batch_size=2, retry_delay=0) as recorder:
             for seq in range(4):

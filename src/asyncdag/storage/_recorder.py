@@ -275,7 +275,7 @@ class RunRecorder:
             ) from self._deleted
         if error is not None:
             first, last = self._buffer[0].seq, self._buffer[-1].seq
-            unstored = f"{len(self._buffer)} event(s), seq {first} to {last}"
+            unstored = f"{len(self._buffer)} event(s) (seq {first} to {last})"
         status, reason = self._final or (RunStatus.FAILURE, _missing_end_reason(exc))
         if unstored:
             note = f"history incomplete: {unstored} could not be stored ({error})"
@@ -290,7 +290,7 @@ class RunRecorder:
             )
         )
         if unstored:
-            also = "" if finish_error is None else f" nor its final status {status.value}"
+            also = "" if finish_error is None else " and its final status"
             raise StorageError(
                 f"run {self._record.run_id!r} ended {status.value}, but {unstored}{also} "
                 f"could not be stored: {error}"
