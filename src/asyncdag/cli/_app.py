@@ -19,6 +19,7 @@ command is the one being run, and a missing module is reported as such.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import traceback
@@ -27,11 +28,21 @@ from typing import Any
 
 from asyncdag._errors import AsyncdagError
 
-__all__ = ["EXIT_CANCELED", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+__all__ = [
+    "EXIT_CANCELED",
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_STORAGE",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+#: The run ended (its outcome printed) but the run history could not store all of it.
+EXIT_STORAGE = 3
 EXIT_CANCELED = 130
 
 Register = Callable[[Any], None]
@@ -156,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 1 run failed, 2 bad input, 130 canceled)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args_list or "--verbose" in args_list
+    _printable_streams()
     try:
         parser = build_parser(args_list)
         args = parser.parse_args(args_list)
@@ -179,6 +191,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         _report(exc, verbose=verbose, unexpected=True)
         return EXIT_FAILURE
+
+
+def _printable_streams() -> None:
+    """Print any text: a lone surrogate in a log line (a non-UTF-8 file name) comes out as
+    ``\\udce9`` instead of a UnicodeEncodeError in the middle of a run."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):  # a closed or odd stream: as it is
+                reconfigure(errors="backslashreplace")
 
 
 def _report(exc: BaseException, *, verbose: bool, unexpected: bool = False) -> None:

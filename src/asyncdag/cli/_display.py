@@ -11,20 +11,25 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from typing import TYPE_CHECKING
 
 from asyncdag._events import Event, EventType, StepStatus
 
 from .._api._console import LOGGER_NAME
+from ._steps import (
+    _FINAL_STEP_EVENTS,
+    STATUS_STYLES,
+    StepRow,
+    format_duration,
+    step_rows,
+    steps_table,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
-    from rich.table import Table
 
 __all__ = [
+    "STATUS_STYLES",
     "ConsoleLogHandler",
     "RunProgress",
     "StepRow",
@@ -44,69 +49,70 @@ LEVEL_STYLES = {
     logging.CRITICAL: "bold red",
 }
 
-STATUS_STYLES = {
-    "SUCCESS": "green",
-    "FAILURE": "red",
-    "CANCELED": "yellow",
-    "SKIPPED": "dim",
-    "RUNNING": "cyan",
-    "RETRYING": "yellow",
-    "STARTED": "cyan",
-    "PENDING": "dim",
-    "NOT_STARTED": "dim",
-}
-
-_FINAL_STEP_EVENTS = {
-    EventType.STEP_SUCCESS: StepStatus.SUCCESS,
-    EventType.STEP_FAILURE: StepStatus.FAILURE,
-    EventType.STEP_SKIPPED: StepStatus.SKIPPED,
-    EventType.STEP_CANCELED: StepStatus.CANCELED,
-}
-
-
 # -- log lines ---------------------------------------------------------------------------
 
 
 class ConsoleLogHandler(logging.Handler):
-    """Prints ``asyncdag`` log records as one line each, the level coloured, on a rich console."""
+    """Prints ``asyncdag`` log records as one line each, the level coloured, on a rich console.
+
+    In a pipe or a file (no terminal) the line is written as plain text without
+    going through rich: the same characters, at a fraction of the cost, which
+    is what lets a 100,000-step run log its 200,000 lines in seconds.
+    """
 
     def __init__(self, console: Console) -> None:
         super().__init__()
         self.console = console
+        self._second = -1
+        self._stamp = ""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.console.print(self.render(record), soft_wrap=True)
+            console = self.console
+            if console.is_terminal:
+                console.print(self.render(record), soft_wrap=True)
+                return
+            from rich.control import strip_control_codes
+
+            line = "".join(text for text, _ in self._parts(record))
+            console.file.write(strip_control_codes(line) + "\n")
         except Exception:
             self.handleError(record)
 
     def render(self, record: logging.LogRecord) -> RenderableType:
         from rich.text import Text
 
-        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         text = Text()
-        text.append(stamp, style="dim")
-        text.append(" ")
-        text.append(f"{record.levelname:<7}", style=LEVEL_STYLES.get(record.levelno, ""))
+        for part, style in self._parts(record):
+            text.append(part, style=style)
+        return text
+
+    def _parts(self, record: logging.LogRecord) -> list[tuple[str, str]]:
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        parts = [
+            (self._stamp, "dim"),
+            (" ", ""),
+            (f"{record.levelname:<7}", LEVEL_STYLES.get(record.levelno, "")),
+        ]
         step_key = getattr(record, "step_key", None)
         if step_key:
-            text.append(" ")
-            text.append(str(step_key), style="cyan")
+            parts += [(" ", ""), (str(step_key), "cyan")]
         event_type = getattr(record, "event_type", None)
         if event_type:
-            text.append(" ")
-            text.append(str(event_type), style="dim")
+            parts += [(" ", ""), (str(event_type), "dim")]
         elif not hasattr(record, "asyncdag_event") and record.name != LOGGER_NAME:
-            text.append(f" {record.name}", style="dim")
-        text.append(" - ")
-        text.append(record.getMessage(), style="red" if record.levelno >= logging.ERROR else "")
+            parts.append((f" {record.name}", "dim"))
+        parts.append((" - ", ""))
+        parts.append((record.getMessage(), "red" if record.levelno >= logging.ERROR else ""))
         extra = getattr(record, "error_traceback", None)
         if not extra and record.exc_info:
             extra = logging.Formatter().formatException(record.exc_info)
         if extra:
-            text.append("\n")
-            text.append(str(extra).rstrip(), style="dim")
-        return text
+            parts += [("\n", ""), (str(extra).rstrip(), "dim")]
+        return parts
 
 
 def _logger() -> logging.Logger:
@@ -138,97 +144,6 @@ def silence_logs() -> None:
     _reset_handlers(logger)
     logger.addHandler(logging.NullHandler())
     logger.disabled = True
-
-
-# -- steps, from an event log ------------------------------------------------------------
-
-
-@attrs.frozen
-class StepRow:
-    """One step as an event log tells it: the summary table's row."""
-
-    key: str
-    status: str
-    attempts: int
-    start: float | None
-    end: float | None
-    note: str = ""
-
-    @property
-    def duration(self) -> float | None:
-        if self.start is None or self.end is None:
-            return None
-        return self.end - self.start
-
-
-def step_rows(events: Iterable[Event], *, run_finished: bool = False) -> list[StepRow]:
-    """Per step: last status, attempts, first start to end, and why it failed or was skipped.
-
-    ``run_finished``: a step still RUNNING then never ended (its process was killed),
-    which the row says instead of pretending it goes on.
-    """
-    rows: dict[str, dict[str, Any]] = {}
-    for event in events:
-        key = event.step_key
-        if key is None or not event.type.value.startswith("STEP_"):
-            continue
-        row = rows.setdefault(
-            key, {"status": "PENDING", "attempts": 0, "start": None, "end": None, "note": ""}
-        )
-        data = event.data or {}
-        if event.type is EventType.STEP_START:
-            row["status"] = "RUNNING"
-            row["attempts"] = max(row["attempts"], int(data.get("attempt", row["attempts"] + 1)))
-            if row["start"] is None:
-                row["start"] = event.timestamp
-        elif event.type is EventType.STEP_UP_FOR_RETRY:
-            row["status"] = "RETRYING"
-        elif event.type in _FINAL_STEP_EVENTS:
-            row["status"] = _FINAL_STEP_EVENTS[event.type].value
-            row["end"] = event.timestamp
-            error = event.error
-            if error is not None:
-                row["note"] = f"{error.type}: {error.message}"
-            elif data.get("reason"):
-                row["note"] = str(data["reason"])
-    if run_finished:
-        for row in rows.values():
-            if row["status"] in ("RUNNING", "RETRYING", "PENDING"):
-                row["note"] = row["note"] or "never finished: the run ended first"
-    return [StepRow(key=key, **row) for key, row in rows.items()]
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    minutes, rest = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{rest:02d}s" if hours else f"{minutes}m{rest:02d}s"
-
-
-def steps_table(rows: Sequence[StepRow]) -> Table:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("step")
-    table.add_column("status")
-    table.add_column("attempts", justify="right")
-    table.add_column("duration", justify="right")
-    table.add_column("note", overflow="fold")
-    for row in rows:
-        table.add_row(
-            row.key,
-            Text(row.status, style=STATUS_STYLES.get(row.status, "")),
-            str(row.attempts),
-            format_duration(row.duration),
-            row.note,
-        )
-    return table
 
 
 # -- live progress -----------------------------------------------------------------------

@@ -1,14 +1,15 @@
 """``asyncdag pipeline execute``: run one pipeline, show it live, record it, exit with its fate.
 
 Exit codes: 0 success, 1 the run failed, 130 canceled (Ctrl-C), 2 bad input
-(raised as AsyncdagError before anything runs, reported by ``main``).
+(raised as AsyncdagError before anything runs, reported by ``main``, unusable run
+storage included), 3 the run ended (its outcome is printed) but the run history
+could not store all of it (one line on stderr says what and why).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import signal
 import sys
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._app import EXIT_CANCELED, EXIT_FAILURE, EXIT_OK
+from ._app import EXIT_CANCELED, EXIT_FAILURE, EXIT_OK, EXIT_STORAGE
 from ._common import (
     UsageError,
     add_run_arguments,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from asyncdag._api import PipelineRunResult
     from asyncdag._definitions import PipelineDefinition
     from asyncdag._events import Event
+    from asyncdag.storage import StorageError
 
 __all__ = ["register"]
 
@@ -45,7 +47,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Run a pipeline, showing progress and logs, and record it with every event in the "
             "run history ($ASYNCDAG_HOME/asyncdag.db). Ctrl-C cancels the run; a second Ctrl-C "
-            "exits at once. Exit code: 0 success, 1 failed, 130 canceled, 2 bad input."
+            "exits at once. Exit code: 0 success, 1 failed, 130 canceled, 2 bad input (or unusable "
+            "run storage), 3 the run ended but its history could not be stored in full."
         ),
     )
     add_source_arguments(parser)
@@ -136,13 +139,20 @@ def execute_command(args: argparse.Namespace) -> int:
     storage = None if args.no_storage else open_storage()
     try:
         view = _make_view(args, pipeline)
-        result = view.run(functools.partial(_run, pipeline, run_config, options, storage, view))
+        outcome: tuple[PipelineRunResult, StorageError | None] = view.run(
+            functools.partial(_run, pipeline, run_config, options, storage, view)
+        )
     finally:
         if storage is not None:
             storage.close()  # type: ignore[attr-defined]
         if telemetry is not None:
             telemetry.shutdown()
+    result, history_error = outcome
     view.summarize(result, recorded_in=None if storage is None else str(storage.path))  # type: ignore[attr-defined]
+    if history_error is not None:
+        # The run happened (its outcome is above); its history is incomplete: say so once.
+        print(f"asyncdag: error: {history_error}", file=sys.stderr)
+        return EXIT_STORAGE
     return _exit_code(result)
 
 
@@ -176,30 +186,45 @@ async def _run(
     options: _Options,
     storage: Any,
     view: _View,
-) -> PipelineRunResult:
+) -> tuple[PipelineRunResult, StorageError | None]:
+    """The run's result, and what kept its history from being stored in full (if anything)."""
     import anyio
 
     from asyncdag._api import open_run
+    from asyncdag.storage import StorageError
 
+    result = history_error = None
     # The receiver is in place before the first event, so a Ctrl-C the moment a step
     # starts is a cancel, never a KeyboardInterrupt tearing through the engine.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with (
-            open_run(
-                pipeline,
-                run_config,
-                max_concurrency=options.max_concurrency,
-                tags=options.tags,
-                fail_fast=options.fail_fast,
-                storage=storage,
-                listeners=[view.on_event],
-            ) as handle,
-            anyio.create_task_group() as tg,
-        ):
-            tg.start_soon(_cancel_on_signals, signals, handle, view)
-            result = await handle.result()
-            tg.cancel_scope.cancel()
-    return result
+        try:
+            async with (
+                open_run(
+                    pipeline,
+                    run_config,
+                    max_concurrency=options.max_concurrency,
+                    tags=options.tags,
+                    fail_fast=options.fail_fast,
+                    storage=storage,
+                    listeners=[view.on_event],
+                ) as handle,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(_cancel_on_signals, signals, handle, view)
+                result = await handle.result()
+                tg.cancel_scope.cancel()
+        except* StorageError as group:
+            history_error = _first_leaf(group)
+    if result is None:
+        # The history could not even record the run's start: nothing ran.  One line, exit 2.
+        assert history_error is not None
+        raise history_error
+    return result, history_error
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> Any:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def _cancel_on_signals(signals: Any, handle: Any, view: _View) -> None:
@@ -231,10 +256,10 @@ class _View:
         self.show_summary = summary
         install_log_handler(console)
 
-    def run(self, fn: Callable[[], Any]) -> PipelineRunResult:
+    def run(self, fn: Callable[[], Any]) -> Any:
         import anyio
 
-        return anyio.run(fn, backend=self.backend)  # type: ignore[no-any-return]
+        return anyio.run(fn, backend=self.backend)
 
     backend = "asyncio"
 
@@ -247,11 +272,18 @@ class _View:
     def summarize(self, result: PipelineRunResult, *, recorded_in: str | None) -> None:
         if not self.show_summary:
             return
-        from ._display import STATUS_STYLES, format_duration, step_rows, steps_table
+        from ._display import STATUS_STYLES, format_duration
+        from ._steps import print_steps, step_rows
 
         console = self.console
         console.print()
-        console.print(steps_table(step_rows(result.events, run_finished=True)))
+        rows = step_rows(result.events, run_finished=True)
+        see_all = (
+            f"asyncdag run show {result.run_id[:8]} --json"
+            if recorded_in
+            else "--json prints every event"
+        )
+        print_steps(console, rows, see_all=see_all)
         console.print()
         status = result.status.value
         duration = format_duration(result.end_time - result.start_time)
@@ -278,7 +310,7 @@ class _LiveView(_View):
         super().__init__(console, summary=True)
         self.progress = RunProgress(pipeline.name, len(pipeline.nodes))
 
-    def run(self, fn: Callable[[], Any]) -> PipelineRunResult:
+    def run(self, fn: Callable[[], Any]) -> Any:
         from rich.live import Live
 
         with Live(
@@ -299,17 +331,24 @@ class _LiveView(_View):
 
 
 class _JsonView(_View):
-    """``--json``: one event per line on stdout, flushed at once so a script can react to it."""
+    """``--json``: one event per line on stdout, flushed at once so a script can react to it.
+
+    Strict JSON any reader takes: NaN and infinities as strings, text ASCII-escaped.
+    """
 
     def __init__(self) -> None:
+        from asyncdag.storage._codec import dumps
+
         from ._display import silence_logs
+
+        self._dumps = dumps
 
         silence_logs()
         self._lock = threading.Lock()
         self._out = sys.stdout
 
     def on_event(self, event: Event) -> None:
-        line = json.dumps(event.to_dict(), default=str)
+        line = self._dumps(event.to_dict(), strict=True)
         with self._lock:
             self._out.write(line + "\n")
             self._out.flush()

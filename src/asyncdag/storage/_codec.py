@@ -62,7 +62,10 @@ def _python_encoder(*, strict: bool, indent: int | None = None) -> Callable[[Any
 
 def _c_encoder(*, strict: bool) -> Callable[[Any], str] | None:
     try:
-        from json.encoder import c_make_encoder, encode_basestring_ascii
+        from json.encoder import (  # type: ignore[attr-defined]
+            c_make_encoder,
+            encode_basestring_ascii,
+        )
     except ImportError:  # pragma: no cover - an interpreter without the C accelerator
         return None
     if c_make_encoder is None:  # pragma: no cover
