@@ -22,12 +22,24 @@ from starlette.routing import Route
 from asyncdag._definitions import Collect, Constant, FanIn, FromOutput, PipelineDefinition
 from asyncdag._errors import AsyncdagError, ConfigError
 from asyncdag._events import RunStatus
+from asyncdag.storage import StorageError
+from asyncdag.storage._codec import dumps
 
-from ._live import BATCH_SIZE, LiveRuns, UINotRunningError
+from ._live import BATCH_SIZE, LiveRuns, UINotRunningError, storage_error_in
 
-__all__ = ["ApiError", "build_api"]
+__all__ = ["ApiError", "SafeJSONResponse", "build_api"]
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON any browser parses, whatever a run stored: ``NaN`` and the infinities as the
+    strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``, lone surrogates escaped, values JSON
+    has no type for as their nearest JSON value.  Starlette's own would raise (a 500) on
+    the first two."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content, strict=True).encode("ascii")
 
 
 class ApiError(Exception):
@@ -39,8 +51,8 @@ class ApiError(Exception):
         self.message = message
         self.extra = extra
 
-    def response(self) -> JSONResponse:
-        return JSONResponse({"error": self.message, **self.extra}, status_code=self.status)
+    def response(self) -> SafeJSONResponse:
+        return SafeJSONResponse({"error": self.message, **self.extra}, status_code=self.status)
 
 
 @attrs.frozen
@@ -407,30 +419,30 @@ def build_api(
         return record
 
     async def get_info(request: Request) -> Response:
-        return JSONResponse({**info, "pipelines": sorted(pipelines)})
+        return SafeJSONResponse({**info, "pipelines": sorted(pipelines)})
 
     async def list_pipelines(request: Request) -> Response:
-        return JSONResponse({"pipelines": [pipeline_summary(p) for p in pipelines.values()]})
+        return SafeJSONResponse({"pipelines": [pipeline_summary(p) for p in pipelines.values()]})
 
     async def get_pipeline(request: Request) -> Response:
-        return JSONResponse(pipeline_graph(pipeline_named(request)))
+        return SafeJSONResponse(pipeline_graph(pipeline_named(request)))
 
     async def get_config_schema(request: Request) -> Response:
         from asyncdag.config import run_config_json_schema
 
-        return JSONResponse(run_config_json_schema(pipeline_named(request)))
+        return SafeJSONResponse(run_config_json_schema(pipeline_named(request)))
 
     async def get_scaffold(request: Request) -> Response:
         from asyncdag.config import default_run_config
 
         config = default_run_config(pipeline_named(request))
-        return JSONResponse({"config": config, "yaml": scaffold_yaml(config)})
+        return SafeJSONResponse({"config": config, "yaml": scaffold_yaml(config)})
 
     async def validate(request: Request) -> Response:
         pipeline = pipeline_named(request)
         body = await _json_body(request)
         _, errors = check_config(pipeline, body)
-        return JSONResponse({"valid": not errors, "errors": errors})
+        return SafeJSONResponse({"valid": not errors, "errors": errors})
 
     async def start(
         pipeline: PipelineDefinition, body: Mapping[str, Any], parent: str | None
@@ -443,13 +455,15 @@ def build_api(
             handle = await live.launch(pipeline, config, tags=tags, parent_run_id=parent)
         except UINotRunningError as exc:
             raise ApiError(503, str(exc)) from None
+        except StorageError as exc:  # the run history cannot record it: nothing ran
+            raise ApiError(503, f"the run was not started: {exc}") from None
         except ConfigError as exc:  # checked above; kept for config that resolves differently
             errors = [{"path": e.path, "message": e.message, "line": None} for e in exc.errors]
             raise ApiError(422, str(exc), errors=errors) from None
         except AsyncdagError as exc:
             raise ApiError(422, str(exc)) from None
         record = await live.get_run(handle.run_id)
-        return JSONResponse({"run_id": handle.run_id, "run": record}, status_code=201)
+        return SafeJSONResponse({"run_id": handle.run_id, "run": record}, status_code=201)
 
     async def launch(request: Request) -> Response:
         body = await _json_body(request)
@@ -485,7 +499,7 @@ def build_api(
             limit=limit,
             offset=offset,
         )
-        return JSONResponse({"runs": runs})
+        return SafeJSONResponse({"runs": runs})
 
     async def runs_stream(request: Request) -> Response:
         feed = live.runs_feed(
@@ -500,7 +514,7 @@ def build_api(
         handle = live.handle(record["run_id"])
         if handle is not None:
             record["trace_id"] = handle.trace_id
-        return JSONResponse(record)
+        return SafeJSONResponse(record)
 
     async def get_events(request: Request) -> Response:
         record = await run_named(request)
@@ -508,7 +522,7 @@ def build_api(
         limit = _int_query(request, "limit", BATCH_SIZE, minimum=1)
         events, done = await live.get_events(record["run_id"], after=after, limit=limit)
         cursor = events[-1]["seq"] if events else after
-        return JSONResponse(
+        return SafeJSONResponse(
             {"events": events, "cursor": cursor, "done": done and len(events) < limit}
         )
 
@@ -541,7 +555,9 @@ def build_api(
                 f"on {record['hostname']}); cancel it there (Ctrl-C)",
             )
         handle.cancel()
-        return JSONResponse({"run_id": record["run_id"], "status": "CANCELING"}, status_code=202)
+        return SafeJSONResponse(
+            {"run_id": record["run_id"], "status": "CANCELING"}, status_code=202
+        )
 
     endpoints = [
         Endpoint("GET", "/api/info", get_info, "Server version, options and pipeline names"),
@@ -729,6 +745,13 @@ def routes(endpoints: list[Endpoint]) -> list[Route]:
                 return await handler(request)
             except ApiError as exc:
                 return exc.response()
+            except Exception as exc:
+                # The run history failing (locked, damaged, unreachable) is the server's
+                # problem, not the request's: a 503 that says what is wrong, never a 500.
+                error = storage_error_in(exc)
+                if error is None:
+                    raise
+                return ApiError(503, str(error)).response()
 
         endpoint.__name__ = handler.__name__
         return endpoint
