@@ -599,10 +599,8 @@ def test_sqlite_file_is_wal_and_versioned(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert {"runs_by_start", "runs_by_pipeline", "runs_by_status"} <= indexes
-        # Events: one B-tree keyed by (run, seq), so writing one is one insert.
-        assert "events_by_step" not in indexes
-        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()
-        assert "WITHOUT ROWID" in sql and "PRIMARY KEY (run, seq)" in sql
+        # Events: a batch a row, so writing a batch is one insert, not one an event.
+        assert "event_batches_by_run" in indexes and "events" not in indexes
     finally:
         conn.close()
 

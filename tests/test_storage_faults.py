@@ -286,3 +286,32 @@ async def test_a_damaged_page_is_one_storage_error_saying_what_to_do(tmp_path: P
     message = str(caught.value)
     assert "damaged" in message and "move it aside" in message and "\n" not in message
     assert not isinstance(caught.value, StorageUnavailableError)
+
+
+@pytest.mark.anyio
+async def test_a_tampered_events_row_is_never_unpickled_into_code(tmp_path: Path) -> None:
+    import os
+    import pickle
+
+    path = tmp_path / "asyncdag.db"
+    marker = tmp_path / "pwned"
+    async with SqliteStorage(path) as storage:
+        await storage.create_run(RunRecord(run_id="r1", pipeline_name="p"))
+        await storage.add_events("r1", [Event("r1", 0, 1.0, EventType.LOG, message="kept")])
+        await storage.add_events("r1", [Event("r1", 1, 2.0, EventType.LOG, message="lost")])
+        await storage.add_events("r1", [Event("r1", 2, 3.0, EventType.LOG, message="kept too")])
+
+    class Exploit:
+        def __reduce__(self) -> Any:
+            return (os.system, (f"touch {marker}",))
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(
+        "UPDATE event_batches SET events = ? WHERE first_seq = 1", (pickle.dumps([Exploit()]),)
+    )
+    conn.close()
+    async with SqliteStorage(path) as storage:
+        events = await storage.get_events("r1")
+    assert not marker.exists()
+    assert [e.message for e in events][::2] == ["kept", "kept too"]
+    assert events[1].seq == 1 and "could not be read" in events[1].message

@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "dumps", "loads"]
+__all__ = ["MAX_DEPTH", "dumps", "loads", "plain"]
 
 #: Nesting kept when a value must be walked; deeper levels are replaced by a note.
 MAX_DEPTH = 200
@@ -134,3 +134,61 @@ def _key(key: Any) -> str | int | float | bool | None:
 def loads(text: str) -> Any:
     """The value :func:`dumps` wrote (non-finite floats included)."""
     return json.loads(text)
+
+
+_PLAIN_ATOMS = (str, int, float, bytes)
+
+
+def plain(value: Any) -> Any:
+    """``value`` built only of Python's plain types (None, bool, int, float, str, bytes, list,
+    tuple, dict, set, frozenset, each of the exact type), for a binary encoding such as
+    pickle that must never refer to a class: anything else becomes its nearest JSON value
+    as in :func:`dumps`; cycles and absurd nesting become notes."""
+    return _plain(value, 0, set())
+
+
+def _plain(value: Any, depth: int, seen: set[int]) -> Any:
+    kind = type(value)
+    if value is None or kind is bool or kind in _PLAIN_ATOMS:
+        return value
+    if isinstance(value, str):  # a subclass (a StrEnum member): its text, as a plain str
+        return str.__str__(value)
+    if isinstance(value, int):  # an IntEnum member
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, bytes):
+        return bytes(value)
+    if depth >= MAX_DEPTH:
+        return f"<nested deeper than {MAX_DEPTH} levels: not stored>"
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        if id(value) in seen:
+            return "<circular reference: not stored>"
+        seen.add(id(value))
+        try:
+            if isinstance(value, Mapping):
+                return {
+                    _plain_key(k, depth, seen): _plain(v, depth + 1, seen)
+                    for k, v in list(value.items())
+                }
+            items = [_plain(v, depth + 1, seen) for v in list(value)]
+            if isinstance(value, tuple):
+                return tuple(items)
+            if isinstance(value, set | frozenset):
+                try:
+                    return frozenset(items) if isinstance(value, frozenset) else set(items)
+                except TypeError:  # an item became unhashable: keep them as a list
+                    return items
+            return items
+        finally:
+            seen.discard(id(value))
+    return _plain(_substitute(value), depth + 1, seen)
+
+
+def _plain_key(key: Any, depth: int, seen: set[int]) -> Any:
+    converted = _plain(key, depth + 1, seen)
+    try:
+        hash(converted)
+    except TypeError:
+        return str(converted)
+    return converted

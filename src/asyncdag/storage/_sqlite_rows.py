@@ -3,32 +3,38 @@
 Apart from :mod:`._sqlite` (connections, transactions, queries) because this is
 the part that decides whether anything can be lost:
 
-* Text SQLite cannot take (a ``str`` with lone surrogates: UTF-8 has no bytes
-  for them) is stored as a BLOB of its ``surrogatepass`` bytes and decoded back
-  the same way, so it comes back equal.  Every other ``str`` (NUL and control
-  characters included) is stored as TEXT.  Events take the fast path first and
-  are re-encoded only when SQLite refuses a batch; a run's few text fields are
-  checked one by one.
-* Run config, tags and event data are JSON text from :mod:`._codec`: any value.
+* A batch of events is one row: the events as tuples of plain values, pickled
+  together (:func:`encode_batch`).  Pickle keeps every ``str`` as it is (lone
+  surrogates, NUL and control characters included), floats bit for bit (NaN
+  too), integers of any size; a value that is not plain (a date, an enum, an
+  object) is replaced by its nearest JSON value first, so the bytes never name
+  a class, and the reader (:func:`decode_batch`) refuses any that does.  A row
+  that cannot be read becomes one event saying which seqs it held.
+* A run's text fields are TEXT, except text UTF-8 cannot encode (lone
+  surrogates), stored as a BLOB of its ``surrogatepass`` bytes and decoded back
+  the same way.  Run config and tags are JSON text from :mod:`._codec`.
 * Reading a run never fails because of its row: what cannot be read is
   replaced by a neutral value and said in :attr:`RunRecord.note`.
 """
 
 from __future__ import annotations
 
+import io
 import math
+import pickle
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from asyncdag._events import Event, EventType, RunStatus
 from asyncdag.storage import _codec
 from asyncdag.storage._base import RunRecord
 
 __all__ = [
-    "EVENT_COLUMNS",
     "RUN_COLUMNS",
-    "event_from_row",
-    "event_rows",
+    "Batch",
+    "batches_from_v1_rows",
+    "decode_batch",
+    "encode_batch",
     "record_from_row",
     "run_row",
     "text",
@@ -38,8 +44,6 @@ RUN_COLUMNS = (
     "run_id, pipeline_name, status, run_config, tags, start_time, end_time, "
     "parent_run_id, pid, hostname, failure_reason"
 )
-#: Without the run: a batch belongs to one run, whose key is the first parameter.
-EVENT_COLUMNS = "seq, timestamp, type, step_key, level, message, data"
 
 _EVENT_TYPES = {t.value: t for t in EventType}
 _new_event = tuple.__new__
@@ -141,71 +145,121 @@ def _optional_text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-# -- events -------------------------------------------------------------------------------
+# -- events: a batch a row ----------------------------------------------------------------
 
 
-def event_rows(run: int, events: Sequence[Event], *, safe: bool = False) -> list[tuple[Any, ...]]:
-    """Rows for ``events`` of the run keyed ``run``.
+class Batch(NamedTuple):
+    """One stored row of events: their seq range, how many, and the encoded events."""
 
-    The fast path binds fields as they are.  ``safe=True`` is the retry after
-    SQLite refused a batch (text UTF-8 cannot encode, an integer past 64 bits,
-    a NaN timestamp, which SQLite turns into NULL): each field is made storable
-    without changing what it reads back as.
-    """
-    dumps = _dumps
-    if safe:
-        return [
-            (
-                run,
-                e.seq,
-                e.timestamp if e.timestamp == e.timestamp else "NaN",
-                e.type.value,
-                text(e.step_key),
-                e.level if -(2**63) <= e.level < 2**63 else str(e.level),
-                text(e.message if isinstance(e.message, str) else str(e.message)),
-                None if e.data is None else dumps(e.data),
-            )
-            for e in events
-        ]
-    return [
-        (
-            run,
-            e.seq,
-            e.timestamp,
-            e.type.value,
-            e.step_key,
-            e.level,
-            e.message,
-            None if e.data is None else dumps(e.data),
+    first_seq: int
+    last_seq: int
+    size: int  # how many events
+    blob: bytes
+
+
+class _PlainPickler(pickle.Pickler):
+    """Pickles only Python's plain types: anything else stops it (see :func:`encode_batch`)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        # Called only for objects that are not None, a bool or an exact int, float, str,
+        # bytes, list, tuple, dict, set or frozenset: those are written without a class.
+        raise _NotPlain
+
+
+class _NotPlain(Exception):
+    pass
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Reads what :class:`_PlainPickler` wrote and refuses anything that names a class, so a
+    tampered database can never make a reader import or call anything."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(
+            f"stored events hold only plain values, yet this batch names {module}.{name}"
         )
-        for e in events
-    ]
 
 
-def event_from_row(run_id: str, row: Sequence[Any]) -> Event:
+def encode_batch(events: Sequence[Event]) -> Batch:
+    """``events`` (one run's, unique seqs) as one row, sorted by seq.
+
+    Each event is a tuple of plain values, pickled with the rest of its batch:
+    floats in 8 bytes, text as is (lone surrogates included), no per-event JSON.
+    That is what makes storing an event cost a few microseconds.  A value that is
+    not plain (a date, an enum, an object) is replaced by its nearest JSON value.
+    """
+    ordered = sorted(events, key=_seq) if not _is_sorted(events) else events
+    rows = [(e[1], e[2], e[3]._value_, e[4], e[5], e[6], e[7]) for e in ordered]
+    try:
+        blob = _pickle(rows)
+    except (_NotPlain, RecursionError, AttributeError):
+        rows = [_codec.plain(row) for row in _rows_of(ordered)]
+        blob = _pickle(rows)
+    return Batch(ordered[0][1], ordered[-1][1], len(rows), blob)
+
+
+def _rows_of(events: Sequence[Event]) -> list[tuple[Any, ...]]:
+    return [(e[1], e[2], getattr(e[3], "_value_", e[3]), e[4], e[5], e[6], e[7]) for e in events]
+
+
+def _pickle(rows: list[tuple[Any, ...]]) -> bytes:
+    out = io.BytesIO()
+    _PlainPickler(out, protocol=5).dump(rows)
+    return out.getvalue()
+
+
+def _seq(event: Event) -> int:
+    return event[1]
+
+
+def _is_sorted(events: Sequence[Event]) -> bool:
+    return all(events[i][1] < events[i + 1][1] for i in range(len(events) - 1))
+
+
+def decode_batch(run_id: str, first_seq: int, last_seq: int, blob: Any) -> list[Event]:
+    """The events of one stored row; a row that cannot be read becomes one event saying so."""
+    try:
+        rows = _PlainUnpickler(io.BytesIO(blob)).load()
+        return [_event(run_id, row) for row in rows]
+    except Exception as exc:  # a damaged row: say so where its events were, lose no others
+        return [
+            _new_event(
+                Event,
+                (
+                    run_id,
+                    first_seq,
+                    math.nan,
+                    EventType.LOG,
+                    None,
+                    40,  # logging.ERROR
+                    f"events {first_seq} to {last_seq} could not be read from the run history "
+                    f"({type(exc).__name__}: {exc})",
+                    {"unreadable": True, "first_seq": first_seq, "last_seq": last_seq},
+                ),
+            )
+        ]
+
+
+def _event(run_id: str, row: tuple[Any, ...]) -> Event:
     seq, timestamp, type_, step_key, level, message, data = row
     event_type = _EVENT_TYPES.get(type_)
-    if data is not None:
-        try:
-            data = _codec.loads(_untext(data))
-        except (TypeError, ValueError, RecursionError):
-            data = {"unreadable_data": str(_untext(data))}
     if event_type is None:  # written by a newer asyncdag: keep it, as a log line
         event_type = EventType.LOG
         data = {"stored_type": str(type_), **(data if isinstance(data, dict) else {})}
-    if type(message) is bytes:
-        message = message.decode("utf-8", "surrogatepass")
-    if type(step_key) is bytes:
-        step_key = step_key.decode("utf-8", "surrogatepass")
-    if type(timestamp) is not float:
-        timestamp = _number(timestamp, float, math.nan)
-    if type(level) is not int:
-        level = _number(level, int, 0)
     return _new_event(Event, (run_id, seq, timestamp, event_type, step_key, level, message, data))
 
 
-def _number(value: Any, kind: type, default: Any) -> Any:
-    try:
-        return kind(_untext(value))
-    except (TypeError, ValueError):
-        return default
+def batches_from_v1_rows(rows: Sequence[Sequence[Any]], size: int) -> list[Batch]:
+    """Schema v1 stored an event a row (data as JSON text): its rows as v2 batches."""
+    events = []
+    for seq, timestamp, type_, step_key, level, message, data in rows:
+        if data is not None:
+            try:
+                data = _codec.loads(data)
+            except (TypeError, ValueError, RecursionError):
+                data = {"unreadable_data": str(data)}
+        event_type = _EVENT_TYPES.get(type_, EventType.LOG)
+        events.append(
+            _new_event(Event, ("", seq, timestamp, event_type, step_key, level, message, data))
+        )
+    return [encode_batch(events[i : i + size]) for i in range(0, len(events), size)]
