@@ -4,10 +4,13 @@
 after another and yields a ``DynamicOutput`` per link as soon as it sees it.
 Each link's ``fetch`` step starts right away, while ``discover`` is still
 reading later index pages (streaming fan-out); ``summarize`` gets every page's
-result, in mapping-key order, once all are done.  The site is a small local
-HTTP server this script starts itself, so it runs offline.
+result, in mapping-key order, once all are done.  The site is a resource: a
+small local HTTP server started for the run and stopped after it (or, with
+``resources.site.config.base_url``, a site of your own), so the example runs
+offline, from the script or through the CLI:
 
     python examples/crawler.py [--pages 40] [--backend trio]
+    asyncdag pipeline execute -f examples/crawler.py
 
 Needs ``httpx``.
 """
@@ -27,7 +30,16 @@ try:
 except ImportError:  # pragma: no cover - only without the extra
     raise ImportError("this example needs httpx: pip install 'asyncdag[examples]'") from None
 
-from asyncdag import DynamicOut, DynamicOutput, execute_pipeline, pipeline, solid
+from asyncdag import (
+    DynamicOut,
+    DynamicOutput,
+    InitResourceContext,
+    execute_pipeline,
+    pipeline,
+    resource,
+    solid,
+)
+from asyncdag.config import Field
 
 PER_INDEX_PAGE = 10
 
@@ -68,7 +80,8 @@ def _site_handler(pages: int) -> type[http.server.BaseHTTPRequestHandler]:
 def local_site(pages: int) -> Iterator[str]:
     """A threaded HTTP server on a free port serving ``pages`` linked pages."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _site_handler(pages))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll keeps shutdown() quick: the resource's teardown waits for it.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -77,10 +90,26 @@ def local_site(pages: int) -> Iterator[str]:
         server.server_close()
 
 
-@solid(outs={"urls": DynamicOut()}, config_schema={"base_url": str})
+@resource(
+    config_schema={
+        "base_url": Field(str, default="", description="crawl this site; empty: a local one"),
+        "pages": Field(int, default=40, description="pages of the local site"),
+    }
+)
+def site(context: InitResourceContext) -> Iterator[str]:
+    """The base URL to crawl: the one configured, or a local site served for the run."""
+    config = context.resource_config
+    if config["base_url"]:
+        yield config["base_url"]
+        return
+    with local_site(config["pages"]) as base_url:
+        yield base_url
+
+
+@solid(outs={"urls": DynamicOut()}, required_resources={"site"})
 async def discover(context):
     """Follow the index pages, yielding each linked page as soon as it is seen."""
-    base = context.solid_config["base_url"]
+    base = context.resources.site
     async with httpx.AsyncClient(base_url=base) as client:
         path: str | None = "/index/0"
         while path is not None:
@@ -109,17 +138,20 @@ def summarize(context, pages: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-@pipeline
+# The bound and the pool's limit are default run config, so the CLI and the UI use them too.
+@pipeline(
+    resources={"site": site},
+    config={"execution": {"max_concurrency": 8, "concurrency_limits": {"http": 6}}},
+)
 def crawler():
     summarize(discover().map(fetch).collect())
 
 
-def run(base_url: str, *, backend: str = "asyncio") -> dict[str, Any]:
+def run(base_url: str = "", *, pages: int = 40, backend: str = "asyncio") -> dict[str, Any]:
+    """Crawl ``base_url`` (empty: a local site of ``pages`` pages); return the summary."""
     result = execute_pipeline(
         crawler,
-        {"solids": {"discover": {"config": {"base_url": base_url}}}},
-        max_concurrency=8,
-        concurrency_limits={"http": 6},
+        {"resources": {"site": {"config": {"base_url": base_url, "pages": pages}}}},
         backend=backend,
     )
     return result.output_for_solid("summarize")
@@ -130,8 +162,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=40)
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
     args = parser.parse_args()
-    with local_site(args.pages) as base:
-        print(run(base, backend=args.backend))
+    print(run(pages=args.pages, backend=args.backend))
 
 
 if __name__ == "__main__":

@@ -4,11 +4,15 @@ The client is a resource: set up once, before the first step that needs it,
 shared by every fetch step on the run's event loop, and closed after the run
 (also when it fails or is cancelled).  Its ``timeout`` and ``base_url`` are
 resource config; the URL list is a solid's config; ``max_concurrency`` bounds
-the fetch steps running at once.  All of it comes from ``fetch_urls.yaml``.
+the fetch steps running at once.  All of it comes from ``fetch_urls.yaml``,
+which is also the pipeline's default run config.  Without a ``base_url`` the
+resource serves a small local test site for the run's duration, so the example
+runs offline, from the script or through the CLI:
 
     python examples/fetch_urls.py                      # against a local test server
     python examples/fetch_urls.py --base-url http://127.0.0.1:8000
     python examples/fetch_urls.py -c other.yaml --backend trio
+    asyncdag pipeline execute -f examples/fetch_urls.py
 
 Needs ``httpx`` (``pip install httpx``).
 """
@@ -46,7 +50,10 @@ SHARDS = 4
 
 @attrs.frozen
 class HttpConfig:
-    base_url: str
+    base_url: str | None = attrs.field(
+        default=None,
+        metadata={"description": "fetch from here; unset: a local test server, for this run"},
+    )
     timeout: float = attrs.field(default=10.0, metadata={"description": "seconds per request"})
 
 
@@ -54,9 +61,11 @@ class HttpConfig:
 async def http_client(context: InitResourceContext) -> AsyncIterator[httpx.AsyncClient]:
     """One connection pool for the whole run; closed when the run ends."""
     config: HttpConfig = context.resource_config
-    context.log.info("HTTP client for %s (timeout %ss)", config.base_url, config.timeout)
-    async with httpx.AsyncClient(base_url=config.base_url, timeout=config.timeout) as client:
-        yield client
+    with contextlib.ExitStack() as stack:
+        base_url = config.base_url or stack.enter_context(local_server())
+        context.log.info("HTTP client for %s (timeout %ss)", base_url, config.timeout)
+        async with httpx.AsyncClient(base_url=base_url, timeout=config.timeout) as client:
+            yield client
 
 
 # --- the solids ------------------------------------------------------------------------------
@@ -103,7 +112,7 @@ def summarise(context: Any, fetched: list[list[dict[str, Any]]]) -> dict[str, An
     return summary
 
 
-@pipeline(resources={"http": http_client})
+@pipeline(resources={"http": http_client}, config=load_run_config(CONFIG_FILE))
 def fetch_urls() -> None:
     urls = list_urls()
     summarise([fetch.alias(f"fetch_{shard}")(urls, shard) for shard in range(SHARDS)])
@@ -138,7 +147,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def local_server() -> Iterator[str]:
     """Serve ``_Handler`` on 127.0.0.1 at a free port in a thread; yield its base URL."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, name="fetch-urls-server", daemon=True)
+    # A short poll keeps shutdown() quick: the resource's teardown waits for it.
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="fetch-urls-server", daemon=True
+    )
     thread.start()
     try:
         host, port = server.server_address[:2]
@@ -149,12 +161,13 @@ def local_server() -> Iterator[str]:
         thread.join()
 
 
-def run_config_for(base_url: str, *config_files: str | Path) -> dict[str, Any]:
-    """The YAML run config with the client's base_url filled in."""
+def run_config_for(base_url: str | None, *config_files: str | Path) -> dict[str, Any]:
+    """The YAML run config with the client's base_url filled in (None: the local server)."""
     run_config = load_run_config(*(config_files or (CONFIG_FILE,)))
-    resources = run_config.setdefault("resources", {})
-    http = resources.setdefault("http", {})
-    http.setdefault("config", {})["base_url"] = base_url
+    if base_url is not None:
+        resources = run_config.setdefault("resources", {})
+        http = resources.setdefault("http", {})
+        http.setdefault("config", {})["base_url"] = base_url
     return run_config
 
 
@@ -175,11 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     args = parser.parse_args(argv)
 
-    with contextlib.ExitStack() as stack:
-        base_url = args.base_url or stack.enter_context(local_server())
-        result = execute_pipeline(
-            fetch_urls, run_config_for(base_url, *(args.config or ())), backend=args.backend
-        )
+    run_config = run_config_for(args.base_url, *(args.config or ()))
+    result = execute_pipeline(fetch_urls, run_config, backend=args.backend)
     print_summary(result.output_for_solid("summarise"))
     return 0
 

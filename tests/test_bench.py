@@ -6,10 +6,9 @@ is known exactly; the command's tests check shapes and counts, never timings.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -24,19 +23,27 @@ from asyncdag import Event, EventType
 from asyncdag.bench import (
     NO_POOL,
     BenchError,
+    BoundSummary,
     PlotPoint,
     RunStats,
+    StepError,
     StepTiming,
     critical_path,
     describe,
+    enough,
+    first_error,
+    makespan_png,
     makespan_svg,
     parallelism,
     percentile,
     pool_waits,
     queued_times,
     run_stats,
+    step_table,
     step_timings,
+    step_waits,
     summarize_bound,
+    y_axis,
 )
 
 ROOT = Path(__file__).parent.parent
@@ -301,9 +308,199 @@ def test_summarize_bound_reduces_repeats() -> None:
     assert as_json["makespan"] == {"median": 3.0, "min": 2.0, "max": 4.0}
 
 
+def test_summarize_bound_keeps_the_first_error_of_a_failed_run() -> None:
+    error = StepError(step="boom", type="ValueError", message="bad")
+    ok = RunStats(status="SUCCESS", makespan=1.0, timings={"a": timing("a", 0, 1)}, queued={})
+    failed = RunStats(
+        status="FAILURE", makespan=1.0, timings={"a": timing("a", 0, 1)}, queued={}, error=error
+    )
+    s = summarize_bound(2, [ok, failed], upstream={"a": ()}, pools={"a": None})
+    assert (s.failed_runs, s.first_error) == (1, error)
+    assert s.to_dict()["first_error"] == {"step": "boom", "type": "ValueError", "message": "bad"}
+
+
 def test_summarize_bound_needs_runs() -> None:
     with pytest.raises(BenchError, match="concurrency 4"):
         summarize_bound(4, [], upstream={}, pools={})
+
+
+# --- resource setup, pool waits, first errors ----------------------------------------------------
+
+
+def _setup_log() -> Log:
+    """http is set up from 0.1 to 0.6 by `a`, the first step needing it; `b` needs it too and
+    waits on it; `c` needs nothing.  Every step's inputs are done at 0.0 (the run's start)."""
+    return (
+        Log()
+        .add(0.0, EventType.RUN_START)
+        .add(0.1, EventType.RESOURCE_INIT_STARTED, resource="http")
+        .add(0.6, EventType.RESOURCE_INIT_SUCCESS, resource="http")
+        .step("a", 0.7, 1.0, waited=0.7)
+        .step("b", 0.8, 1.0, waited=0.8)
+        .step("c", 0.0, 1.0, waited=0.0)
+        .add(1.0, EventType.RUN_SUCCESS)
+    )
+
+
+def test_resource_setup_is_taken_out_of_the_queueing_of_the_steps_that_need_it() -> None:
+    needs = {"a": {"http"}, "b": {"http"}, "c": set()}
+    stats = run_stats(_setup_log().events, dict.fromkeys("abc", ()), needs=needs)
+    assert stats.resources == {"http": pytest.approx(0.5)}
+    assert stats.setup == {"a": pytest.approx(0.5), "b": pytest.approx(0.5), "c": 0.0}
+    assert stats.queued == {"a": pytest.approx(0.2), "b": pytest.approx(0.3), "c": 0.0}
+    assert stats.waited("a") == pytest.approx(0.2)
+
+
+def test_without_needs_resource_setup_counts_as_queueing() -> None:
+    stats = run_stats(_setup_log().events, dict.fromkeys("abc", ()))
+    assert stats.setup == {"a": 0.0, "b": 0.0, "c": 0.0}
+    assert stats.queued["a"] == pytest.approx(0.7)
+
+
+def test_a_resource_needed_through_another_counts_for_the_step() -> None:
+    # `needs` is the closure: a step that needs "db", which needs "http", waits on both setups.
+    log = (
+        Log()
+        .add(0.0, EventType.RUN_START)
+        .add(0.0, EventType.RESOURCE_INIT_STARTED, resource="http")
+        .add(0.2, EventType.RESOURCE_INIT_SUCCESS, resource="http")
+        .add(0.3, EventType.RESOURCE_INIT_STARTED, resource="db")
+        .add(0.4, EventType.RESOURCE_INIT_SUCCESS, resource="db")
+        .step("a", 0.5, 1.0, waited=0.5)
+        .add(1.0, EventType.RUN_SUCCESS)
+    )
+    stats = run_stats(log.events, {"a": ()}, needs={"a": {"db", "http"}})
+    assert stats.setup["a"] == pytest.approx(0.3)
+    assert stats.queued["a"] == pytest.approx(0.2)
+
+
+def test_pool_wait_is_the_queueing_before_the_step_held_its_pool_slot() -> None:
+    # b's input (a) is done at 1.0; it got its pool slot at 3.0 (waited 0.5 from then to 3.5).
+    log = (
+        Log()
+        .add(0.0, EventType.RUN_START)
+        .step("a", 0.0, 1.0)
+        .step("b", 3.5, 4.0, waited=0.5)
+        .add(4.0, EventType.RUN_SUCCESS)
+    )
+    upstream = {"a": (), "b": ("a",)}
+    stats = run_stats(log.events, upstream, pools={"a": None, "b": "db"})
+    assert stats.queued["b"] == pytest.approx(2.5)
+    assert stats.pool_wait["b"] == pytest.approx(2.0)
+    (wait, _) = step_waits([stats])
+    assert (wait.step, wait.queued, wait.pool_wait, wait.waited) == (
+        "b",
+        pytest.approx(2.5),
+        pytest.approx(2.0),
+        pytest.approx(0.5),
+    )
+    # A step in no pool has no pool wait: all of its queueing is the bound's.
+    unpooled = run_stats(log.events, upstream, pools={"a": None, "b": None})
+    assert unpooled.pool_wait["b"] == 0.0
+
+
+def test_a_mapped_step_is_ready_when_its_item_is_yielded() -> None:
+    log = (
+        Log()
+        .add(0.0, EventType.RUN_START)
+        .add(0.0, EventType.STEP_START, "discover", attempt=1, waited=0.0)
+        .add(2.0, EventType.STEP_OUTPUT, "discover", output="urls", mapping_key="k7")
+        .add(2.5, EventType.STEP_START, "fetch[k7]", attempt=1, waited=0.1)
+        .add(3.0, EventType.STEP_SUCCESS, "fetch[k7]", attempt=1, duration=0.5)
+        .add(3.0, EventType.STEP_SUCCESS, "discover", attempt=1, duration=3.0)
+        .add(3.0, EventType.RUN_SUCCESS)
+    )
+    stats = run_stats(log.events, {"discover": ()}, pools={"discover": None, "fetch": "http"})
+    assert stats.queued["fetch[k7]"] == pytest.approx(0.5)
+    assert stats.pool_wait["fetch[k7]"] == pytest.approx(0.4)
+    (http, _) = pool_waits([stats], {"discover": None, "fetch": "http"})
+    assert (http.pool, http.steps) == ("http", 1)
+
+
+def test_first_error_names_the_step_and_its_error() -> None:
+    error = {"type": "ValueError", "message": "bad input", "traceback": "", "cause": None}
+    log = (
+        Log()
+        .add(0.0, EventType.RUN_START)
+        .add(0.5, EventType.STEP_FAILURE, "parse", error=error)
+        .add(0.6, EventType.STEP_FAILURE, "later", error={**error, "message": "second"})
+        .add(1.0, EventType.RUN_FAILURE)
+    )
+    assert first_error(log.events) == StepError(
+        step="parse", type="ValueError", message="bad input"
+    )
+    stats = run_stats(log.events, {"parse": (), "later": ()})
+    assert stats.error is not None and stats.error.step == "parse"
+    assert str(stats.error) == "step 'parse': ValueError: bad input"
+
+
+def test_first_error_of_a_resource_that_failed_names_the_step_it_kept_from_starting() -> None:
+    error = {"type": "OSError", "message": "no route", "traceback": "", "cause": None}
+    log = (
+        Log()
+        .add(0.0, EventType.RESOURCE_INIT_FAILURE, resource="http", error=error)
+        .add(0.0, EventType.STEP_SKIPPED, "fetch", reason="resource failed", resource="http")
+    )
+    assert first_error(log.events) == StepError(
+        step="fetch", type="OSError", message="resource 'http': no route"
+    )
+    assert first_error(Log().step("a", 0, 1).events) is None
+
+
+def test_step_table_lists_the_slowest_steps_by_p50_then_p95() -> None:
+    def run(a: float, b: float, c: float) -> RunStats:
+        timings = {"a": timing("a", 0, a), "b": timing("b", 0, b), "c": timing("c", 0, c)}
+        return RunStats(
+            status="SUCCESS",
+            makespan=3.0,
+            timings=timings,
+            queued={"a": 0.4, "b": 0.0, "c": 0.0},
+            pool_wait={"a": 0.1},
+            setup={"a": 0.2},
+        )
+
+    rows = step_table([run(1.0, 2.0, 1.0), run(1.0, 2.0, 3.0), run(1.0, 2.0, 1.0)], top=2)
+    assert [r.step for r in rows] == ["b", "c"]
+    assert (rows[0].p50, rows[0].p95, rows[0].runs) == (2.0, 2.0, 3)
+    assert rows[1].p95 == pytest.approx(2.8)
+    (a,) = [r for r in step_table([run(1.0, 2.0, 1.0)], top=3) if r.step == "a"]
+    assert (a.setup, a.pool_wait, a.waited) == (0.2, 0.1, pytest.approx(0.3))
+
+
+# --- which setting is enough ---------------------------------------------------------------------
+
+
+def _summary(bound: int | None, makespan: float, *, failed: int = 0, **pools: int) -> BoundSummary:
+    run = RunStats(
+        status="FAILURE" if failed else "SUCCESS", makespan=makespan, timings={}, queued={}
+    )
+    return summarize_bound(bound, [run], upstream={}, pools={}, pool_limits=pools)
+
+
+def test_enough_is_the_smallest_bound_within_five_percent_of_the_best() -> None:
+    summaries = [_summary(1, 10.0), _summary(8, 2.08), _summary(32, 2.0), _summary(128, 2.02)]
+    chosen = enough(summaries)
+    assert chosen is not None and chosen.concurrency == 8
+    assert enough([_summary(1, 10.0), _summary(8, 2.2), _summary(32, 2.0)]).concurrency == 32  # type: ignore[union-attr]
+
+
+def test_enough_never_picks_a_setting_whose_runs_failed() -> None:
+    chosen = enough([_summary(1, 1.0, failed=1), _summary(4, 2.0)])
+    assert chosen is not None and chosen.concurrency == 4
+    assert enough([_summary(1, 1.0, failed=1)]) is None
+
+
+def test_enough_prefers_the_smaller_bound_then_the_smaller_pool_limits() -> None:
+    summaries = [
+        _summary(8, 1.0, net=16),
+        _summary(8, 1.02, net=4),
+        _summary(4, 2.0, net=16),
+        _summary(8, 3.0, net=1),
+    ]
+    chosen = enough(summaries)
+    assert chosen is not None
+    assert (chosen.concurrency, dict(chosen.pool_limits)) == (8, {"net": 4})
+    assert chosen.label == "bound 8, net=4"
 
 
 # --- the plot ------------------------------------------------------------------------------------
@@ -327,10 +524,60 @@ def test_makespan_svg_needs_points() -> None:
         makespan_svg([], title="t")
 
 
+def test_y_axis_fits_close_makespans_instead_of_starting_at_zero() -> None:
+    axis = y_axis([1.00, 1.02, 1.05])
+    assert axis.unit == "s"
+    assert 0.9 <= axis.low < 1.00
+    assert 1.05 < axis.high <= 1.1
+    assert axis.ticks[0] == axis.low and axis.ticks[-1] == pytest.approx(axis.high)
+    assert len(axis.ticks) >= 3
+
+
+def test_y_axis_starts_at_zero_for_spread_values_and_picks_a_unit() -> None:
+    axis = y_axis([0.002, 0.040])
+    assert (axis.low, axis.unit, axis.scale) == (0.0, "ms", 1e3)
+    assert axis.high >= 0.040
+    assert axis.label(0.040) == "40"
+    assert y_axis([3e-5, 4e-5]).unit == "µs"
+
+
+def test_makespan_svg_labels_its_unit_and_draws_the_critical_path() -> None:
+    points = [PlotPoint(concurrency=c, median=m, low=m, high=m) for c, m in ((1, 0.5), (4, 0.2))]
+    root = ET.fromstring(makespan_svg(points, title="t", critical_path=0.15))
+    texts = [t.text or "" for t in root.iter(f"{SVG}text")]
+    assert "makespan (ms)" in texts
+    assert any(t.startswith("critical path 150 ms") for t in texts)
+    assert len([e for e in root.iter(f"{SVG}line") if e.get("class") == "critical-path"]) == 1
+    ticks = [float(t.text or "") for t in root.iter(f"{SVG}text") if t.get("class") == "y-tick"]
+    assert min(ticks) <= 150 and max(ticks) >= 500
+
+
+def test_makespan_svg_draws_one_line_per_pool_setting() -> None:
+    points = [
+        PlotPoint(concurrency=c, median=1.0, low=1.0, high=1.0, series=s)
+        for c in (1, 8)
+        for s in ("net=1", "net=4")
+    ]
+    root = ET.fromstring(makespan_svg(points, title="t"))
+    series = [e for e in root.iter(f"{SVG}polyline") if e.get("class") == "series"]
+    assert len(series) == 2
+    assert {t.text for t in root.iter(f"{SVG}text")} >= {"net=1", "net=4"}
+
+
+def test_makespan_png_is_written_with_matplotlib(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    points = [PlotPoint(concurrency=c, median=m, low=m, high=m) for c, m in ((1, 0.5), (8, 0.1))]
+    path = tmp_path / "plot.png"
+    makespan_png(points, path, title="t", critical_path=0.05)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 # --- the command -------------------------------------------------------------------------------
 
 
-def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _bench(
+    tmp_path: Path, *args: str, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     env = {
@@ -339,6 +586,7 @@ def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         if not k.startswith("OTEL_") and k not in ("ASYNCDAG_LOG_LEVEL", "COLUMNS")
     }
     env["ASYNCDAG_HOME"] = str(home)
+    env.update(env_extra or {})
     return subprocess.run(
         [str(Path(sys.executable).parent / "asyncdag"), "pipeline", "bench", *args],
         env=env,
@@ -385,26 +633,8 @@ def test_bench_command_reports_every_bound_as_json_and_plots_svg(tmp_path: Path)
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_bench_command_runs_every_example(tmp_path: Path, example: str, backend: str) -> None:
-    extra: list[str] = []
-    if example == "fetch_urls.py":
-        # The example's script fills in base_url; here a closed port: fetches fail and are logged.
-        config = tmp_path / "base.yaml"
-        config.write_text("resources:\n  http:\n    config:\n      base_url: http://127.0.0.1:9\n")
-        extra = ["-c", str(EXAMPLES / "fetch_urls.yaml"), "-c", str(config)]
-    site = contextlib.nullcontext()
-    if example == "crawler.py":
-        # The crawler's script serves its own local site; here the test serves it.
-        spec = importlib.util.spec_from_file_location("crawler_example", EXAMPLES / example)
-        assert spec is not None and spec.loader is not None
-        crawler = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(crawler)
-        site = crawler.local_site(12)
-    with site as base_url:
-        if base_url is not None:
-            config = tmp_path / "site.yaml"
-            config.write_text(f"solids:\n  discover:\n    config:\n      base_url: {base_url}\n")
-            extra = ["-c", str(config)]
-        done = _run_example_bench(tmp_path, example, extra, backend)
+    # Every example runs as it is: the two that fetch URLs serve a local site from a resource.
+    done = _run_example_bench(tmp_path, example, [], backend)
     assert done.returncode == 0, done.stderr
     assert "Critical path at bound" in done.stdout
     lines = done.stdout.splitlines()
@@ -438,20 +668,149 @@ def test_bench_command_exits_1_when_a_run_fails(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     (bound,) = json.loads(done.stdout)["bounds"]
     assert (bound["runs"], bound["failed_runs"]) == (2, 2)
+    assert bound["first_error"] == {
+        "step": "boom",
+        "type": "ValueError",
+        "message": "the input was bad",
+    }
 
 
 @pytest.mark.slow
 def test_bench_command_refuses_png_without_matplotlib_before_running(tmp_path: Path) -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("matplotlib is installed, so PNG plots work")
-    done = _bench(tmp_path, "-f", str(EXAMPLES / "hello_world.py"), "--plot", "out.png")
+    # A `matplotlib` that cannot be imported stands in for one that is not installed.
+    blocker = tmp_path / "no_matplotlib" / "matplotlib"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('matplotlib is not installed')\n")
+    done = _bench(
+        tmp_path,
+        "-f",
+        str(EXAMPLES / "hello_world.py"),
+        "--plot",
+        "out.png",
+        env_extra={"PYTHONPATH": str(blocker.parent)},
+    )
     assert done.returncode == 2
     assert "matplotlib" in done.stderr and ".svg" in done.stderr
+    assert "asyncdag[plot]" in done.stderr
     assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.slow
+def test_bench_command_writes_a_png_plot(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "out.png"
+    done = _bench(
+        tmp_path,
+        "-f",
+        str(EXAMPLES / "hello_world.py"),
+        "--concurrency",
+        "1,2",
+        "--repeat",
+        "1",
+        "--warmup",
+        "0",
+        "--plot",
+        str(plot),
+    )
+    assert done.returncode == 0, done.stderr
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+POOLED = ROOT / "tests" / "pipelines" / "pooled.py"
+
+
+@pytest.mark.slow
+def test_bench_command_sweeps_pool_limits_with_every_bound(tmp_path: Path) -> None:
+    done = _bench(
+        tmp_path,
+        "-f",
+        str(POOLED),
+        "--concurrency",
+        "1,4",
+        "--pool",
+        "net=1,2",
+        "--repeat",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    settings = [(b["concurrency"], b["pool_limits"]) for b in report["bounds"]]
+    assert settings == [(1, {"net": 1}), (1, {"net": 2}), (4, {"net": 1}), (4, {"net": 2})]
+    assert report["enough"] in [{"concurrency": c, "pool_limits": p} for c, p in settings]
+    for bound in report["bounds"]:
+        (http,) = bound["resources"]
+        assert (http["resource"], http["runs"]) == ("http", 2)
+        assert {row["step"] for row in bound["steps"]} <= {f"fetch_{i}" for i in range(4)} | {
+            "total"
+        }
+        assert len(bound["steps"]) == 5
+        pools = {p["pool"]: p["steps"] for p in bound["pools"]}
+        assert pools == {"net": 4, NO_POOL: 1}
+
+
+@pytest.mark.slow
+def test_bench_command_prints_the_step_table_waits_and_the_bound_that_is_enough(
+    tmp_path: Path,
+) -> None:
+    done = _bench(
+        tmp_path, "-f", str(POOLED), "--concurrency", "1,4", "--repeat", "1", "--top", "2"
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert re.search(r"^Enough: bound (1|4), the smallest setting within 5% of the best", out, re.M)
+    assert "Resource setup per run" in out
+    lines = out.splitlines()
+    head = lines.index(next(line for line in lines if line.startswith("Slowest steps")))
+    assert lines[head + 1].split() == [
+        "setting",
+        "step",
+        "p50",
+        "p95",
+        "pool",
+        "wait",
+        "queue",
+        "wait",
+        "setup",
+    ]
+    assert [line.split()[0] for line in lines[head + 2 : head + 6]] == ["1", "1", "4", "4"]
+    assert any(line.startswith("Steps that queued longest") for line in lines)
+
+
+@pytest.mark.slow
+def test_bench_command_rejects_a_pool_the_pipeline_does_not_use(tmp_path: Path) -> None:
+    done = _bench(tmp_path, "-f", str(POOLED), "--pool", "db=1,2")
+    assert done.returncode == 2
+    assert "'db'" in done.stderr and "its pools: net" in done.stderr
+    done = _bench(tmp_path, "-f", str(POOLED), "--pool", "net")
+    assert done.returncode == 2
+    assert "like http=1,4,16" in done.stderr
+
+
+@pytest.mark.slow
+def test_bench_command_prints_a_failed_runs_first_error_and_step(tmp_path: Path) -> None:
+    failing = ROOT / "tests" / "pipelines" / "failing.py"
+    done = _bench(tmp_path, "-f", str(failing), "--concurrency", "2", "--repeat", "1")
+    assert done.returncode == 1, done.stderr
+    assert (
+        "bound 2: 1 of 1 runs failed; first error in step 'boom': ValueError: the input was bad"
+        in done.stdout
+    )
+
+
+def test_bench_help_says_what_it_does() -> None:
+    from asyncdag.cli._app import build_parser
+
+    # The command's own parser (loaded) and its slot's placeholder (not loaded) say the same.
+    for argv in (["pipeline", "bench"], []):
+        group = build_parser(argv)._subparsers._group_actions[0].choices["pipeline"]  # type: ignore[union-attr]
+        text = " ".join(group.format_help().split())
+        assert (
+            "bench run a pipeline at several concurrency bounds and report where time goes" in text
+        )
+        assert "overhead" not in text
 
 
 @pytest.mark.slow

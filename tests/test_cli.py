@@ -211,9 +211,8 @@ def test_config_files_merge_in_order_and_tags_are_stored(home: Path, tmp_path: P
     assert record["run_config"]["solids"]["greet"]["config"] == {"name": "Ann", "count": 2}
 
 
-def test_trace_flags_write_spans(home: Path, tmp_path: Path) -> None:
-    trace_file = tmp_path / "spans.jsonl"
-    jaeger = tmp_path / "trace.json"
+def execute_traced(home: Path, trace_file: Path, jaeger: Path) -> None:
+    """Run hello world through the CLI with both trace files asked for."""
     done = cli(
         home,
         "pipeline",
@@ -227,9 +226,41 @@ def test_trace_flags_write_spans(home: Path, tmp_path: Path) -> None:
         str(jaeger),
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_trace_flags_write_spans(home: Path, tmp_path: Path) -> None:
+    trace_file = tmp_path / "spans.jsonl"
+    jaeger = tmp_path / "trace.json"
+    execute_traced(home, trace_file, jaeger)
     names = {json.loads(line)["name"] for line in trace_file.read_text().splitlines()}
     assert {"get_name", "hey"} <= names
     assert json.loads(jaeger.read_text())["data"]
+
+
+def test_jaeger_json_gathers_one_trace_per_run_like_trace_file_appends(
+    home: Path, tmp_path: Path
+) -> None:
+    trace_file = tmp_path / "spans.jsonl"
+    jaeger = tmp_path / "trace.json"
+    execute_traced(home, trace_file, jaeger)
+    execute_traced(home, trace_file, jaeger)
+    traces = json.loads(jaeger.read_text())["data"]
+    assert len(traces) == 2
+    run_ids = [r["run_id"] for r in runs(home)]
+    for trace in traces:
+        ops = {span["operationName"] for span in trace["spans"]}
+        assert ops == {"run hey_pipeline", "get_name", "hey"}
+    lines = [json.loads(line) for line in trace_file.read_text().splitlines()]
+    assert len({line["trace_id"] for line in lines}) == 2
+    assert {line["attributes"]["cicd.pipeline.run.id"] for line in lines} == set(run_ids)
+
+
+def test_jaeger_json_that_is_another_file_is_bad_input(home: Path, tmp_path: Path) -> None:
+    other = tmp_path / "config.json"
+    other.write_text('{"keep": true}')
+    done = cli(home, "pipeline", "execute", "-f", HELLO, "--quiet", "--jaeger-json", str(other))
+    assert_one_clear_line(done, "not a Jaeger JSON trace file")
+    assert other.read_text() == '{"keep": true}'
 
 
 # -- bad input: one clear line, exit 2, nothing recorded ------------------------------------
@@ -583,40 +614,74 @@ def _stored_run(home: Path, run_id: str, *, recover: bool) -> Any:
         return anyio.run(functools.partial(storage.get_run, run_id))
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_ctrl_c_cancels_the_run_and_records_it_canceled(home: Path, backend: str) -> None:
-    process = _start(home, SLOW, "--backend", backend)
+def _signal_after(
+    process: subprocess.Popen[str], step_key: str, *signals: signal.Signals
+) -> tuple[list[dict[str, Any]], str]:
+    """Once ``step_key`` started, send ``signals`` (each after the run says it is canceling);
+    return every event the process printed, and its stderr."""
     try:
-        seen = list(_read_until(process, "STEP_START", "wait_forever"))
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=TIMEOUT)
+        seen = list(_read_until(process, "STEP_START", step_key))
+        for number, sig in enumerate(signals):
+            if number:
+                seen += list(_read_until(process, "RUN_CANCELING", None))
+            process.send_signal(sig)
+        rest, err = process.communicate(timeout=TIMEOUT)
     finally:
         process.kill()
-    assert process.returncode == 130
-    events = seen + json_lines(rest)
-    types = [e["type"] for e in events]
-    assert types[-1] == "RUN_CANCELED"
-    assert "STEP_CANCELED" in types
+    return seen + json_lines(rest), err
+
+
+def _assert_stored_all_printed(home: Path, printed: list[dict[str, Any]]) -> None:
+    shown = json.loads(cli(home, "run", "show", printed[0]["run_id"], "--json").stdout)
+    stored = [e["seq"] for e in shown["events"]]
+    assert stored == list(range(len(stored)))
+    assert {e["seq"] for e in printed} <= set(stored)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_cancels_the_run_records_it_canceled_and_exits_128_plus_n(
+    home: Path, backend: str, sig: signal.Signals, code: int
+) -> None:
+    process = _start(home, SLOW, "--backend", backend)
+    events, err = _signal_after(process, "wait_forever", sig)
+    assert process.returncode == code == 128 + sig, err  # the shell's "ended by signal N"
+    assert events[-1]["type"] == "RUN_CANCELED"
+    assert "STEP_CANCELED" in [e["type"] for e in events]
     record = _stored_run(home, events[0]["run_id"], recover=False)
     assert record.status is RunStatus.CANCELED
 
 
-def test_second_ctrl_c_exits_at_once_and_the_run_is_then_failed(home: Path) -> None:
-    process = _start(home, STUBBORN)
-    try:
-        seen = list(_read_until(process, "STEP_START", "stubborn"))
-        process.send_signal(signal.SIGINT)
-        seen += list(_read_until(process, "RUN_CANCELING", None))
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=TIMEOUT)
-    finally:
-        process.kill()
-    assert process.returncode == 130
-    assert "RUN_CANCELED" not in [e["type"] for e in seen + json_lines(rest)]
-    run_id = seen[0]["run_id"]
-    assert _stored_run(home, run_id, recover=False).status is RunStatus.STARTED
-    (listed,) = runs(home)
-    assert listed["status"] == "FAILURE"
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_second_ctrl_c_exits_at_once_and_records_the_run_canceled(home: Path, backend: str) -> None:
+    process = _start(home, STUBBORN, "--backend", backend)
+    events, err = _signal_after(process, "stubborn", signal.SIGINT, signal.SIGINT)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    record = _stored_run(home, events[0]["run_id"], recover=False)
+    assert record.status is RunStatus.CANCELED  # recorded before exiting, not FAILURE "killed?"
+    _assert_stored_all_printed(home, events)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_sigterm_ends_a_run_stuck_in_a_sync_solid_and_records_it_canceled(
+    home: Path, backend: str
+) -> None:
+    # One signal only: the grace period, not a second signal, ends the process.
+    process = _start(home, STUBBORN, "--backend", backend, "--grace-period", "0.2")
+    events, err = _signal_after(process, "stubborn", signal.SIGTERM)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err
+    assert _stored_run(home, events[0]["run_id"], recover=False).status is RunStatus.CANCELED
+    _assert_stored_all_printed(home, events)
+
+
+def test_a_thread_the_run_left_running_does_not_hold_the_process(home: Path) -> None:
+    done = cli(home, "pipeline", "execute", "-f", str(PIPELINES / "leaves_a_thread.py"))
+    assert done.returncode == 0, done.stderr
+    assert "waits-forever" in done.stderr  # said, in one line, why it did not wait
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert [r["status"] for r in runs(home)] == ["SUCCESS"]
 
 
 def test_sigkill_leaves_a_started_run_that_the_next_command_marks_failed(home: Path) -> None:
@@ -645,3 +710,139 @@ def test_pipeline_show_describes_fan_out_and_collect(home: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "mapped over each item of discover.urls" in done.stdout
     assert "<- collect fetch.result over each item of discover.urls" in done.stdout
+
+
+# -- a reader that leaves early (| head -1) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "backend"),
+    [([], "asyncio"), (["--quiet"], "trio"), (["--json"], "asyncio"), (["--json"], "trio")],
+)
+def test_a_reader_leaving_early_changes_neither_the_run_nor_the_exit_code(
+    home: Path, tmp_path: Path, mode: list[str], backend: str
+) -> None:
+    gate = tmp_path / "gate"
+    config = tmp_path / "gate.yaml"
+    config.write_text(f"solids: {{wait_for_gate: {{config: {{gate: {json.dumps(str(gate))}}}}}}}")
+    gated = str(PIPELINES / "gated_chatter.py")
+    process = subprocess.Popen(
+        [
+            ASYNCDAG,
+            "pipeline",
+            "execute",
+            "-f",
+            gated,
+            "-c",
+            str(config),
+            "--backend",
+            backend,
+            *mode,
+        ],
+        env=_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline()  # like `| head -1`: one line, then the reader leaves
+        process.stdout.close()
+        process.stdout = None
+        gate.touch()  # only now do the 300 log lines come, into a closed pipe
+        _, err = process.communicate(timeout=TIMEOUT)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert err == ""
+    (record,) = runs(home)
+    assert record["status"] == "SUCCESS"
+    shown = json.loads(cli(home, "run", "show", record["run_id"], "--json").stdout)
+    assert sum(e["message"].startswith("line ") for e in shown["events"]) == 300
+    assert shown["events"][-1]["type"] == "RUN_SUCCESS"
+
+
+# -- more bad input: one clear line, exit 2 --------------------------------------------------
+
+
+def test_config_file_that_is_not_utf8(home: Path, tmp_path: Path) -> None:
+    config = tmp_path / "latin1.yaml"
+    config.write_bytes("solids: {greet: {config: {name: Zo\xeb}}}\n".encode("latin-1"))
+    assert_one_clear_line(
+        cli(home, "pipeline", "execute", "-f", CONFIGURED, "-c", str(config)),
+        str(config),
+        "not UTF-8",
+    )
+
+
+def test_config_path_that_is_a_directory(home: Path, tmp_path: Path) -> None:
+    assert_one_clear_line(
+        cli(home, "pipeline", "execute", "-f", CONFIGURED, "-c", str(tmp_path)),
+        str(tmp_path),
+        "is a directory",
+    )
+
+
+def test_pipeline_file_calling_sys_exit_at_import(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "exits.py"
+    path.write_text("import sys\n\nsys.exit(3)\n")
+    done = cli(home, "pipeline", "execute", "-f", str(path))
+    assert_one_clear_line(done, "exits.py:3", "sys.exit(3)", "while being imported")
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", str(2**63), str(10**30)])
+def test_run_list_limit_out_of_range(home: Path, limit: str) -> None:
+    assert_one_clear_line(cli(home, "run", "list", "--limit", limit), "--limit", limit)
+
+
+def test_jaeger_json_naming_a_directory(home: Path, tmp_path: Path) -> None:
+    done = cli(home, "pipeline", "execute", "-f", HELLO, "--jaeger-json", str(tmp_path))
+    assert_one_clear_line(done, "jaeger_json", str(tmp_path), "is a directory")
+    assert runs(home) == []
+
+
+def test_jaeger_json_in_a_directory_that_cannot_exist(home: Path, tmp_path: Path) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    target = a_file / "trace.json"
+    done = cli(home, "pipeline", "execute", "-f", HELLO, "--jaeger-json", str(target))
+    assert_one_clear_line(done, "cannot write jaeger_json", str(target))
+
+
+def test_unreachable_otlp_endpoint_is_one_warning_and_the_run_stands(home: Path) -> None:
+    import socket
+
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        done = cli(home, "pipeline", "execute", "-f", HELLO, "--json", "--otlp-endpoint", endpoint)
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("asyncdag: warning: ")
+    assert endpoint in line
+    assert json_lines(done.stdout)[-1]["type"] == "RUN_SUCCESS"
+    assert [r["status"] for r in runs(home)] == ["SUCCESS"]
+
+
+def test_run_history_failing_mid_run_is_one_line(home: Path) -> None:
+    done = cli(home, "pipeline", "execute", "-f", str(PIPELINES / "history_deleted.py"))
+    # The run itself succeeded (its summary is printed); its history is incomplete: exit 3.
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    assert "SUCCESS" in done.stdout
+    assert done.stderr.startswith("asyncdag: error: ")
+    for fragment in ("run history", str(home / "asyncdag.db"), "could not be stored"):
+        assert fragment in done.stderr, (fragment, done.stderr)
+    assert "ExceptionGroup" not in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_every_help_page_works(home: Path) -> None:
+    pages = [[], ["pipeline"], ["run"]]
+    pages += [["pipeline", c] for c in ("execute", "list", "show", "bench")]
+    pages += [["run", c] for c in ("list", "show", "delete")]
+    pages += [["ui"]]
+    for page in pages:
+        done = cli(home, *page, "--help")
+        assert done.returncode == 0, (page, done.stderr)
+        assert done.stdout.startswith("usage: asyncdag"), page
+        assert done.stderr == "", page

@@ -495,9 +495,9 @@ def test_inputs_from_config_are_checked_against_annotations() -> None:
         )
     )
     resolved = resolve_run_config(
-        p, {"solids": {"s": {"inputs": {"n": 1, "xs": [1, 2], "anything": {1}, "obj": 5}}}}
+        p, {"solids": {"s": {"inputs": {"n": 1, "xs": [1, 2], "anything": [{}], "obj": 5}}}}
     )
-    assert resolved.solids["s"].inputs == {"n": 1, "xs": [1, 2], "anything": {1}, "obj": 5}
+    assert resolved.solids["s"].inputs == {"n": 1, "xs": [1, 2], "anything": [{}], "obj": 5}
     assert config_errors(
         p, {"solids": {"s": {"inputs": {"n": "1", "xs": [1, "2"], "anything": 0, "obj": 0}}}}
     ) == [

@@ -332,7 +332,7 @@ async def test_crawler_example_streams_and_summarizes() -> None:
     with crawler.local_site(25) as base:
         result = await execute_pipeline_async(
             crawler.crawler,
-            {"solids": {"discover": {"config": {"base_url": base}}}},
+            {"resources": {"site": {"config": {"base_url": base}}}},
             max_concurrency=4,
             concurrency_limits={"http": 3},
         )
@@ -342,6 +342,16 @@ async def test_crawler_example_streams_and_summarizes() -> None:
         "words": sum(n % 7 + 1 for n in range(25)),
     }
     assert result.step_results["fetch[000024]"].status is StepStatus.SUCCESS
+
+
+async def test_crawler_example_serves_its_own_site_by_default() -> None:
+    crawler = _load_example("crawler")
+    result = await execute_pipeline_async(
+        crawler.crawler, {"resources": {"site": {"config": {"pages": 12}}}}
+    )
+    assert result.output_for_solid("summarize")["pages"] == 12
+    teardowns = [e for e in result.events if e.type is EventType.RESOURCE_TEARDOWN]
+    assert [e.data["resource"] for e in teardowns if e.data] == ["site"]
 
 
 async def test_branching_example_skips_the_branch_not_taken() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,27 @@ def test_hello_world_through_the_cli_is_kept_in_the_run_history(tmp_path: Path) 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("example", sorted(p.name for p in (ROOT / "examples").glob("*.py")))
+def test_every_example_runs_through_the_cli_as_it_is(tmp_path: Path, example: str) -> None:
+    # What the README promises: no config file, no server started by hand.
+    env = _env(tmp_path)
+    run = subprocess.run(
+        [str(CLI), "pipeline", "execute", "-f", str(ROOT / "examples" / example), "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    listed = subprocess.run(
+        [str(CLI), "run", "list", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
+    (record,) = json.loads(listed.stdout)
+    assert record["status"] == "SUCCESS"
+
+
+@pytest.mark.slow
 def test_benchmark_suite_runs_every_workload_at_smoke_size() -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke"],
@@ -77,3 +99,20 @@ def test_benchmark_suite_runs_every_workload_at_smoke_size() -> None:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("doc", ["README.md", "benchmarks/README.md"])
+def test_commands_in_the_docs_use_the_repos_own_venv(doc: str) -> None:
+    text = (ROOT / doc).read_text()
+    assert "/work/" not in text  # no path of one particular machine
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    commands = [
+        line.strip()
+        for block in blocks
+        for line in block.splitlines()
+        if "benchmarks/run.py" in line
+    ]
+    assert commands
+    for line in commands:
+        words = [w for w in line.split() if "=" not in w]  # VAR=value prefixes aside
+        assert words[0] in (".venv/bin/python", ".peers-venv/bin/python"), line

@@ -205,3 +205,48 @@ def test_select_returns_the_named_pipeline_or_lists_every_name(names: set[str], 
         select_pipeline(pipelines, query)
     for name in names:
         assert name in str(info.value)
+
+
+# -- schedules and sensors ---------------------------------------------------------------
+
+
+def test_load_workspace_finds_schedules_and_sensors_beside_the_pipelines() -> None:
+    from asyncdag._workspace import load_workspace
+
+    scheduled = Path(__file__).parent / "pipelines" / "scheduled.py"
+    workspace = load_workspace(files=[scheduled])
+    assert list(workspace.pipelines) == ["weekly_report"]
+    assert list(workspace.schedules) == ["monday_morning"]
+    assert list(workspace.sensors) == ["report_requests"]
+    assert [d.name for d in workspace.automation] == ["monday_morning", "report_requests"]
+
+
+def test_a_schedules_imported_pipeline_counts_as_loaded(tmp_path: Path) -> None:
+    from asyncdag._workspace import load_pipelines
+
+    (tmp_path / "jobs.py").write_text(
+        "from asyncdag import pipeline, solid\n"
+        "@solid\ndef a(): return 1\n"
+        "@pipeline\ndef job(): a()\n"
+    )
+    (tmp_path / "schedules.py").write_text(
+        "import jobs\nfrom asyncdag import schedule\n"
+        "@schedule(cron_schedule='@daily', pipeline=jobs.job)\ndef daily(context): return {}\n"
+    )
+    assert list(load_pipelines(files=[tmp_path / "schedules.py"])) == ["job"]
+
+
+def test_two_schedules_with_one_name_in_two_files_are_refused(tmp_path: Path) -> None:
+    from asyncdag._workspace import LoadError, load_workspace
+
+    body = (
+        "from asyncdag import pipeline, solid, schedule\n"
+        "@solid\ndef a(): return 1\n"
+        "@pipeline(name='job_{n}')\ndef job(): a()\n"
+        "@schedule(cron_schedule='@daily', pipeline=job, name='daily')\n"
+        "def daily(context): return {{}}\n"
+    )
+    for n in (1, 2):
+        (tmp_path / f"s{n}.py").write_text(body.format(n=n))
+    with pytest.raises(LoadError, match="two schedules or sensors are named 'daily'"):
+        load_workspace(files=[tmp_path / "s1.py", tmp_path / "s2.py"])

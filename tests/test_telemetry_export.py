@@ -252,6 +252,29 @@ def test_configuring_twice_reuses_or_refuses_but_never_stacks(tmp_path: Path) ->
 
 
 @pytest.mark.slow
+def test_shutdown_with_a_timeout_reports_what_an_unreachable_collector_did_not_take() -> None:
+    result = run_child(
+        """
+        import socket
+        from opentelemetry import trace
+        from asyncdag import telemetry
+        refusing = socket.socket()  # bound, never listening: connections are refused
+        refusing.bind(("127.0.0.1", 0))
+        endpoint = "http://127.0.0.1:%d" % refusing.getsockname()[1]
+        telemetry.configure(otlp_endpoint=endpoint)
+        with trace.get_tracer("t").start_as_current_span("lost"):
+            pass
+        problems = telemetry.shutdown(timeout=0.5)
+        assert len(problems) == 1, problems
+        assert endpoint in problems[0], problems
+        assert telemetry.shutdown(timeout=0.5) == []  # said once
+        print("reported")
+        """
+    )
+    assert result.stdout.strip() == "reported"
+
+
+@pytest.mark.slow
 def test_a_provider_installed_by_someone_else_is_kept() -> None:
     run_child(
         """
@@ -502,6 +525,103 @@ def test_jaeger_json_exporter_writes_on_shutdown(tmp_path: Path) -> None:
     provider.shutdown()
     (trace_doc,) = json.loads(path.read_text())["data"]
     assert len(trace_doc["spans"]) == 3
+
+
+def test_jaeger_json_names_the_library_the_way_jaeger_ui_reads_it(tmp_path: Path) -> None:
+    path = tmp_path / "trace.json"
+    provider = telemetry.configure(jaeger_json=path, set_global=False)
+    make_spans(provider)
+    provider.shutdown()
+    (trace_doc,) = json.loads(path.read_text())["data"]
+    for span in trace_doc["spans"]:
+        span_tags = tags(span)
+        assert span_tags["otel.library.name"] == span_tags["otel.scope.name"]
+        assert span_tags["otel.library.name"] == ("string", "asyncdag.test")
+        assert span_tags["otel.library.version"] == span_tags["otel.scope.version"]
+        assert span_tags["otel.library.version"] == ("string", "1.0")
+
+
+def write_one_session(path: Path) -> None:
+    """What one CLI run does: a provider writing ``path``, its spans, its shutdown."""
+    provider = telemetry.configure(jaeger_json=path, set_global=False)
+    make_spans(provider)
+    provider.shutdown()
+
+
+def test_jaeger_json_adds_each_sessions_trace_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "trace.json"
+    write_one_session(path)
+    write_one_session(path)
+    write_one_session(path)
+    traces = json.loads(path.read_text())["data"]
+    assert len(traces) == 3
+    assert len({t["traceID"] for t in traces}) == 3
+    assert [len(t["spans"]) for t in traces] == [3, 3, 3]
+
+
+def test_jaeger_json_flushed_twice_holds_each_span_once(tmp_path: Path) -> None:
+    path = tmp_path / "trace.json"
+    provider = telemetry.configure(jaeger_json=path, set_global=False)
+    make_spans(provider)
+    assert provider.force_flush()
+    make_spans(provider)
+    provider.shutdown()
+    traces = json.loads(path.read_text())["data"]
+    assert [len(t["spans"]) for t in traces] == [3, 3]
+
+
+def test_merge_traces_joins_one_trace_span_by_span_and_renumbers_processes() -> None:
+    from asyncdag.telemetry._jaeger_json import merge_traces
+
+    def span(span_id: str, start: int, process: str) -> dict[str, Any]:
+        return {"spanID": span_id, "startTime": start, "processID": process}
+
+    svc_a = {"serviceName": "a", "tags": []}
+    svc_b = {"serviceName": "b", "tags": []}
+    old = [{"traceID": "t1", "spans": [span("s1", 1, "p1")], "processes": {"p1": svc_a}}]
+    new = [
+        {
+            "traceID": "t1",
+            "spans": [span("s2", 0, "p1"), span("s3", 2, "p2")],
+            "processes": {"p1": svc_b, "p2": svc_a},
+        },
+        {"traceID": "t2", "spans": [span("s9", 5, "p1")], "processes": {"p1": svc_b}},
+    ]
+    first, second = merge_traces(old, new)
+    assert [s["spanID"] for s in first["spans"]] == ["s2", "s1", "s3"]
+    processes = first["processes"]
+    assert {s["spanID"]: processes[s["processID"]] for s in first["spans"]} == {
+        "s1": svc_a,
+        "s2": svc_b,
+        "s3": svc_a,
+    }
+    assert second == new[1]
+
+
+def test_jaeger_json_refuses_a_file_that_is_not_a_jaeger_document(tmp_path: Path) -> None:
+    path = tmp_path / "notes.json"
+    path.write_text('{"todo": ["keep me"]}\n')
+    with pytest.raises(telemetry.TelemetryConfigError, match="not a Jaeger JSON trace file"):
+        telemetry.configure(jaeger_json=path, set_global=False)
+    assert path.read_text() == '{"todo": ["keep me"]}\n'
+
+
+def test_jaeger_json_file_gets_the_usual_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "trace.json"
+    old_umask = os.umask(0o022)
+    try:
+        write_one_session(path)
+        assert path.stat().st_mode & 0o777 == 0o644
+        path.chmod(0o640)  # a mode the user chose is kept when traces are added
+        write_one_session(path)
+        assert path.stat().st_mode & 0o777 == 0o640
+        os.umask(0o077)
+        other = tmp_path / "private.json"
+        write_one_session(other)
+        assert other.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old_umask)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 # A random forest of spans: parents[i] is the index of span i's parent (or None for a root).

@@ -18,6 +18,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -38,7 +39,8 @@ from asyncdag import (
     resource,
     solid,
 )
-from asyncdag._engine import run_tracer
+from asyncdag._engine import _tracing, run_tracer
+from asyncdag._plan import ExecutionPlan
 
 
 @attrs.frozen
@@ -252,6 +254,38 @@ async def test_failed_step_span_is_error_with_error_type_and_exception_event(
     assert run_span.status.status_code is StatusCode.ERROR
 
 
+class Outer:
+    class Failure(Exception):
+        """Raised by a script run as ``__main__``: its module shows in every error type."""
+
+
+Outer.Failure.__module__ = "__main__"
+
+
+@solid
+def explode_in_main() -> None:
+    raise Outer.Failure("from a script")
+
+
+@pipeline
+def failing_in_main() -> None:
+    explode_in_main()
+
+
+@pytest.mark.anyio
+async def test_error_type_is_the_exception_events_type_and_the_stored_one(traced: Traced) -> None:
+    result = await run(traced, failing_in_main)
+
+    (span,) = traced.step_spans("explode_in_main")
+    (event,) = [e for e in span.events if e.name == "exception"]
+    assert event.attributes is not None
+    (failure,) = [e for e in result.events if e.type is EventType.STEP_FAILURE]
+    assert failure.error is not None
+    assert attr(span, "error.type") == "__main__.Outer.Failure"
+    assert event.attributes["exception.type"] == "__main__.Outer.Failure"
+    assert failure.error.type == "__main__.Outer.Failure"
+
+
 @pytest.mark.anyio
 async def test_skipped_step_gets_a_skip_span_under_the_run(traced: Traced) -> None:
     result = await run(traced, failing)
@@ -419,6 +453,45 @@ async def test_cancelled_run_marks_running_and_pending_steps_cancellation(
     assert run_span.end_time is not None
 
 
+def _cancelled_run_spans(traced: Traced, *, cancel_is_error: bool) -> list[ReadableSpan]:
+    """What the engine does for a run cancelled with one step running and one pending."""
+    tracer = run_tracer(tracer_provider=traced.provider, cancel_is_error=cancel_is_error)
+    assert tracer is not None
+    running, pending = ExecutionPlan.for_pipeline(cancellable).steps
+    tracer.start_run(pipeline_name="cancellable", run_id="r1", tags={})
+    span = tracer.start_step(running, run_id="r1", attempt=1)
+    tracer.end_step(span, _tracing.CANCELLATION)
+    tracer.unstarted_step(pending, run_id="r1", result=_tracing.CANCELLATION)
+    tracer.end_run(_tracing.CANCELLATION)
+    return traced.spans()
+
+
+def test_cancel_is_error_false_leaves_cancelled_spans_unset(traced: Traced) -> None:
+    spans = _cancelled_run_spans(traced, cancel_is_error=False)
+    assert len(spans) == 3
+    for span in spans:
+        assert span.status.status_code is StatusCode.UNSET, span.name
+        assert "error.type" not in (span.attributes or {})
+    by_name = {s.name: s for s in spans}
+    assert attr(by_name["run cancellable"], "cicd.pipeline.result") == "cancellation"
+    assert attr(by_name["waits_forever"], "cicd.pipeline.task.run.result") == "cancellation"
+
+
+def test_cancelled_spans_are_errors_by_default(traced: Traced) -> None:
+    spans = _cancelled_run_spans(traced, cancel_is_error=True)
+    assert {s.status.status_code for s in spans} == {StatusCode.ERROR}
+
+
+def test_cancel_is_error_false_still_marks_failures(traced: Traced) -> None:
+    tracer = run_tracer(tracer_provider=traced.provider, cancel_is_error=False)
+    assert tracer is not None
+    (step, _) = ExecutionPlan.for_pipeline(cancellable).steps
+    tracer.start_run(pipeline_name="cancellable", run_id="r1", tags={})
+    tracer.end_step(tracer.start_step(step, run_id="r1", attempt=1), _tracing.FAILURE, Boom("x"))
+    tracer.end_run(_tracing.FAILURE)
+    assert {s.status.status_code for s in traced.spans()} == {StatusCode.ERROR}
+
+
 class ResourceDown(Exception):
     pass
 
@@ -555,6 +628,32 @@ async def test_run_started_inside_a_request_span_is_its_child(traced: Traced) ->
     assert parent_id(run_span) == span_id(by_name["POST /runs"])
     assert trace_id(run_span) == trace_id(by_name["POST /runs"])
     assert {trace_id(s) for s in traced.spans()} == {trace_id(run_span)}
+
+
+@pytest.mark.anyio
+async def test_run_started_inside_a_span_of_this_process_is_internal(traced: Traced) -> None:
+    # The request's span is the SERVER one; a run awaited inside it is part of its work.
+    with traced.tracer.start_as_current_span("POST /runs", kind=SpanKind.SERVER):
+        await run(traced, diamond)
+    kinds = {s.name: s.kind for s in traced.spans()}
+    assert kinds["POST /runs"] is SpanKind.SERVER
+    assert kinds["run diamond"] is SpanKind.INTERNAL
+
+
+@pytest.mark.anyio
+async def test_run_under_a_parent_from_another_process_is_server(traced: Traced) -> None:
+    # A traceparent taken from an incoming message: the run starts this process's part.
+    remote = trace.SpanContext(
+        trace_id=0x1234, span_id=0x5678, is_remote=True, trace_flags=trace.TraceFlags(1)
+    )
+    token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(remote)))
+    try:
+        await run(traced, diamond)
+    finally:
+        otel_context.detach(token)
+    run_span = traced.run_span()
+    assert run_span.kind is SpanKind.SERVER
+    assert (trace_id(run_span), parent_id(run_span)) == (0x1234, 0x5678)
 
 
 @pytest.mark.anyio

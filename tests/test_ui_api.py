@@ -6,7 +6,6 @@ at ``/dag`` inside a host Starlette app (whose lifespan enters the UI's).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,8 +13,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from asyncdag import Event, EventType, RunStatus
 from asyncdag.storage import InMemoryStorage, RunRecord, SqliteStorage
@@ -25,12 +23,14 @@ from ui_server import (
     chatty_pipeline,
     lifespan,
     load_hello_world,
+    mounted_in_host,
     sse_messages,
 )
 
 pytestmark = pytest.mark.anyio
 
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+JSON_TYPE = {"Content-Type": "application/json"}
 
 
 class UI:
@@ -71,25 +71,11 @@ class UI:
         return events, end["run"]
 
 
-def _host(ui_app: Any) -> Starlette:
-    @contextlib.asynccontextmanager
-    async def host_lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with ui_app.router.lifespan_context(ui_app):
-            yield
-
-    async def hello(request: Any) -> Any:
-        from starlette.responses import PlainTextResponse
-
-        return PlainTextResponse("host app")
-
-    return Starlette(routes=[Route("/", hello), Mount("/dag", app=ui_app)], lifespan=host_lifespan)
-
-
 @pytest.fixture(params=["root", "mounted"])
 async def ui(request: pytest.FixtureRequest) -> AsyncIterator[UI]:
     storage = InMemoryStorage()
     app = create_app([load_hello_world(), *TEST_PIPELINES], storage=storage)
-    asgi, prefix = (app, "") if request.param == "root" else (_host(app), "/dag")
+    asgi, prefix = (app, "") if request.param == "root" else (mounted_in_host(app), "/dag")
     served = UI(asgi, prefix, storage)
     async with lifespan(asgi), served.client:
         yield served
@@ -115,7 +101,7 @@ async def test_static_front_end_is_served_from_the_package(ui: UI) -> None:
 
 
 async def test_mounted_app_leaves_the_host_routes_alone() -> None:
-    host = _host(create_app([load_hello_world()]))
+    host = mounted_in_host(create_app([load_hello_world()]))
     async with (
         lifespan(host),
         httpx.AsyncClient(
@@ -258,7 +244,9 @@ async def test_yaml_that_is_not_a_mapping_is_an_error(ui: UI) -> None:
     ],
 )
 async def test_malformed_validation_requests_are_400(ui: UI, content: bytes, message: str) -> None:
-    response = await ui.post("/api/pipelines/hey_pipeline/validate", content=content)
+    response = await ui.post(
+        "/api/pipelines/hey_pipeline/validate", content=content, headers=JSON_TYPE
+    )
     assert response.status_code == 400
     assert message in response.json()["error"]
 

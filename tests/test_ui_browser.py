@@ -9,25 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from ui_server import ROOT, TEST_PIPELINES, load_hello_world, serve_in_thread
+from ui_server import BROWSER_TEST, ROOT, TEST_PIPELINES, load_hello_world, serve_in_thread, shot
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium)",
-    ),
-]
+pytestmark = BROWSER_TEST
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -43,36 +32,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         app = create_app([load_hello_world(), *TEST_PIPELINES], storage=storage)
         with serve_in_thread(app) as url:
             yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert errors == [], errors  # no uncaught JavaScript error on any page
-
-
-def shot(page: Any, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path))
-    return path
 
 
 def test_hello_world_from_graph_to_a_green_run(server: str, page: Any) -> None:
@@ -226,3 +185,61 @@ def test_a_run_with_50000_events_keeps_the_log_small(server: str, page: Any) -> 
     expect(count).to_have_text(re.compile(r"^1 of 5000\d events$"))
     expect(page.locator("[data-testid=event-log]")).to_contain_text("message 49999")
     shot(page, "10-run-50000-events")
+
+
+@pytest.fixture(scope="module")
+def automation_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from asyncdag._workspace import load_workspace
+    from asyncdag.storage import SqliteStorage
+    from asyncdag.ui import create_app
+
+    workspace = load_workspace(files=[ROOT / "tests" / "pipelines" / "scheduled.py"])
+    path = tmp_path_factory.mktemp("ui-automation") / "runs.db"
+    with SqliteStorage(path) as storage:
+        app = create_app(
+            workspace.pipelines,
+            storage=storage,
+            schedules=workspace.schedules.values(),
+            sensors=workspace.sensors.values(),
+        )
+        with serve_in_thread(app) as url:
+            yield url
+
+
+def test_toggle_a_schedule_on_the_automation_page_and_see_its_next_ticks(
+    automation_server: str, page: Any
+) -> None:
+    page.goto(f"{automation_server}/")
+    page.click("[data-testid=nav-automation]")
+    row = page.locator("tr[data-instigator=monday_morning]")
+    expect(row).to_contain_text("0 9 * * 1")
+    expect(row).to_contain_text("Europe/Berlin")
+    expect(row).to_contain_text("off")
+    toggle = page.locator("[data-testid=toggle-monday_morning]")
+    expect(toggle).not_to_be_checked()
+    toggle.check()
+    ticks = page.locator("[data-testid=next-ticks-monday_morning] li")
+    expect(ticks).to_have_count(3)
+    for text in ticks.all_text_contents():
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d 09:00:00\+0[12]:00", text), text  # Berlin, 09:00
+    expect(toggle).to_be_checked()
+    shot(page, "11-automation-schedule-on")
+
+    page.reload()  # the state is stored, not only shown
+    expect(page.locator("[data-testid=toggle-monday_morning]")).to_be_checked()
+    expect(page.locator("[data-testid=next-ticks-monday_morning] li")).to_have_count(3)
+
+    row.click()
+    expect(page.locator("[data-testid=tick-history]")).to_contain_text("Ticks of monday_morning")
+    expect(page.locator("[data-testid=tick-history]")).to_contain_text("No tick yet.")
+
+    page.locator("[data-testid=toggle-monday_morning]").uncheck()
+    expect(page.locator("[data-testid=next-ticks-monday_morning]")).to_have_count(0)
+    expect(page.locator("tr[data-instigator=monday_morning]")).to_contain_text("off")
+
+
+def test_a_pipelines_page_shows_its_schedules(automation_server: str, page: Any) -> None:
+    page.goto(f"{automation_server}/#/pipelines/weekly_report")
+    listed = page.locator("[data-testid=pipeline-schedules]")
+    expect(listed.locator("[data-instigator=monday_morning]")).to_contain_text("0 9 * * 1")
+    expect(listed.locator("[data-instigator=report_requests]")).to_contain_text("every 3600s")

@@ -14,12 +14,33 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 from asyncdag import RetryPolicy, pipeline, solid
 from asyncdag.config import Field
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO_WORLD = ROOT / "examples" / "hello_world.py"
+#: The browser tests drive Debian's Chromium; they are skipped where it is missing.
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+#: A browser test module's ``pytestmark``: marked, and skipped only where Chromium is missing.
+BROWSER_TEST = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian's Chromium is not installed at /usr/bin/chromium (apt-get install chromium)",
+    ),
+]
+
+
+def shot(page: Any, name: str) -> Path:
+    """Save a screenshot of ``page`` as test-artifacts/screenshots/NAME.png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
 
 
 def load_hello_world() -> Any:
@@ -95,6 +116,23 @@ def configured_pipeline():
 
 
 TEST_PIPELINES = [slow_pipeline, failing_pipeline, chatty_pipeline, configured_pipeline]
+
+
+def mounted_in_host(ui_app: Any) -> Any:
+    """A host Starlette app with its own page at ``/`` and ``ui_app`` mounted at ``/dag``."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    @contextlib.asynccontextmanager
+    async def host_lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with ui_app.router.lifespan_context(ui_app):
+            yield
+
+    async def hello(request: Any) -> Any:
+        return PlainTextResponse("host app")
+
+    return Starlette(routes=[Route("/", hello), Mount("/dag", app=ui_app)], lifespan=host_lifespan)
 
 
 # --- the ASGI lifespan, run by hand (httpx's ASGI transport does not) --------------------
@@ -216,3 +254,33 @@ def serve_in_thread(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+# --- Chromium --------------------------------------------------------------------------------
+
+
+def launch_chromium(playwright: Any, *args: str) -> Any:
+    """Debian's Chromium, headless, through Playwright (which never downloads a browser)."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        args=[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            *args,
+        ],
+    )
+
+
+def watch_console(page: Any) -> list[str]:
+    """Collect the page's uncaught errors and Content-Security-Policy violations as they happen."""
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
+    page.on(
+        "console",
+        lambda message: problems.append(f"CSP: {message.text}")
+        if "Content Security Policy" in message.text
+        else None,
+    )
+    return problems

@@ -2,13 +2,12 @@
 
 Write solids (sync or async functions), wire them into a pipeline by calling
 them, and run it with :func:`execute_pipeline` (blocking) or
-:func:`execute_pipeline_async` (inside asyncio or trio).  Everything public
+:func:`execute_pipeline_async` (inside asyncio or trio), or on a clock
+(:func:`schedule`) or when something appears (:func:`sensor`).  Everything public
 is re-exported here; modules starting with ``_`` are internals.
 """
 
 from __future__ import annotations
-
-__version__ = "0.1.0"
 
 from ._api import (
     PipelineRunResult,
@@ -56,6 +55,16 @@ from ._errors import (
     StepTimeoutError,
 )
 from ._events import ErrorInfo, Event, EventType, RunStatus, StepStatus
+from ._version import __version__
+from .automation._context import ScheduleEvaluationContext, SensorEvaluationContext
+from .automation._definitions import (
+    RunRequest,
+    ScheduleDefinition,
+    SensorDefinition,
+    SkipReason,
+    schedule,
+    sensor,
+)
 
 __all__ = [
     "AsyncdagError",
@@ -89,7 +98,13 @@ __all__ = [
     "RetryPolicy",
     "RetryRequested",
     "RunHandle",
+    "RunRequest",
     "RunStatus",
+    "ScheduleDefinition",
+    "ScheduleEvaluationContext",
+    "SensorDefinition",
+    "SensorEvaluationContext",
+    "SkipReason",
     "SolidContext",
     "SolidDefinition",
     "StepLog",
@@ -104,6 +119,13 @@ __all__ = [
     "open_run",
     "pipeline",
     "resource",
+    "schedule",
+    "sensor",
     "solid",
     "success_hook",
 ]
+
+from ._public import publish as _publish
+
+_publish(__name__, globals(), __all__)
+del _publish

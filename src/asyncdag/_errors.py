@@ -8,6 +8,7 @@ minutes ago.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "AsyncdagError",
@@ -24,6 +25,19 @@ __all__ = [
 
 class AsyncdagError(Exception):
     """Base of every error asyncdag raises itself."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take their own __init__ arguments, which Exception's default pickling
+        # does not know: rebuild from the message and attributes instead, so errors survive
+        # crossing a process (a Dask worker, a multiprocessing pool) intact.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[AsyncdagError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class DefinitionError(AsyncdagError):

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from asyncdag._config_data import YamlProblem, json_data, read_yaml
 from asyncdag._config_types import (
     MISSING,
     ConfigType,
@@ -414,6 +415,11 @@ def _resolve_execution(section: Any, errors: list[ConfigErrorItem]) -> Execution
 
 
 def _merged(pipeline: _Pipeline, run_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run's config over the pipeline's default, as JSON data; ConfigError if it is not JSON.
+
+    Checked before anything else walks it, so a NaN, a date object or a
+    structure nested thousands deep is one error with its path, never a crash.
+    """
     subject = f"run config for pipeline {pipeline.name!r}"
     base = pipeline.default_config or {}
     for what, value in (("the pipeline's default config", base), ("run config", run_config)):
@@ -422,7 +428,15 @@ def _merged(pipeline: _Pipeline, run_config: Mapping[str, Any] | None) -> dict[s
                 [ConfigErrorItem("", f"{what} must be a mapping, got {type(value).__name__}")],
                 subject=subject,
             )
-    return _deep_merge(base, run_config or {})
+    plain_base, base_errors = json_data(base)
+    plain_run, errors = json_data(run_config or {})
+    errors += [
+        ConfigErrorItem(e.path, f"{e.message} (in the pipeline's default config)")
+        for e in base_errors
+    ]
+    if errors:
+        raise ConfigError(errors, subject=subject)
+    return _deep_merge(plain_base, plain_run)
 
 
 # Shared by every node that has neither schema nor config: frozen, so sharing is safe,
@@ -436,7 +450,11 @@ def resolve_run_config(
     """Check a run's config against ``pipeline`` before anything runs.
 
     The run's config overlays the pipeline's default config (dicts merge key by
-    key).  Every problem (unknown solid, resource or key, wrong type, missing
+    key).  Both must be JSON data, since the run stores its config and "Re-run"
+    replays it: NaN, infinity, bytes, sets and other objects are errors with their
+    path; tuples, enum members, attrs instances, dates and times are converted
+    (to lists, values, mappings and ISO 8601 text), and solids see the converted
+    values, exactly what is stored.  Every problem (unknown solid, resource or key, wrong type, missing
     required config or input, an input given in config that the pipeline already
     feeds) is collected and raised together as one ConfigError.  Cost is linear
     in nodes; a node with no schema and no config entry costs a dict lookup.
@@ -595,19 +613,33 @@ def default_run_config(pipeline: _Pipeline) -> dict[str, Any]:
 def _read_yaml_source(source: str | os.PathLike[str]) -> tuple[str, str]:
     """(name for messages, YAML text).
 
-    A str is a file path when it is one line naming an existing file, or one line
-    ending in .yaml/.yml/.json that cannot be YAML text ({, [ or spaces).
+    A str is a file path when it is one line naming an existing file or directory
+    (refused when read), or one line ending in .yaml/.yml/.json that cannot be
+    YAML text ({, [ or spaces).
     """
     looks_like_path = "\n" not in source if isinstance(source, str) else True
     if isinstance(source, str) and looks_like_path:
-        looks_like_path = os.path.isfile(source) or (
-            source.endswith((".yaml", ".yml", ".json")) and not any(c in source for c in "{[ ")
+        looks_like_path = (
+            os.path.isfile(source)
+            or os.path.isdir(source)
+            or (source.endswith((".yaml", ".yml", ".json")) and not any(c in source for c in "{[ "))
         )
     if looks_like_path:
         name = os.fspath(source)
         try:
             with open(name, encoding="utf-8") as f:
                 return name, f.read()
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                [
+                    ConfigErrorItem(
+                        "",
+                        f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                        "save it as UTF-8",
+                    )
+                ],
+                subject=f"run config file {name}",
+            ) from exc
         except OSError as exc:
             raise ConfigError(
                 [ConfigErrorItem("", f"cannot read {name}: {exc.strerror or exc}")],
@@ -621,23 +653,18 @@ def load_run_config(*sources: str | os.PathLike[str]) -> dict[str, Any]:
 
     Lets a base config be shared and an environment-specific file override parts
     of it (``-c base.yaml -c prod.yaml``).  Invalid YAML raises ConfigError naming
-    the file and line.
+    the file and line, and so does a document that would cost more than its size
+    to read (aliases repeating more than 10,000 values, nesting past 100 levels).
+    Timestamps such as ``2024-01-01`` stay the text written.
     """
-    import yaml
-
     merged: dict[str, Any] = {}
     for source in sources:
         name, text = _read_yaml_source(source)
         subject = f"run config file {name}"
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(
-                [ConfigErrorItem("", f"{name}: {where}invalid YAML: {problem}")], subject=subject
-            ) from exc
+            data, _ = read_yaml(text)
+        except YamlProblem as exc:
+            raise ConfigError([ConfigErrorItem("", f"{name}: {exc}")], subject=subject) from None
         if data is None:
             continue
         if not isinstance(data, Mapping):

@@ -13,7 +13,7 @@ from ._outputs import DynamicOut, DynamicOutput, Out, Output, OutputError
 from ._pipeline import PipelineDefinition, pipeline
 from ._resources import ResourceDefinition, check_resource_graph, resource
 from ._retry import Backoff, Jitter, RetryPolicy
-from ._solid import InputDefinition, SolidDefinition, solid
+from ._solid import InputDefinition, SolidDefinition, annotation_name, solid
 from ._sources import DEFAULT_OUTPUT, Collect, Constant, FanIn, FromOutput, InputSource
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "ResourceDefinition",
     "RetryPolicy",
     "SolidDefinition",
+    "annotation_name",
     "check_resource_graph",
     "failure_hook",
     "graph",

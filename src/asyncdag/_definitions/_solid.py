@@ -28,7 +28,7 @@ from ._retry import RetryPolicy
 from ._sources import DEFAULT_OUTPUT
 from ._sources import InputSource as InputSource
 
-__all__ = ["InputDefinition", "SolidDefinition", "solid"]
+__all__ = ["InputDefinition", "SolidDefinition", "annotation_name", "solid"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,9 +44,19 @@ class InputDefinition:
 
     @property
     def type_name(self) -> str:
-        if self.annotation is inspect.Parameter.empty:
-            return "Any"
-        return getattr(self.annotation, "__name__", None) or repr(self.annotation)
+        """A readable name for the input's type: ``int``, ``list[str]``, ``Any`` when unannotated."""
+        return annotation_name(self.annotation)
+
+
+def annotation_name(annotation: Any) -> str:
+    """A readable name for a type annotation (``Any`` when there is none)."""
+    if annotation is inspect.Parameter.empty or annotation is inspect.Signature.empty:
+        return "Any"
+    if isinstance(annotation, str):
+        return annotation
+    if getattr(annotation, "__module__", None) == "builtins":
+        return str(annotation.__name__)
+    return str(annotation).replace("typing.", "")
 
 
 # --- solids ----------------------------------------------------------------------------------

@@ -10,6 +10,11 @@ fit (``cicd.pipeline.*``), and ``asyncdag.*`` for the rest.  The result
 values (``cicd.pipeline.result`` / ``cicd.pipeline.task.run.result``) are the
 convention's: a solid that raised is a ``failure``; a step that could not
 start because its resources failed is an ``error``.
+
+A failed attempt's span carries ``error.type`` and an ``exception`` event whose
+``exception.type`` is the same name, the one stored in the run's events
+(:class:`~asyncdag.ErrorInfo`): ``module.QualName``, builtins bare, public
+classes under their public module (``asyncdag.StepTimeoutError``).
 """
 
 from __future__ import annotations
@@ -35,13 +40,16 @@ SKIP = "skip"
 INSTRUMENTATION_NAME = "asyncdag"
 
 
-def run_tracer(*, enabled: bool = True, tracer_provider: Any = None) -> RunTracer | None:
+def run_tracer(
+    *, enabled: bool = True, tracer_provider: Any = None, cancel_is_error: bool = True
+) -> RunTracer | None:
     """A tracer for one run, or None when tracing is off or would record nothing.
 
     ``tracer_provider`` overrides the global provider for this run (a test, or
     an application that keeps several providers).  A no-op provider, the
     still-unset global proxy, and an SDK provider switched off with
     ``OTEL_SDK_DISABLED`` all give None, so such runs pay nothing per step.
+    ``cancel_is_error``: see :class:`RunTracer`.
     """
     if not enabled:
         return None
@@ -57,12 +65,12 @@ def run_tracer(*, enabled: bool = True, tracer_provider: Any = None) -> RunTrace
             return None
     if isinstance(provider, trace.NoOpTracerProvider):
         return None
-    from .. import __version__
+    from .._version import __version__
 
     tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__)
     if isinstance(tracer, trace.NoOpTracer):
         return None
-    return RunTracer(tracer)
+    return RunTracer(tracer, cancel_is_error=cancel_is_error)
 
 
 class RunTracer:
@@ -71,9 +79,18 @@ class RunTracer:
     The run span is started in the run's task as a child of whatever span is
     current there (a web request, say); step spans name it as their parent
     explicitly, so they nest correctly whichever task runs them.
+
+    ``cancel_is_error=False`` is for services where cancelling a run is an
+    ordinary outcome (a client went away, a user pressed Cancel): cancelled
+    runs and steps then end with status UNSET instead of ERROR, so they do not
+    count as errors in Jaeger or in error-rate alerts.  Their
+    ``cicd.pipeline.result`` / ``cicd.pipeline.task.run.result`` still say
+    ``cancellation``; a failure that led to a cancellation (``fail_fast``)
+    stays an ERROR on its own step and on the run.
     """
 
     __slots__ = (
+        "_cancel_is_error",
         "_kind_internal",
         "_otel_context",
         "_run_context",
@@ -85,11 +102,12 @@ class RunTracer:
         "tracer",
     )
 
-    def __init__(self, tracer: Any) -> None:
+    def __init__(self, tracer: Any, *, cancel_is_error: bool = True) -> None:
         from opentelemetry import context as otel_context
         from opentelemetry import trace
 
         self.tracer = tracer
+        self._cancel_is_error = cancel_is_error
         self._trace = trace
         self._otel_context = otel_context
         self._status = trace.Status
@@ -103,16 +121,23 @@ class RunTracer:
     # --- the run -------------------------------------------------------------------------------
 
     def start_run(self, *, pipeline_name: str, run_id: str, tags: dict[str, str]) -> Any:
-        """Start the run span as a child of whatever span is current (a web request, say)."""
+        """Start the run span as a child of whatever span is current (a web request, say).
+
+        Its kind is SERVER when the run is where this process's part of the trace
+        begins (no parent, or a parent propagated from another process), and
+        INTERNAL when it runs inside a span of this process, such as the request
+        handler that awaits it: that span is the SERVER one.
+        """
         attributes: dict[str, Any] = {
             "cicd.pipeline.name": pipeline_name,
             "cicd.pipeline.run.id": run_id,
         }
         for key, value in tags.items():
             attributes[f"asyncdag.tag.{key}"] = value
-        span = self.tracer.start_span(
-            f"run {pipeline_name}", kind=self._trace.SpanKind.SERVER, attributes=attributes
-        )
+        parent = self._trace.get_current_span().get_span_context()
+        local_parent = parent.is_valid and not parent.is_remote
+        kind = self._kind_internal if local_parent else self._trace.SpanKind.SERVER
+        span = self.tracer.start_span(f"run {pipeline_name}", kind=kind, attributes=attributes)
         self._run_span = span
         self._run_context = self._trace.set_span_in_context(span)
         return span
@@ -129,6 +154,8 @@ class RunTracer:
         span.set_attribute("cicd.pipeline.result", result)
         if result == SUCCESS:
             span.set_status(self._status(self._status_code.OK))
+        elif result == CANCELLATION and not self._cancel_is_error:
+            pass  # status stays UNSET: a cancelled run is not an error here
         else:
             span.set_status(self._status(self._status_code.ERROR, result))
             if error is not None:
@@ -190,14 +217,20 @@ class RunTracer:
             span.set_attributes(attributes)
         if result == SUCCESS:
             span.set_status(self._status(self._status_code.OK))
-        elif result == SKIP:
+        elif result == SKIP or (result == CANCELLATION and not self._cancel_is_error):
             pass
         else:
             description = result
             if error is not None:
-                span.set_attribute("error.type", _error_type(error))
+                error_type = _error_type(error)
+                span.set_attribute("error.type", error_type)
                 if isinstance(error, Exception):
-                    span.record_exception(error, escaped=retry_delay is None)
+                    # Given explicitly: older SDKs wrote the bare class name here.
+                    span.record_exception(
+                        error,
+                        attributes={"exception.type": error_type},
+                        escaped=retry_delay is None,
+                    )
                 description = f"{type(error).__name__}: {error}"
             elif result == CANCELLATION:
                 description = "the step was cancelled"
@@ -246,11 +279,14 @@ def _step_attributes(step: Step, run_id: str) -> dict[str, Any]:
 
 
 def _error_type(error: BaseException) -> str:
-    """``error.type`` as the semantic conventions want it: the fully qualified class name."""
+    """``error.type`` as the semantic conventions want it: the fully qualified class name.
+
+    The same name OpenTelemetry's ``record_exception`` writes as ``exception.type``
+    and :class:`~asyncdag.ErrorInfo` stores: ``module.QualName``, builtins bare.
+    asyncdag's public classes report their public module (``asyncdag``) already.
+    """
     cls = type(error)
     module = cls.__module__
-    if module in ("builtins", "__main__"):
+    if not module or module == "builtins":
         return cls.__qualname__
-    if module.startswith("asyncdag._"):
-        module = "asyncdag"  # our errors are public under the package's own name
     return f"{module}.{cls.__qualname__}"

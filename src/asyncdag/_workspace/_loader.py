@@ -19,14 +19,31 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import ModuleType
 
+import attrs
+
 from .._definitions import PipelineDefinition
 from .._errors import AsyncdagError
+from ..automation._definitions import ScheduleDefinition, SensorDefinition
 
-__all__ = ["LoadError", "load_pipelines", "select_pipeline"]
+__all__ = ["LoadError", "Workspace", "load_pipelines", "load_workspace", "select_pipeline"]
 
 
 class LoadError(AsyncdagError):
     """A pipeline file or module could not be loaded, or held no (or no such) pipeline."""
+
+
+@attrs.frozen
+class Workspace:
+    """Everything a file or module defines at its top level: pipelines, schedules and sensors, by name."""
+
+    pipelines: dict[str, PipelineDefinition]
+    schedules: dict[str, ScheduleDefinition] = attrs.field(factory=dict)
+    sensors: dict[str, SensorDefinition] = attrs.field(factory=dict)
+
+    @property
+    def automation(self) -> list[ScheduleDefinition | SensorDefinition]:
+        """The schedules and sensors together, the way a scheduler takes them."""
+        return [*self.schedules.values(), *self.sensors.values()]
 
 
 def load_pipelines(
@@ -41,23 +58,47 @@ def load_pipelines(
     directory too, as ``python -m`` does.  Raises :class:`LoadError` when
     anything fails to import or when nothing defines a pipeline.
     """
+    return load_workspace(files=files, modules=modules).pipelines
+
+
+def load_workspace(
+    *,
+    files: Iterable[str | os.PathLike[str]] = (),
+    modules: Iterable[str] = (),
+) -> Workspace:
+    """Like :func:`load_pipelines`, with the schedules and sensors found beside the pipelines.
+
+    A schedule's or sensor's pipeline counts as found even when the file only
+    imports it.  Names are unique across schedules and sensors.
+    """
     files = [Path(f) for f in files]
     modules = list(modules)
     if not files and not modules:
         raise LoadError("no pipeline source given; pass a file with -f FILE or a module with -m")
     found: dict[str, PipelineDefinition] = {}
     origin: dict[str, str] = {}
+    automation: dict[str, ScheduleDefinition | SensorDefinition] = {}
     for path in files:
-        _collect(_import_file(Path(path)), str(path), found, origin)
+        module = _import_file(Path(path))
+        _collect(module, str(path), found, origin)
+        _collect_automation(module, str(path), automation, origin)
     for name in modules:
-        _collect(_import_module(name), name, found, origin)
+        module = _import_module(name)
+        _collect(module, name, found, origin)
+        _collect_automation(module, name, automation, origin)
+    for definition in automation.values():
+        found.setdefault(definition.pipeline.name, definition.pipeline)
     if not found:
         sources = ", ".join([*map(str, files), *modules])
         raise LoadError(
             f"{sources} defines no pipeline; decorate a function with @pipeline at the top "
             "level of the file (pipelines built inside functions are not found)"
         )
-    return found
+    return Workspace(
+        pipelines=found,
+        schedules={n: d for n, d in automation.items() if isinstance(d, ScheduleDefinition)},
+        sensors={n: d for n, d in automation.items() if isinstance(d, SensorDefinition)},
+    )
 
 
 def select_pipeline(
@@ -108,7 +149,7 @@ def _import_file(path: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except BaseException as exc:
         sys.modules.pop(module_name, None)
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
+        if isinstance(exc, KeyboardInterrupt):
             raise
         raise _import_failure(exc, str(path), resolved) from exc
     return module
@@ -136,7 +177,7 @@ def _import_module(name: str) -> ModuleType:
                 "importable from the current directory or PYTHONPATH"
             ) from exc
         raise _import_failure(exc, name, None) from exc
-    except (KeyboardInterrupt, SystemExit):
+    except KeyboardInterrupt:
         raise
     except BaseException as exc:
         raise _import_failure(exc, name, None) from exc
@@ -155,6 +196,12 @@ def _import_failure(exc: BaseException, source: str, path: Path | None) -> LoadE
         where = f"{_short(frame.filename)}:{frame.lineno}"
     if isinstance(exc, AsyncdagError):
         return LoadError(f"{where}: {exc}")
+    if isinstance(exc, SystemExit):
+        return LoadError(
+            f"{where}: the {'file' if path is not None else 'module'} called "
+            f"sys.exit({exc.code!r}) while being imported; keep "
+            'script code under `if __name__ == "__main__":` so loading the pipelines runs none'
+        )
     kind = "import error" if isinstance(exc, ImportError) else type(exc).__name__
     message = str(exc) or type(exc).__name__
     return LoadError(f"{where}: loading {source} failed with {kind}: {message}")
@@ -193,3 +240,23 @@ def _collect(
             pass
         found[value.name] = value
         origin[value.name] = source
+
+
+def _collect_automation(
+    module: ModuleType,
+    source: str,
+    found: dict[str, ScheduleDefinition | SensorDefinition],
+    origin: dict[str, str],
+) -> None:
+    for value in list(vars(module).values()):
+        if not isinstance(value, ScheduleDefinition | SensorDefinition):
+            continue
+        previous = found.get(value.name)
+        if previous is not None and previous is not value:
+            where = origin.get(f"automation:{value.name}", source)
+            raise LoadError(
+                f"two schedules or sensors are named {value.name!r} (in {where} and {source}); "
+                "names are unique across schedules and sensors: pass name=... to one of them"
+            )
+        found[value.name] = value
+        origin[f"automation:{value.name}"] = source

@@ -4,7 +4,7 @@ Adding a command from another module
 ------------------------------------
 A command module exposes ``register(subparsers)``: it calls
 ``subparsers.add_parser(name, help=...)``, adds its arguments (use
-:func:`asyncdag.cli._common.add_source_arguments` for ``-f/-m/-p``) and sets
+:func:`asyncdag._workspace.add_source_arguments` for ``-f/-m/-p``) and sets
 ``handler=`` to a function ``(argparse.Namespace) -> int`` returning the exit
 code.  Keep ``register`` light (argparse only) and import heavy things inside
 the handler, so ``asyncdag --help`` stays quick.  A handler raises
@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from asyncdag._errors import AsyncdagError
+from asyncdag._workspace import find_error
 
 __all__ = [
     "EXIT_CANCELED",
@@ -35,7 +36,9 @@ __all__ = [
     "EXIT_STORAGE",
     "EXIT_USAGE",
     "build_parser",
+    "find_error",
     "main",
+    "warn",
 ]
 
 EXIT_OK = 0
@@ -52,20 +55,26 @@ _BUILTIN: tuple[tuple[str | None, str], ...] = (
     ("pipeline", "asyncdag.cli._execute"),
     ("pipeline", "asyncdag.cli._pipelines"),
     ("run", "asyncdag.cli._runs"),
+    ("scheduler", "asyncdag.cli._scheduler"),
+    ("schedule", "asyncdag.cli._schedules"),
+    ("sensor", "asyncdag.cli._sensors"),
 )
 
 # Commands other engineers own: (group, command name) -> (module, help shown meanwhile).
 _SLOTS: dict[tuple[str | None, str], tuple[str, str]] = {
     ("pipeline", "bench"): (
         "asyncdag.cli._bench",
-        "measure the engine's overhead on a pipeline",
+        "run a pipeline at several concurrency bounds and report where time goes",
     ),
-    (None, "ui"): ("asyncdag.ui.cli", "serve the web UI (graph, config playground, runs)"),
+    (None, "ui"): ("asyncdag.ui._command", "serve the web UI (graph, config playground, runs)"),
 }
 
 _GROUPS = {
     "pipeline": "load, inspect and execute pipelines",
     "run": "browse and delete recorded runs",
+    "scheduler": "run schedules and sensors until stopped",
+    "schedule": "list, start, stop and preview schedules",
+    "sensor": "list, start and stop sensors",
 }
 
 
@@ -164,8 +173,19 @@ def _add_placeholder(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code (0 ok, 1 run failed, 2 bad input, 130 canceled)."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    """Run the command line; return the exit code.
+
+    0 ok, 1 run failed, 2 bad input, 3 the run ended but the run history could not store all
+    of it, 130 or 143 stopped by SIGINT or SIGTERM.  A reader of
+    stdout that leaves early (``| head``) changes nothing: see :mod:`._streams`.
+    """
+    from ._streams import guarded_stdio
+
+    with guarded_stdio():
+        return _main(list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(args_list: list[str]) -> int:
     verbose = "-v" in args_list or "--verbose" in args_list
     _printable_streams()
     try:
@@ -189,6 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return EXIT_OK
     except Exception as exc:
+        # An error from inside a task group arrives wrapped; the one it wraps is the news.
+        error = find_error(exc, AsyncdagError)
+        if error is not None:
+            _report(error, verbose=verbose)
+            return EXIT_USAGE
         _report(exc, verbose=verbose, unexpected=True)
         return EXIT_FAILURE
 
@@ -201,6 +226,11 @@ def _printable_streams() -> None:
         if reconfigure is not None:
             with contextlib.suppress(ValueError, OSError):  # a closed or odd stream: as it is
                 reconfigure(errors="backslashreplace")
+
+
+def warn(message: str) -> None:
+    """Something the user should know that does not change the exit code, as one line."""
+    print(f"asyncdag: warning: {message}", file=sys.stderr)
 
 
 def _report(exc: BaseException, *, verbose: bool, unexpected: bool = False) -> None:

@@ -1,7 +1,7 @@
-"""Pieces several commands share: ``-f/-m/-p``, consoles, storage, run id prefixes.
+"""Pieces several CLI commands share: ``-c/--backend``, consoles, storage, run id prefixes.
 
-A command module added later (``pipeline bench``, ``ui``) uses these so that it
-reads its pipeline source and reports problems exactly as the others do.
+``-f/-m/-p`` and loading pipelines are shared with the web UI's command, so they
+live below both, in :mod:`asyncdag._workspace`.
 """
 
 from __future__ import annotations
@@ -13,29 +13,23 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from asyncdag._errors import AsyncdagError
+from asyncdag._workspace import UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from asyncdag._definitions import PipelineDefinition
     from asyncdag.storage import RunRecord, RunStorage
 
 __all__ = [
-    "UsageError",
-    "add_source_arguments",
+    "add_run_arguments",
     "call",
     "make_console",
     "open_storage",
     "resolve_run_id",
-    "selected_pipeline",
+    "where",
 ]
 
 T = TypeVar("T")
-
-
-class UsageError(AsyncdagError):
-    """The command line itself is wrong (a malformed --tag, an ambiguous run id)."""
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,52 +48,6 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default="asyncio",
         help="the event loop to run on (default: asyncio)",
     )
-
-
-def add_source_arguments(parser: argparse.ArgumentParser, *, require_name: bool = False) -> None:
-    """``-f FILE`` / ``-m MODULE`` (repeatable, at least one) and ``-p NAME``."""
-    source = parser.add_argument_group("pipeline source")
-    source.add_argument(
-        "-f",
-        "--python-file",
-        dest="files",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="a Python file defining pipelines (repeatable)",
-    )
-    source.add_argument(
-        "-m",
-        "--module-name",
-        dest="modules",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="an importable module defining pipelines (repeatable)",
-    )
-    source.add_argument(
-        "-p",
-        "--pipeline",
-        dest="pipeline",
-        required=require_name,
-        metavar="NAME",
-        help="which pipeline, when the source defines several",
-    )
-
-
-def loaded_pipelines(args: argparse.Namespace) -> dict[str, PipelineDefinition]:
-    from asyncdag._workspace import load_pipelines
-
-    if not args.files and not args.modules:
-        raise UsageError("say where the pipeline is: -f FILE or -m MODULE")
-    return load_pipelines(files=args.files, modules=args.modules)
-
-
-def selected_pipeline(args: argparse.Namespace) -> PipelineDefinition:
-    """The pipeline ``-f/-m`` and ``-p`` point at, or :class:`~asyncdag._workspace.LoadError`."""
-    from asyncdag._workspace import select_pipeline
-
-    return select_pipeline(loaded_pipelines(args), args.pipeline)
 
 
 def make_console(*, stderr: bool = False, force_plain: bool = False) -> Console:
@@ -133,6 +81,11 @@ def open_storage() -> RunStorage:
     storage = SqliteStorage(default_storage_path())
     storage.open()
     return storage
+
+
+def where(storage: RunStorage) -> str:
+    """How messages name a run history: its file, else what the storage says it is."""
+    return str(getattr(storage, "path", storage))
 
 
 def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

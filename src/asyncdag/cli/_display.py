@@ -11,32 +11,26 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from asyncdag._events import Event, EventType, StepStatus
+from asyncdag._workspace import FINAL_STEP_EVENTS, StepSummary
 
 from .._api._console import LOGGER_NAME
-from ._steps import (
-    _FINAL_STEP_EVENTS,
-    STATUS_STYLES,
-    StepRow,
-    format_duration,
-    step_rows,
-    steps_table,
-)
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
+    from rich.table import Table
 
 __all__ = [
     "STATUS_STYLES",
     "ConsoleLogHandler",
     "RunProgress",
-    "StepRow",
     "format_duration",
     "install_log_handler",
+    "print_steps",
     "silence_logs",
-    "step_rows",
     "steps_table",
 ]
 
@@ -48,6 +42,19 @@ LEVEL_STYLES = {
     logging.ERROR: "red",
     logging.CRITICAL: "bold red",
 }
+
+STATUS_STYLES = {
+    "SUCCESS": "green",
+    "FAILURE": "red",
+    "CANCELED": "yellow",
+    "SKIPPED": "dim",
+    "RUNNING": "cyan",
+    "RETRYING": "yellow",
+    "STARTED": "cyan",
+    "PENDING": "dim",
+    "NOT_STARTED": "dim",
+}
+
 
 # -- log lines ---------------------------------------------------------------------------
 
@@ -146,6 +153,84 @@ def silence_logs() -> None:
     logger.disabled = True
 
 
+# -- steps, from an event log ---------------------------------------------------------
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{rest:02d}s" if hours else f"{minutes}m{rest:02d}s"
+
+
+def steps_table(rows: Sequence[StepSummary]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("step")
+    table.add_column("status")
+    table.add_column("attempts", justify="right")
+    table.add_column("duration", justify="right")
+    table.add_column("note", overflow="fold")
+    for row in rows:
+        table.add_row(
+            Text(row.key),  # Text, not markup: a step key or error may hold "[...]"
+            Text(row.status, style=STATUS_STYLES.get(row.status, "")),
+            str(row.attempts),
+            format_duration(row.duration),
+            Text(row.note),
+        )
+    return table
+
+
+#: Runs with at most this many steps get a table of every step; bigger ones a summary.
+TABLE_LIMIT = 50
+#: Rows of unsuccessful (and of slowest) steps a summary shows.
+SHOWN = 20
+
+
+def print_steps(console: Console, rows: Sequence[StepSummary], *, see_all: str) -> None:
+    """Every step in a table, or past :data:`TABLE_LIMIT` a summary: how many steps ended
+    how, those that did not succeed and the slowest (a table of 100,000 rows took rich
+    minutes and helped no one); ``see_all`` is the command that lists every step."""
+    from collections import Counter
+
+    from rich.text import Text
+
+    if not rows:
+        console.print(Text("no steps ran", style="dim"))
+        return
+    if len(rows) <= TABLE_LIMIT:
+        console.print(steps_table(rows))
+        return
+    counts = Counter(row.status for row in rows)
+    line = Text(f"{len(rows):,} steps: ")
+    for n, (status, count) in enumerate(counts.most_common()):
+        line.append(", " if n else "")
+        line.append(f"{count:,} {status}", style=STATUS_STYLES.get(status, ""))
+    console.print(line)
+    unsuccessful = [row for row in rows if row.status != "SUCCESS"]
+    if unsuccessful:
+        console.print()
+        console.print(Text("steps that did not succeed:", style="bold"))
+        console.print(steps_table(unsuccessful[:SHOWN]))
+        if len(unsuccessful) > SHOWN:
+            console.print(f"... and {len(unsuccessful) - SHOWN:,} more", style="dim")
+    timed = [row for row in rows if row.duration is not None]
+    slowest = sorted(timed, key=lambda row: row.duration or 0.0, reverse=True)[:5]
+    if slowest:
+        console.print()
+        console.print(Text("slowest steps:", style="bold"))
+        console.print(steps_table(slowest))
+    console.print(f"every step: {see_all}", style="dim", markup=False)
+
+
 # -- live progress -----------------------------------------------------------------------
 
 
@@ -175,9 +260,9 @@ class RunProgress:
                 self.total = int((event.data or {}).get("step_count", self.total))
             elif event.type is EventType.STEP_START and key is not None:
                 self._running[key] = None
-            elif event.type in _FINAL_STEP_EVENTS and key is not None:
+            elif event.type in FINAL_STEP_EVENTS and key is not None:
                 self._running.pop(key, None)
-                status = _FINAL_STEP_EVENTS[event.type]
+                status = FINAL_STEP_EVENTS[event.type]
                 if status is StepStatus.SUCCESS:
                     self._done += 1
                 elif status is StepStatus.FAILURE:

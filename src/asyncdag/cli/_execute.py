@@ -1,17 +1,18 @@
 """``asyncdag pipeline execute``: run one pipeline, show it live, record it, exit with its fate.
 
-Exit codes: 0 success, 1 the run failed, 130 canceled (Ctrl-C), 2 bad input
-(raised as AsyncdagError before anything runs, reported by ``main``, unusable run
-storage included), 3 the run ended (its outcome is printed) but the run history
-could not store all of it (one line on stderr says what and why).
+Exit codes: 0 success, 1 the run failed, 2 bad input (raised as AsyncdagError
+before anything runs, reported by ``main``; a run history that cannot record the
+run's start included), 3 the run ended (its outcome printed) but the run history
+could not store all of it (one line says what and why), 130/143 canceled by
+SIGINT/SIGTERM (see :mod:`._ending`).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -19,23 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._app import EXIT_CANCELED, EXIT_FAILURE, EXIT_OK, EXIT_STORAGE
-from ._common import (
-    UsageError,
-    add_run_arguments,
-    add_source_arguments,
-    make_console,
-    open_storage,
-    selected_pipeline,
-)
+from asyncdag._workspace import UsageError, add_source_arguments, selected_pipeline
+from asyncdag._workspace._stop import STOP_SIGNALS, add_grace_period_argument, stop_on_signals
+
+from ._app import EXIT_STORAGE, find_error
+from ._common import add_run_arguments, make_console, open_storage, where
+from ._ending import RunEnding
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.live import Live
 
     from asyncdag._api import PipelineRunResult
     from asyncdag._definitions import PipelineDefinition
     from asyncdag._events import Event
-    from asyncdag.storage import StorageError
 
 __all__ = ["register"]
 
@@ -46,9 +44,12 @@ def register(subparsers: Any) -> None:
         help="run a pipeline and record it in the run history",
         description=(
             "Run a pipeline, showing progress and logs, and record it with every event in the "
-            "run history ($ASYNCDAG_HOME/asyncdag.db). Ctrl-C cancels the run; a second Ctrl-C "
-            "exits at once. Exit code: 0 success, 1 failed, 130 canceled, 2 bad input (or unusable "
-            "run storage), 3 the run ended but its history could not be stored in full."
+            "run history ($ASYNCDAG_HOME/asyncdag.db). Ctrl-C or SIGTERM cancels the run; a "
+            "second signal, or the run still going after --grace-period, exits at once with "
+            "the run recorded CANCELED. Exit code: 0 success, 1 failed, 2 bad input, "
+            "3 the run ended but the run history could not store all of it, "
+            "130 canceled by Ctrl-C (SIGINT), 143 canceled by SIGTERM. A reader of the output "
+            "that leaves early (| head) does not stop the run or change its exit code."
         ),
     )
     add_source_arguments(parser)
@@ -69,12 +70,17 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--no-storage", action="store_true", help="do not record this run in the run history"
     )
+    add_grace_period_argument(parser, what="a canceled run")
     tracing = parser.add_argument_group(
         "tracing", "export OpenTelemetry spans (else OTEL_* variables decide)"
     )
     tracing.add_argument("--otlp-endpoint", metavar="URL", help="OTLP collector, e.g. Jaeger")
     tracing.add_argument("--trace-file", metavar="PATH", help="append spans as JSON lines")
-    tracing.add_argument("--jaeger-json", metavar="PATH", help="write a Jaeger UI JSON trace")
+    tracing.add_argument(
+        "--jaeger-json",
+        metavar="PATH",
+        help="add the trace to a Jaeger UI JSON file (its other traces are kept)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("-q", "--quiet", action="store_true", help="log lines only")
     output.add_argument(
@@ -95,10 +101,20 @@ def _positive_int(text: str) -> int:
 
 def _config_source(path: str) -> str:
     """A path load_run_config will open; the text itself for a pipe such as ``-c <(...)``."""
+    where = f"run config file {path}"
+    if not os.path.exists(path):
+        raise UsageError(f"{where} not found; check the path given to -c")
+    if os.path.isdir(path):
+        raise UsageError(f"{where} is a directory; give -c a YAML file")
     if os.path.isfile(path):
         return os.path.abspath(path) if "\n" not in path else path
-    with open(path, encoding="utf-8") as stream:
-        return stream.read()
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return stream.read()
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot read {where}: {exc.strerror or exc}") from exc
 
 
 def parse_tags(pairs: list[str]) -> dict[str, str]:
@@ -124,10 +140,8 @@ def execute_command(args: argparse.Namespace) -> int:
     from asyncdag.config import load_run_config, resolve_run_config
 
     pipeline = selected_pipeline(args)
-    for path in args.config:
-        if not os.path.exists(path):
-            raise UsageError(f"run config file {path} not found; check the path given to -c")
-    run_config = load_run_config(*map(_config_source, args.config)) if args.config else None
+    sources = [_config_source(path) for path in args.config]
+    run_config = load_run_config(*sources) if sources else None
     resolve_run_config(pipeline, run_config)  # every config error now, before tracing or storage
     options = _Options(
         max_concurrency=args.max_concurrency,
@@ -137,36 +151,44 @@ def execute_command(args: argparse.Namespace) -> int:
     )
     telemetry = _configure_tracing(args)
     storage = None if args.no_storage else open_storage()
+    view = _make_view(args, pipeline)
+    ending = RunEnding(view=view, storage=storage, telemetry=telemetry, grace=args.grace_period)
     try:
-        view = _make_view(args, pipeline)
-        outcome: tuple[PipelineRunResult, StorageError | None] = view.run(
-            functools.partial(_run, pipeline, run_config, options, storage, view)
-        )
+        result = view.run(functools.partial(_run, pipeline, run_config, options, ending))
+    except Exception as exc:
+        raise _storage_failure(exc, storage) from exc
     finally:
-        if storage is not None:
-            storage.close()  # type: ignore[attr-defined]
-        if telemetry is not None:
-            telemetry.shutdown()
-    result, history_error = outcome
+        ending.close()
     view.summarize(result, recorded_in=None if storage is None else str(storage.path))  # type: ignore[attr-defined]
-    if history_error is not None:
+    if ending.history_error is not None:
         # The run happened (its outcome is above); its history is incomplete: say so once.
-        print(f"asyncdag: error: {history_error}", file=sys.stderr)
-        return EXIT_STORAGE
-    return _exit_code(result)
+        print(
+            f"asyncdag: error: the run history {where(storage)} is incomplete: "
+            f"{ending.history_error}",
+            file=sys.stderr,
+        )
+        return ending.leave(EXIT_STORAGE)
+    return ending.leave(ending.exit_code(result))
 
 
-def _exit_code(result: PipelineRunResult) -> int:
-    from asyncdag._events import RunStatus
+def _storage_failure(exc: Exception, storage: Any) -> Exception:
+    """The run history's error, named with its path, when one is inside ``exc``; else ``exc``."""
+    from asyncdag.storage import StorageError
 
-    return {RunStatus.SUCCESS: EXIT_OK, RunStatus.CANCELED: EXIT_CANCELED}.get(
-        result.status, EXIT_FAILURE
-    )
+    problem = find_error(exc, StorageError)
+    if problem is None or storage is None:
+        return exc
+    return StorageError(f"the run history {where(storage)} failed during the run: {problem}")
 
 
 def _configure_tracing(args: argparse.Namespace) -> Any:
     from asyncdag import telemetry
 
+    if not args.verbose:
+        # The exporters log each retry to an unreachable collector, several lines a batch;
+        # the command says what was lost in one line at exit instead (RunEnding.close).
+        # A level, not a handler: the library's loggers stay as the library made them.
+        logging.getLogger("opentelemetry").setLevel(logging.CRITICAL)
     if args.otlp_endpoint or args.trace_file or args.jaeger_json:
         telemetry.configure(
             otlp_endpoint=args.otlp_endpoint,
@@ -184,19 +206,18 @@ async def _run(
     pipeline: PipelineDefinition,
     run_config: dict[str, Any] | None,
     options: _Options,
-    storage: Any,
-    view: _View,
-) -> tuple[PipelineRunResult, StorageError | None]:
-    """The run's result, and what kept its history from being stored in full (if anything)."""
+    ending: RunEnding,
+) -> PipelineRunResult:
     import anyio
 
     from asyncdag._api import open_run
-    from asyncdag.storage import StorageError
 
-    result = history_error = None
     # The receiver is in place before the first event, so a Ctrl-C the moment a step
     # starts is a cancel, never a KeyboardInterrupt tearing through the engine.
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    from asyncdag.storage import StorageError
+
+    result = None
+    with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
         try:
             async with (
                 open_run(
@@ -205,42 +226,29 @@ async def _run(
                     max_concurrency=options.max_concurrency,
                     tags=options.tags,
                     fail_fast=options.fail_fast,
-                    storage=storage,
-                    listeners=[view.on_event],
+                    storage=ending.storage,
+                    listeners=[ending.view.on_event],
                 ) as handle,
                 anyio.create_task_group() as tg,
             ):
-                tg.start_soon(_cancel_on_signals, signals, handle, view)
+                tg.start_soon(
+                    functools.partial(
+                        stop_on_signals,
+                        signals,
+                        grace=ending.grace,
+                        stop=functools.partial(ending.cancel, handle),
+                        abandon=functools.partial(ending.abandon, handle),
+                    )
+                )
                 result = await handle.result()
                 tg.cancel_scope.cancel()
         except* StorageError as group:
-            history_error = _first_leaf(group)
-    if result is None:
-        # The history could not even record the run's start: nothing ran.  One line, exit 2.
-        assert history_error is not None
-        raise history_error
-    return result, history_error
-
-
-def _first_leaf(group: BaseExceptionGroup[Any]) -> Any:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-async def _cancel_on_signals(signals: Any, handle: Any, view: _View) -> None:
-    first = True
-    async for signum in signals:
-        if first:
-            first = False
-            view.note(f"{signal.Signals(signum).name}: canceling the run (again to exit at once)")
-            handle.cancel()
-            continue
-        # The user insists: leave now.  The run stays STARTED in storage until the next
-        # command opens it and marks it FAILED, its process being gone.
-        view.note(f"{signal.Signals(signum).name} again: exiting without waiting")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_CANCELED)
+            if result is None:
+                raise  # the history could not record the run's start: nothing ran (exit 2)
+            # The run ended; the recorder said what it could not store (exit 3).
+            ending.history_error = find_error(group, StorageError)
+    assert result is not None
+    return result
 
 
 # -- output modes ----------------------------------------------------------------------------
@@ -256,10 +264,10 @@ class _View:
         self.show_summary = summary
         install_log_handler(console)
 
-    def run(self, fn: Callable[[], Any]) -> Any:
+    def run(self, fn: Callable[[], Any]) -> PipelineRunResult:
         import anyio
 
-        return anyio.run(fn, backend=self.backend)
+        return anyio.run(fn, backend=self.backend)  # type: ignore[no-any-return]
 
     backend = "asyncio"
 
@@ -269,21 +277,24 @@ class _View:
     def note(self, text: str) -> None:
         self.console.print(text, style="yellow", markup=False)
 
+    def close_display(self) -> None:
+        """End any live display now: the process is about to exit without unwinding."""
+
     def summarize(self, result: PipelineRunResult, *, recorded_in: str | None) -> None:
         if not self.show_summary:
             return
-        from ._display import STATUS_STYLES, format_duration
-        from ._steps import print_steps, step_rows
+        from asyncdag._workspace import summarize_steps
+
+        from ._display import STATUS_STYLES, format_duration, print_steps
 
         console = self.console
         console.print()
-        rows = step_rows(result.events, run_finished=True)
         see_all = (
             f"asyncdag run show {result.run_id[:8]} --json"
             if recorded_in
             else "--json prints every event"
         )
-        print_steps(console, rows, see_all=see_all)
+        print_steps(console, summarize_steps(result.events, run_finished=True), see_all=see_all)
         console.print()
         status = result.status.value
         duration = format_duration(result.end_time - result.start_time)
@@ -309,8 +320,9 @@ class _LiveView(_View):
 
         super().__init__(console, summary=True)
         self.progress = RunProgress(pipeline.name, len(pipeline.nodes))
+        self._live: Live | None = None
 
-    def run(self, fn: Callable[[], Any]) -> Any:
+    def run(self, fn: Callable[[], Any]) -> PipelineRunResult:
         from rich.live import Live
 
         with Live(
@@ -320,14 +332,23 @@ class _LiveView(_View):
             transient=True,
             redirect_stdout=False,
             redirect_stderr=False,
-        ):
+        ) as live:
+            self._live = live
             return super().run(fn)
 
     def on_event(self, event: Event) -> None:
         self.progress.on_event(event)
 
     def note(self, text: str) -> None:
-        self.progress.note(text)
+        if self._live is None:
+            super().note(text)
+        else:
+            self.progress.note(text)
+
+    def close_display(self) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            live.stop()  # gives the terminal its cursor back before an abrupt exit
 
 
 class _JsonView(_View):

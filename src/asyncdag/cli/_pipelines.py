@@ -6,10 +6,12 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from ._common import add_source_arguments, loaded_pipelines, make_console, selected_pipeline
+from asyncdag._workspace import add_source_arguments, loaded_pipelines, selected_pipeline
+
+from ._common import make_console
 
 if TYPE_CHECKING:
-    from asyncdag._definitions import Node, PipelineDefinition
+    from asyncdag._definitions import PipelineDefinition
 
 __all__ = ["register"]
 
@@ -69,9 +71,10 @@ def _show(args: argparse.Namespace) -> int:
 
 def describe(pipeline: PipelineDefinition) -> dict[str, Any]:
     """The pipeline as JSON-ready data: what ``show`` prints, and ``show --json`` emits."""
+    from asyncdag._workspace import describe_node
     from asyncdag.config import run_config_json_schema
 
-    steps = [_describe_node(node) for node in pipeline.nodes.values()]
+    steps = [_step(describe_node(node)) for node in pipeline.nodes.values()]
     edges = [
         {"from": upstream, "to": node.name}
         for node in pipeline.nodes.values()
@@ -95,47 +98,29 @@ def describe(pipeline: PipelineDefinition) -> dict[str, Any]:
     }
 
 
-def _describe_node(node: Node) -> dict[str, Any]:
-    solid = node.solid
-    inputs = {}
-    for input_def in solid.input_defs:
-        source = node.inputs.get(input_def.name)
-        inputs[input_def.name] = {"type": input_def.type_name, "from": _source_text(source)}
+def _step(node: dict[str, Any]) -> dict[str, Any]:
+    """The shared node description, in the shape ``show --json`` has always had."""
+    from asyncdag._workspace import source_text
+
+    mapped = node["mapped_over"]
     return {
-        "name": node.name,
-        "solid": solid.name,
-        "kind": "async" if solid.is_async else "sync",
-        "mapped_over": f"{node.dynamic[0]}.{node.dynamic[1]}" if node.dynamic else None,
-        "after": list(node.after),
-        "description": solid.description,
-        "inputs": inputs,
-        "upstream": list(node.upstream),
-        "pool": solid.pool,
-        "timeout": solid.timeout,
-        "retry_policy": solid.retry_policy.describe() if solid.retry_policy else None,
-        "required_resources": sorted(solid.required_resources),
-        "has_config": solid.config_schema is not None,
-        "tags": dict(solid.tags),
+        "name": node["name"],
+        "solid": node["solid"],
+        "kind": "async" if node["is_async"] else "sync",
+        "mapped_over": f"{mapped['node']}.{mapped['output']}" if mapped else None,
+        "after": node["after"],
+        "description": node["description"],
+        "inputs": {
+            i["name"]: {"type": i["type"], "from": source_text(i["source"])} for i in node["inputs"]
+        },
+        "upstream": node["upstream"],
+        "pool": node["pool"],
+        "timeout": node["timeout"],
+        "retry_policy": node["retry_policy"],
+        "required_resources": node["required_resources"],
+        "has_config": node["config_schema"] is not None,
+        "tags": node["tags"],
     }
-
-
-def _source_text(source: Any) -> str:
-    from asyncdag._definitions import Collect, Constant, FanIn, FromOutput
-
-    if source is None:
-        return "run config"
-    if isinstance(source, FromOutput):
-        return f"{source.node}.{source.output}"
-    if isinstance(source, Constant):
-        return f"constant {source.value!r}"[:60]
-    if isinstance(source, FanIn):
-        return "[" + ", ".join(_source_text(s) for s in source.sources) + "]"
-    if isinstance(source, Collect):
-        return (
-            f"collect {source.node}.{source.output} over each item of "
-            f"{source.producer}.{source.producer_output}"
-        )
-    return repr(source)
 
 
 def _render(d: dict[str, Any]) -> str:

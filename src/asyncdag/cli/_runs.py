@@ -17,7 +17,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from ._common import UsageError, call, make_console, open_storage, resolve_run_id
+from asyncdag._workspace import UsageError
+
+from ._common import call, make_console, open_storage, resolve_run_id
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 _STATUSES = ("NOT_STARTED", "STARTED", "SUCCESS", "FAILURE", "CANCELED")
+#: The largest --limit storage can take (SQLite's and PostgreSQL's 64-bit integers).
+_MAX_LIMIT = 2**63 - 1
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Events shown by ``run show`` unless ``--events`` says otherwise.
 DEFAULT_EVENTS = 200
@@ -107,8 +111,10 @@ def _event_count(text: str) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     """List recorded runs, newest first, with their status, timing and why they failed."""
-    if args.limit < 0:
-        raise UsageError(f"--limit must be 0 or more, got {args.limit}")
+    if not 1 <= args.limit <= _MAX_LIMIT:
+        raise UsageError(
+            f"--limit must be a whole number from 1 to {_MAX_LIMIT} (2**63 - 1), got {args.limit}"
+        )
     with open_storage() as storage:  # type: ignore[attr-defined]
         runs: list[RunRecord] = call(
             storage.list_runs,
@@ -200,12 +206,12 @@ def _event_filter(args: argparse.Namespace) -> Callable[[Event], bool] | None:
 
 
 async def _steps(storage: RunStorage, record: RunRecord) -> list[Any]:
-    from ._steps import STEP_EVENT_TYPES, StepFolder
+    from asyncdag._workspace import STEP_SUMMARY_EVENTS, StepFolder
 
     folder = StepFolder()
-    async for page in _pages(storage, record.run_id, types=STEP_EVENT_TYPES):
+    async for page in _pages(storage, record.run_id, types=STEP_SUMMARY_EVENTS):
         folder.add(page)
-    return folder.rows(run_finished=record.is_finished)
+    return folder.summaries(run_finished=record.is_finished)
 
 
 async def _show_json(storage: RunStorage, record: RunRecord, args: argparse.Namespace) -> None:
@@ -248,7 +254,7 @@ def _indented(text: str) -> str:
 
 
 async def _show_text(storage: RunStorage, record: RunRecord, args: argparse.Namespace) -> None:
-    from ._steps import print_steps
+    from ._display import print_steps
 
     console = make_console()
     _print_header(console, record)

@@ -20,8 +20,20 @@ appends to a buffer, so a slow disk never blocks a step; a write that fails is
 retried, so a database locked by another process only delays the history.
 
 The contract lives in ``_base``, each implementation in a module of its own.
+What schedules and sensors keep (on/off state, cursors, ticks, run keys and
+leases) is part of the same contract, in ``_automation``, with each backend's
+half in a module of its own (``_memory_automation``, ``_sqlite_automation``).
 """
 
+from ._automation import (
+    AutomationStorage,
+    InstigatorState,
+    InstigatorStatus,
+    InstigatorType,
+    Lease,
+    TickRecord,
+    TickStatus,
+)
 from ._base import (
     RunNotFoundError,
     RunRecord,
@@ -36,7 +48,12 @@ from ._recorder import RunRecorder
 from ._sqlite import SqliteStorage
 
 __all__ = [
+    "AutomationStorage",
     "InMemoryStorage",
+    "InstigatorState",
+    "InstigatorStatus",
+    "InstigatorType",
+    "Lease",
     "RunNotFoundError",
     "RunRecord",
     "RunRecorder",
@@ -44,6 +61,13 @@ __all__ = [
     "SqliteStorage",
     "StorageError",
     "StorageUnavailableError",
+    "TickRecord",
+    "TickStatus",
     "default_storage_path",
     "orphan_reason",
 ]
+
+from asyncdag._public import publish as _publish
+
+_publish(__name__, globals(), __all__)
+del _publish

@@ -15,6 +15,7 @@ import attrs
 
 from asyncdag._errors import AsyncdagError
 from asyncdag._events import Event, EventType, RunStatus
+from asyncdag.storage._automation import AutomationStorage
 
 __all__ = [
     "RunNotFoundError",
@@ -139,8 +140,12 @@ class RunRecord:
 _FINISHED = frozenset({RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.CANCELED})
 
 
-class RunStorage(abc.ABC):
+class RunStorage(AutomationStorage, abc.ABC):
     """Where runs and their event logs live.  Subclass it to add a backend.
+
+    A backend also keeps what schedules and sensors need (their on/off state,
+    ticks, run keys and leases): the abstract methods of
+    :class:`~asyncdag.storage._automation.AutomationStorage`, which it inherits.
 
     Contract every implementation keeps (the tests hold both to it):
     ``list_runs`` returns newest first (by ``start_time``, then by creation,
@@ -220,7 +225,7 @@ class RunStorage(abc.ABC):
     async def recover_orphaned_runs(self) -> list[str]:
         """Mark FAILED the STARTED runs of this host whose process is gone; return their ids."""
 
-    async def aclose(self) -> None:  # noqa: B027 - a storage with nothing to release need not override
+    async def aclose(self) -> None:
         """Release files and connections.  Safe to call twice."""
 
     async def __aenter__(self) -> Self:

@@ -88,8 +88,9 @@ def dumps(value: Any, *, strict: bool = False, indent: int | None = None) -> str
     """``value`` as ASCII JSON text, whatever it holds (see the module docstring).
 
     ``strict=True`` is for readers that refuse ``NaN`` (browsers, most JSON
-    libraries): non-finite floats become the strings ``"NaN"``, ``"Infinity"``
-    and ``"-Infinity"``.  ``indent`` pretty-prints, for people.
+    libraries): non-finite floats become ``null``, as JavaScript's
+    ``JSON.stringify`` and the web UI's API write them.  ``indent`` pretty-prints,
+    for people.
     """
     if indent is not None:
         encode = _python_encoder(strict=strict, indent=indent)
@@ -105,7 +106,7 @@ def _walk(value: Any, depth: int, seen: set[int], strict: bool) -> Any:
     """A copy of ``value`` the encoder takes: keys as strings, no cycles, bounded depth."""
     if isinstance(value, float):
         if strict and not math.isfinite(value):
-            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+            return None
         return value
     if value is None or isinstance(value, str | int):
         return value

@@ -31,6 +31,7 @@ from asyncdag.storage._base import (
     _status_set,
     _type_set,
 )
+from asyncdag.storage._memory_automation import InMemoryAutomation
 
 __all__ = ["InMemoryStorage"]
 
@@ -41,7 +42,7 @@ def _newest_first_key(item: tuple[int, RunRecord]) -> tuple[bool, float, int]:
     return (start is not None, start if start is not None else -math.inf, index)
 
 
-class InMemoryStorage(RunStorage):
+class InMemoryStorage(InMemoryAutomation, RunStorage):
     """Run history in a dict: the default for ``execute_pipeline``, so running has no side effects.
 
     Records and events are stored as given, not copied: treat what you get back
@@ -49,6 +50,7 @@ class InMemoryStorage(RunStorage):
     """
 
     def __init__(self) -> None:
+        super().__init__()  # the automation half: schedule and sensor state, ticks, leases
         self._lock = threading.Lock()
         self._runs: dict[str, tuple[int, RunRecord]] = {}
         self._events: dict[str, list[Event]] = {}

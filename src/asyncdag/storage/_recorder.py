@@ -270,8 +270,8 @@ class RunRecorder:
                 error = None
         if self._deleted is not None:
             raise StorageError(
-                f"run {self._record.run_id!r} was deleted from the run history while it ran; "
-                f"its last {self._dropped} event(s) were not stored"
+                f"run {self._record.run_id!r} was deleted from the run history while it ran: "
+                f"its last {self._dropped} event(s) could not be stored"
             ) from self._deleted
         if error is not None:
             first, last = self._buffer[0].seq, self._buffer[-1].seq
@@ -285,7 +285,7 @@ class RunRecorder:
                 self._storage.finish_run,
                 self._record.run_id,
                 status,
-                end_time=time.time(),
+                end_time=time.time(),  # now, before any retry: the run's end, not the write's
                 failure_reason=reason,
             )
         )

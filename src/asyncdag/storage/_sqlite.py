@@ -22,9 +22,9 @@ runs); only a power loss can drop the last commits.  That is the right trade
 for run history.
 
 Writing events is the one hot path (the engine emits two or more a step), so a
-batch of events is one row (schema v2): the events as tuples of plain values,
+batch of events is one row (schema v3): the events as tuples of plain values,
 pickled together (floats in 8 bytes, no JSON per event), with their seq range
-and count.  Schema v1 made an event a row, three B-tree inserts and a JSON
+and count.  Schemas v1 and v2 made an event a row, three B-tree inserts and a JSON
 encoding each: ~67,000 CPU instructions an event against ~6,000 now, which is
 what took SQLite storage on W3 from +20 µs to a few µs a step.  Reads decode
 whole batches and merge them in seq order; a row is read with an unpickler that
@@ -70,6 +70,7 @@ from asyncdag.storage._base import (
     _type_set,
     default_storage_path,
 )
+from asyncdag.storage._sqlite_automation import AUTOMATION_SCHEMA, SqliteAutomation
 from asyncdag.storage._sqlite_rows import (
     RUN_COLUMNS,
     Batch,
@@ -91,7 +92,7 @@ Migration = tuple[str, ...] | Callable[[sqlite3.Connection], None]
 
 
 def _events_as_batches(conn: sqlite3.Connection) -> None:
-    """v1 -> v2: an event a row becomes a batch of events a row."""
+    """v2 -> v3: an event a row becomes a batch of events a row."""
     conn.execute(
         """CREATE TABLE event_batches (
             id INTEGER PRIMARY KEY,
@@ -103,9 +104,7 @@ def _events_as_batches(conn: sqlite3.Connection) -> None:
         )"""
     )
     # Covering: finding the batches a read or a duplicate check needs touches no blob.
-    conn.execute(
-        "CREATE INDEX event_batches_by_run ON event_batches (run, first_seq, last_seq)"
-    )
+    conn.execute("CREATE INDEX event_batches_by_run ON event_batches (run, first_seq, last_seq)")
     for key, run_id in conn.execute("SELECT id, run_id FROM runs").fetchall():
         after = -1
         while True:
@@ -154,7 +153,8 @@ _MIGRATIONS: list[Migration] = [
         )""",
         "CREATE INDEX events_by_step ON events (run_id, step_key, seq)",
     ),
-    _events_as_batches,
+    AUTOMATION_SCHEMA,  # v2: schedule and sensor state, ticks, run keys, leases
+    _events_as_batches,  # v3: a batch of events a row
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -169,7 +169,7 @@ _DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _DENIED = {3, 8, 14, 23}  # SQLITE_PERM, SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_AUTH
 
 
-class SqliteStorage(RunStorage):
+class SqliteStorage(SqliteAutomation, RunStorage):
     """Run history in a SQLite file that several processes can read and write at once.
 
     Construction touches nothing: the file (and its directory) is opened on

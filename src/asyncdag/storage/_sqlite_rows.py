@@ -250,7 +250,7 @@ def _event(run_id: str, row: tuple[Any, ...]) -> Event:
 
 
 def batches_from_v1_rows(rows: Sequence[Sequence[Any]], size: int) -> list[Batch]:
-    """Schema v1 stored an event a row (data as JSON text): its rows as v2 batches."""
+    """Schema v1 stored an event a row (data as JSON text): its rows as batches (schema v3)."""
     events = []
     for seq, timestamp, type_, step_key, level, message, data in rows:
         if data is not None:

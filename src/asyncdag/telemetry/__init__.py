@@ -8,8 +8,9 @@ extra: ``pip install 'asyncdag[otel]'``) with any of these sinks:
   gRPC (port 4317) with ``otlp_protocol="grpc"``;
 - the console (the SDK's JSON rendering, one span at a time);
 - ``trace_file="spans.jsonl"``: one JSON object per span per line, appended;
-- ``jaeger_json="trace.json"``: Jaeger's own trace format, rewritten at flush and at exit, that
-  Jaeger UI's "Upload JSON" opens with no backend running.
+- ``jaeger_json="trace.json"``: Jaeger's own trace format, written at flush and at exit, that
+  Jaeger UI's "Upload JSON" opens with no backend running; traces already in the file are
+  kept (a file holds several traces), so each run adds its trace to it.
 
 The standard ``OTEL_*`` variables apply whenever the matching argument is not given; the SDK's
 exporters read endpoints, headers, timeouts, compression and certificates themselves.
@@ -51,6 +52,10 @@ __all__ = [
     "write_jaeger_json",
 ]
 
+from asyncdag._public import publish
+
+publish(__name__, globals(), __all__)
+
 _LAZY = {
     "JaegerJsonExporter": "JaegerJsonExporter",
     "spans_to_jaeger_json": "spans_to_jaeger_json",
@@ -62,5 +67,6 @@ def __getattr__(name: str) -> Any:
     # The Jaeger helpers subclass the SDK's SpanExporter; load them (and the SDK) on first use.
     if name in _LAZY:
         module = _import_sdk_module("asyncdag.telemetry._jaeger_json")
+        publish(__name__, vars(module), _LAZY)
         return getattr(module, _LAZY[name])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

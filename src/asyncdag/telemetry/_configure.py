@@ -145,7 +145,7 @@ def configure(
             _state.global_settings = settings
         _state.providers.append(provider)
         if not _state.atexit_registered:
-            atexit.register(shutdown)
+            atexit.register(_shutdown_at_exit)
             _state.atexit_registered = True
     return provider
 
@@ -186,20 +186,52 @@ def force_flush(*, timeout_millis: int = 30_000) -> bool:
     return all([provider.force_flush(timeout_millis) for provider in providers])
 
 
-def shutdown() -> None:
+def shutdown(*, timeout: float | None = None) -> list[str]:
     """Flush and close every provider :func:`configure` made; safe to call more than once.
 
     Registered with :mod:`atexit`, so a normal exit loses no span. After it, spans are no
     longer exported, and the global provider cannot be replaced within this process.
+
+    ``timeout`` bounds the wait, in seconds: an unreachable OTLP collector would otherwise
+    hold the caller for the exporter's whole retry schedule (10 s by default); the spans
+    not exported by then are dropped.  Returns one line per problem (spans an exporter
+    could not deliver, a flush cut short, an exporter that failed to close), empty when
+    every span went out; the :mod:`atexit` hook logs them as warnings instead.
     """
     with _state.lock:
         providers, _state.providers = _state.providers, []
+        watched, _state.watched = _state.watched, []
         _state.shut_down = _state.global_provider is not None
-    for provider in providers:
-        try:
-            provider.shutdown()
-        except Exception:  # one failing exporter must not stop the others flushing
-            _logger.exception("shutting down a tracer provider failed")
+    problems: list[str] = []
+
+    def close_all() -> None:
+        for provider in providers:
+            try:
+                provider.shutdown()
+            except Exception as error:  # one failing exporter must not stop the others flushing
+                _logger.debug("shutting down a tracer provider failed", exc_info=True)
+                problems.append(f"closing a trace exporter failed: {type(error).__name__}: {error}")
+
+    if timeout is None:
+        close_all()
+        finished = True
+    else:
+        # A daemon thread: if the exporters are still retrying when the process exits,
+        # nothing waits for them.
+        closer = threading.Thread(target=close_all, name="asyncdag-telemetry-shutdown", daemon=True)
+        closer.start()
+        closer.join(timeout)
+        finished = not closer.is_alive()
+    for exporter in watched:
+        problem = exporter.problem(cut_short=None if finished else timeout)
+        if problem is not None:
+            problems.append(problem)
+    return list(problems)
+
+
+def _shutdown_at_exit() -> None:
+    for problem in shutdown():
+        _logger.warning("%s", problem)
 
 
 # -- settings ---------------------------------------------------------------------------
@@ -362,6 +394,16 @@ def _build_provider(settings: _Settings) -> TracerProvider:
     sdk_trace = _import_sdk_module("opentelemetry.sdk.trace")
     export = _import_sdk_module("opentelemetry.sdk.trace.export")
 
+    jaeger_processor = None
+    if settings.jaeger_json is not None:
+        # First, so a file that cannot be added to fails before any exporter starts.
+        _check_writable_file(settings.jaeger_json, "jaeger_json")
+        jaeger = _import_sdk_module("asyncdag.telemetry._jaeger_json")
+        try:
+            exporter = jaeger.JaegerJsonExporter(settings.jaeger_json)
+        except (ValueError, OSError) as error:
+            raise TelemetryConfigError(f"jaeger_json: {error}") from error
+        jaeger_processor = jaeger.JaegerJsonSpanProcessor(exporter)
     provider = sdk_trace.TracerProvider(
         resource=_resource(settings.service_name),
         sampler=settings.sampler,
@@ -370,11 +412,8 @@ def _build_provider(settings: _Settings) -> TracerProvider:
     processor = export.BatchSpanProcessor if settings.batch else export.SimpleSpanProcessor
     for span_exporter in _exporters(settings):
         provider.add_span_processor(processor(span_exporter))
-    if settings.jaeger_json is not None:
-        jaeger = _import_sdk_module("asyncdag.telemetry._jaeger_json")
-        provider.add_span_processor(
-            jaeger.JaegerJsonSpanProcessor(jaeger.JaegerJsonExporter(settings.jaeger_json))
-        )
+    if jaeger_processor is not None:
+        provider.add_span_processor(jaeger_processor)
     return cast("TracerProvider", provider)
 
 
@@ -406,7 +445,74 @@ def _otlp_exporter(protocol: str, endpoint: str | None) -> SpanExporter:
     else:
         module = _import_sdk_module("opentelemetry.exporter.otlp.proto.http.trace_exporter")
     # Left as None, the endpoint comes from the OTEL_EXPORTER_OTLP_* variables (SDK's reading).
-    return cast("SpanExporter", module.OTLPSpanExporter(endpoint=endpoint))
+    exporter = _WatchedExporter(
+        module.OTLPSpanExporter(endpoint=endpoint),
+        f"the OTLP endpoint {endpoint or _endpoint_from_env(protocol)}",
+    )
+    with _state.lock:
+        _state.watched.append(exporter)
+    return cast("SpanExporter", exporter)
+
+
+def _endpoint_from_env(protocol: str) -> str:
+    for var in _ENDPOINT_VARS:
+        if value := os.environ.get(var, "").strip():
+            return value
+    return "http://localhost:4317" if protocol == "grpc" else "http://localhost:4318/v1/traces"
+
+
+class _WatchedExporter:
+    """A span exporter that counts the spans it failed to deliver, so one line can say so.
+
+    The OTLP exporters log every retry (several lines per batch) and then drop the
+    batch; the count lets :func:`shutdown` report the outcome once, naming the endpoint.
+    A SpanExporter by duck typing, like :class:`_JsonLinesExporter`.
+    """
+
+    def __init__(self, exporter: Any, label: str) -> None:
+        self._exporter = exporter
+        self.label = label
+        self._lock = threading.Lock()
+        self.failed = 0
+        self.in_flight = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        with self._lock:
+            self.in_flight += len(spans)
+        result: Any = SpanExportResult.FAILURE
+        try:
+            result = self._exporter.export(spans)
+        finally:
+            with self._lock:
+                self.in_flight -= len(spans)
+                if result is not SpanExportResult.SUCCESS:
+                    self.failed += len(spans)
+        return cast("SpanExportResult", result)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return bool(self._exporter.force_flush(timeout_millis))
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def problem(self, *, cut_short: float | None) -> str | None:
+        """One line saying what was lost, or None when nothing was."""
+        with self._lock:
+            failed, in_flight = self.failed, self.in_flight
+        if cut_short is not None and in_flight:
+            return (
+                f"{in_flight} span(s) were dropped: sending them to {self.label} had not "
+                f"succeeded when the {cut_short:g}s allowed at exit ran out; is the collector "
+                "running and reachable there?"
+            )
+        if failed:
+            return (
+                f"{failed} span(s) could not be exported to {self.label}; is the collector "
+                "running and reachable there?"
+            )
+        return None
 
 
 def _import_sdk_module(name: str) -> Any:
@@ -418,6 +524,26 @@ def _import_sdk_module(name: str) -> Any:
         raise TelemetryNotInstalledError(
             f"exporting traces needs the OpenTelemetry SDK and exporters, and importing "
             f"{name!r} failed ({error}); install them with: {_INSTALL_HINT}"
+        ) from error
+
+
+def _check_writable_file(path: Path, what: str) -> None:
+    """Fail now, naming the path, rather than at exit when the spans are written."""
+    if path.is_dir():
+        raise TelemetryConfigError(
+            f"{what} {str(path)!r} is a directory; name a file to write, such as "
+            f"{str(path / 'trace.json')!r}"
+        )
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        raise TelemetryConfigError(
+            f"cannot write {what} {str(path)!r}: {error.strerror or error}; "
+            "name a file in a directory you can write to"
         ) from error
 
 
@@ -509,6 +635,7 @@ class _State:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.providers: list[TracerProvider] = []
+        self.watched: list[_WatchedExporter] = []
         self.global_provider: TracerProvider | None = None
         self.global_settings: _Settings | None = None
         self.shut_down = False

@@ -5,7 +5,14 @@ Jaeger UI (or its "JSON file" search tab) and drop it in. The shape follows Jaeg
 ``model/json`` (what ``/api/traces`` returns) and the OTLP→Jaeger mapping the collector
 uses: span kind as the ``span.kind`` tag, status as ``otel.status_code`` (plus
 ``error=true`` on ERROR), events as logs carrying an ``event`` field, the parent as a
-``CHILD_OF`` reference and links as ``FOLLOWS_FROM`` references.
+``CHILD_OF`` reference and links as ``FOLLOWS_FROM`` references.  The instrumentation
+scope goes in as ``otel.scope.name``/``.version`` and, for the Jaeger UI versions that
+read only those, as ``otel.library.name``/``.version`` too.
+
+A file is a collection of traces (``{"data": [trace, ...]}``), so writing adds to it:
+traces already in the file are kept, and a trace written again (same trace id) is
+merged span by span.  Each run of ``asyncdag pipeline execute --jaeger-json FILE``
+therefore adds its trace to FILE, as ``--trace-file`` appends its spans.
 
 This module imports the OpenTelemetry SDK; :mod:`asyncdag.telemetry` loads it lazily.
 """
@@ -13,9 +20,11 @@ This module imports the OpenTelemetry SDK; :mod:`asyncdag.telemetry` loads it la
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -25,7 +34,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
-__all__ = ["JaegerJsonExporter", "spans_to_jaeger_json", "write_jaeger_json"]
+__all__ = [
+    "JaegerJsonExporter",
+    "merge_traces",
+    "read_jaeger_json",
+    "spans_to_jaeger_json",
+    "write_jaeger_json",
+]
 
 _SPAN_KIND_TAG = {
     SpanKind.INTERNAL: "internal",
@@ -50,37 +65,127 @@ def spans_to_jaeger_json(spans: Iterable[ReadableSpan]) -> dict[str, Any]:
     return {"data": traces}
 
 
-def write_jaeger_json(spans: Iterable[ReadableSpan], path: str | os.PathLike[str]) -> Path:
+def write_jaeger_json(
+    spans: Iterable[ReadableSpan], path: str | os.PathLike[str], *, merge: bool = False
+) -> Path:
     """Write ``spans`` to ``path`` in Jaeger's JSON format, replacing the file atomically.
 
-    Atomic so that a reader (or a crash mid-write) never sees half a document.
+    With ``merge=True`` the traces already in the file are kept and the new ones added
+    (a trace present in both is merged span by span), so several runs share one file.
+    A file there that is not a Jaeger JSON document is never overwritten:
+    :class:`ValueError` says so. Atomic so that a reader (or a crash mid-write) never
+    sees half a document; a new file gets the usual permissions (0666 less the umask),
+    a replaced one keeps its own.
     """
     target = Path(path)
     document = spans_to_jaeger_json(spans)
+    if merge:
+        document = {"data": merge_traces(read_jaeger_json(target), document["data"])}
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    # os.open with 0o666 lets the umask decide, as open() would; mkstemp would force 0600.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-            json.dump(document, tmp, indent=1)
-            tmp.write("\n")
-        os.replace(tmp_name, target)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(document, out, indent=1)
+            out.write("\n")
+        with contextlib.suppress(FileNotFoundError):  # no file yet: the umask's mode stands
+            os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
+        os.replace(tmp, target)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return target
 
 
-class JaegerJsonExporter(SpanExporter):
-    """Collect finished spans in memory and write them as one Jaeger JSON file.
+def read_jaeger_json(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The traces in a Jaeger JSON file; none for a missing or empty file.
 
-    The file is (re)written on ``force_flush()`` and on ``shutdown()``, holding every span
-    seen so far, so it always is one complete document. Memory grows with the spans
-    collected: meant for a run or a session, not a long-lived server (use OTLP there).
-    Pair it with :class:`JaegerJsonSpanProcessor` so ``provider.force_flush()`` writes too.
+    Raises :class:`ValueError` naming the file when it holds something else, so a
+    file given by mistake (a config, another tool's output) is left as it is.
+    """
+    target = Path(path)
+    try:
+        text = target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    if not text.strip():
+        return []
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    data = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(data, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("spans"), list) for t in data
+    ):
+        raise ValueError(
+            f"{target} is not a Jaeger JSON trace file (no {{'data': [traces]}}); asyncdag adds "
+            "traces to such files only: give another path, or remove this file"
+        )
+    return data
+
+
+def merge_traces(
+    old: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Traces of ``old`` then those of ``new``; one trace in both becomes one, span by span.
+
+    Within a merged trace a span written again replaces its earlier copy, and processes
+    are renumbered so two files' ``p1`` never get mixed up.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for trace in [*old, *new]:
+        trace_id = str(trace.get("traceID", ""))
+        if trace_id in merged:
+            merged[trace_id] = _merge_trace(merged[trace_id], trace)
+        else:
+            merged[trace_id] = trace
+    return list(merged.values())
+
+
+def _merge_trace(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    processes: dict[str, dict[str, Any]] = {}
+    ids: dict[str, str] = {}  # json of a process -> its id in the merged trace
+
+    def renumber(trace: dict[str, Any]) -> dict[str, str]:
+        mapping = {}
+        for old_id, process in (trace.get("processes") or {}).items():
+            key = json.dumps(process, sort_keys=True)
+            if key not in ids:
+                ids[key] = f"p{len(ids) + 1}"
+                processes[ids[key]] = process
+            mapping[old_id] = ids[key]
+        return mapping
+
+    spans: dict[str, dict[str, Any]] = {}
+    for trace in (first, second):
+        mapping = renumber(trace)
+        for span in trace["spans"]:
+            process_id = span.get("processID")
+            spans[str(span.get("spanID"))] = {
+                **span,
+                "processID": mapping.get(process_id, process_id),
+            }
+    ordered = sorted(spans.values(), key=lambda s: (s.get("startTime", 0), s.get("spanID", "")))
+    return {**first, "spans": ordered, "processes": processes}
+
+
+class JaegerJsonExporter(SpanExporter):
+    """Collect finished spans in memory and add them to one Jaeger JSON file.
+
+    The file is rewritten on ``force_flush()`` and on ``shutdown()``: the traces it held
+    before, plus every span seen so far (see :func:`write_jaeger_json` with ``merge``), so
+    it always is one complete document and several runs or processes add to it in turn.
+    Memory grows with the spans collected: meant for a run or a session, not a
+    long-lived server (use OTLP there). Pair it with :class:`JaegerJsonSpanProcessor`
+    so ``provider.force_flush()`` writes too. A file that is not a Jaeger JSON document
+    raises :class:`ValueError` here, before any span is collected.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        read_jaeger_json(self.path)  # refuse a foreign file now, not at exit
         self._spans: list[ReadableSpan] = []
         self._lock = threading.Lock()
         self._shut_down = False
@@ -94,7 +199,7 @@ class JaegerJsonExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         with self._lock:
-            write_jaeger_json(list(self._spans), self.path)
+            write_jaeger_json(list(self._spans), self.path, merge=True)
         return True
 
     def shutdown(self) -> None:
@@ -102,7 +207,7 @@ class JaegerJsonExporter(SpanExporter):
             if self._shut_down:
                 return
             self._shut_down = True
-            write_jaeger_json(list(self._spans), self.path)
+            write_jaeger_json(list(self._spans), self.path, merge=True)
 
 
 class JaegerJsonSpanProcessor(SimpleSpanProcessor):
@@ -196,8 +301,10 @@ def _span_tags(span: ReadableSpan) -> list[dict[str, Any]]:
     scope = span.instrumentation_scope
     if scope is not None and scope.name:
         tags.append(_key_value("otel.scope.name", scope.name))
+        tags.append(_key_value("otel.library.name", scope.name))  # what Jaeger UI shows
         if scope.version:
             tags.append(_key_value("otel.scope.version", scope.version))
+            tags.append(_key_value("otel.library.version", scope.version))
     kind = _SPAN_KIND_TAG.get(span.kind)
     if kind is not None:
         tags.append(_key_value("span.kind", kind))

@@ -10,3 +10,8 @@ from __future__ import annotations
 from ._app import create_app
 
 __all__ = ["create_app"]
+
+from asyncdag._public import publish as _publish
+
+_publish(__name__, globals(), __all__)
+del _publish

@@ -28,14 +28,16 @@ import anyio.abc
 from asyncdag._api import RunHandle, open_run
 from asyncdag._errors import AsyncdagError
 from asyncdag._events import RunStatus
+from asyncdag._workspace import find_error
 from asyncdag.storage import StorageError, StorageUnavailableError, orphan_reason
-from asyncdag.storage._codec import dumps
+
+from ._http import json_text
 
 if TYPE_CHECKING:
     from asyncdag._definitions import PipelineDefinition
     from asyncdag.storage import RunRecord, RunStorage
 
-__all__ = ["BATCH_SIZE", "LiveRuns", "UINotRunningError", "sse", "storage_error_in"]
+__all__ = ["BATCH_SIZE", "LiveRuns", "UINotRunningError", "sse"]
 
 _log = logging.getLogger("asyncdag.ui")
 
@@ -56,21 +58,10 @@ class UINotRunningError(AsyncdagError):
 
 
 def sse(event: str, data: Any, *, id: int | None = None) -> str:
-    """One Server-Sent Events message; its data strict JSON a browser parses (NaN as text)."""
+    """One Server-Sent Events message; its data JSON a browser parses, whatever a run stored
+    (the API's own rendering: NaN as null, lone surrogates escaped)."""
     head = f"id: {id}\n" if id is not None else ""
-    return f"{head}event: {event}\ndata: {dumps(data, strict=True)}\n\n"
-
-
-def storage_error_in(exc: BaseException) -> StorageError | None:
-    """The :class:`StorageError` behind ``exc``: itself, or the first in an exception group."""
-    if isinstance(exc, StorageError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = storage_error_in(inner)
-            if found is not None:
-                return found
-    return None
+    return f"{head}event: {event}\ndata: {json_text(data)}\n\n"
 
 
 def _live_record(handle: RunHandle) -> dict[str, Any]:
@@ -134,8 +125,12 @@ class LiveRuns:
         *,
         tags: Mapping[str, str],
         parent_run_id: str | None = None,
+        run_id: str | None = None,
     ) -> RunHandle:
-        """Start a run in the server's task group; config errors raise here, before anything runs."""
+        """Start a run in the server's task group; config errors raise here, before anything runs.
+
+        ``run_id`` is given by the scheduler (derived from the tick); else a new one is made.
+        """
         tg = self._task_group
         if tg is None:
             raise UINotRunningError(
@@ -143,7 +138,9 @@ class LiveRuns:
                 "when mounting it, enter it from the host app's lifespan: "
                 "`async with ui_app.router.lifespan_context(ui_app): ...`"
             )
-        handle: RunHandle = await tg.start(self._run, pipeline, run_config, tags, parent_run_id)
+        handle: RunHandle = await tg.start(
+            self._run, pipeline, run_config, tags, parent_run_id, run_id
+        )
         return handle
 
     async def _run(
@@ -152,6 +149,7 @@ class LiveRuns:
         run_config: Mapping[str, Any] | None,
         tags: Mapping[str, str],
         parent_run_id: str | None,
+        given_run_id: str | None = None,
         *,
         task_status: anyio.abc.TaskStatus[RunHandle] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
@@ -163,6 +161,7 @@ class LiveRuns:
                 tags=tags,
                 storage=self.storage,
                 parent_run_id=parent_run_id,
+                run_id=given_run_id,
             ) as handle:
                 # The first event comes once the run is recorded: a history that cannot
                 # record it fails the launch (a 503) instead of a run that vanishes.
@@ -174,7 +173,7 @@ class LiveRuns:
                 task_status.started(handle)
             # open_run has exited: the recorder flushed every event and the final status.
         except Exception as exc:
-            error = storage_error_in(exc)
+            error = find_error(exc, StorageError)
             if run_id is None:
                 # Before started(): the launching request gets it (a ConfigError...).
                 raise error or exc from None
@@ -358,7 +357,7 @@ class LiveRuns:
             except StorageError as exc:
                 yield sse("error", {"error": str(exc)})
                 return
-            payload = dumps({"runs": runs}, strict=True)
+            payload = json_text({"runs": runs})
             if payload != last:
                 last = payload
                 yield f"event: runs\ndata: {payload}\n\n"

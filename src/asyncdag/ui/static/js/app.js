@@ -1,6 +1,7 @@
 // The single-page shell: routes the URL fragment to a page; each page returns its cleanup.
 
 import { h, api } from "./dom.js";
+import { automationPage } from "./automation.js";
 import { pipelinesPage, pipelinePage } from "./pipelines.js";
 import { playgroundPage } from "./playground.js";
 import { runPage } from "./run.js";
@@ -12,6 +13,7 @@ const routes = [
   [/^#\/pipelines\/([^/]+)\/playground$/, (m) => ["pipelines", (root, info) => playgroundPage(root, decodeURIComponent(m[1]), info)]],
   [/^#\/runs\/?(\?.*)?$/, () => ["runs", runsPage]],
   [/^#\/runs\/([^/]+)$/, (m) => ["runs", (root, info) => runPage(root, decodeURIComponent(m[1]), info)]],
+  [/^#\/automation\/?$/, () => ["automation", automationPage]],
 ];
 
 let cleanup = null;

@@ -1,4 +1,7 @@
-// The run's event log: filterable, and virtual, so 50,000 events cost a screenful of DOM rows.
+// The run's event log: filterable, and virtual, so 200,000 events cost a screenful of DOM rows.
+//
+// The step filter is a text box suggesting step keys, not a list of every step: a
+// <select> of 100,000 options would cost more than the log itself.
 //
 // Rows have a fixed height; a row whose traceback is open is taller by a fixed
 // amount.  Offsets are a prefix sum over the filtered rows, rebuilt only when
@@ -11,6 +14,7 @@ const ROW_H = 26;
 const TRACE_H = 260;
 const OVERSCAN = 12;
 const LEVELS = { DEBUG: 10, INFO: 20, WARNING: 30, ERROR: 40, CRITICAL: 50 };
+const STEP_SUGGESTIONS = 500;
 
 function levelName(level) {
   if (level >= 50) return "CRITICAL";
@@ -25,7 +29,7 @@ function clock(ts) {
   return d.toLocaleTimeString([], { hour12: false, hour: "2-digit", minute: "2-digit", second: "2-digit" }) + "." + String(d.getMilliseconds()).padStart(3, "0");
 }
 
-function errorText(event) {
+export function errorText(event) {
   const data = event.data || {};
   let error = data.error;
   if (!error) return null;
@@ -44,7 +48,10 @@ export class EventLog {
     this.steps = new Set();
     this.follow = true;
 
-    this.stepSelect = h("select", { class: "input small", "data-testid": "log-step", onchange: () => this.setFilter({ step: this.stepSelect.value }) }, [h("option", { value: "" }, "All steps")]);
+    this.stepList = h("datalist", { id: `log-steps-${Math.random().toString(36).slice(2)}` });
+    this.stepSelect = h("input", { class: "input small", type: "search", placeholder: "All steps", list: this.stepList.id, "data-testid": "log-step" });
+    this.stepSelect.addEventListener("change", () => this.setFilter({ step: this.stepSelect.value.trim() }));
+    this.stepSelect.addEventListener("search", () => this.setFilter({ step: this.stepSelect.value.trim() }));
     const levelSelect = h("select", { class: "input small", "data-testid": "log-level", onchange: (e) => this.setFilter({ level: Number(e.target.value) }) },
       [["0", "All levels"], ["20", "Info and above"], ["30", "Warnings and errors"], ["40", "Errors"]].map(([v, t]) => h("option", { value: v }, t)));
     const typeSelect = h("select", { class: "input small", onchange: (e) => this.setFilter({ type: e.target.value }) },
@@ -53,7 +60,7 @@ export class EventLog {
     text.addEventListener("input", () => this.setFilter({ text: text.value.toLowerCase() }));
     this.countEl = h("span", { class: "muted small", "data-testid": "log-count" });
     this.followBox = h("input", { type: "checkbox", checked: true, onchange: (e) => { this.follow = e.target.checked; if (this.follow) this.scrollToEnd(); } });
-    const toolbar = h("div", { class: "log-toolbar" }, [this.stepSelect, levelSelect, typeSelect, text, h("label", { class: "small follow" }, [this.followBox, " Follow"]), this.countEl]);
+    const toolbar = h("div", { class: "log-toolbar" }, [this.stepSelect, this.stepList, levelSelect, typeSelect, text, h("label", { class: "small follow" }, [this.followBox, " Follow"]), this.countEl]);
 
     this.header = h("div", { class: "log-row log-head" }, [h("span", { class: "c-time" }, "Time"), h("span", { class: "c-step" }, "Step"), h("span", { class: "c-type" }, "Event"), h("span", { class: "c-msg" }, "Message")]);
     this.spacer = h("div", { class: "log-spacer" });
@@ -86,7 +93,7 @@ export class EventLog {
       this.events.push(e);
       if (e.step_key && !this.steps.has(e.step_key)) {
         this.steps.add(e.step_key);
-        this.stepSelect.append(h("option", { value: e.step_key }, e.step_key));
+        if (this.steps.size <= STEP_SUGGESTIONS) this.stepList.append(h("option", { value: e.step_key }));
       }
     }
     for (let i = start; i < this.events.length; i++) {

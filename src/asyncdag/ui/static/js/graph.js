@@ -1,5 +1,8 @@
 // The pipeline graph as SVG: laid out by layout.js, panned by dragging, zoomed by the wheel.
-// Edge labels and subtitles hide when zoomed far out, so 500 nodes stay readable.
+// Edge labels and subtitles hide when zoomed far out, so 500 nodes stay readable.  A graph
+// the server collapsed (past a few thousand nodes) arrives as groups: a node per group,
+// its subtitle saying how many steps it stands for.  Fitting keeps the graph clear of the
+// search and zoom toolbar floating over its top-right corner.
 
 import { layout, pathData } from "./layout.js";
 import { svg } from "./dom.js";
@@ -20,7 +23,7 @@ export class GraphView {
       id: n.name,
       label: n.name,
       inputOrder: n.inputs.map((i) => i.name),
-      sub: (n.solid !== n.name ? n.solid : n.is_async ? "async" : "sync") + (n.mapped_over ? ` · each ${n.mapped_over.node}.${n.mapped_over.output}` : ""),
+      sub: (n.count > 1 ? `${n.solid} · ${n.count.toLocaleString()} steps` : n.solid !== n.name ? n.solid : n.is_async ? "async" : "sync") + (n.mapped_over ? ` · each ${n.mapped_over.node}.${n.mapped_over.output}` : ""),
     }));
     const subs = new Map(nodes.map((n) => [n.id, n.sub]));
     this.layout = layout(nodes, pipeline.edges);
@@ -94,23 +97,33 @@ export class GraphView {
     this._setView(width / 2 - (b.x + b.w / 2) * k, height / 2 - (b.y + b.h / 2) * k, k);
   }
 
-  // Fits the whole graph; a graph too big to read that way (hundreds of nodes) opens
-  // at a readable scale on its top layers instead, unless `whole` is asked for.
+  // Fits the whole graph below the toolbar; a graph too big to read that way (hundreds of
+  // nodes) opens at a readable scale on its top layers instead, unless `whole` is asked for.
   fit(whole = false) {
     const { width, height } = this.svg.getBoundingClientRect();
     if (!width || !height) return;
     this.fitted = true;
     const pad = 36;
-    const w = this.layout.width + 2 * pad, h = this.layout.height + 2 * pad;
-    let k = Math.max(MIN_SCALE, Math.min(1.1, width / w, height / h));
+    const top = Math.max(pad, this.toolbarBottom() + 12);
+    const free = height - top - pad;
+    const w = this.layout.width + 2 * pad;
+    let k = Math.max(MIN_SCALE, Math.min(1.1, width / w, free / Math.max(this.layout.height, 1)));
     if (k >= READABLE_SCALE || whole) {
-      this._setView((width - this.layout.width * k) / 2, (height - this.layout.height * k) / 2, k);
+      const y = top + Math.max(0, (free - this.layout.height * k) / 2);
+      this._setView((width - this.layout.width * k) / 2, y, k);
       return;
     }
     k = Math.max(READABLE_SCALE, Math.min(1, width / w));
-    const top = this.layout.nodes.filter((n) => n.layer === 0).map((n) => n.x + n.w / 2).sort((a, b) => a - b);
-    const centre = top.length ? top[top.length >> 1] : this.layout.width / 2;
-    this._setView(width / 2 - centre * k, pad, k);
+    const roots = this.layout.nodes.filter((n) => n.layer === 0).map((n) => n.x + n.w / 2).sort((a, b) => a - b);
+    const centre = roots.length ? roots[roots.length >> 1] : this.layout.width / 2;
+    this._setView(width / 2 - centre * k, top, k);
+  }
+
+  // How far down the graph's box the floating toolbar reaches (0 when there is none).
+  toolbarBottom() {
+    const bar = this.container.querySelector(".graph-toolbar");
+    if (!bar) return 0;
+    return bar.getBoundingClientRect().bottom - this.svg.getBoundingClientRect().top;
   }
 
   zoomBy(factor, cx, cy) {

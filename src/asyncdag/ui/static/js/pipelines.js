@@ -2,6 +2,7 @@
 
 import { h, api, enc } from "./dom.js";
 import { GraphView, graphToolbar } from "./graph.js";
+import { pipelineAutomation } from "./automation.js";
 
 export async function pipelinesPage(root) {
   const { pipelines } = await api("api/pipelines");
@@ -54,6 +55,7 @@ export function solidDetails(node) {
       h("span", { class: "pill" }, node.is_async ? "async" : "sync"),
     ]),
     h("p", { class: "details-desc" }, node.description || h("span", { class: "muted" }, "No description.")),
+    node.count > 1 ? kv("Group", `${node.count.toLocaleString()} solids: ${node.members[0]} … ${node.members[node.members.length - 1]}`) : null,
     h("h3", {}, "Inputs"),
     node.inputs.length
       ? h("table", { class: "mini" }, node.inputs.map((i) => h("tr", {}, [h("td", {}, code(i.name)), h("td", { class: "type" }, i.type), h("td", { class: "muted" }, sourceText(i.source))])))
@@ -78,15 +80,21 @@ export function solidDetails(node) {
 function stripDialect(schema) { const { $schema, ...rest } = schema; return rest; }
 
 export async function pipelinePage(root, name) {
-  const pipeline = await api(`api/pipelines/${enc(name)}`);
+  // Past a few thousand nodes the server collapses the graph into groups (see graph.js).
+  const pipeline = await api(`api/pipelines/${enc(name)}/graph`);
   const nodes = new Map(pipeline.nodes.map((n) => [n.name, n]));
   const side = h("aside", { class: "sidebar" });
+  const schedules = h("div", { class: "kv-block" });
+  pipelineAutomation(name).then((el) => schedules.replaceChildren(el)).catch(() => {});
   const overview = () => side.replaceChildren(h("div", { class: "details" }, [
     h("h2", {}, pipeline.name),
     h("p", { class: "details-desc" }, pipeline.description || h("span", { class: "muted" }, "No description.")),
-    kv("Solids", String(pipeline.nodes.length)),
+    kv("Solids", (pipeline.node_count ?? pipeline.nodes.length).toLocaleString()),
+    pipeline.collapsed ? h("p", { class: "muted small hint", "data-testid": "collapsed-note" }, `Drawn as ${pipeline.nodes.length.toLocaleString()} groups: solids that run the same solid in the same place share one node.`) : null,
     kv("Edges", String(pipeline.edges.length)),
     kv("Resources", pipeline.resources.length ? pipeline.resources.map((r) => h("span", { class: "chip" }, r)) : h("span", { class: "muted" }, "none")),
+    h("h3", {}, "Schedules and sensors"),
+    schedules,
     h("p", { class: "muted small hint" }, "Click a solid to see its inputs, outputs, config schema and execution settings. Drag to pan, scroll to zoom."),
     h("a", { class: "btn primary", href: `#/pipelines/${enc(name)}/playground` }, "Open the playground"),
   ]));

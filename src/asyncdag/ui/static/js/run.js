@@ -1,11 +1,14 @@
-// One run, live: step states on the graph, a Gantt chart of attempts, and the event log.
-// Everything arrives over one EventSource; after a dropped connection the browser
-// reconnects with Last-Event-ID and the server resumes after that event.
+// One run, live: what failed and why, step states on the graph, a Gantt chart of
+// attempts, and the event log.  Everything arrives over one EventSource; after a
+// dropped connection the browser reconnects with Last-Event-ID and the server
+// resumes after that event.  Work per event is constant (state counts per graph
+// node are kept up to date, not recounted), and the Gantt and the log draw only
+// the rows in view, so a run of 100,000 steps loads as fast as its events arrive.
 
 import { h, api, enc, fmtTime, fmtDuration, statusBadge, tagChips, shortId } from "./dom.js";
 import { GraphView, graphToolbar } from "./graph.js";
 import { Gantt } from "./gantt.js";
-import { EventLog } from "./eventlog.js";
+import { EventLog, errorText } from "./eventlog.js";
 
 const STATES = ["pending", "running", "retrying", "success", "failure", "skipped", "canceled"];
 const STATE_LABEL = { pending: "Pending", running: "Running", retrying: "Retrying", success: "Succeeded", failure: "Failed", skipped: "Skipped", canceled: "Canceled" };
@@ -14,20 +17,51 @@ const FINISHED = new Set(["SUCCESS", "FAILURE", "CANCELED"]);
 export async function runPage(root, runId, info) {
   const run = await api(`api/runs/${enc(runId)}`);
   let pipeline = null;
-  try { pipeline = await api(`api/pipelines/${enc(run.pipeline_name)}`); } catch { pipeline = null; }
+  // The graph to draw: the pipeline's own, or past a few thousand nodes one collapsed into groups.
+  try { pipeline = await api(`api/pipelines/${enc(run.pipeline_name)}/graph`); } catch { pipeline = null; }
 
+  // Which graph node shows a step: itself; a mapped step ("fetch[k]") its template ("fetch");
+  // in a collapsed graph, the group holding either.
+  const groupOf = new Map();
+  if (pipeline) for (const n of pipeline.nodes) for (const m of n.members || []) groupOf.set(m, n.name);
+  const templateOf = (key) => { const i = key.indexOf("["); return i < 0 || !key.endsWith("]") ? null : key.slice(0, i); };
+  const nodeOf = (key) => {
+    const template = templateOf(key);
+    const own = template === null ? key : template;
+    return groupOf.get(own) ?? own;
+  };
+  // Per graph node, how many of its steps are in each state; the node shows the most telling.
+  const nodeTally = new Map();
+  const totals = new Map(STATES.map((s) => [s, 0]));
+  const dirty = new Set();
+  const count = (key, state, by) => {
+    const node = nodeOf(key);
+    let tally = nodeTally.get(node);
+    if (!tally) { tally = new Map(); nodeTally.set(node, tally); }
+    tally.set(state, (tally.get(state) || 0) + by);
+    totals.set(state, totals.get(state) + by);
+    dirty.add(node);
+  };
   const steps = new Map();
+  const started = []; // step keys in order of first start: the Gantt's rows
   const step = (key) => {
     let s = steps.get(key);
-    if (!s) { s = { state: "pending", attempts: [] }; steps.set(key, s); }
+    if (!s) { s = { state: "pending", attempts: [] }; steps.set(key, s); count(key, "pending", 1); }
+    return s;
+  };
+  const setState = (key, state) => {
+    const s = step(key);
+    if (s.state === state) return s;
+    count(key, s.state, -1);
+    count(key, state, 1);
+    s.state = state;
     return s;
   };
   // A mapped node is a template, not a step: its steps ("fetch[k]") appear as items are yielded.
   const templates = pipeline ? pipeline.nodes.filter((n) => n.mapped_over).map((n) => n.name) : [];
-  if (pipeline) for (const n of pipeline.nodes) if (!n.mapped_over) step(n.name);
+  if (pipeline) for (const n of pipeline.nodes) if (!n.mapped_over) for (const m of n.members || [n.name]) step(m);
   let status = run.status, canceling = false;
   let t0 = run.start_time, end = run.end_time, traceId = run.trace_id || null;
-  const dirty = new Set();
 
   // --- header ---
   const badge = h("span", { "data-testid": "run-status" });
@@ -63,16 +97,52 @@ export async function runPage(root, runId, info) {
     if (traceId) {
       traceEl.replaceChildren(h("code", {}, traceId), info.jaeger_url ? h("a", { class: "btn link small", href: `${info.jaeger_url}/trace/${traceId}`, target: "_blank", rel: "noopener" }, "Open in Jaeger ↗") : null);
     } else traceEl.replaceChildren(h("span", { class: "muted" }, "not traced"));
-    const tally = new Map(STATES.map((s) => [s, 0]));
-    for (const s of steps.values()) tally.set(s.state, tally.get(s.state) + 1);
-    counts.replaceChildren(...STATES.filter((s) => tally.get(s)).map((s) => h("span", { class: `count st-${s}` }, [h("i", {}), `${tally.get(s)} ${STATE_LABEL[s].toLowerCase()}`])));
+    counts.replaceChildren(...STATES.filter((s) => totals.get(s)).map((s) => h("span", { class: `count st-${s}` }, [h("i", {}), `${totals.get(s).toLocaleString()} ${STATE_LABEL[s].toLowerCase()}`])));
+  };
+
+  // --- what failed, and why: at the top, as soon as it is known ---
+  const failureBox = h("div", { class: "run-failure", hidden: true, "data-testid": "run-failure" });
+  const failures = new Map(); // step key -> {key, error, verb}
+  const resourceErrors = new Map();
+  let shownTrace = false;
+  const addFailure = (key, error, verb) => {
+    if (!error || failures.has(key)) return;
+    failures.set(key, { key, error, verb });
+    renderFailure();
+  };
+  const renderFailure = () => {
+    const [first, ...rest] = failures.values();
+    if (!first) { failureBox.hidden = true; return; }
+    const trace = h("pre", { class: "failure-trace", "data-testid": "failure-traceback", hidden: !shownTrace }, errorText({ data: { error: first.error } }));
+    const toggle = h("button", { class: "btn link small", type: "button", "data-testid": "failure-traceback-toggle" }, shownTrace ? "Hide traceback" : "Traceback");
+    toggle.addEventListener("click", () => { shownTrace = !shownTrace; renderFailure(); });
+    const inLog = h("button", { class: "btn link small", type: "button" }, "Show in log");
+    inLog.addEventListener("click", () => { log.stepSelect.value = first.key; log.setFilter({ step: first.key }); logPanel.scrollIntoView({ behavior: "smooth", block: "start" }); });
+    const more = rest.length ? [h("div", { class: "more" }, `${rest.length} more: ${rest.slice(0, 5).map((f) => `${f.key} (${f.error.type})`).join(", ")}${rest.length > 5 ? ", …" : ""}`)] : [];
+    failureBox.replaceChildren(
+      h("div", { class: "run-failure-line", "data-testid": "failure-summary" }, [
+        "Step ", h("span", { class: "step", "data-testid": "failed-step" }, first.key), ` ${first.verb}: `,
+        h("span", { class: "err-type", "data-testid": "failure-type" }, first.error.type), ": ",
+        h("span", { class: "emsg", "data-testid": "failure-message" }, first.error.message),
+        toggle, inLog,
+      ]),
+      trace,
+      ...more,
+    );
+    failureBox.hidden = false;
   };
 
   // --- body ---
   const graphBox = h("div", { class: "graph-wrap run-graph" });
   let view = null;
   if (pipeline) {
-    view = new GraphView(graphBox, pipeline, { onSelect: (id) => { log.stepSelect.value = id || ""; log.setFilter({ step: id || "" }); } });
+    // A group stands for many steps: selecting it clears the log's step filter.
+    const single = new Set(pipeline.nodes.filter((n) => !n.members || n.members.length === 1).map((n) => (n.members ? n.members[0] : n.name)));
+    const stepOfNode = new Map(pipeline.nodes.map((n) => [n.name, n.members && n.members.length === 1 ? n.members[0] : n.name]));
+    view = new GraphView(graphBox, pipeline, { onSelect: (id) => {
+      const key = id && single.has(stepOfNode.get(id)) ? stepOfNode.get(id) : "";
+      log.stepSelect.value = key; log.setFilter({ step: key });
+    } });
     graphBox.append(graphToolbar(view, pipeline.nodes.map((n) => n.name)));
   } else {
     graphBox.append(h("div", { class: "empty-state small" }, `Pipeline ${run.pipeline_name} is not loaded in this server, so its graph cannot be drawn.`));
@@ -82,6 +152,7 @@ export async function runPage(root, runId, info) {
   const gantt = new Gantt(ganttBox);
   const logBox = h("div", { class: "log" });
   const log = new EventLog(logBox);
+  const logPanel = h("section", { class: "panel log-panel" }, [h("div", { class: "panel-head" }, [h("h2", {}, "Event log")]), logBox]);
 
   root.append(h("div", { class: "page wide run-page" }, [
     h("div", { class: "run-head" }, [
@@ -100,12 +171,13 @@ export async function runPage(root, runId, info) {
         run.parent_run_id ? meta("Re-run of", h("a", { href: `#/runs/${enc(run.parent_run_id)}`, class: "mono" }, shortId(run.parent_run_id))) : null,
       ]),
       counts,
+      failureBox,
     ]),
     h("div", { class: "run-top" }, [
       h("section", { class: "panel" }, [h("div", { class: "panel-head" }, [h("h2", {}, "Steps"), h("div", { class: "grow" }), legend]), graphBox]),
       h("section", { class: "panel" }, [h("div", { class: "panel-head" }, [h("h2", {}, "Timeline")]), ganttBox]),
     ]),
-    h("section", { class: "panel log-panel" }, [h("div", { class: "panel-head" }, [h("h2", {}, "Event log")]), logBox]),
+    logPanel,
   ]));
 
   // --- events ---
@@ -117,48 +189,50 @@ export async function runPage(root, runId, info) {
   const apply = (batch) => {
     for (const e of batch) {
       const key = e.step_key;
+      const data = e.data || {};
       switch (e.type) {
-        case "RUN_START": status = "STARTED"; t0 = e.timestamp; traceId = (e.data && e.data.trace_id) || traceId; break;
+        case "RUN_START": status = "STARTED"; t0 = e.timestamp; traceId = data.trace_id || traceId; break;
         case "RUN_CANCELING": canceling = true; break;
         case "RUN_SUCCESS": status = "SUCCESS"; end = e.timestamp; break;
         case "RUN_FAILURE": status = "FAILURE"; end = e.timestamp; break;
         case "RUN_CANCELED": status = "CANCELED"; end = e.timestamp; break;
-        case "STEP_START": step(key).state = "running"; step(key).attempts.push({ attempt: (e.data && e.data.attempt) || step(key).attempts.length + 1, start: e.timestamp }); dirty.add(key); break;
-        case "STEP_UP_FOR_RETRY": step(key).state = "retrying"; close(key, "retry", e.timestamp); dirty.add(key); break;
-        case "STEP_SUCCESS": step(key).state = "success"; close(key, "success", e.timestamp); dirty.add(key); break;
-        case "STEP_FAILURE": step(key).state = "failure"; close(key, "failure", e.timestamp); dirty.add(key); break;
-        case "STEP_SKIPPED": step(key).state = "skipped"; dirty.add(key); break;
-        case "STEP_CANCELED": step(key).state = "canceled"; close(key, "canceled", e.timestamp); dirty.add(key); break;
+        case "RESOURCE_INIT_FAILURE": if (data.error) resourceErrors.set(data.resource, data.error); break;
+        case "STEP_START": {
+          const s = setState(key, "running");
+          if (!s.attempts.length) started.push(key);
+          s.attempts.push({ attempt: data.attempt || s.attempts.length + 1, start: e.timestamp });
+          break;
+        }
+        case "STEP_UP_FOR_RETRY": setState(key, "retrying"); close(key, "retry", e.timestamp); break;
+        case "STEP_SUCCESS": setState(key, "success"); close(key, "success", e.timestamp); break;
+        case "STEP_FAILURE": setState(key, "failure"); close(key, "failure", e.timestamp); addFailure(key, data.error, "failed"); break;
+        case "STEP_SKIPPED": setState(key, "skipped"); addFailure(key, resourceErrors.get(data.resource), "could not start"); break;
+        case "STEP_CANCELED": setState(key, "canceled"); close(key, "canceled", e.timestamp); break;
         default: break;
       }
     }
   };
-  // A mapped step's key is "node[mapping_key]": its graph node is the template "node",
-  // coloured by the most telling state among its instances.
-  const templateOf = (key) => { const i = key.indexOf("["); return i < 0 ? null : key.slice(0, i); };
   const RANK = { failure: 6, running: 5, retrying: 4, canceled: 3, pending: 2, skipped: 1, success: 0 };
   const paint = () => {
     if (view) {
-      const templates = new Set();
-      for (const key of dirty) {
-        const template = templateOf(key);
-        if (template === null) view.setState(key, steps.get(key).state);
-        else templates.add(template);
-      }
-      for (const template of templates) {
+      for (const node of dirty) {
         let worst = null;
-        for (const [key, s] of steps) {
-          if (templateOf(key) === template && (worst === null || RANK[s.state] > RANK[worst])) worst = s.state;
-        }
-        if (worst !== null) view.setState(template, worst);
+        for (const [state, n] of nodeTally.get(node) || []) if (n > 0 && (worst === null || RANK[state] > RANK[worst])) worst = state;
+        view.setState(node, worst ?? "pending");
       }
-      dirty.clear();
     }
-    gantt.update(steps, { t0, end, live: !FINISHED.has(status) });
+    dirty.clear();
+    gantt.update(steps, started, { t0, end, live: !FINISHED.has(status) });
     refreshHeader();
   };
-  if (view) for (const key of [...steps.keys(), ...templates]) view.setState(key, "pending");
+  if (view) for (const node of templates) view.setState(groupOf.get(node) ?? node, "pending");
   paint();
+  // A finished (or running) run's failures, before its events have all arrived.
+  if (status !== "SUCCESS") {
+    api(`api/runs/${enc(runId)}/steps?status=FAILURE,SKIPPED`).then(({ steps: failed }) => {
+      for (const s of failed) if (s.error) addFailure(s.key, s.error, s.status === "FAILURE" ? "failed" : "could not start");
+    }).catch(() => { /* the events will tell */ });
+  }
 
   const source = new EventSource(`api/runs/${enc(runId)}/events/stream`);
   source.addEventListener("events", (msg) => {
@@ -173,7 +247,7 @@ export async function runPage(root, runId, info) {
     if (final) { status = final.status; end = end ?? final.end_time; run.live = false; }
     paint();
   });
-  const timer = setInterval(() => { if (!FINISHED.has(status)) { refreshHeader(); gantt.update(steps, { t0, end, live: true }); } }, 1000);
+  const timer = setInterval(() => { if (!FINISHED.has(status)) { refreshHeader(); gantt.update(steps, started, { t0, end, live: true }); } }, 1000);
   return () => { source.close(); clearInterval(timer); if (view) view.destroy(); };
 }
 
