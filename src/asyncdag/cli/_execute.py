@@ -160,7 +160,7 @@ def execute_command(args: argparse.Namespace) -> int:
     finally:
         ending.close()
     view.summarize(result, recorded_in=None if storage is None else str(storage.path))  # type: ignore[attr-defined]
-    if ending.history_error is not None:
+    if ending.history_error is not None and storage is not None:
         # The run happened (its outcome is above); its history is incomplete: say so once.
         print(
             f"asyncdag: error: the run history {where(storage)} is incomplete: "
