@@ -34,6 +34,7 @@ from asyncdag.storage import (
     default_storage_path,
 )
 from asyncdag.storage._sqlite import SCHEMA_VERSION
+from storage_backends import dead_pid
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 HANG_GUARD = 60  # seconds; only stops a broken test from hanging, never asserts speed
@@ -56,16 +57,6 @@ def record(run_id: str = "r1", **kwargs: Any) -> RunRecord:
 
 def event(run_id: str, seq: int, type: EventType = EventType.LOG, **kwargs: Any) -> Event:
     return Event(run_id=run_id, seq=seq, timestamp=1000.0 + seq, type=type, **kwargs)
-
-
-def dead_pid() -> int:
-    out = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(out.stdout)
 
 
 # -- RunRecord ---------------------------------------------------------------------------

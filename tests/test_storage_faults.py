@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +22,10 @@ from asyncdag.storage import (
     StorageError,
     StorageUnavailableError,
 )
+from storage_backends import dead_pid, storage_fixture  # noqa: F401 - `storage`
 
 HANG_GUARD = 60  # seconds; only stops a broken test from hanging, never asserts speed
 LINES = 700  # more than a recorder batch (500), before and after the lock
-
-
-def dead_pid() -> int:
-    done = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(done.stdout)
 
 
 async def until(condition: Callable[[], Any]) -> None:
@@ -168,16 +157,6 @@ async def test_a_lock_held_past_the_busy_timeout_during_a_run_loses_no_event(
 
 
 # -- a run killed mid-way ends at its last event -----------------------------------------
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStorage]:
-    if request.param == "memory":
-        yield InMemoryStorage()
-        return
-    sqlite = SqliteStorage(tmp_path / "asyncdag.db")
-    yield sqlite
-    sqlite.close()
 
 
 @pytest.mark.anyio

@@ -12,7 +12,6 @@ import datetime
 import math
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +21,11 @@ from hypothesis import strategies as st
 
 from asyncdag import execute_pipeline_async, pipeline, solid
 from asyncdag._events import Event, EventType, RunStatus
-from asyncdag.storage import InMemoryStorage, RunRecord, RunStorage, SqliteStorage
+from asyncdag.storage import RunRecord, RunStorage, SqliteStorage
 from asyncdag.storage._codec import dumps
+from storage_backends import storage_fixture  # noqa: F401 - `storage`: each backend
 
 SURROGATE_NAME = b"report-\xe9t\xe9.csv".decode("utf-8", "surrogateescape")  # 'report-\udce9t...'
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStorage]:
-    if request.param == "memory":
-        yield InMemoryStorage()
-        return
-    sqlite = SqliteStorage(tmp_path / "asyncdag.db")
-    yield sqlite
-    sqlite.close()
 
 
 def same(a: Any, b: Any) -> bool:

@@ -12,7 +12,7 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import pytest
 from asyncdag import Event, EventType, RunStatus
 from asyncdag.storage import InMemoryStorage, RunRecord, RunStorage, SqliteStorage, StorageError
 from asyncdag.ui import create_app
+from storage_backends import storage_fixture  # noqa: F401 - `storage`: each backend
 from ui_server import TEST_PIPELINES, lifespan, load_hello_world, sse_messages
 
 pytestmark = pytest.mark.anyio
@@ -39,15 +40,6 @@ def strict_json(text: str) -> Any:
         raise ValueError(f"{constant} is not JSON")
 
     return json.loads(text, parse_constant=refuse)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStorage]:
-    if request.param == "memory":
-        yield InMemoryStorage()
-        return
-    async with SqliteStorage(tmp_path / "asyncdag.db") as sqlite:
-        yield sqlite
 
 
 async def served(storage: RunStorage) -> tuple[Any, httpx.AsyncClient]:

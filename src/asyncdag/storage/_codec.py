@@ -99,67 +99,31 @@ def dumps(value: Any, *, strict: bool = False, indent: int | None = None) -> str
     try:
         return encode(value)
     except (TypeError, ValueError, RecursionError):
-        return encode(_walk(value, 0, set(), strict))
+        return encode(_walk(value, 0, set(), _STRICT if strict else _JSON))
 
 
-def _walk(value: Any, depth: int, seen: set[int], strict: bool) -> Any:
-    """A copy of ``value`` the encoder takes: keys as strings, no cycles, bounded depth."""
-    if isinstance(value, float):
-        if strict and not math.isfinite(value):
-            return None
-        return value
-    if value is None or isinstance(value, str | int):
-        return value
-    if depth >= MAX_DEPTH:
-        return f"<nested deeper than {MAX_DEPTH} levels: not stored>"
-    if isinstance(value, Mapping | list | tuple | set | frozenset):
-        if id(value) in seen:
-            return "<circular reference: not stored>"
-        seen.add(id(value))
-        try:
-            if isinstance(value, Mapping):
-                return {_key(k): _walk(v, depth + 1, seen, strict) for k, v in list(value.items())}
-            return [_walk(v, depth + 1, seen, strict) for v in list(value)]
-        finally:
-            seen.discard(id(value))
-    return _walk(_substitute(value), depth + 1, seen, strict)
+#: What :func:`_walk` makes of a value: JSON's types, JSON's without NaN, or Python's plain ones.
+_JSON, _STRICT, _PLAIN = "json", "strict", "plain"
+_ATOMS = (str, int, float, bytes)
 
 
-def _key(key: Any) -> str | int | float | bool | None:
-    if key is None or isinstance(key, str | int | float):
-        return key
-    substitute = _substitute(key)
-    return substitute if isinstance(substitute, str) else str(substitute)
-
-
-def loads(text: str) -> Any:
-    """The value :func:`dumps` wrote (non-finite floats included)."""
-    return json.loads(text)
-
-
-_PLAIN_ATOMS = (str, int, float, bytes)
-
-
-def plain(value: Any) -> Any:
-    """``value`` built only of Python's plain types (None, bool, int, float, str, bytes, list,
-    tuple, dict, set, frozenset, each of the exact type), for a binary encoding such as
-    pickle that must never refer to a class: anything else becomes its nearest JSON value
-    as in :func:`dumps`; cycles and absurd nesting become notes."""
-    return _plain(value, 0, set())
-
-
-def _plain(value: Any, depth: int, seen: set[int]) -> Any:
+def _walk(value: Any, depth: int, seen: set[int], mode: str) -> Any:
+    """A copy of ``value`` its encoder takes: no cycles, bounded depth, and (``_JSON``,
+    ``_STRICT``) only JSON's types with keys JSON takes, or (``_PLAIN``) only exact plain
+    types, tuples and sets kept, for pickle.  Anything else becomes its nearest JSON value."""
     kind = type(value)
-    if value is None or kind is bool or kind in _PLAIN_ATOMS:
+    if value is None or kind is bool or kind in _ATOMS:
+        if kind is float and mode == _STRICT and not math.isfinite(value):
+            return None
+        if kind is bytes and mode != _PLAIN:
+            return _substitute(value)
         return value
-    if isinstance(value, str):  # a subclass (a StrEnum member): its text, as a plain str
-        return str.__str__(value)
-    if isinstance(value, int):  # an IntEnum member
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, bytes):
-        return bytes(value)
+    if isinstance(value, str | int | float):  # a subclass: a StrEnum or IntEnum member...
+        if mode != _PLAIN and not isinstance(value, float):
+            return value  # the JSON encoder writes str and int subclasses as their value
+        if isinstance(value, str):
+            return _walk(str.__str__(value), depth, seen, mode)
+        return _walk(int(value) if isinstance(value, int) else float(value), depth, seen, mode)
     if depth >= MAX_DEPTH:
         return f"<nested deeper than {MAX_DEPTH} levels: not stored>"
     if isinstance(value, Mapping | list | tuple | set | frozenset):
@@ -169,13 +133,13 @@ def _plain(value: Any, depth: int, seen: set[int]) -> Any:
         try:
             if isinstance(value, Mapping):
                 return {
-                    _plain_key(k, depth, seen): _plain(v, depth + 1, seen)
+                    _key(k, depth, seen, mode): _walk(v, depth + 1, seen, mode)
                     for k, v in list(value.items())
                 }
-            items = [_plain(v, depth + 1, seen) for v in list(value)]
-            if isinstance(value, tuple):
+            items = [_walk(v, depth + 1, seen, mode) for v in list(value)]
+            if mode == _PLAIN and isinstance(value, tuple):
                 return tuple(items)
-            if isinstance(value, set | frozenset):
+            if mode == _PLAIN and isinstance(value, set | frozenset):
                 try:
                     return frozenset(items) if isinstance(value, frozenset) else set(items)
                 except TypeError:  # an item became unhashable: keep them as a list
@@ -183,13 +147,31 @@ def _plain(value: Any, depth: int, seen: set[int]) -> Any:
             return items
         finally:
             seen.discard(id(value))
-    return _plain(_substitute(value), depth + 1, seen)
+    return _walk(_substitute(value), depth + 1, seen, mode)
 
 
-def _plain_key(key: Any, depth: int, seen: set[int]) -> Any:
-    converted = _plain(key, depth + 1, seen)
-    try:
-        hash(converted)
-    except TypeError:
-        return str(converted)
-    return converted
+def _key(key: Any, depth: int, seen: set[int], mode: str) -> Any:
+    if mode == _PLAIN:
+        converted = _walk(key, depth + 1, seen, mode)
+        try:
+            hash(converted)
+        except TypeError:
+            return str(converted)
+        return converted
+    if key is None or isinstance(key, str | int | float):
+        return key  # JSON's encoder writes these (and their subclasses) as keys
+    substitute = _substitute(key)
+    return substitute if isinstance(substitute, str) else str(substitute)
+
+
+def loads(text: str) -> Any:
+    """The value :func:`dumps` wrote (non-finite floats included)."""
+    return json.loads(text)
+
+
+def plain(value: Any) -> Any:
+    """``value`` built only of Python's plain types (None, bool, int, float, str, bytes, list,
+    tuple, dict, set, frozenset, each of the exact type), for a binary encoding such as
+    pickle that must never refer to a class: anything else becomes its nearest JSON value
+    as in :func:`dumps`; cycles and absurd nesting become notes."""
+    return _walk(value, 0, set(), _PLAIN)
