@@ -597,6 +597,35 @@ def test_sqlite_file_is_wal_and_versioned(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_big_write_is_stored_in_bounded_rows_and_a_page_decodes_only_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asyncdag.storage import _sqlite
+
+    path = tmp_path / "asyncdag.db"
+    async with SqliteStorage(path) as storage:
+        await storage.create_run(record())
+        await storage.add_events("r1", [event("r1", seq) for seq in range(5000)])  # one write
+        decoded: list[int] = []
+        real = _sqlite.decode_batch
+
+        def counting(run_id: str, first: int, last: int, blob: Any) -> Any:
+            decoded.append(first)
+            return real(run_id, first, last, blob)
+
+        monkeypatch.setattr(_sqlite, "decode_batch", counting)
+        page = await storage.get_events("r1", after_seq=4500, limit=10)
+    assert [e.seq for e in page] == list(range(4501, 4511))
+    assert decoded == [4000]  # the one row holding 4501..4510, not the whole write
+    conn = sqlite3.connect(path)
+    try:
+        (rows,) = conn.execute("SELECT count(*) FROM event_batches").fetchone()
+    finally:
+        conn.close()
+    assert rows == 5
+
+
+@pytest.mark.anyio
 async def test_a_schema_v1_file_is_migrated_with_every_run_and_event(tmp_path: Path) -> None:
     from asyncdag.storage._sqlite import _MIGRATIONS
 

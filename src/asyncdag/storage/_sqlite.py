@@ -77,6 +77,7 @@ from asyncdag.storage._sqlite_rows import (
     batches_from_v1_rows,
     decode_batch,
     encode_batch,
+    encode_batches,
     record_from_row,
     run_row,
     text,
@@ -158,7 +159,7 @@ _MIGRATIONS: list[Migration] = [
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-#: Events a row when migrating v1 files (the recorder's own batches are its own size).
+#: Most events a row: a write of more (a recorder catching up) becomes several rows.
 _BATCH_ROWS = 1000
 _RUN_KEY = "SELECT id FROM runs WHERE run_id = ?"
 
@@ -353,15 +354,16 @@ class SqliteStorage(SqliteAutomation, RunStorage):
         if not events:
             return
 
-        def add(conn: sqlite3.Connection, batch: Batch, seqs: set[int]) -> None:
+        def add(conn: sqlite3.Connection, batches: list[Batch], seqs: set[int]) -> None:
             try:
-                with _write(conn):
+                with _write(conn):  # one transaction: every row of the write, or none
                     key = _run_key(conn, run_id)
                     if key is None:
                         raise RunNotFoundError(run_id, "add events")
-                    if _overlaps(conn, run_id, key, batch, seqs):
-                        raise _Duplicate
-                    _insert_batch(conn, key, batch)
+                    for batch in batches:
+                        if _overlaps(conn, run_id, key, batch, seqs):
+                            raise _Duplicate
+                        _insert_batch(conn, key, batch)
             except _Duplicate:
                 raise StorageError(_duplicate_seq_message(run_id, sorted(seqs))) from None
 
@@ -372,8 +374,8 @@ class SqliteStorage(SqliteAutomation, RunStorage):
             seqs = {event.seq for event in events}
             if len(seqs) != len(events):
                 raise StorageError(_duplicate_seq_message(run_id, [e.seq for e in events]))
-            batch = encode_batch(events)
-            self._locked(functools.partial(add, batch=batch, seqs=seqs))
+            batches = encode_batches(events, _BATCH_ROWS)
+            self._locked(functools.partial(add, batches=batches, seqs=seqs))
 
         await anyio.to_thread.run_sync(check_encode_add)
 

@@ -35,6 +35,7 @@ __all__ = [
     "batches_from_v1_rows",
     "decode_batch",
     "encode_batch",
+    "encode_batches",
     "record_from_row",
     "run_row",
     "text",
@@ -180,6 +181,16 @@ class _PlainUnpickler(pickle.Unpickler):
         )
 
 
+def encode_batches(events: Sequence[Event], size: int) -> list[Batch]:
+    """``events`` (one run's, unique seqs) sorted by seq, as rows of at most ``size`` events.
+
+    Bounded rows keep a read cheap: a reader paging through a run decodes only the
+    rows its page needs, however many events one write brought at once.
+    """
+    ordered = events if _is_sorted(events) else sorted(events, key=_seq)
+    return [encode_batch(ordered[i : i + size]) for i in range(0, len(ordered), size)]
+
+
 def encode_batch(events: Sequence[Event]) -> Batch:
     """``events`` (one run's, unique seqs) as one row, sorted by seq.
 
@@ -188,7 +199,7 @@ def encode_batch(events: Sequence[Event]) -> Batch:
     That is what makes storing an event cost a few microseconds.  A value that is
     not plain (a date, an enum, an object) is replaced by its nearest JSON value.
     """
-    ordered = sorted(events, key=_seq) if not _is_sorted(events) else events
+    ordered = events if _is_sorted(events) else sorted(events, key=_seq)
     rows = [(e[1], e[2], e[3]._value_, e[4], e[5], e[6], e[7]) for e in ordered]
     try:
         blob = _pickle(rows)
@@ -262,4 +273,4 @@ def batches_from_v1_rows(rows: Sequence[Sequence[Any]], size: int) -> list[Batch
         events.append(
             _new_event(Event, ("", seq, timestamp, event_type, step_key, level, message, data))
         )
-    return [encode_batch(events[i : i + size]) for i in range(0, len(events), size)]
+    return encode_batches(events, size)
