@@ -19,6 +19,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from asyncdag import Event, EventType, RunStatus
 from asyncdag.storage import InMemoryStorage, RunRecord, RunStorage, SqliteStorage, StorageError
@@ -82,6 +84,57 @@ async def test_runs_with_nan_config_and_surrogate_text_are_served_as_strict_json
         assert messages[-1][0] == "end"
         (runs_message,) = await sse_messages(app, "/api/runs/stream", stop_after=1)
         assert strict_json(runs_message[2])["runs"][0]["run_id"] == "odd"
+
+
+HOSTILE_TEXT = st.text(st.characters(blacklist_categories=(), codec=None), max_size=20)
+HOSTILE_VALUES = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | HOSTILE_TEXT,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(HOSTILE_TEXT, children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    config=st.dictionaries(HOSTILE_TEXT, HOSTILE_VALUES, max_size=3),
+    tags=st.dictionaries(HOSTILE_TEXT, HOSTILE_TEXT, max_size=3),
+    messages=st.lists(HOSTILE_TEXT, max_size=5),
+    data=st.lists(st.dictionaries(HOSTILE_TEXT, HOSTILE_VALUES, max_size=3), max_size=5),
+)
+async def test_whatever_a_run_stored_is_served_whole_never_a_500(
+    storage: RunStorage,
+    config: dict[str, Any],
+    tags: dict[str, str],
+    messages: list[str],
+    data: list[dict[str, Any]],
+) -> None:
+    run_id = f"run-{len(await storage.list_runs())}"
+    await storage.create_run(
+        RunRecord(run_id=run_id, pipeline_name=ODD, run_config=config, tags=tags)
+    )
+    events = [
+        Event(run_id, seq, 1.0, EventType.LOG, message=message, data=item)
+        for seq, (message, item) in enumerate(zip(messages, data, strict=False))
+    ]
+    await storage.add_events(run_id, events)
+    await storage.finish_run(run_id, RunStatus.SUCCESS, end_time=2.0)
+    app, client = await served(storage)
+    async with lifespan(app), client:
+        listed = await client.get("/api/runs")
+        one = await client.get(f"/api/runs/{run_id}")
+        page = await client.get(f"/api/runs/{run_id}/events")
+        streamed = _events(await sse_messages(app, f"/api/runs/{run_id}/events/stream?after=-1"))
+    for response in (listed, one, page):
+        assert response.status_code == 200, response.text
+        strict_json(response.text)
+    assert run_id in [r["run_id"] for r in strict_json(listed.text)["runs"]]
+    served_events = strict_json(page.text)["events"]
+    assert [e["message"] for e in served_events] == [e.message for e in events]
+    assert [e["seq"] for e in streamed] == [e.seq for e in events]
 
 
 class BrokenStorage(InMemoryStorage):
