@@ -36,33 +36,44 @@ def _goal_cell(row: dict[str, Any]) -> str:
     return f"{row['goal']}: {mark}"
 
 
+def _table(title: str, columns: tuple[str, ...], *, left: tuple[str, ...] = ("goal",)) -> Any:
+    """A rich table with ``columns``: numbers right-aligned, the ``left`` ones left-aligned."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column in left else "right")
+    return table
+
+
 def render(suite: Suite) -> None:
     """Print one table per kind of figure, then notes and errors."""
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     if not console.is_terminal:
         console = Console(width=170)
     if suite.rows:
-        table = Table(title=f"asyncdag vs raw anyio ({suite.profile.name})", show_lines=False)
-        for column in (
-            "workload",
-            "backend",
-            "steps",
-            "raw (baseline)",
-            "asyncdag",
-            "ratio",
-            "µs/step raw → dag",
-            "vs ideal",
-            "goal",
-        ):
-            table.add_column(column, justify="left" if column in ("workload", "goal") else "right")
+        table = _table(
+            f"asyncdag vs raw anyio ({suite.profile.name})",
+            (
+                "workload",
+                "backend",
+                "steps",
+                "raw (baseline)",
+                "asyncdag",
+                "ratio",
+                "µs/step raw → dag",
+                "vs ideal",
+                "goal",
+            ),
+            left=("workload", "goal"),
+        )
         for row in suite.rows:
             per_step = (
                 f"{row['raw_us_per_step']:.1f} → {row['asyncdag_us_per_step']:.1f}"
                 if "asyncdag_us_per_step" in row
-                else (f"+{row['extra_us_per_step']:.1f}" if "extra_us_per_step" in row else "")
+                else (f"{row['extra_us_per_step']:+.1f}" if "extra_us_per_step" in row else "")
             )
             ideal = (
                 f"raw {row['raw_over_ideal']:.2f}x / dag {row.get('asyncdag_over_ideal', 0):.2f}x"
@@ -81,21 +92,25 @@ def render(suite: Suite) -> None:
                 _goal_cell(row),
             )
         console.print(table)
+    stalled = [row for row in suite.rows if "stall_s" in row]
+    if stalled:
+        _render_stalls(console, stalled)
     if suite.scale:
-        table = Table(title="W5 scale: the W3 shape, fresh process per size (peak RSS delta)")
-        for column in (
-            "backend",
-            "nodes",
-            "raw µs/node",
-            "dag µs/node",
-            "ratio",
-            "dag build",
-            "raw B/node",
-            "dag B/node",
-            "dag growth time / mem / build",
-            "goal",
-        ):
-            table.add_column(column, justify="left" if column == "goal" else "right")
+        table = _table(
+            "W5 scale: the W3 shape, fresh process per size (peak RSS delta)",
+            (
+                "backend",
+                "nodes",
+                "raw µs/node",
+                "dag µs/node",
+                "ratio",
+                "dag build",
+                "raw B/node",
+                "dag B/node",
+                "dag growth time / mem / build",
+                "goal",
+            ),
+        )
         for row in suite.scale:
             raw, dag = row["raw"], row["asyncdag"]
             growth = (
@@ -119,18 +134,20 @@ def render(suite: Suite) -> None:
             )
         console.print(table)
     if suite.tracing:
-        table = Table(title="Tracing cost (asyncdag runs; ratio against no provider)")
-        for column in (
-            "workload",
-            "backend",
-            "steps",
-            "off",
-            "no-op API",
-            "SDK",
-            "SDK µs/step",
-            "spans",
-        ):
-            table.add_column(column, justify="right")
+        table = _table(
+            "Tracing cost (asyncdag runs; ratio against no provider)",
+            (
+                "workload",
+                "backend",
+                "steps",
+                "off",
+                "no-op API",
+                "SDK",
+                "SDK µs/step",
+                "spans",
+            ),
+            left=(),
+        )
         for row in suite.tracing:
             table.add_row(
                 row["workload"],
@@ -143,6 +160,9 @@ def render(suite: Suite) -> None:
                 str(row["sdk_spans_exported"]),
             )
         console.print(table)
+        floors = [row for row in suite.tracing if "floor_us_per_step" in row]
+        if floors:
+            _render_trace_floor(console, floors)
     if suite.imports:
         imp = suite.imports
         console.print(
@@ -151,10 +171,15 @@ def render(suite: Suite) -> None:
             f"asyncdag {_fmt_s(imp['asyncdag_s'])}, ratio {_fmt_x(imp['ratio'])}  "
             f"{_goal_cell(imp)}"
         )
+        console.print(
+            "  what the hello world imports (from asyncdag import execute_pipeline, pipeline, "
+            f"solid): {_fmt_s(imp['hello_world_imports_s'])}, "
+            f"{_fmt_x(imp.get('hello_world_ratio'))} anyio"
+        )
         heavy = ", ".join(
             f"{name} {us / 1e3:.1f} ms" for name, us in imp["heaviest_modules_us"][:5]
         )
-        console.print(f"  heaviest modules under import asyncdag (self time): {heavy}")
+        console.print(f"  heaviest modules the hello world imports (self time, one run): {heavy}")
     if suite.peers:
         _render_peers(console, suite.peers)
     for note in suite.notes:
@@ -163,23 +188,87 @@ def render(suite: Suite) -> None:
         console.print(f"[red]error:[/] {error['workload']}: {error['error']}")
 
 
-def _render_peers(console: Any, rows: list[dict[str, Any]]) -> None:
-    from rich.table import Table
-
-    table = Table(
-        title="Peers: µs/step, the peer, asyncdag and raw anyio alternated in one process (asyncio)"
+def _render_trace_floor(console: Any, rows: list[dict[str, Any]]) -> None:
+    table = _table(
+        "Tracing against the SDK floor (same spans started and ended by a bare loop; "
+        "one process, alternated)",
+        (
+            "workload",
+            "backend",
+            "steps",
+            "untraced",
+            "traced",
+            "added µs/step",
+            "SDK floor µs/step",
+            "added / floor",
+            "goal",
+        ),
     )
-    for column in (
-        "workload",
-        "peer",
-        "steps",
-        "runs",
-        "raw (baseline)",
-        "asyncdag (vs raw)",
-        "peer (vs raw)",
-        "peer / asyncdag",
-    ):
-        table.add_column(column, justify="left" if column in ("workload", "peer") else "right")
+    for row in rows:
+        mark = "[green]met[/]" if row["floor_goal_met"] else "[red]missed[/]"
+        table.add_row(
+            row["workload"],
+            row["backend"],
+            str(row["size"]),
+            _fmt_s(row["sdk_untraced_s"]),
+            _fmt_s(row["sdk_s"]),
+            f"+{row['sdk_added_us_per_step']:.1f}",
+            f"{row['floor_us_per_step']:.1f}",
+            _fmt_x(row["added_over_floor"]),
+            f"{row['floor_goal']}: {mark}",
+        )
+    console.print(table)
+
+
+def _render_stalls(console: Any, rows: list[dict[str, Any]]) -> None:
+    table = _table(
+        "W9 many runs at once: time and loop stall (worst lateness of a 5 ms heartbeat)",
+        (
+            "backend",
+            "runs",
+            "steps",
+            "raw",
+            "asyncdag",
+            "ratio",
+            "stall raw → dag",
+            "goal",
+        ),
+    )
+    for row in rows:
+        dag_stall = row.get("asyncdag_stall_s")
+        stall = f"{_fmt_s(row['raw_stall_s'])} → {_fmt_s(dag_stall)}"
+        if row.get("stall_ratio") is not None:
+            stall += f" ({_fmt_x(row['stall_ratio'])})"
+        table.add_row(
+            row["backend"],
+            str(row["size"]),
+            str(row["steps"]),
+            f"{_fmt_s(row['raw_s'])} ({row['raw_baseline']})",
+            _fmt_s(row.get("asyncdag_s")),
+            _fmt_x(row.get("ratio")),
+            stall,
+            _goal_cell(row),
+        )
+    console.print(table)
+
+
+def _render_peers(console: Any, rows: list[dict[str, Any]]) -> None:
+    table = _table(
+        "Peers: µs/step, the peer, asyncdag and raw anyio alternated in one process (asyncio)",
+        (
+            "workload",
+            "peer",
+            "steps",
+            "runs",
+            "raw (baseline)",
+            "asyncdag (vs raw)",
+            "peer (vs raw)",
+            "peer / asyncdag",
+            "CPU µs/step raw / dag / peer",
+            "peer server CPU µs/step",
+        ),
+        left=("workload", "peer"),
+    )
     for row in rows:
         table.add_row(
             row["workload"],
@@ -190,6 +279,11 @@ def _render_peers(console: Any, rows: list[dict[str, Any]]) -> None:
             f"{row['asyncdag_us_per_step']:.1f} ({_fmt_x(row['asyncdag_ratio'])})",
             f"{row['peer_us_per_step']:,.0f} ({row['peer_ratio']:,.0f}x)",
             f"{row['peer_over_asyncdag']:,.0f}x",
+            f"{row['raw_cpu_us_per_step']:.1f} / {row['asyncdag_cpu_us_per_step']:.1f} / "
+            f"{row['peer_cpu_us_per_step']:,.0f}",
+            "-"
+            if row.get("peer_server_cpu_us_per_step") is None
+            else f"{row['peer_server_cpu_us_per_step']:,.0f}",
         )
     console.print(table)
     for how in dict.fromkeys(f"{row['peer']}: {row['how']}" for row in rows):

@@ -13,6 +13,12 @@
   the suite's own process), so it is only the fallback where /proc is missing.
 * ``trace``: a process may set the global OpenTelemetry tracer provider only
   once, so each tracing mode (none, no-op API provider, SDK) gets a process.
+  The SDK process also measures the *SDK floor*: the same spans (names, kinds,
+  attributes, parent, status), copied from a run asyncdag traced into memory,
+  started and ended by a plain loop through the same provider and processor,
+  alternated with asyncdag traced and untraced (``tracing=False``).  asyncdag's
+  added cost (traced minus untraced) divided by that floor is what tracing
+  costs beyond what the SDK itself must spend on those spans.
 
 Usage: ``python _worker.py '<json request>'``; the last stdout line is the JSON answer.
 """
@@ -157,21 +163,82 @@ def _set_tracing(mode: str) -> Any:
     return exporter
 
 
+def _recorded_spans(dag: Any, backend: str) -> list[Any]:
+    """The spans one asyncdag run makes, recorded in memory through a provider of its own."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    anyio.run(lambda: dag(tracer_provider=provider), backend=backend)
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def sdk_floor(recorded: list[Any], expected: Any) -> Any:
+    """A program that starts and ends ``recorded``'s spans through the global provider, no engine.
+
+    Each step span gets its recorded name, kind and final attributes at start, the run span
+    as parent, and its recorded status: the least the SDK must do to produce the same trace
+    (attributes given at start are the cheapest way to set them).  The run span wraps them.
+    """
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("asyncdag-sdk-floor")
+    runs = [span for span in recorded if span.parent is None]
+    if len(runs) != 1:
+        raise RuntimeError(f"expected one run span among the recorded spans, got {len(runs)}")
+    run = runs[0]
+    steps = [
+        (span.name, span.kind, dict(span.attributes or {}), span.status.status_code)
+        for span in recorded
+        if span.parent is not None
+    ]
+    run_attributes = dict(run.attributes or {})
+    status_ok = trace.Status(trace.StatusCode.OK)
+    statuses = {code: trace.Status(code) for _, _, _, code in steps}
+
+    async def floor() -> Any:
+        run_span = tracer.start_span(run.name, kind=run.kind, attributes=run_attributes)
+        parent = trace.set_span_in_context(run_span)
+        for name, kind, attributes, code in steps:
+            span = tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+            span.set_status(statuses[code])
+            span.end()
+        run_span.set_status(status_ok)
+        run_span.end()
+        return expected
+
+    return floor, len(steps)
+
+
 def traced(
     mode: str, backend: str, sizes: dict[str, int], repeats: int, warmup: int
 ) -> dict[str, Any]:
-    """Time W2 and W3 under one tracing mode; with the SDK, count the spans that reached export."""
+    """Time W2 and W3 under one tracing mode; with the SDK, count the spans that reached export.
+
+    With the SDK, asyncdag untraced and the SDK floor are alternated with the traced runs.
+    """
     exporter = _set_tracing(mode)
     import workloads
 
     cases = [workloads.chain_case(sizes["W2"]), workloads.wide_case(sizes["W3"])]
     out: dict[str, Any] = {"mode": mode, "backend": backend}
     for case in cases:
-        if case.dag is None:
+        dag = case.dag
+        if dag is None:
             raise RuntimeError(case.dag_error or "asyncdag pipeline missing")
+        programs: dict[str, Any] = {"asyncdag": dag}
+        floor_spans = None
+        if exporter is not None:
+            floor, floor_spans = sdk_floor(_recorded_spans(dag, backend), case.expected)
+            programs["untraced"] = lambda dag=dag: dag(tracing=False)
+            programs["sdk-floor"] = floor
         samples = anyio.run(
-            lambda case=case: alternate(
-                {"asyncdag": case.dag},
+            lambda case=case, programs=programs: alternate(
+                programs,
                 expected=case.expected,
                 repeats=repeats,
                 warmup=warmup,
@@ -181,6 +248,12 @@ def traced(
         )
         out[case.name] = {"size": case.size, "steps": case.steps, "runs": samples["asyncdag"]}
         out[case.name]["median_s"] = median(samples["asyncdag"])
+        if floor_spans is not None:
+            out[case.name]["floor_step_spans"] = floor_spans
+            out[case.name]["untraced_runs"] = samples["untraced"]
+            out[case.name]["untraced_median_s"] = median(samples["untraced"])
+            out[case.name]["floor_runs"] = samples["sdk-floor"]
+            out[case.name]["floor_median_s"] = median(samples["sdk-floor"])
     if exporter is not None:
         from opentelemetry import trace
 

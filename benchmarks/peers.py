@@ -24,6 +24,21 @@ How each peer is driven, chosen as what its documentation shows:
   measured too and was slower here (about 90 ms a step on the chain, 40 ms on
   the wide shape at 100 steps), so it is not the one reported.
 
+Every run, of every program, starts with the peer quiet (:class:`Settler`): the
+peer's own background threads and every process it started (Prefect's server)
+using under 5% of a core for two half-second windows in a row, and Prefect's
+SQLite database free to take a write lock.  Prefect's client returns from a
+flow long before its server has recorded the task runs (the client streams
+state events; the server writes them to SQLite behind it, tens of ms of CPU a
+task); without the wait, the next run pays for that backlog, finds the
+database locked, and sleeps through the client's 2/4/8/16/32 s retries, and
+the figure measures the backlog rather than a step.  The server CPU a run
+caused (from its start until the server went quiet again, from
+``/proc/<pid>/stat``) is reported per task as a column of its own.  Per-step
+figures divide by the steps a run actually executed, counted inside the
+peers' task bodies (Prefect's chain has a ``start`` task, so both peers run
+the same ``n`` steps as asyncdag).
+
 Every process first runs all three programs at ``PROBE_STEPS`` (the warm-up:
 imports, Prefect's server start, first-run code paths).  With PEERS alone the
 measured size is 1,000 steps.  Inside the whole suite, which must stay under
@@ -42,7 +57,9 @@ import contextlib
 import importlib.util
 import json
 import os
+import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -56,7 +73,7 @@ import attrs
 if TYPE_CHECKING:
     from run import Suite
 
-__all__ = ["PEERS", "PeerSettings", "run_peers", "settings_for"]
+__all__ = ["PEERS", "PeerSettings", "Settler", "run_peers", "settings_for"]
 
 PEERS = ("dagster", "prefect")
 WORKLOADS = ("W2", "W3")
@@ -81,7 +98,7 @@ class PeerSettings:
 _SETTINGS = {
     # PEERS on its own: always 1,000 steps (a Prefect chain run then takes over a minute).
     "alone": PeerSettings(
-        max_steps=1_000, run_target_s=None, repeats=3, budget_s=60.0, min_repeats=3, timeout_s=900
+        max_steps=1_000, run_target_s=None, repeats=3, budget_s=60.0, min_repeats=3, timeout_s=3600
     ),
     # Inside the whole suite (which must stay under 10 minutes): ~2 s peer runs.
     "full": PeerSettings(
@@ -125,10 +142,17 @@ def run_peers(suite: Suite, *, alone: bool) -> None:
                 )
                 row = _row(answer)
                 suite.peers.append(row)
+                if row["settle_timeouts"]:
+                    suite.notes.append(
+                        f"PEERS {peer} {workload}: the peer was still busy "
+                        f"{row['settle_timeouts']} time(s) after the settle timeout; "
+                        "those runs may carry a backlog"
+                    )
                 print(  # progress, so a run cut short still shows what it measured
                     f"   {peer} {workload}: {row['steps']} steps, µs/step raw "
                     f"{row['raw_us_per_step']:.1f}, asyncdag {row['asyncdag_us_per_step']:.1f}, "
-                    f"{peer} {row['peer_us_per_step']:.0f}",
+                    f"{peer} {row['peer_us_per_step']:.0f} (+ server CPU "
+                    f"{row['peer_server_cpu_us_per_step'] or 0:.0f})",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -161,6 +185,9 @@ def _peer_environment(home: Path) -> dict[str, str]:
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Its first start creates the database; on a busy shared machine that takes over the
+        # default 20 s.
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
         "DO_NOT_TRACK": "1",
     }
     env.pop("PREFECT_API_URL", None)  # unset: Prefect starts its ephemeral local server
@@ -203,18 +230,31 @@ def _row(answer: dict[str, Any]) -> dict[str, Any]:
 
     samples: dict[str, list[float]] = answer["samples_s"]
     steps = answer["steps"]
+    peer = answer["peer"]
     raw_medians = {name: median(samples[name]) for name in answer["raw"]}
     best = min(raw_medians, key=raw_medians.__getitem__)
     raw_s = raw_medians[best]
     dag_s = median(samples["asyncdag"])
-    peer_s = median(samples[answer["peer"]])
+    peer_s = median(samples[peer])
+    # Each peer run divided by the steps it actually executed (counted in its task bodies).
+    ran = answer["peer_steps_run"]
+    peer_us = median([s / n * 1e6 for s, n in zip(samples[peer], ran, strict=True) if n])
+    cpu = answer["cpu_s"]
+    peer_cpu_us = median([c / n * 1e6 for c, n in zip(cpu[peer], ran, strict=True) if n])
+    server_cpu = answer["server_cpu_s"].get(peer, [])
+    server_us = (
+        median([c / n * 1e6 for c, n in zip(server_cpu, ran, strict=True) if n])
+        if server_cpu
+        else None
+    )
     return {
         "workload": answer["workload"],
-        "peer": answer["peer"],
+        "peer": peer,
         "peer_version": answer["peer_version"],
         "how": answer["how"],
         "backend": "asyncio",
         "steps": steps,
+        "peer_steps_run": ran,
         "probe_peer_us_per_step": answer["probe_peer_us_per_step"],
         "repeats": min(len(v) for v in samples.values()),
         "raw_baseline": best,
@@ -223,16 +263,31 @@ def _row(answer: dict[str, Any]) -> dict[str, Any]:
         "peer_s": peer_s,
         "raw_us_per_step": raw_s / steps * 1e6,
         "asyncdag_us_per_step": dag_s / steps * 1e6,
-        "peer_us_per_step": peer_s / steps * 1e6,
+        "peer_us_per_step": peer_us,
+        "peer_server_cpu_us_per_step": server_us,
+        "peer_cpu_us_per_step": peer_cpu_us,
+        "asyncdag_cpu_us_per_step": median(cpu["asyncdag"]) / steps * 1e6,
+        "raw_cpu_us_per_step": median(cpu[best]) / steps * 1e6,
+        "cpu_s": cpu,
         "asyncdag_ratio": dag_s / raw_s,
-        "peer_ratio": peer_s / raw_s,
-        "peer_over_asyncdag": peer_s / dag_s,
+        "peer_ratio": peer_us / (raw_s / steps * 1e6),
+        "peer_over_asyncdag": peer_us / (dag_s / steps * 1e6),
         "peer_build_s": answer["peer_build_s"],
         "samples_s": samples,
+        "server_cpu_s": answer["server_cpu_s"],
+        "settle_s": answer["settle_s"],
+        "settle_timeouts": answer["settle_timeouts"],
     }
 
 
 # --- the peer process: the three programs in one event loop -----------------------------------
+
+# Steps the peer's task bodies ran, so per-step figures divide by what really ran.
+_RAN = [0]
+
+
+def _ran() -> None:
+    _RAN[0] += 1
 
 
 def _dagster(workload: str, n: int) -> tuple[Callable[[], Any], str]:
@@ -245,10 +300,12 @@ def _dagster(workload: str, n: int) -> tuple[Callable[[], Any], str]:
 
         @op
         def start() -> int:
+            _ran()
             return 0
 
         @op
         def inc(x: int) -> int:
+            _ran()
             return x + 1
 
         @job(name=f"w2_chain_{n}")
@@ -262,10 +319,12 @@ def _dagster(workload: str, n: int) -> tuple[Callable[[], Any], str]:
 
         @op
         def one() -> int:
+            _ran()
             return 1
 
         @op
         def total(xs: list[int]) -> int:
+            _ran()
             return sum(xs)
 
         @job(name=f"w3_wide_{n}")
@@ -291,13 +350,19 @@ def _prefect(workload: str, n: int) -> tuple[Callable[[], Any], str]:
 
     if workload == "W2":
 
+        @task(name="start")
+        async def start() -> int:
+            _ran()
+            return 0
+
         @task(name="inc")
         async def inc(x: int) -> int:
+            _ran()
             return x + 1
 
         @flow(name=f"w2_chain_{n}")
         async def built() -> int:
-            value = 0
+            value = await start()
             for _ in range(1, n):
                 value = await inc(value)
             return value
@@ -306,10 +371,12 @@ def _prefect(workload: str, n: int) -> tuple[Callable[[], Any], str]:
 
         @task(name="one")
         async def one() -> int:
+            _ran()
             return 1
 
         @task(name="total")
         async def total(xs: list[int]) -> int:
+            _ran()
             return sum(xs)
 
         @flow(name=f"w3_wide_{n}")
@@ -320,8 +387,11 @@ def _prefect(workload: str, n: int) -> tuple[Callable[[], Any], str]:
     return built, "async @flow awaiting async @task no-ops, fan-out by asyncio.gather"
 
 
-def _program(peer: str, workload: str, n: int) -> tuple[Any, str, float]:
-    """The peer's zero-argument coroutine function, how it runs, and its build time."""
+def _program(peer: str, workload: str, n: int, ran: list[int]) -> tuple[Any, str, float]:
+    """The peer's zero-argument coroutine function, how it runs, and its build time.
+
+    Each run appends to ``ran`` the number of steps its task bodies executed.
+    """
     import anyio.to_thread
 
     started = time.perf_counter()
@@ -329,14 +399,22 @@ def _program(peer: str, workload: str, n: int) -> tuple[Any, str, float]:
         run, how = _dagster(workload, n)
         build_s = time.perf_counter() - started
 
-        async def program() -> Any:
+        async def call() -> Any:
             return await anyio.to_thread.run_sync(run)
 
-        return program, how, build_s
-    if peer == "prefect":
-        flow_fn, how = _prefect(workload, n)
-        return flow_fn, how, time.perf_counter() - started
-    raise SystemExit(f"unknown peer {peer!r}")
+    elif peer == "prefect":
+        call, how = _prefect(workload, n)
+        build_s = time.perf_counter() - started
+    else:
+        raise SystemExit(f"unknown peer {peer!r}")
+
+    async def program() -> Any:
+        before = _RAN[0]
+        value = await call()
+        ran.append(_RAN[0] - before)
+        return value
+
+    return program, how, build_s
 
 
 def _case(workload: str, steps: int) -> Any:
@@ -349,12 +427,165 @@ def _case(workload: str, steps: int) -> Any:
 
 
 def _size(settings: PeerSettings, probe_s: float) -> int:
-    """Steps that make one peer run last about ``run_target_s``: a multiple of 50, capped."""
+    """Steps that make one peer run last about ``run_target_s``: a multiple of 50, capped.
+
+    ``probe_s`` is the probe run's time plus the wait for the peer to go quiet after it:
+    Prefect's server backlog is paid by the suite's clock too.
+    """
     if settings.run_target_s is None or settings.max_steps <= PROBE_STEPS:
         return settings.max_steps
     per_step = probe_s / PROBE_STEPS  # the probe's fixed costs make this an overestimate: safe
     steps = int(settings.run_target_s / per_step) // 50 * 50
     return max(min(100, settings.max_steps), min(settings.max_steps, steps))
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (Prefect's server and whatever it started), from /proc."""
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            stack.extend(children)
+    return found
+
+
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+
+
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (all its threads), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * _TICK_S  # utime, stime (fields 14, 15)
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Settler:
+    """Waits, around every run, until the peer is quiet; charges each run the server CPU it caused.
+
+    Quiet means: the processes this one started (Prefect's server) and this process's own
+    threads (a client still streaming events) each used under ``quiet_share`` of a core
+    for ``windows`` windows of ``window_s`` in a row, and the peer's SQLite database (when
+    there is one) takes a write lock at once.  A peer still busy after ``timeout_s`` is
+    recorded in ``timeouts`` and the run goes ahead, so a stuck server cannot hang the suite.
+    """
+
+    def __init__(
+        self,
+        *,
+        database: Path | None,
+        window_s: float = 0.5,
+        quiet_share: float = 0.05,
+        windows: int = 2,
+        timeout_s: float = 600.0,
+    ) -> None:
+        self.database = database
+        self.window_s = window_s
+        self.quiet_share = quiet_share
+        self.windows = windows
+        self.timeout_s = timeout_s
+        self.server_cpu_s: dict[str, list[float]] = {}
+        self.settle_s: dict[str, list[float]] = {}
+        self.timeouts = 0
+        self._quiet = False
+        self._mark = 0.0
+        self._server_cpu_before_gone = 0.0
+        self._known: dict[int, float] = {}
+
+    def _server_cpu(self) -> float:
+        """CPU of every process ever seen below this one (a finished one keeps its last figure)."""
+        for pid in _descendants(os.getpid()):
+            cpu = _process_cpu_s(pid)
+            if cpu >= self._known.get(pid, 0.0):
+                self._known[pid] = cpu
+        return sum(self._known.values())
+
+    def _database_locked(self) -> bool:
+        if self.database is None or not self.database.exists():
+            return False
+        try:
+            with contextlib.closing(sqlite3.connect(self.database, timeout=0)) as db:
+                db.execute("BEGIN IMMEDIATE")
+                db.rollback()
+        except sqlite3.OperationalError:
+            return True
+        return False
+
+    async def _settle(self) -> float:
+        import anyio
+
+        started = time.perf_counter()
+        quiet = 0
+        server, own = self._server_cpu(), _own_cpu_s()
+        while quiet < self.windows:
+            if time.perf_counter() - started > self.timeout_s:
+                self.timeouts += 1
+                break
+            await anyio.sleep(self.window_s)
+            server_now, own_now = self._server_cpu(), _own_cpu_s()
+            limit = self.quiet_share * self.window_s
+            if (
+                server_now - server < limit
+                and own_now - own < limit
+                and not self._database_locked()
+            ):
+                quiet += 1
+            else:
+                quiet = 0
+            server, own = server_now, own_now
+        return time.perf_counter() - started
+
+    async def before(self, name: str) -> None:
+        if not self._quiet:
+            await self._settle()
+        self._quiet = False
+        self._mark = self._server_cpu()
+
+    async def after(self, name: str) -> None:
+        waited = await self._settle()
+        self._quiet = True
+        self.server_cpu_s.setdefault(name, []).append(self._server_cpu() - self._mark)
+        self.settle_s.setdefault(name, []).append(waited)
+
+
+def _with_cpu(programs: dict[str, Any], cpu_s: dict[str, list[float]]) -> dict[str, Any]:
+    """Each program also records the CPU this process spent during its run (all threads).
+
+    Wall time on a shared machine depends on how much of a core the run got; a run lasting
+    tens of seconds gets only its fair share of a loaded machine, while one lasting
+    milliseconds often runs unhindered.  CPU time does not favour the short runs.
+    """
+
+    def wrap(name: str, program: Any) -> Any:
+        samples = cpu_s.setdefault(name, [])
+
+        async def timed() -> Any:
+            before = _own_cpu_s()
+            value = await program()
+            samples.append(_own_cpu_s() - before)
+            return value
+
+        return timed
+
+    return {name: wrap(name, program) for name, program in programs.items()}
 
 
 def measure(peer: str, workload: str, settings: PeerSettings) -> dict[str, Any]:
@@ -364,10 +595,12 @@ def measure(peer: str, workload: str, settings: PeerSettings) -> dict[str, Any]:
 
     use_working_tree()
     quiet_asyncdag_logging()
+    prefect_home = os.environ.get("PREFECT_HOME")
+    database = Path(prefect_home) / "prefect.db" if peer == "prefect" and prefect_home else None
 
-    def programs(steps: int) -> tuple[dict[str, Any], Any, list[str], str, float]:
+    def programs(steps: int, ran: list[int]) -> tuple[dict[str, Any], Any, list[str], str, float]:
         case = _case(workload, steps)
-        peer_program, how, build_s = _program(peer, workload, steps)
+        peer_program, how, build_s = _program(peer, workload, steps, ran)
         return (
             {peer: peer_program, "asyncdag": case.dag, **case.raw},
             case,
@@ -377,19 +610,29 @@ def measure(peer: str, workload: str, settings: PeerSettings) -> dict[str, Any]:
         )
 
     async def main() -> dict[str, Any]:
-        probe, probe_case, _, _, _ = programs(PROBE_STEPS)
+        probe_settler = Settler(database=database)
+        probe, probe_case, _, _, _ = programs(PROBE_STEPS, [])
         warm = await alternate(
-            probe, expected=probe_case.expected, repeats=1, warmup=0, budget_s=0.0
+            probe,
+            expected=probe_case.expected,
+            repeats=1,
+            warmup=0,
+            budget_s=0.0,
+            around=probe_settler,
         )
-        steps = _size(settings, warm[peer][0])
-        timed, case, raw, how, build_s = programs(steps)
+        steps = _size(settings, warm[peer][0] + probe_settler.settle_s[peer][0])
+        ran: list[int] = []
+        settler = Settler(database=database)
+        timed, case, raw, how, build_s = programs(steps, ran)
+        cpu_s: dict[str, list[float]] = {}
         samples = await alternate(
-            timed,
+            _with_cpu(timed, cpu_s),
             expected=case.expected,
             repeats=settings.repeats,
             warmup=0,  # the probe warmed all three up (imports, Prefect's server, code paths)
             budget_s=settings.budget_s,
             min_repeats=settings.min_repeats,
+            around=settler,
         )
         return {
             "peer": peer,
@@ -402,6 +645,11 @@ def measure(peer: str, workload: str, settings: PeerSettings) -> dict[str, Any]:
             "probe_peer_us_per_step": warm[peer][0] / probe_case.steps * 1e6,
             "raw": raw,
             "samples_s": samples,
+            "cpu_s": cpu_s,
+            "peer_steps_run": ran,
+            "server_cpu_s": settler.server_cpu_s,
+            "settle_s": settler.settle_s,
+            "settle_timeouts": settler.timeouts,
         }
 
     return anyio.run(main, backend="asyncio")

@@ -24,6 +24,7 @@ import attrs
 
 __all__ = [
     "RawGraph",
+    "run_concurrently",
     "run_dag_task_per_node",
     "run_dag_worker_pool",
     "run_http_fetch",
@@ -126,6 +127,23 @@ async def run_dag_worker_pool(graph: RawGraph, *, limit: int) -> Any:
         for _ in range(min(limit, len(graph.fns))):
             tg.start_soon(worker)
     return results[graph.sink]
+
+
+async def run_concurrently(program: Callable[[], Any], n: int) -> list[Any]:
+    """W9: ``n`` runs of ``program`` started at once in one task group; their results in order.
+
+    Both sides of W9 use it (asyncdag's ``execute_pipeline_async`` or a raw executor as
+    ``program``), so the only difference between them is what one run costs.
+    """
+    results: list[Any] = [None] * n
+
+    async def one(i: int) -> None:
+        results[i] = await program()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(n):
+            tg.start_soon(one, i)
+    return results
 
 
 async def run_wide_sleep(n: int, *, delay: float, limit: int) -> int:

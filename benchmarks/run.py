@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -45,7 +46,22 @@ from peers import run_peers
 
 use_working_tree()
 
-ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "TRACE", "IMPORT", "STORAGE", "PEERS")
+ALL = (
+    "W1",
+    "W2",
+    "W3",
+    "W4",
+    "W5",
+    "W6",
+    "W7",
+    "W8",
+    "W9",
+    "TRACE",
+    "IMPORT",
+    "STORAGE",
+    "POSTGRES",
+    "PEERS",
+)
 BACKENDS = ("asyncio", "trio")
 
 
@@ -67,6 +83,8 @@ class Profile:
     w6: int
     w7: tuple[int, float, int]
     w8: int  # dynamic items through map and collect
+    w9: tuple[int, ...]  # concurrent runs of 20 steps each
+    w9_delay: float  # each of a run's 18 parallel steps sleeps this long
     trace_w2: int
     trace_w3: int
     trace_repeats: int
@@ -90,6 +108,8 @@ PROFILES = {
         w6=500,
         w7=(200, 0.01, 20),
         w8=5_000,
+        w9=(100, 300),
+        w9_delay=0.05,
         trace_w2=1_000,
         trace_w3=10_000,
         trace_repeats=5,
@@ -111,6 +131,8 @@ PROFILES = {
         w6=100,
         w7=(200, 0.01, 20),
         w8=1_000,
+        w9=(100, 300),
+        w9_delay=0.05,
         trace_w2=500,
         trace_w3=2_000,
         trace_repeats=3,
@@ -132,6 +154,8 @@ PROFILES = {
         w6=10,
         w7=(10, 0.001, 3),
         w8=20,
+        w9=(3, 5),
+        w9_delay=0.002,
         trace_w2=20,
         trace_w3=20,
         trace_repeats=1,
@@ -145,6 +169,7 @@ GOALS = {
     "W2": ("≤ 1.5x raw", 1.5),
     "W3": ("≤ 1.5x raw", 1.5),
     "W5": ("time growth 10k→100k ≤ 11x", 11.0),
+    "W9": ("≤ 1.1x raw, loop stall ≤ 1.5x raw's", 1.1),
     "IMPORT": ("≤ 2x anyio", 2.0),
 }
 
@@ -209,8 +234,27 @@ def _case_row(
         row["extra_us_per_step"] = (dag_s - raw_s) / case.steps * 1e6
         if case.ideal_s is not None:
             row["asyncdag_over_ideal"] = dag_s / case.ideal_s
+    if case.stall is not None:
+        _add_stall(row, case.stall, samples)
+    if "asyncdag" in samples:
         _judge(row)
     return row
+
+
+W9_STALL_GOAL = 1.5  # the loop stall under asyncdag, against the raw program's
+
+
+def _add_stall(row: dict[str, Any], stall: Any, samples: dict[str, list[float]]) -> None:
+    """Loop-stall medians (the timed runs only) for every program, and asyncdag's against raw."""
+    stalls = {name: median(stall.timed_samples(name, len(runs))) for name, runs in samples.items()}
+    row["stall_s"] = stalls
+    row["stall_samples_s"] = {
+        name: stall.timed_samples(name, len(runs)) for name, runs in samples.items()
+    }
+    row["raw_stall_s"] = stalls[row["raw_baseline"]]
+    if "asyncdag" in stalls:
+        row["asyncdag_stall_s"] = stalls["asyncdag"]
+        row["stall_ratio"] = stalls["asyncdag"] / row["raw_stall_s"] if row["raw_stall_s"] else None
 
 
 def _judge(row: dict[str, Any]) -> None:
@@ -221,6 +265,11 @@ def _judge(row: dict[str, Any]) -> None:
     value = row["asyncdag_over_ideal"] if row["workload"] == "W1" else row["ratio"]
     row["goal"] = text
     row["goal_met"] = value <= limit
+    if row["workload"] == "W9":
+        stall_ratio = row.get("stall_ratio")
+        row["goal_met"] = row["goal_met"] and (
+            stall_ratio is not None and stall_ratio <= W9_STALL_GOAL
+        )
 
 
 def _compare(suite: Suite, make_case: Callable[[], workloads.Case]) -> None:
@@ -248,6 +297,16 @@ def _compare(suite: Suite, make_case: Callable[[], workloads.Case]) -> None:
         raise RuntimeError(case.dag_error)
 
 
+def run_concurrent_runs(suite: Suite) -> None:
+    """W9 at each size: one size's failure (or a missing engine) still lets the next one run."""
+    p = suite.profile
+    for runs in p.w9:
+        with suite.guard(f"W9 {runs} runs"):
+            _compare(
+                suite, lambda runs=runs: workloads.concurrent_runs_case(runs, delay=p.w9_delay)
+            )
+
+
 def run_storage(suite: Suite) -> None:
     """W3 with run history in SQLite against no storage argument at all."""
     try:
@@ -255,58 +314,87 @@ def run_storage(suite: Suite) -> None:
     except ImportError as exc:
         suite.notes.append(f"STORAGE skipped: SqliteStorage not importable ({exc})")
         return
+    with tempfile.TemporaryDirectory(prefix="asyncdag-bench-") as tmp:
+        storage = SqliteStorage(Path(tmp) / "runs.db")
+        with storage if hasattr(storage, "__enter__") else contextlib.nullcontext(storage):
+            _compare_storage(suite, "STORAGE", {"sqlite": storage}, [("sqlite", "no storage")])
+
+
+def run_postgres(suite: Suite) -> None:
+    """W3 with run history in PostgreSQL, against SQLite and against no storage, alternated."""
+    try:
+        from asyncdag.storage import PostgresStorage, SqliteStorage
+    except ImportError as exc:
+        suite.notes.append(f"POSTGRES skipped: PostgresStorage not importable ({exc})")
+        return
+    from postgres_server import NoServerError, bench_database
+
+    try:
+        with (
+            bench_database() as url,
+            tempfile.TemporaryDirectory(prefix="asyncdag-bench-") as tmp,
+            SqliteStorage(Path(tmp) / "runs.db") as sqlite,
+            PostgresStorage(url) as postgres,
+        ):
+            _compare_storage(
+                suite,
+                "POSTGRES",
+                {"sqlite": sqlite, "postgres": postgres},
+                [("postgres", "no storage"), ("postgres", "sqlite")],
+            )
+    except NoServerError as exc:
+        suite.notes.append(f"POSTGRES skipped: {exc}")
+
+
+def _compare_storage(
+    suite: Suite, workload: str, stores: dict[str, Any], rows: list[tuple[str, str]]
+) -> None:
+    """W3 under each store and under none, alternated; one row per (measured, baseline) pair."""
     n = suite.profile.storage
     runner, build_s = workloads.dag_runner(
         lambda: workloads.build_wide_pipeline(n), "total", max_concurrency=50
     )
     p = suite.profile
-    with tempfile.TemporaryDirectory(prefix="asyncdag-bench-") as tmp:
-        storage = SqliteStorage(Path(tmp) / "runs.db")
-        with storage if hasattr(storage, "__enter__") else contextlib.nullcontext(storage):
-
-            async def none() -> Any:
-                return await runner()
-
-            async def sqlite() -> Any:
-                return await runner(storage=storage)
-
-            for backend in suite.backends:
-                with suite.guard(f"STORAGE[{backend}]"):
-                    try:
-                        samples = anyio.run(
-                            lambda: alternate(
-                                {"no storage": none, "sqlite": sqlite},
-                                expected=n,
-                                repeats=p.repeats,
-                                warmup=p.warmup,
-                                budget_s=p.budget_s,
-                                min_repeats=min(3, p.repeats),
-                            ),
-                            backend=backend,
-                        )
-                    except TypeError as exc:
-                        if "storage" not in str(exc):
-                            raise
-                        suite.notes.append(f"STORAGE skipped: execute_pipeline_async: {exc}")
-                        return
-                    base = median(samples["no storage"])
-                    with_db = median(samples["sqlite"])
-                    suite.rows.append(
-                        {
-                            "workload": "STORAGE",
-                            "backend": backend,
-                            "size": n,
-                            "steps": n + 1,
-                            "repeats": len(samples["sqlite"]),
-                            "raw_baseline": "asyncdag, no storage",
-                            "raw_s": base,
-                            "asyncdag_s": with_db,
-                            "ratio": with_db / base,
-                            "extra_us_per_step": (with_db - base) / (n + 1) * 1e6,
-                            "samples_s": samples,
-                            "build_s": build_s,
-                        }
-                    )
+    programs: dict[str, Callable[[], Any]] = {"no storage": runner}
+    for name, store in stores.items():
+        programs[name] = functools.partial(runner, storage=store)
+    for backend in suite.backends:
+        with suite.guard(f"{workload}[{backend}]"):
+            try:
+                samples = anyio.run(
+                    lambda: alternate(
+                        programs,
+                        expected=n,
+                        repeats=p.repeats,
+                        warmup=p.warmup,
+                        budget_s=p.budget_s,
+                        min_repeats=min(3, p.repeats),
+                    ),
+                    backend=backend,
+                )
+            except TypeError as exc:
+                if "storage" not in str(exc):
+                    raise
+                suite.notes.append(f"{workload} skipped: execute_pipeline_async: {exc}")
+                return
+            for measured, baseline in rows:
+                base, value = median(samples[baseline]), median(samples[measured])
+                suite.rows.append(
+                    {
+                        "workload": workload,
+                        "backend": backend,
+                        "size": n,
+                        "steps": n + 1,
+                        "repeats": len(samples[measured]),
+                        "raw_baseline": f"asyncdag, {baseline}",
+                        "raw_s": base,
+                        "asyncdag_s": value,
+                        "ratio": value / base,
+                        "extra_us_per_step": (value - base) / (n + 1) * 1e6,
+                        "samples_s": {k: samples[k] for k in (baseline, measured)},
+                        "build_s": build_s,
+                    }
+                )
 
 
 def run_http(suite: Suite) -> None:
@@ -427,6 +515,7 @@ def run_tracing(suite: Suite) -> None:
                         / modes["off"][workload]["steps"]
                         * 1e6,
                         "runs": {mode: modes[mode][workload]["runs"] for mode in modes},
+                        **_sdk_floor(modes["sdk"][workload]),
                     }
                 )
             if not modes["sdk"].get("spans_exported"):
@@ -434,6 +523,31 @@ def run_tracing(suite: Suite) -> None:
                     f"TRACE[{backend}]: the SDK exporter received no spans: "
                     "the engine emitted none, so the SDK column measures nothing"
                 )
+
+
+TRACE_FLOOR_GOAL = 1.3  # asyncdag's added tracing cost against the SDK's own floor
+
+
+def _sdk_floor(sdk: dict[str, Any]) -> dict[str, Any]:
+    """The SDK-floor columns: the floor per step and asyncdag's added cost (same process) over it."""
+    if "floor_median_s" not in sdk:
+        return {}
+    steps = sdk["steps"]
+    added = (sdk["median_s"] - sdk["untraced_median_s"]) / steps * 1e6
+    floor = sdk["floor_median_s"] / steps * 1e6
+    ratio = added / floor if floor > 0 else None
+    return {
+        "sdk_untraced_s": sdk["untraced_median_s"],
+        "sdk_added_us_per_step": added,
+        "floor_s": sdk["floor_median_s"],
+        "floor_us_per_step": floor,
+        "floor_step_spans": sdk["floor_step_spans"],
+        "added_over_floor": ratio,
+        "floor_goal": f"added cost ≤ {TRACE_FLOOR_GOAL:g}x the SDK floor",
+        "floor_goal_met": ratio is not None and ratio <= TRACE_FLOOR_GOAL,
+        "floor_runs": sdk["floor_runs"],
+        "untraced_runs": sdk["untraced_runs"],
+    }
 
 
 def run_imports(suite: Suite) -> None:
@@ -464,13 +578,14 @@ def run_imports(suite: Suite) -> None:
     anyio_s = median(samples["anyio"]) - bare
     dag_s = median(samples["asyncdag"]) - bare
     hello_s = median(samples["hello"]) - bare
-    heavy = _heavy_imports(env)
+    heavy = _heavy_imports(env, commands["hello"])
     suite.imports = {
         "rounds": suite.profile.import_rounds,
         "bare_python_s": bare,
         "anyio_s": anyio_s,
         "asyncdag_s": dag_s,
         "hello_world_imports_s": hello_s,
+        "hello_world_ratio": hello_s / anyio_s if anyio_s > 0 else None,
         "ratio": dag_s / anyio_s if anyio_s > 0 else None,
         "goal": GOALS["IMPORT"][0],
         "goal_met": anyio_s > 0 and dag_s / anyio_s <= GOALS["IMPORT"][1],
@@ -479,10 +594,10 @@ def run_imports(suite: Suite) -> None:
     }
 
 
-def _heavy_imports(env: dict[str, str]) -> list[tuple[str, int]]:
-    """The slowest modules (self time, µs) under ``import asyncdag``, from ``-X importtime``."""
+def _heavy_imports(env: dict[str, str], code: str) -> list[tuple[str, int]]:
+    """The slowest modules (self time, µs) that ``code`` imports, from ``-X importtime``."""
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import asyncdag"],
+        [sys.executable, "-X", "importtime", "-c", code],
         env=env,
         capture_output=True,
         text=True,
@@ -539,9 +654,11 @@ def main(argv: list[str] | None = None) -> int:
             suite, lambda: workloads.sync_threads_case(p.w7[0], delay=p.w7[1], limit=p.w7[2])
         ),
         "W8": lambda: _compare(suite, lambda: workloads.dynamic_case(p.w8)),
+        "W9": lambda: run_concurrent_runs(suite),
         "TRACE": lambda: run_tracing(suite),
         "IMPORT": lambda: run_imports(suite),
         "STORAGE": lambda: run_storage(suite),
+        "POSTGRES": lambda: run_postgres(suite),
         "PEERS": lambda: run_peers(suite, alone=selected == ["PEERS"]),
     }
     started = time.perf_counter()

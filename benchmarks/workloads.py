@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import attrs
 import raw_anyio
+from _harness import LoopStall
 from raw_anyio import RawGraph
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Case",
     "DagRunner",
     "chain_case",
+    "concurrent_runs_case",
     "dag_runner",
     "http_case",
     "random_dag",
@@ -48,6 +50,7 @@ class Case:
     the makespan a perfect scheduler would reach (only for sleeping workloads).
     ``raw`` maps a baseline's name to its program; the fastest is the baseline.
     ``build_s`` is how long defining the asyncdag pipeline took (not timed in runs).
+    ``stall``, when set, watched every program's runs with a heartbeat (W9's loop stall).
     """
 
     name: str
@@ -59,6 +62,7 @@ class Case:
     ideal_s: float | None = None
     build_s: float | None = None
     dag_error: str | None = None
+    stall: LoopStall | None = None
 
 
 # --- asyncdag side ------------------------------------------------------------------------------
@@ -539,4 +543,69 @@ def dynamic_case(n: int, *, limit: int = 50, with_dag: bool = True) -> Case:
         dag=dag,
         build_s=build_s,
         dag_error=error,
+    )
+
+
+# --- W9: many runs at once ------------------------------------------------------------------------
+
+W9_WIDTH = 18  # parallel sleeps between the source and the merge: 20 steps a run
+
+
+def concurrent_runs_case(
+    runs: int, *, delay: float, width: int = W9_WIDTH, with_dag: bool = True
+) -> Case:
+    """W9: ``runs`` runs of source → ``width`` parallel ``anyio.sleep(delay)`` → merge, all at once.
+
+    What a web service awaiting runs sees: the same pipeline started ``runs`` times in one
+    event loop (one ``execute_pipeline_async`` per run in a task group, no bound), against
+    the raw executors running the same graph as many times at once.  Every program runs
+    beside a 5 ms heartbeat task; its worst lateness is the loop stall the runs cause.
+    """
+
+    async def nap(x: int) -> int:
+        await anyio.sleep(delay)
+        return x
+
+    graph = _graph(
+        fns=[_one] + [nap] * width + [_total],
+        parents=[()] + [(0,)] * width + [tuple(range(1, width + 1))],
+        fan_in=[False] * (width + 1) + [True],
+    )
+
+    def build() -> Any:
+        from asyncdag import pipeline, solid
+
+        source = solid(name="source")(_one)
+        sleep = solid(name="nap")(nap)
+        merge = solid(name="merge")(_total)
+
+        @pipeline(name=f"w9_run_{width + 2}_steps")
+        def body() -> None:
+            value = source()
+            merge([sleep.alias(f"nap{i}")(value) for i in range(width)])
+
+        return body
+
+    stall = LoopStall(0.005)
+
+    def many(program: Program) -> Program:
+        async def all_at_once() -> int:
+            return sum(await raw_anyio.run_concurrently(program, runs))
+
+        return all_at_once
+
+    one_run = _raw_dag_programs(graph, limit=width + 2)
+    raw = {name: stall.wrap(name, many(program)) for name, program in one_run.items()}
+    dag, build_s, error = _maybe_dag(with_dag, build, "merge")
+    return Case(
+        name="W9",
+        size=runs,
+        steps=runs * (width + 2),
+        expected=runs * width,
+        raw=raw,
+        dag=stall.wrap("asyncdag", many(dag)) if dag is not None else None,
+        ideal_s=delay,
+        build_s=build_s,
+        dag_error=error,
+        stall=stall,
     )

@@ -1,9 +1,9 @@
-"""A scheduler process for the multi-process tests: ``python automation_proc.py DB CLOCK OWNER FILE``.
+"""A scheduler process for the multi-process tests: ``python automation_proc.py URL CLOCK OWNER FILE``.
 
 Not a test module.  Its clock is a file holding seconds since the epoch, which
 the test rewrites to move time for every process at once (no test waits for
 wall-clock ticks).  It prints ``ready`` once its loops run, and stops cleanly
-on SIGTERM.
+on SIGTERM.  URL names the shared history, as `--storage` would (a SQLite file, PostgreSQL).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import anyio
 
 from asyncdag._workspace import load_workspace
 from asyncdag.automation import Scheduler
-from asyncdag.storage import SqliteStorage
+from asyncdag.storage import open_storage
 
 LEASE_TTL = 30.0
 
@@ -38,9 +38,9 @@ class FileClock:
             await anyio.sleep(0.005)
 
 
-async def main(db: str, clock_file: str, owner: str, source: str) -> None:
+async def main(url: str, clock_file: str, owner: str, source: str) -> None:
     definitions = load_workspace(files=[source]).automation
-    async with SqliteStorage(db) as storage:
+    async with open_storage(url) as storage:
         scheduler = Scheduler(
             definitions,
             storage=storage,

@@ -1,5 +1,8 @@
 """Every async test runs on asyncio and on trio, through anyio's own pytest plugin.
 
+Storage tests take the ``storage`` fixture and run against every backend in
+``storage_backends.BACKENDS`` (in-memory, SQLite, PostgreSQL); see that module.
+
 The browser tests of a module share one headless Chromium (Debian's, driven by Playwright)
 and get a fresh page each, which fails the test on any uncaught JavaScript error or anything
 the UI's Content-Security-Policy refused.
@@ -8,9 +11,21 @@ the UI's Content-Security-Policy refused.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from asyncdag.storage import RunStorage
+from storage_backends import (
+    BACKENDS,
+    SHARED_BACKENDS,
+    PostgresServer,
+    find_or_start_server,
+    server_or_skip,
+    start_server,
+    storage_for,
+)
 
 
 @pytest.fixture(
@@ -21,6 +36,43 @@ import pytest
 )
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (skips, or fails in CI, when there is none)."""
+    with server_or_skip(find_or_start_server) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database for this test alone."""
+    with postgres_server.database() as url:
+        yield url
+
+
+@pytest.fixture
+def own_postgres_server() -> Iterator[PostgresServer]:
+    """A server of this test's own, to stop and restart (fault tests)."""
+    with server_or_skip(start_server) as server:
+        yield server
+
+
+@pytest.fixture(params=BACKENDS)
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStorage]:
+    """A fresh, empty store of each backend in turn, closed after the test."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    with storage_for(request.param, tmp_path, url) as store:
+        yield store
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL other processes can open, of each shared backend in turn."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'asyncdag.db'}"
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,8 @@ def _env(home: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("OTEL_") and k not in ("ASYNCDAG_LOG_LEVEL", "COLUMNS", "NO_COLOR")
+        if not k.startswith("OTEL_")
+        and k not in ("ASYNCDAG_LOG_LEVEL", "ASYNCDAG_STORAGE_URL", "COLUMNS", "NO_COLOR")
     }
     env["ASYNCDAG_HOME"] = str(home)
     return env

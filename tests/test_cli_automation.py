@@ -22,6 +22,7 @@ SCHEDULED = str(Path(__file__).parent / "pipelines" / "scheduled.py")
 @pytest.fixture(autouse=True)
 def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("ASYNCDAG_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ASYNCDAG_STORAGE_URL", raising=False)  # the history under home
     monkeypatch.setenv("COLUMNS", "200")
     return tmp_path / "home"
 

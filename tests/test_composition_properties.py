@@ -1,7 +1,9 @@
-"""hypothesis: random nested graphs with random fan-outs match a sequential reference evaluation."""
+"""hypothesis: random nested graphs with random (and nested) fan-outs match a sequential reference
+evaluation."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import anyio
@@ -47,12 +49,15 @@ def reference(x: int, stages: list[tuple[Any, ...]]) -> int:
 
 
 def build(stages: list[tuple[Any, ...]]):
+    # Each stage makes new solids: one pipeline may not hold two different solids of one name.
+    serial = itertools.count()
+
     @solid
     def start() -> int:
         return 7
 
     def affine(a: int, b: int):
-        @solid(name="affine")
+        @solid(name=f"affine_{next(serial)}")
         async def f(x: int) -> int:
             await anyio.lowlevel.checkpoint()
             return a * x + b
@@ -71,14 +76,14 @@ def build(stages: list[tuple[Any, ...]]):
     def fan(k: int, sync: bool):
         if sync:
 
-            @solid(name="fan", outs={"items": DynamicOut()})
+            @solid(name=f"fan_{next(serial)}", outs={"items": DynamicOut()})
             def produce(x: int):
                 for i in range(k):
                     yield DynamicOutput(x + i, mapping_key=f"k{i}")
 
         else:
 
-            @solid(name="fan", outs={"items": DynamicOut()})
+            @solid(name=f"fan_{next(serial)}", outs={"items": DynamicOut()})
             async def produce(x: int):
                 for i in range(k):
                     await anyio.lowlevel.checkpoint()
@@ -127,3 +132,63 @@ def test_random_nested_fan_outs_match_sequential_reference(
     result = anyio.run(main, backend=backend)
     assert result.success
     assert result.output_for_solid("final") == reference(7, stages)
+
+
+# Nested fan-outs: item i of the outer fan-out fans out again into widths[i] items (j), each
+# mapped to 10*i + j; every inner fan-out is summed inside the outer map, the sums collected.
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    widths=st.lists(st.integers(0, 4), max_size=5),
+    inner_sync=st.booleans(),
+    bound=st.sampled_from([1, 2, None]),
+    backend=st.sampled_from(["asyncio", "trio"]),
+)
+def test_random_nested_fan_outs_match_their_reference(
+    widths: list[int], inner_sync: bool, bound: int | None, backend: str
+) -> None:
+    @solid(outs={"items": DynamicOut()})
+    async def outer():
+        for i, width in enumerate(widths):
+            await anyio.lowlevel.checkpoint()
+            yield DynamicOutput((i, width), mapping_key=f"i{i}")
+
+    if inner_sync:
+
+        @solid(outs={"items": DynamicOut()})
+        def inner(item: tuple[int, int]):
+            for j in range(item[1]):
+                yield DynamicOutput((item[0], j), mapping_key=f"j{j}")
+
+    else:
+
+        @solid(outs={"items": DynamicOut()})
+        async def inner(item: tuple[int, int]):
+            for j in range(item[1]):
+                await anyio.lowlevel.checkpoint()
+                yield DynamicOutput((item[0], j), mapping_key=f"j{j}")
+
+    @solid
+    async def value(pair: tuple[int, int]) -> int:
+        return 10 * pair[0] + pair[1]
+
+    @solid
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    @solid
+    def sums(values: list[int]) -> list[int]:
+        return values
+
+    @pipeline
+    def p():
+        sums(outer().map(lambda item: total(inner(item).map(value).collect())).collect())
+
+    async def main() -> Any:
+        return await execute_pipeline_async(p, max_concurrency=bound)
+
+    result = anyio.run(main, backend=backend)
+    assert result.success
+    expected = [sum(10 * i + j for j in range(width)) for i, width in enumerate(widths)]
+    # collected in mapping-key order, which is i0..i4 in yield order (at most 5 items)
+    assert result.output_for_solid("sums") == expected
+    assert len(result.step_results) == 2 + 2 * len(widths) + sum(widths)

@@ -13,6 +13,8 @@ import attrs
 import pytest
 
 from asyncdag import (
+    DynamicOut,
+    DynamicOutput,
     EventType,
     RetryPolicy,
     RunStatus,
@@ -180,6 +182,45 @@ async def test_tags_and_run_config_reach_the_context() -> None:
     assert seen["tags"] == {"team": "data", "env": "prod", "who": "test"}
     assert seen["run_config"]["solids"] == {"look": {"config": {"n": 2}}}
     assert seen["run_config"]["execution"] == {"max_concurrency": 3}
+
+
+async def test_get_mapping_key_is_the_items_key_in_a_mapped_step_and_none_elsewhere() -> None:
+    @solid(outs={"items": DynamicOut()})
+    def items(context: Any):
+        assert context.get_mapping_key() is None
+        for key in ("a", "b"):
+            yield DynamicOutput(key.upper(), mapping_key=key)
+
+    @solid
+    async def keyed(context: Any, item: str) -> tuple[str | None, str]:
+        return context.get_mapping_key(), item
+
+    @solid
+    def static(context: Any, pairs: list[Any]) -> tuple[str | None, list[Any]]:
+        return context.get_mapping_key(), pairs
+
+    @pipeline
+    def p() -> None:
+        static(items().map(keyed).collect())
+
+    result = await execute_pipeline_async(p)
+    assert result.output_for_solid("keyed[b]") == ("b", "B")
+    assert result.output_for_solid("static") == (None, [("a", "A"), ("b", "B")])
+
+
+async def test_solid_tags_are_the_solids_overlaid_with_its_calls() -> None:
+    @solid(tags={"team": "data", "tier": "1"})
+    async def look(context: Any) -> dict[str, str]:
+        return dict(context.solid_tags)
+
+    @pipeline(tags={"run": "tag"})
+    def p() -> None:
+        look.tag({"tier": "2"})()
+        look()
+
+    result = await execute_pipeline_async(p)
+    assert result.output_for_solid("look") == {"team": "data", "tier": "2"}
+    assert result.output_for_solid("look_2") == {"team": "data", "tier": "1"}
 
 
 async def test_resources_reach_sync_and_async_solids_by_attribute_and_key() -> None:

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
+
+import attrs
 import pytest
 
-from asyncdag import DefinitionError, RetryPolicy, pipeline, resource, solid
+from asyncdag import (
+    Backoff,
+    DefinitionError,
+    DynamicOut,
+    DynamicOutput,
+    Jitter,
+    RetryPolicy,
+    graph,
+    pipeline,
+    resource,
+    solid,
+)
 from asyncdag._definitions import Constant, FanIn, FromOutput
 from asyncdag._plan import ExecutionPlan
 
@@ -189,8 +203,6 @@ def test_plan_orders_steps_after_their_inputs_and_links_both_ways() -> None:
 
 
 def test_retry_policy_delays_follow_dagster_arithmetic() -> None:
-    from asyncdag import Backoff, Jitter
-
     linear = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.LINEAR)
     assert [linear.delay_for(n) for n in (1, 2, 3)] == [2, 4, 6]
     exponential = RetryPolicy(max_retries=3, delay=1, backoff=Backoff.EXPONENTIAL)
@@ -208,3 +220,146 @@ def test_retry_policy_delays_follow_dagster_arithmetic() -> None:
     plus_minus = RetryPolicy(delay=4, jitter=Jitter.PLUS_MINUS)
     assert plus_minus.delay_for(1, rng=Fixed(0.0)) == 0.0  # type: ignore[arg-type]
     assert plus_minus.delay_for(1, rng=Fixed(1.0)) == 8.0  # type: ignore[arg-type]
+
+
+def test_two_different_solids_with_one_name_is_an_error_naming_both() -> None:
+    @solid(name="add")
+    def other_add(a: int, b: int) -> int:
+        return a - b
+
+    with pytest.raises(DefinitionError) as info:
+
+        @pipeline
+        def p():
+            add(one(), one())
+            other_add(one(), one())
+
+    message = str(info.value)
+    assert "two different solids named 'add'" in message
+    assert "test_definitions.add" in message  # the first, by where it was defined
+    assert "other_add" in message  # and the second
+    assert "@solid(name=...)" in message
+
+
+def test_two_different_solids_with_one_name_clash_across_graphs_and_aliases() -> None:
+    @solid(name="one")
+    def another_one() -> int:
+        return 1
+
+    @graph
+    def g():
+        return another_one.alias("renamed")()
+
+    with pytest.raises(DefinitionError, match="two different solids named 'one'"):
+
+        @pipeline
+        def p():
+            one()
+            g()
+
+
+@pytest.mark.parametrize("method", ["map", "collect"])
+def test_map_on_an_output_that_is_not_dynamic_says_to_declare_dynamic_out(method: str) -> None:
+    use = {"map": lambda handle: handle.map(add), "collect": lambda handle: handle.collect()}
+    with pytest.raises(DefinitionError) as info:
+
+        @pipeline
+        def p():
+            use[method](one())
+
+    message = str(info.value)
+    assert f"output 'result' of solid 'one' is not dynamic, so it has no .{method}()" in message
+    assert "DynamicOut()" in message
+
+
+def test_map_on_one_item_inside_map_says_it_is_one_item() -> None:
+    @solid(outs={"items": DynamicOut()})
+    def items():
+        yield DynamicOutput(1, mapping_key="a")
+
+    with pytest.raises(DefinitionError, match=r"inside \.map\(\) is one item, so it has no \.map"):
+
+        @pipeline
+        def p():
+            items().map(lambda item: item.map(add))
+
+
+@pytest.mark.parametrize("option", ["backoff", "jitter"])
+@pytest.mark.parametrize("delay", [None, 0])
+def test_retry_policy_rejects_backoff_or_jitter_without_a_delay(
+    option: str, delay: float | None
+) -> None:
+    value = {"backoff": Backoff.EXPONENTIAL, "jitter": Jitter.FULL}[option]
+    with pytest.raises(DefinitionError, match=rf"RetryPolicy\({option}=.*\) needs a delay"):
+        RetryPolicy(max_retries=2, delay=delay, **{option: value})
+    assert RetryPolicy(max_retries=2, delay=1, **{option: value}).delay == 1
+
+
+def test_a_solid_keeps_its_functions_name_doc_and_signature() -> None:
+    def double(x: int) -> int:
+        """Twice x."""
+        return 2 * x
+
+    definition = solid(name="twice")(double)
+    assert definition.__name__ == "double"
+    assert definition.__qualname__ == double.__qualname__
+    assert definition.__doc__ == "Twice x."
+    assert definition.__module__ == __name__
+    assert definition.__wrapped__ is double
+    assert inspect.signature(definition) == inspect.signature(double)
+    assert definition.name == "twice"  # the solid's own name is untouched
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        definition.name = "other"  # type: ignore[misc]
+
+
+def test_a_graph_keeps_its_functions_name_and_doc() -> None:
+    def wiring(x):
+        """Adds one to x."""
+        return add(x, one())
+
+    definition = graph(wiring)
+    assert (definition.__name__, definition.__doc__) == ("wiring", "Adds one to x.")
+    assert definition.__wrapped__ is wiring
+
+
+def test_tag_on_a_call_overlays_the_solids_tags_for_that_node_only() -> None:
+    @solid(tags={"team": "data", "tier": "1"})
+    def tagged() -> int:
+        return 1
+
+    @pipeline
+    def p():
+        tagged.tag({"tier": 2, "owner": "ana"})()
+        tagged()
+
+    assert p.nodes["tagged"].tags == {"team": "data", "tier": "2", "owner": "ana"}
+    assert p.nodes["tagged_2"].tags == {"team": "data", "tier": "1"}
+
+
+def test_retry_policy_of_a_node_is_the_calls_then_the_solids_then_the_pipelines() -> None:
+    call, own, default = (RetryPolicy(max_retries=n) for n in (1, 2, 3))
+
+    @solid(retry_policy=own)
+    def careful() -> int:
+        return 1
+
+    @pipeline(solid_retry_policy=default)
+    def p():
+        careful.alias("a").with_retry_policy(call)()
+        careful.alias("b")()
+        one()
+
+    assert [p.nodes[n].retry_policy for n in ("a", "b", "one")] == [call, own, default]
+    assert p.solid_retry_policy is default
+
+
+def test_tag_and_retry_policy_reject_wrong_types() -> None:
+    with pytest.raises(DefinitionError, match=r"\.tag\(\) takes a dict"):
+        one.tag(["x"])  # type: ignore[arg-type]
+    with pytest.raises(DefinitionError, match=r"\.with_retry_policy\(\) takes a RetryPolicy"):
+        one.with_retry_policy(3)  # type: ignore[arg-type]
+    with pytest.raises(DefinitionError, match="solid_retry_policy must be a RetryPolicy"):
+
+        @pipeline(solid_retry_policy=3)  # type: ignore[call-overload]
+        def p():
+            one()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import anyio
 import pytest
@@ -96,14 +97,28 @@ async def test_empty_fan_out_collects_an_empty_list() -> None:
     assert result.output_for_solid("gather") == []
 
 
-async def test_mapped_step_finishes_before_the_async_generator_yields_its_last_item() -> None:
-    first_done = anyio.Event()
+def gated_producer(first_done: anyio.Event) -> Any:
+    """A producer that yields item ``last`` only once ``first_done`` is set by a mapped step."""
 
     @solid(outs={"items": DynamicOut()})
     async def producer():
         yield DynamicOutput(1, mapping_key="first")
         await first_done.wait()  # only a streaming engine gets past this
         yield DynamicOutput(2, mapping_key="last")
+
+    return producer
+
+
+def finished_before_the_last_yield(result: Any, step_key: str) -> bool:
+    events = [(e.type, e.step_key, (e.data or {}).get("mapping_key")) for e in result.events]
+    return events.index((EventType.STEP_SUCCESS, step_key, None)) < events.index(
+        (EventType.STEP_OUTPUT, "producer", "last")
+    )
+
+
+async def test_mapped_step_finishes_before_the_async_generator_yields_its_last_item() -> None:
+    first_done = anyio.Event()
+    producer = gated_producer(first_done)
 
     @solid
     async def consume(x: int) -> int:
@@ -117,10 +132,7 @@ async def test_mapped_step_finishes_before_the_async_generator_yields_its_last_i
 
     result = await run(p, max_concurrency=2)
     assert result.output_for_solid("gather") == [1, 2]
-    events = [(e.type, e.step_key, (e.data or {}).get("mapping_key")) for e in result.events]
-    first_success = events.index((EventType.STEP_SUCCESS, "consume[first]", None))
-    last_yield = events.index((EventType.STEP_OUTPUT, "producer", "last"))
-    assert first_success < last_yield
+    assert finished_before_the_last_yield(result, "consume[first]")
 
 
 async def test_mapped_step_finishes_before_the_sync_generator_yields_its_last_item() -> None:
@@ -153,6 +165,34 @@ async def test_mapped_step_finishes_before_the_sync_generator_yields_its_last_it
     assert events.index((EventType.STEP_SUCCESS, "consume[first]", None)) < events.index(
         (EventType.STEP_OUTPUT, "producer", "last")
     )
+
+
+@pytest.mark.parametrize("shape", ["tuple", "dict"])
+async def test_a_map_body_returning_several_outputs_streams_each(shape: str) -> None:
+    first_done = anyio.Event()
+    producer = gated_producer(first_done)
+
+    @solid
+    async def negate(x: int) -> int:
+        if x == 1:
+            first_done.set()
+        return -x
+
+    def body(x):
+        if shape == "tuple":
+            return square(x), negate(x)
+        return {"squared": square(x), "negated": negate(x)}
+
+    @pipeline
+    def p():
+        squared, negated = producer().map(body)  # a dict's handles unpack in its order too
+        gather(squared.collect())
+        gather.alias("negatives")(negated.collect())
+
+    result = await run(p, max_concurrency=3)
+    assert result.output_for_solid("gather") == [1, 4]
+    assert result.output_for_solid("negatives") == [-1, -2]
+    assert finished_before_the_last_yield(result, "negate[first]")
 
 
 async def test_mapped_steps_stay_within_the_run_bound() -> None:
@@ -295,13 +335,20 @@ def test_wiring_errors_for_fan_outs() -> None:
         def direct():
             add_one(numbers())
 
-    with pytest.raises(DefinitionError, match="nested fan-outs"):
+    with pytest.raises(DefinitionError, match="returned the fan-out of 'numbers_2', made once"):
 
         @pipeline
         def nested():
             numbers().map(lambda x: numbers(x).map(add_one))
 
-    with pytest.raises(DefinitionError, match=r"inside \.map"):
+    with pytest.raises(DefinitionError, match=r"called inside the \.map"):
+
+        @pipeline
+        def unrelated():
+            other = sync_numbers()
+            numbers().map(lambda x: other.map(add_one))
+
+    with pytest.raises(DefinitionError, match="cannot be collected here"):
 
         @pipeline
         def collect_inside():
@@ -360,3 +407,132 @@ async def test_branching_example_skips_the_branch_not_taken() -> None:
     result = await execute_pipeline_async(branching.branching, config)
     assert result.output_for_solid("auto_approve") == "approved"
     assert result.step_results["manual_review"].status is StepStatus.SKIPPED
+
+
+@solid(outs={"sites": DynamicOut()})
+async def sites():
+    for site in ("a", "b"):
+        yield DynamicOutput(site, mapping_key=site)
+
+
+@solid
+def count(values: list[str]) -> int:
+    return len(values)
+
+
+@solid
+def total(counts: list[int]) -> int:
+    return sum(counts)
+
+
+async def test_a_fan_out_inside_a_mapped_body_streams_and_collects_per_item() -> None:
+    first_fetched = anyio.Event()
+
+    @solid(outs={"links": DynamicOut()})
+    async def crawl(site: str):
+        yield DynamicOutput(f"{site}/0", mapping_key="l0")
+        if site == "a":
+            await first_fetched.wait()  # only a streaming engine gets past this
+        yield DynamicOutput(f"{site}/1", mapping_key="l1")
+
+    @solid
+    async def fetch(context, link: str) -> str:
+        if link == "a/0":
+            first_fetched.set()
+        return f"{context.get_mapping_key()}:{link}"
+
+    @pipeline
+    def p():
+        total(sites().map(lambda site: count(crawl(site).map(fetch).collect())).collect())
+
+    result = await run(p, max_concurrency=4)
+    assert result.status is RunStatus.SUCCESS
+    assert result.output_for_solid("total") == 4
+    assert result.output_for_solid("fetch[b][l1]") == "l1:b/1"
+    assert result.output_for_solid("fetch") == {
+        "a": {"l0": "l0:a/0", "l1": "l1:a/1"},
+        "b": {"l0": "l0:b/0", "l1": "l1:b/1"},
+    }
+    assert result.output_for_solid("count") == {"a": 2, "b": 2}
+    events = [(e.type, e.step_key, (e.data or {}).get("mapping_key")) for e in result.events]
+    assert events.index((EventType.STEP_SUCCESS, "fetch[a][l0]", None)) < events.index(
+        (EventType.STEP_OUTPUT, "crawl[a]", "l1")
+    )
+
+
+async def test_steps_in_a_nested_fan_out_read_the_outer_item_and_its_steps() -> None:
+    @solid(outs={"links": DynamicOut()})
+    def crawl(site: str):  # a sync generator, drained in a thread
+        for i in range(2):
+            yield DynamicOutput(i, mapping_key=f"l{i}")
+
+    @solid
+    def upper(site: str) -> str:
+        return site.upper()
+
+    @solid
+    def label(site: str, shouted: str, n: int) -> str:
+        return f"{site}{shouted}{n}"
+
+    @solid
+    def join(labels: list[str]) -> str:
+        return ",".join(labels)
+
+    def per_site(site):
+        shouted = upper(site)
+        labels = crawl(site).map(lambda n: label(site, shouted, n))
+        return join(labels.collect())
+
+    @pipeline
+    def p():
+        join.alias("everything")(sites().map(per_site).collect())
+
+    result = await run(p)
+    assert result.output_for_solid("everything") == "aA0,aA1,bB0,bB1"
+    assert result.output_for_solid("label[b][l0]") == "bB0"
+
+
+async def test_a_failure_in_a_nested_fan_out_skips_only_its_items_collector() -> None:
+    @solid(outs={"links": DynamicOut()})
+    async def crawl(site: str):
+        for i in range(2):
+            yield DynamicOutput(f"{site}{i}", mapping_key=f"l{i}")
+
+    @solid
+    def fetch(link: str) -> str:
+        if link == "a1":
+            raise ConnectionError(link)
+        return link
+
+    @pipeline
+    def p():
+        total(sites().map(lambda site: count(crawl(site).map(fetch).collect())).collect())
+
+    result = await run(p)
+    assert result.status is RunStatus.FAILURE
+    assert result.step_results["fetch[a][l1]"].status is StepStatus.FAILURE
+    assert result.step_results["count[a]"].status is StepStatus.SKIPPED
+    assert result.output_for_solid("count[b]") == 2
+    assert result.output_for_solid("fetch") == {"a": {"l0": "a0"}, "b": {"l0": "b0", "l1": "b1"}}
+
+
+def test_nested_fan_outs_are_mapped_and_collected_inside_their_outer_map() -> None:
+    @solid(outs={"links": DynamicOut()})
+    def crawl(site: str):
+        yield DynamicOutput(site, mapping_key="x")
+
+    with pytest.raises(DefinitionError, match="made once per item of 'sites'; map it inside"):
+
+        @pipeline
+        def mapped_outside():
+            links = []
+            sites().map(lambda site: links.append(crawl(site)))
+            links[0].map(count)
+
+    with pytest.raises(DefinitionError, match="cannot be collected here; collect it inside"):
+
+        @pipeline
+        def collected_outside():
+            links = []
+            sites().map(lambda site: links.append(crawl(site)))
+            count(links[0].collect())

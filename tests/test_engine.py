@@ -361,6 +361,30 @@ async def test_retries_run_again_and_emit_events() -> None:
     assert retries[0].error.message == "try 1"
 
 
+async def test_the_calls_retry_policy_wins_then_the_solids_then_the_pipelines() -> None:
+    attempts: dict[str, int] = {}
+
+    @solid
+    def flaky(context) -> str:
+        key = context.step_key
+        attempts[key] = attempts.get(key, 0) + 1
+        raise ConnectionError(key)
+
+    @solid(retry_policy=RetryPolicy(max_retries=2))
+    def own(context) -> str:
+        return flaky.fn(context)
+
+    @pipeline(solid_retry_policy=RetryPolicy(max_retries=1))
+    def p():
+        flaky.alias("by_call").with_retry_policy(RetryPolicy(max_retries=3))()
+        own()
+        flaky.alias("by_pipeline")()
+
+    result = await execute_pipeline_async(p, raise_on_error=False)
+    assert attempts == {"by_call": 4, "own": 3, "by_pipeline": 2}
+    assert {k: result.step_results[k].attempts for k in attempts} == attempts
+
+
 async def test_retry_budget_exhausted_fails_with_the_last_error() -> None:
     calls = []
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from asyncdag import (
     EventType,
     HookContext,
+    Output,
     RunStatus,
     execute_pipeline_async,
     failure_hook,
@@ -86,6 +89,50 @@ async def test_a_hook_that_raises_is_recorded_and_does_not_fail_the_run() -> Non
     assert errored[0].step_key == "ok"
 
 
+def _raise_system_exit() -> None:
+    raise SystemExit(2)
+
+
+def _raise_generator_exit() -> None:
+    raise GeneratorExit
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "async"])
+@pytest.mark.parametrize(
+    "raiser", [_raise_system_exit, _raise_generator_exit], ids=["SystemExit", "GeneratorExit"]
+)
+async def test_a_hook_raising_a_base_exception_is_recorded_and_the_next_hook_runs(
+    raiser: object, sync: bool
+) -> None:
+    ran: list[str] = []
+
+    if sync:
+
+        @success_hook(name="a_broken")
+        def broken(context: HookContext) -> None:
+            raiser()  # type: ignore[operator]
+
+    else:
+
+        @success_hook(name="a_broken")
+        async def broken(context: HookContext) -> None:  # type: ignore[misc]
+            raiser()  # type: ignore[operator]
+
+    @success_hook(name="b_after")
+    def after(context: HookContext) -> None:
+        ran.append(context.hook_name)
+
+    @pipeline
+    def p():
+        ok.with_hooks([broken, after])()
+
+    result = await execute_pipeline_async(p)
+    assert result.status is RunStatus.SUCCESS
+    (errored,) = [e for e in result.events if e.type is EventType.HOOK_ERRORED]
+    assert errored.data["hook"] == "a_broken"
+    assert ran == ["b_after"]
+
+
 def test_with_hooks_rejects_non_hooks() -> None:
     from asyncdag import DefinitionError
 
@@ -93,3 +140,143 @@ def test_with_hooks_rejects_non_hooks() -> None:
         ok.with_hooks({print})
     with pytest.raises(DefinitionError, match="exactly one parameter"):
         success_hook(lambda: None)
+
+
+async def test_pipeline_with_hooks_is_a_copy_whose_every_step_runs_them() -> None:
+    failures: list[str] = []
+
+    @failure_hook
+    async def alert(context: HookContext) -> None:
+        failures.append(context.step_key)
+
+    @pipeline
+    def p():
+        boom(ok())
+
+    alerted = p.with_hooks({alert})
+    assert alerted is not p and alerted.name == p.name and alerted.nodes is p.nodes
+    assert p.hook_defs == frozenset()
+    await execute_pipeline_async(alerted, raise_on_error=False)
+    assert failures == ["boom"]
+    await execute_pipeline_async(p, raise_on_error=False)  # the original is unchanged
+    assert failures == ["boom"]
+
+
+def test_a_hooks_required_resources_must_be_bound_wherever_it_is_attached() -> None:
+    from asyncdag import DefinitionError, resource
+
+    @success_hook(required_resources={"slack"})
+    def notify(context: HookContext) -> None:
+        pass
+
+    @resource
+    def slack() -> str:
+        return "client"
+
+    assert notify.required_resources == frozenset({"slack"})
+    message = r"hook 'notify' requires resource\(s\) \['slack'\] that pipeline 'p' does not bind"
+    with pytest.raises(DefinitionError, match=message):
+
+        @pipeline
+        def p():
+            ok.with_hooks({notify})()
+
+    with pytest.raises(DefinitionError, match=message):
+
+        @pipeline(hooks={notify})
+        def p():
+            ok()
+
+    @pipeline
+    def p():
+        ok()
+
+    with pytest.raises(DefinitionError, match=message):
+        p.with_hooks({notify})
+
+    @pipeline(resources={"slack": slack}, hooks={notify})
+    def bound():
+        ok()
+
+    assert notify in bound.hook_defs
+
+
+async def test_a_success_hook_sees_the_steps_output_values_dynamic_items_by_key() -> None:
+    from asyncdag import DynamicOut, DynamicOutput, Out
+
+    seen: dict[str, Any] = {}
+
+    @success_hook
+    def record(context: HookContext) -> None:
+        seen[context.step_key] = context.solid_output_values
+
+    @failure_hook
+    def record_failure(context: HookContext) -> None:
+        seen[context.step_key] = context.solid_output_values
+
+    @solid(outs={"items": DynamicOut(), "count": Out()})
+    async def fan():
+        for i in range(2):
+            yield DynamicOutput(i * 10, mapping_key=f"k{i}")
+        yield Output(2, "count")
+
+    @solid
+    def double(x: int) -> int:
+        return 2 * x
+
+    @pipeline(hooks={record, record_failure})
+    def p():
+        items = fan().items
+        items.map(double)
+        boom(ok())
+
+    await execute_pipeline_async(p, raise_on_error=False)
+    assert seen["ok"] == {"result": 1}
+    assert seen["fan"] == {"count": 2, "items": {"k0": 0, "k1": 10}}
+    assert seen["double[k1]"] == {"result": 20}
+    assert seen["boom"] == {}  # a failed step produced nothing
+
+
+async def test_a_hooks_required_resources_are_set_up_and_in_its_context() -> None:
+    from asyncdag import resource
+
+    setups: list[str] = []
+    messages: list[str] = []
+
+    @resource
+    def slack() -> list[str]:
+        setups.append("slack")
+        return messages
+
+    @success_hook(required_resources={"slack"})
+    async def notify(context: HookContext) -> None:
+        context.resources.slack.append(f"{context.step_key} ok")
+
+    @pipeline(resources={"slack": slack})
+    def p():
+        ok.with_hooks({notify})()  # the solid itself needs no resource
+
+    result = await execute_pipeline_async(p)
+    assert result.success
+    assert setups == ["slack"] and messages == ["ok ok"]
+
+
+async def test_a_hook_whose_resource_fails_to_set_up_is_recorded_and_the_run_stands() -> None:
+    from asyncdag import resource
+
+    @resource
+    def broken() -> None:
+        raise ConnectionError("no slack today")
+
+    @success_hook(required_resources={"broken"})
+    def notify(context: HookContext) -> None:
+        raise AssertionError("must not run without its resource")
+
+    @pipeline(resources={"broken": broken}, hooks={notify})
+    def p():
+        ok()
+
+    result = await execute_pipeline_async(p)
+    assert result.status is RunStatus.SUCCESS
+    [errored] = [e for e in result.events if e.type is EventType.HOOK_ERRORED]
+    assert errored.step_key == "ok" and "no slack today" in errored.data["error"]["message"]

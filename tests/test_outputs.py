@@ -125,6 +125,37 @@ async def test_wrong_return_shape_is_a_clear_failure() -> None:
     assert "returns a tuple of 2 values" in result.step_results["three"].error.message
 
 
+async def test_return_output_from_a_solid_without_outs_passes_on_its_value() -> None:
+    @solid
+    async def wrapped_async() -> Output:
+        return Output(2)
+
+    @solid
+    def wrapped_sync() -> Output:
+        return Output(3, "result")
+
+    @solid
+    def misnamed() -> Output:
+        return Output(4, "total")
+
+    @solid
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @pipeline
+    def p():
+        add(wrapped_async(), wrapped_sync())
+        plus_one(misnamed())
+
+    result = await run(p)
+    assert result.output_for_solid("wrapped_async") == 2
+    assert result.output_for_solid("add") == 5
+    assert result.step_results["misnamed"].status is StepStatus.FAILURE
+    error = result.exception_for_step("misnamed")
+    assert isinstance(error, OutputError)
+    assert "returned Output(..., 'total') but has one output, 'result'" in str(error)
+
+
 async def test_after_waits_without_taking_a_value() -> None:
     order: list[str] = []
 

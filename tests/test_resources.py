@@ -22,6 +22,7 @@ from asyncdag import (
     ResourceInitError,
     RunStatus,
     StepStatus,
+    UnknownResourceError,
     execute_pipeline_async,
     open_run,
     pipeline,
@@ -876,6 +877,40 @@ async def test_a_solid_reaching_an_undeclared_resource_fails_naming_solid_and_re
         assert isinstance(error, DefinitionError)
         assert f"solid {key!r} used resource 'secret' without declaring it" in str(error)
         assert "required_resources={'secret'}" in str(error)
+
+
+async def test_hasattr_and_getattr_with_a_default_work_on_undeclared_resources() -> None:
+    @resource
+    def cache() -> dict[str, int]:
+        return {"hits": 0}
+
+    @solid(required_resources={"cache"})
+    async def probe(context: Any) -> tuple[bool, bool, Any, Any]:
+        return (
+            hasattr(context.resources, "cache"),
+            hasattr(context.resources, "db"),
+            getattr(context.resources, "db", None),
+            getattr(context.resources, "cache", None),
+        )
+
+    @solid
+    def catches(context: Any) -> str:
+        try:
+            return str(context.resources.db)
+        except UnknownResourceError as error:  # an AttributeError and a DefinitionError
+            assert isinstance(error, AttributeError) and isinstance(error, DefinitionError)
+            return str(error)
+
+    @pipeline(resources={"cache": cache})
+    def p() -> None:
+        probe()
+        catches()
+
+    result = await execute_pipeline_async(p)
+    assert result.output_for_solid("probe") == (True, False, None, {"hits": 0})
+    assert "solid 'catches' used resource 'db' without declaring it" in result.output_for_solid(
+        "catches"
+    )
 
 
 async def test_a_solid_sees_only_its_declared_resources() -> None:

@@ -1,4 +1,8 @@
-"""Run storage: both implementations held to one contract, and the recorder's ordering promise."""
+"""Run storage: every backend held to one contract, and the recorder's ordering promise.
+
+The ``storage`` fixture (tests/conftest.py) runs each test against in-memory, SQLite and
+PostgreSQL storage; see tests/storage_backends.py to add a backend.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,8 @@ import logging
 import os
 import socket
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +33,12 @@ from asyncdag.storage import (
     SqliteStorage,
     StorageError,
     default_storage_path,
+    open_storage,
 )
 from asyncdag.storage._sqlite import SCHEMA_VERSION
-from storage_backends import dead_pid
+from storage_backends import dead_pid, start_writer
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 HANG_GUARD = 60  # seconds; only stops a broken test from hanging, never asserts speed
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunStorage]:
-    if request.param == "memory":
-        yield InMemoryStorage()
-        return
-    sqlite = SqliteStorage(tmp_path / "home" / "asyncdag.db")
-    yield sqlite
-    sqlite.close()
 
 
 def record(run_id: str = "r1", **kwargs: Any) -> RunRecord:
@@ -687,44 +678,6 @@ async def test_sqlite_write_blocked_past_busy_timeout_raises_a_storage_error(
 
 # -- several writers and a live reader ---------------------------------------------------
 
-WRITER = textwrap.dedent(
-    """
-    import os, sys, time
-    import anyio
-    from asyncdag._events import Event, EventType
-    from asyncdag.storage import RunRecord, RunRecorder, SqliteStorage
-
-    path, prefix, runs, events, backend, go = sys.argv[1:7]
-
-    async def main():
-        async with SqliteStorage(path) as storage:
-            print("ready", flush=True)
-            while go != "-" and not os.path.exists(go):
-                await anyio.sleep(0.001)
-            for r in range(int(runs)):
-                run_id = f"{prefix}-{r}"
-                record = RunRecord(run_id=run_id, pipeline_name=prefix)
-                async with RunRecorder(storage, record, batch_size=7, flush_interval=0) as rec:
-                    for seq in range(int(events)):
-                        rec(Event(run_id=run_id, seq=seq, timestamp=time.time(),
-                                  type=EventType.LOG, message=f"{prefix} {seq}"))
-                        if seq % 3 == 0:
-                            await anyio.sleep(0)
-                    rec(Event(run_id=run_id, seq=int(events), timestamp=time.time(),
-                              type=EventType.RUN_SUCCESS))
-
-    anyio.run(main, backend=backend)
-    """
-)
-
-
-def start_writer(
-    path: Path, prefix: str, *, runs: int, events: int, backend: str, go: str
-) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": SRC}
-    argv = [sys.executable, "-c", WRITER, str(path), prefix, str(runs), str(events), backend, go]
-    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
-
 
 @pytest.mark.slow
 def test_two_processes_write_runs_to_one_sqlite_file_at_once(tmp_path: Path) -> None:
@@ -754,8 +707,14 @@ def test_two_processes_write_runs_to_one_sqlite_file_at_once(tmp_path: Path) -> 
     anyio.run(check)
 
 
-async def tail(storage: RunStorage, run_id: str, seen: list[Event], *, page: int = 7) -> None:
-    """Read with the after_seq cursor until the run is finished and nothing is left."""
+async def tail(
+    storage: RunStorage, run_id: str, seen: list[Event], *, page: int = 7, live: bool = False
+) -> None:
+    """Read with the after_seq cursor until the run is finished and nothing is left.
+
+    Between reads it polls every millisecond, or (``live``) waits in
+    ``wait_for_events``, as the web UI does.
+    """
     cursor = -1
     with anyio.fail_after(HANG_GUARD):
         while True:
@@ -767,6 +726,8 @@ async def tail(storage: RunStorage, run_id: str, seen: list[Event], *, page: int
                 cursor = batch[-1].seq
             elif run is not None and run.is_finished:
                 return
+            elif live:
+                await storage.wait_for_events(run_id, after_seq=cursor, timeout=HANG_GUARD)
             else:
                 await anyio.sleep(0.001)
 
@@ -805,21 +766,57 @@ async def test_a_reader_tails_a_live_run_without_gaps(storage: RunStorage) -> No
 @pytest.mark.anyio
 @pytest.mark.slow
 async def test_a_reader_tails_a_run_written_by_another_process(
-    tmp_path: Path, anyio_backend: str
+    storage_url: str, anyio_backend: str
 ) -> None:
-    path = tmp_path / "asyncdag.db"
     events = 300
-    writer = start_writer(path, "w", runs=1, events=events, backend=anyio_backend, go="-")
+    writer = start_writer(storage_url, "w", runs=1, events=events, backend=anyio_backend, go="-")
     seen: list[Event] = []
     try:
-        async with SqliteStorage(path) as storage:
+        async with open_storage(storage_url) as storage:
             with anyio.fail_after(HANG_GUARD):
                 while await storage.get_run("w-0") is None:
                     await anyio.sleep(0.001)
-            await tail(storage, "w-0", seen)
+            await tail(storage, "w-0", seen, live=True)
     finally:
         assert await anyio.to_thread.run_sync(functools.partial(writer.wait, HANG_GUARD)) == 0
     assert [e.seq for e in seen] == list(range(events + 1))
     assert [e.message for e in seen[:2]] == ["w 0", "w 1"]
     assert seen[-1].type is EventType.RUN_SUCCESS
     assert seen[0].level == logging.DEBUG
+
+
+# -- waiting for a live run's next events ------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_wait_for_events_lets_a_reader_follow_a_writer(storage: RunStorage) -> None:
+    await storage.create_run(record(status=RunStatus.STARTED))
+    seen: list[int] = []
+
+    async def follow() -> None:
+        cursor = -1
+        while cursor < 2:
+            await storage.wait_for_events("r1", after_seq=cursor, timeout=HANG_GUARD)
+            seen.extend(e.seq for e in await storage.get_events("r1", after_seq=cursor))
+            cursor = seen[-1] if seen else cursor
+
+    with anyio.fail_after(HANG_GUARD):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow)
+            for seq in range(3):
+                await storage.add_events("r1", [event("r1", seq)])
+                await anyio.sleep(0)
+    assert seen == [0, 1, 2]
+
+
+@pytest.mark.anyio
+async def test_wait_for_events_ends_at_its_timeout_or_at_once_for_finished_runs(
+    storage: RunStorage,
+) -> None:
+    await storage.create_run(record(status=RunStatus.STARTED))
+    with anyio.fail_after(HANG_GUARD):
+        await storage.wait_for_events("r1", after_seq=-1, timeout=0.01)
+        await storage.wait_for_events("r1", after_seq=-1, timeout=0)
+        await storage.finish_run("r1", RunStatus.SUCCESS, end_time=2.0)
+        await storage.wait_for_events("r1", after_seq=-1, timeout=0.01)
+    assert await storage.get_events("r1") == []

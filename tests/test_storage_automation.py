@@ -1,9 +1,9 @@
 """The automation half of the storage contract, one suite for every backend.
 
-Each test takes the ``storage`` fixture, parametrised over the backends; a new
-backend (PostgreSQL) adds its id to ``BACKENDS`` and a branch to the fixture,
-and must pass everything here unchanged.  Times are plain floats the tests
-choose: storage never reads a clock of its own.
+Each test takes the ``storage`` fixture (tests/conftest.py), which runs it against
+every backend in ``storage_backends.BACKENDS``: in-memory, SQLite and PostgreSQL
+pass everything here unchanged.  Times are plain floats the tests choose: storage
+never reads a clock of its own.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -21,7 +20,6 @@ import pytest
 
 from asyncdag._events import ErrorInfo, RunStatus
 from asyncdag.storage import (
-    InMemoryStorage,
     InstigatorStatus,
     InstigatorType,
     RunRecord,
@@ -29,25 +27,16 @@ from asyncdag.storage import (
     SqliteStorage,
     TickRecord,
     TickStatus,
+    open_storage,
 )
 from asyncdag.storage._sqlite import _MIGRATIONS, SCHEMA_VERSION
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 HANG_GUARD = 60  # seconds; only stops a broken test from hanging, never asserts speed
-BACKENDS = ["memory", "sqlite"]
 SCHEDULE = InstigatorType.SCHEDULE
 SENSOR = InstigatorType.SENSOR
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=BACKENDS)
-async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStorage]:
-    if request.param == "memory":
-        yield InMemoryStorage()
-        return
-    async with SqliteStorage(tmp_path / "asyncdag.db") as sqlite:
-        yield sqlite
 
 
 def tick(tick_time: float, owner: str = "a", name: str = "nightly", **kwargs: object) -> TickRecord:
@@ -350,13 +339,13 @@ CLAIMER = textwrap.dedent(
     """
     import os, sys
     import anyio
-    from asyncdag.storage import SqliteStorage, TickRecord
+    from asyncdag.storage import TickRecord, open_storage
 
-    path, owner, ticks, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    url, owner, ticks, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 
     async def main():
         won = []
-        async with SqliteStorage(path) as storage:
+        async with open_storage(url) as storage:
             print("ready", flush=True)
             while not os.path.exists(go):
                 await anyio.sleep(0.001)
@@ -375,13 +364,16 @@ CLAIMER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_two_processes_racing_for_the_same_ticks_each_claim_it_once(tmp_path: Path) -> None:
-    path, go, ticks = tmp_path / "asyncdag.db", tmp_path / "go", 300
-    SqliteStorage(path).open()  # migrated before the race
+def test_two_processes_racing_for_the_same_ticks_each_claim_it_once(
+    tmp_path: Path, storage_url: str
+) -> None:
+    go, ticks = tmp_path / "go", 300
+    with open_storage(storage_url):
+        pass  # migrated before the race
     env = {**os.environ, "PYTHONPATH": SRC}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CLAIMER, str(path), owner, str(ticks), str(go)],
+            [sys.executable, "-c", CLAIMER, storage_url, owner, str(ticks), str(go)],
             env=env,
             stdout=subprocess.PIPE,
             text=True,

@@ -22,7 +22,7 @@ from asyncdag.storage import (
     StorageError,
     StorageUnavailableError,
 )
-from storage_backends import dead_pid, storage_fixture  # noqa: F401 - `storage`
+from storage_backends import dead_pid
 
 HANG_GUARD = 60  # seconds; only stops a broken test from hanging, never asserts speed
 LINES = 700  # more than a recorder batch (500), before and after the lock

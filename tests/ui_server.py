@@ -165,15 +165,21 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
 
 
 async def sse_messages(
-    app: Any, path: str, *, headers: dict[str, str] | None = None, stop_after: int | None = None
+    app: Any,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    stop_after: int | None = None,
+    into: list[tuple[str, str | None, str]] | None = None,
 ) -> list[tuple[str, str | None, str]]:
     """Call an SSE endpoint in-process and parse its messages as (event, id, data).
 
     With ``stop_after``, the client disconnects after that many messages (the
     runs feed never ends by itself); else it reads until the server closes.
+    Messages are appended to ``into`` as they arrive, for a test to watch.
     """
     raw = ""
-    messages: list[tuple[str, str | None, str]] = []
+    messages: list[tuple[str, str | None, str]] = [] if into is None else into
     done = anyio.Event()
     status: list[int] = []
 
@@ -279,8 +285,10 @@ def watch_console(page: Any) -> list[str]:
     page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
     page.on(
         "console",
-        lambda message: problems.append(f"CSP: {message.text}")
-        if "Content Security Policy" in message.text
-        else None,
+        lambda message: (
+            problems.append(f"CSP: {message.text}")
+            if "Content Security Policy" in message.text
+            else None
+        ),
     )
     return problems

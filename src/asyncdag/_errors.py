@@ -20,6 +20,7 @@ __all__ = [
     "ResourceInitError",
     "RetryRequested",
     "StepTimeoutError",
+    "UnknownResourceError",
 ]
 
 
@@ -42,6 +43,14 @@ def _rebuild(cls: type[AsyncdagError], args: tuple[Any, ...], state: dict[str, A
 
 class DefinitionError(AsyncdagError):
     """A solid, pipeline or resource is defined or wired wrongly; nothing has run."""
+
+
+class UnknownResourceError(DefinitionError, AttributeError):
+    """A step reached for a resource it did not declare, or one not set up.
+
+    An AttributeError too, so ``hasattr(context.resources, "db")`` and
+    ``getattr(context.resources, "db", None)`` work as they do on any object.
+    """
 
 
 class EventLoopError(AsyncdagError, RuntimeError):
@@ -106,7 +115,17 @@ class StepTimeoutError(AsyncdagError, TimeoutError):
 
 
 class PipelineRunCanceled(AsyncdagError):
-    """Raised by ``raise_on_error=True`` when a run ended CANCELED rather than by a step error."""
+    """Raised by ``raise_on_error=True`` when a run ended CANCELED rather than by a step error.
+
+    ``await run.result()`` of ``open_run(..., raise_on_error=True)`` raises it
+    after ``run.cancel()``; ``run_id`` names the run.  (When the *caller* of
+    ``execute_pipeline_async`` is cancelled, the run ends CANCELED and that
+    cancellation propagates instead, as a cancelled call's must.)
+    """
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class RetryRequested(AsyncdagError):

@@ -111,10 +111,12 @@ class ErrorInfo:
 class Event(NamedTuple):
     """One thing that happened in a run.
 
-    ``seq`` numbers a run's events from 0 without gaps, so a reader can resume
-    after the last one it saw.  ``data`` holds the type-specific details
-    (``attempt``, ``duration``, ``error``...) and stays JSON-serialisable:
-    an :class:`ErrorInfo` is stored in it as a dict.
+    ``seq`` (also ``sequence``) numbers a run's events from 0 without gaps, so
+    a reader can resume after the last one it saw.  ``type`` is also
+    ``event_type``; ``attempt`` is the step attempt an event belongs to.
+    ``data`` holds the type-specific details (``attempt``, ``duration``,
+    ``error``...) and stays JSON-serialisable: an :class:`ErrorInfo` is stored
+    in it as a dict.
 
     A named tuple rather than an attrs class: the engine makes two or more of
     these per step, and a tuple is built in half the time of a frozen attrs
@@ -129,6 +131,27 @@ class Event(NamedTuple):
     level: int = logging.DEBUG
     message: str = ""
     data: dict[str, Any] | None = None
+
+    @property
+    def event_type(self) -> EventType:
+        """What happened (the same as ``type``)."""
+        return self.type
+
+    @property
+    def sequence(self) -> int:
+        """The event's number in its run, from 0 without gaps (the same as ``seq``)."""
+        return self.seq
+
+    @property
+    def attempt(self) -> int | None:
+        """For an event of a step's attempt (its start and end, its logs and outputs, a
+        retry, its hooks), that attempt's number from 1; None for run and resource events
+        and for a step that never started."""
+        data = self.data
+        if data is None or self.step_key is None:
+            return None
+        attempt = data.get("attempt")
+        return attempt if type(attempt) is int and attempt > 0 else None
 
     @property
     def error(self) -> ErrorInfo | None:

@@ -10,6 +10,12 @@ and a run's config (a dict, or YAML files merged in order) has Dagster's shape::
     resources: {http: {config: {timeout: 5}}}
     execution: {max_concurrency: 20, concurrency_limits: {http: 10}}
 
+A ``@graph``'s solids nest under its name (``solids: {g: {solids: {...}}}``), or the
+graph takes a config of its own that its ``config_fn`` maps onto them
+(``solids: {g: {config: ...}}``); inputs a graph's caller left unwired are given
+as ``solids: {g: {inputs: ...}}``.  A ``configured()`` copy's config goes through
+its mapping (or is fixed in code) and is checked against the original's schema.
+
 :func:`resolve_run_config` checks a run's config against a pipeline before
 anything runs and raises one :class:`~asyncdag._errors.ConfigError` listing every
 problem with its dotted path; :func:`run_config_json_schema` and
@@ -49,6 +55,7 @@ __all__ = [
     "SolidRunConfig",
     "config_json_schema",
     "default_run_config",
+    "definition_config",
     "field_spec",
     "load_run_config",
     "normalize_schema",
@@ -180,6 +187,76 @@ def _validate_root(
     return None if spec.default is MISSING else spec.fill()
 
 
+def _annotate(errors: list[ConfigErrorItem], start: int, note: str) -> None:
+    """Say where the config at fault came from, on the errors found since ``start``."""
+    for i in range(start, len(errors)):
+        errors[i] = ConfigErrorItem(errors[i].path, f"{errors[i].message} ({note})")
+
+
+def _definition_config(
+    definition: Any, given: Any, path: str, errors: list[ConfigErrorItem], *, owner: str
+) -> Any:
+    """A solid's or resource's config from what run config gives it.
+
+    For a ``configured()`` copy the given config is checked against the copy's own
+    schema, mapped (or replaced by the config fixed in code), then checked against
+    the original's schema, and so on down a chain of copies, as Dagster does.
+    """
+    mapping = getattr(definition, "config_mapping", None)
+    schema = definition.config_schema
+    where = f"config_schema of {owner}"
+    before = len(errors)
+    if mapping is not None and mapping.is_fixed:
+        if given is not MISSING and given is not None:
+            errors.append(
+                ConfigErrorItem(
+                    path,
+                    f"{owner} has its config fixed in code by configured(); remove it here",
+                )
+            )
+        value = None
+    elif schema is None:
+        value = None if given is MISSING else given
+    else:
+        value = _validate_root(_spec_for(schema, where), given, path, errors, owner=owner)
+    while mapping is not None and len(errors) == before:
+        if mapping.is_fixed:
+            value, note = mapping.value, "in the config configured() fixed for it"
+        else:
+            try:
+                value = mapping.config_fn(value)
+            except Exception as exc:
+                errors.append(
+                    ConfigErrorItem(
+                        path,
+                        f"the config function given to configured() for {owner} raised "
+                        f"{type(exc).__name__}: {exc}",
+                    )
+                )
+                return None
+            note = "in what the config function given to configured() returned"
+        if mapping.original_schema is not None:
+            spec = _spec_for(mapping.original_schema, where)
+            value = _validate_root(spec, value, path, errors, owner=owner)
+            _annotate(errors, before, note)
+        mapping = mapping.original_mapping
+    return value
+
+
+def definition_config(definition: Any, config: Any = None, *, owner: str) -> Any:
+    """The config a solid or resource receives when given ``config``: validated, defaulted,
+    and mapped through ``configured()`` copies, as a run's config would be.
+
+    For calling a solid directly (``build_solid_context(solid_config=...)``);
+    raises one ConfigError listing every problem.  ``None`` means none given.
+    """
+    errors: list[ConfigErrorItem] = []
+    value = _definition_config(definition, config, "config", errors, owner=owner)
+    if errors:
+        raise ConfigError(errors, subject=f"config of {owner}")
+    return value
+
+
 def validate_config(
     schema: Any, value: Any, *, path: str = ""
 ) -> tuple[Any, list[ConfigErrorItem]]:
@@ -259,36 +336,219 @@ def _section(
     return value
 
 
-def _flatten_graph_sections(
-    section: Mapping[str, Any], nodes: Mapping[str, Any], prefix: str, errors: list[ConfigErrorItem]
-) -> dict[str, Any]:
-    """``{outer: {solids: {inner: {...}}}}`` (a @graph's solids, nested) as ``{"outer.inner": ...}``.
+class _GraphIndex:
+    """What run config needs to know about a pipeline's ``@graph`` uses, gathered once per call."""
+
+    __slots__ = ("fed", "graphs", "mapped")
+
+    def __init__(self, pipeline: _Pipeline) -> None:
+        self.graphs: Mapping[str, Any] = getattr(pipeline, "graphs", None) or {}
+        # node -> {input: (graph, graph input)}: inputs fed by a graph input left unwired.
+        self.fed: dict[str, dict[str, tuple[str, str]]] = {}
+        for use in self.graphs.values():
+            for graph_input, consumers in use.config_inputs.items():
+                for node, input_name in consumers:
+                    self.fed.setdefault(node, {})[input_name] = (use.name, graph_input)
+        # Graphs mapping their own config onto their solids, innermost last.
+        self.mapped = sorted(
+            (name for name, use in self.graphs.items() if use.graph.config_fn is not None),
+            key=lambda name: name.count("."),
+        )
+
+    def mapped_owner(self, name: str) -> str | None:
+        """The innermost config-mapping graph that ``name`` (a node or a graph) is inside."""
+        owner = None
+        for namespace in self.mapped:
+            if name.startswith(namespace + "."):
+                owner = namespace
+        return owner
+
+    def is_graph(self, name: str, nodes: Mapping[str, Any]) -> bool:
+        if self.graphs:
+            return name in self.graphs
+        return name not in nodes and any(node.startswith(name + ".") for node in nodes)
+
+
+@attrs.define
+class _Expanded:
+    """The ``solids`` section with graphs expanded: entries by node name, graph input values."""
+
+    solids: dict[str, Any] = attrs.field(factory=dict)
+    # (node, input) -> (value, path) for inputs fed by a graph input that run config gives.
+    inputs: dict[tuple[str, str], tuple[Any, str]] = attrs.field(factory=dict)
+    # Graphs whose config could not be mapped: their solids' config is unknown, not wrong.
+    unmapped: list[str] = attrs.field(factory=list)
+
+    def lost(self, node: str) -> bool:
+        """True when ``node`` is inside a graph whose config mapping already failed."""
+        return any(node.startswith(graph + ".") for graph in self.unmapped)
+
+
+def _expand_graphs(
+    section: Mapping[str, Any],
+    nodes: Mapping[str, Any],
+    index: _GraphIndex,
+    errors: list[ConfigErrorItem],
+) -> _Expanded:
+    """The ``solids`` section by flat node name, with every graph's part resolved.
 
     Graphs are flattened into dotted node names when the pipeline is built; config
-    may name those directly or nest by graph, as in Dagster.
+    may name those directly or nest by graph (``{outer: {solids: {inner: ...}}}``),
+    as in Dagster.  A graph with a ``config_fn`` takes ``{config: ...}`` instead and
+    its function writes its solids' entries.  Graph inputs its caller left unwired
+    are given under ``{inputs: ...}``.  Every graph that maps config or needs an
+    input is visited even when run config does not name it.
     """
-    flat: dict[str, Any] = {}
-    for key, value in section.items():
-        full = prefix + key
-        is_graph = full not in nodes and any(name.startswith(full + ".") for name in nodes)
-        if is_graph and isinstance(value, Mapping):
-            extra = sorted(set(value) - {"solids"})
-            if extra:
+    out = _Expanded()
+    visited: set[str] = set()
+
+    def expand(section: Mapping[str, Any], prefix: str, mapped_by: str | None) -> None:
+        for key, value in section.items():
+            full = prefix + str(key)
+            if index.is_graph(full, nodes):
+                graph_entry(full, value, mapped_by)
+            elif mapped_by is None and (owner := index.mapped_owner(full)) is not None:
+                errors.append(_mapped_elsewhere("solid", full, owner))
+            elif mapped_by is not None and full not in nodes:
                 errors.append(
                     ConfigErrorItem(
                         f"solids.{full}",
-                        f"{full!r} is a graph: its config goes under 'solids' (per solid), "
-                        f"not {extra}",
+                        f"the config_fn of {mapped_by} gave config for {full!r}, which is not "
+                        f"one of its solids; it has {sorted(n for n in nodes if n.startswith(prefix))}",
                     )
                 )
-            inner = value.get("solids") or {}
-            if not isinstance(inner, Mapping):
-                errors.append(ConfigErrorItem(f"solids.{full}.solids", "expected a mapping"))
-                continue
-            flat.update(_flatten_graph_sections(inner, nodes, full + ".", errors))
-        else:
-            flat[full] = value
-    return flat
+            else:
+                out.solids[full] = value
+
+    def graph_entry(full: str, value: Any, mapped_by: str | None) -> None:
+        visited.add(full)
+        path = f"solids.{full}"
+        if value is None:
+            value = {}
+        if not isinstance(value, Mapping):
+            errors.append(ConfigErrorItem(path, f"expected a mapping, got {type(value).__name__}"))
+            return
+        if mapped_by is None and (owner := index.mapped_owner(full)) is not None:
+            errors.append(_mapped_elsewhere("graph", full, owner))
+            return
+        use = index.graphs.get(full)
+        maps = use is not None and use.graph.config_fn is not None
+        extra = sorted(set(value) - {"inputs", "config" if maps else "solids"})
+        if extra:
+            what = (
+                "its own config under 'config' (its config_fn maps it onto its solids)"
+                if maps
+                else "its solids' config under 'solids' (per solid)"
+            )
+            errors.append(
+                ConfigErrorItem(
+                    path,
+                    f"{full!r} is a graph: give {what} and its inputs under 'inputs', not {extra}",
+                )
+            )
+        if use is not None:
+            _graph_inputs(use, value.get("inputs"), path, out, errors)
+        if maps and use is not None:
+            mapped = _map_graph_config(use.graph, full, value.get("config", MISSING), errors)
+            if mapped is None:
+                out.unmapped.append(full)
+            else:
+                expand(mapped, full + ".", f"graph {full!r}")
+            return
+        inner = value.get("solids") or {}
+        if not isinstance(inner, Mapping):
+            errors.append(ConfigErrorItem(f"{path}.solids", "expected a mapping"))
+            return
+        expand(inner, full + ".", mapped_by)
+
+    expand(section, "", None)
+    for full in sorted(index.graphs, key=lambda name: name.count(".")):
+        use = index.graphs[full]
+        if full not in visited and (use.graph.config_fn is not None or use.config_inputs):
+            owner = index.mapped_owner(full)
+            graph_entry(full, None, None if owner is None else f"graph {owner!r}")
+    return out
+
+
+def _mapped_elsewhere(kind: str, name: str, owner: str) -> ConfigErrorItem:
+    return ConfigErrorItem(
+        f"solids.{name}",
+        f"{kind} {name!r} takes its config from the config_fn of graph {owner!r}; "
+        f"set solids.{owner}.config instead",
+    )
+
+
+def _map_graph_config(
+    graph: Any, full: str, given: Any, errors: list[ConfigErrorItem]
+) -> Mapping[str, Any] | None:
+    """Run a graph's ``config_fn`` on its validated config; None when that went wrong."""
+    path = f"solids.{full}.config"
+    before = len(errors)
+    if graph.config_schema is None:
+        value = None if given is MISSING else given
+    else:
+        spec = _spec_for(graph.config_schema, f"config_schema of graph {graph.name!r}")
+        value = _validate_root(spec, given, path, errors, owner=f"graph {full!r}")
+    if len(errors) > before:
+        return None
+    try:
+        mapped = graph.config_fn(value)
+    except Exception as exc:
+        errors.append(
+            ConfigErrorItem(
+                path, f"the config_fn of graph {full!r} raised {type(exc).__name__}: {exc}"
+            )
+        )
+        return None
+    if mapped is None:
+        return {}
+    if not isinstance(mapped, Mapping):
+        errors.append(
+            ConfigErrorItem(
+                path,
+                f"the config_fn of graph {full!r} returned {type(mapped).__name__}; it must "
+                "return its solids' config, {solid: {'config': ...}}",
+            )
+        )
+        return None
+    return mapped
+
+
+def _graph_inputs(
+    use: Any, given: Any, path: str, out: _Expanded, errors: list[ConfigErrorItem]
+) -> None:
+    """Hand the value of each unwired graph input to the solid inputs it feeds."""
+    if given is None:
+        given = {}
+    elif not isinstance(given, Mapping):
+        errors.append(ConfigErrorItem(f"{path}.inputs", "expected a mapping"))
+        return
+    unwired = use.config_inputs
+    for key, value in given.items():
+        consumers = unwired.get(key)
+        if consumers is None:
+            if key in use.graph.input_names:
+                errors.append(
+                    ConfigErrorItem(
+                        f"{path}.inputs.{key}",
+                        f"input {key!r} of graph {use.name!r} is already fed inside the "
+                        "pipeline body; remove it from the run config",
+                    )
+                )
+            else:
+                errors.append(unknown_key_item(f"{path}.inputs", key, list(unwired), noun="input"))
+            continue
+        for node_input in consumers:
+            out.inputs[node_input] = (value, f"{path}.inputs.{key}")
+    for name, consumers in unwired.items():
+        if consumers and name not in given:
+            errors.append(
+                ConfigErrorItem(
+                    f"{path}.inputs.{name}",
+                    f"input {name!r} of graph {use.name!r} is fed by nothing in the pipeline "
+                    "body; give its value here",
+                )
+            )
 
 
 def _check_keys(
@@ -328,8 +588,15 @@ def _unfed_required_inputs(node: _Node) -> list[str]:
 
 
 def _resolve_solid(
-    node: _Node, entry: Any, path: str, errors: list[ConfigErrorItem]
+    node: _Node,
+    entry: Any,
+    path: str,
+    errors: list[ConfigErrorItem],
+    *,
+    fed: Mapping[str, tuple[str, str]] | None = None,
+    expanded: _Expanded | None = None,
 ) -> SolidRunConfig:
+    """One node's config and inputs; ``fed`` names its inputs that graph inputs feed."""
     if entry is None:
         entry = {}
     elif not isinstance(entry, Mapping):
@@ -338,13 +605,9 @@ def _resolve_solid(
     _check_keys(entry, _SOLID_KEYS, path, errors)
     solid = node.solid
     owner = f"solid {node.name!r}"
-    if solid.config_schema is None:
-        config = entry.get("config")
-    else:
-        spec = _spec_for(solid.config_schema, f"config_schema of solid {solid.name!r}")
-        config = _validate_root(
-            spec, entry.get("config", MISSING), f"{path}.config", errors, owner=owner
-        )
+    config = _definition_config(
+        solid, entry.get("config", MISSING), f"{path}.config", errors, owner=owner
+    )
     inputs: dict[str, Any] = {}
     given = _section(entry, "inputs", f"{path}.inputs", errors)
     defs = {d.name: d for d in solid.input_defs}
@@ -354,6 +617,15 @@ def _resolve_solid(
         if input_def is None:
             unfed = [name for name in defs if name not in node.inputs]
             errors.append(unknown_key_item(f"{path}.inputs", key, unfed, noun="input"))
+        elif fed is not None and key in fed:
+            graph, graph_input = fed[key]
+            errors.append(
+                ConfigErrorItem(
+                    input_path,
+                    f"input {key!r} of {owner} is fed by input {graph_input!r} of graph "
+                    f"{graph!r}; give it as solids.{graph}.inputs.{graph_input}",
+                )
+            )
         elif key in node.inputs:
             errors.append(
                 ConfigErrorItem(
@@ -363,10 +635,14 @@ def _resolve_solid(
                 )
             )
         else:
-            ctype = _input_type(input_def.annotation)
-            inputs[key] = value if ctype is None else ctype.validate(value, input_path, errors)
+            inputs[key] = _checked_input(input_def, value, input_path, errors)
+    if fed is not None and expanded is not None:
+        for key in fed:
+            from_graph = expanded.inputs.get((node.name, key))
+            if from_graph is not None and key in defs:
+                inputs[key] = _checked_input(defs[key], from_graph[0], from_graph[1], errors)
     for name in _unfed_required_inputs(node):
-        if name not in given:
+        if name not in given and (fed is None or name not in fed):
             errors.append(
                 ConfigErrorItem(
                     f"{path}.inputs.{name}",
@@ -375,6 +651,13 @@ def _resolve_solid(
                 )
             )
     return SolidRunConfig(config=config, inputs=inputs)
+
+
+def _checked_input(
+    input_def: _InputDef, value: Any, path: str, errors: list[ConfigErrorItem]
+) -> Any:
+    ctype = _input_type(input_def.annotation)
+    return value if ctype is None else ctype.validate(value, path, errors)
 
 
 def _resolve_resource(
@@ -386,11 +669,8 @@ def _resolve_resource(
         errors.append(ConfigErrorItem(path, f"expected a mapping, got {type(entry).__name__}"))
         return None
     _check_keys(entry, _RESOURCE_KEYS, path, errors)
-    if resource.config_schema is None:
-        return entry.get("config")
-    spec = _spec_for(resource.config_schema, f"config_schema of resource {key!r}")
-    return _validate_root(
-        spec, entry.get("config", MISSING), f"{path}.config", errors, owner=f"resource {key!r}"
+    return _definition_config(
+        resource, entry.get("config", MISSING), f"{path}.config", errors, owner=f"resource {key!r}"
     )
 
 
@@ -465,20 +745,35 @@ def resolve_run_config(
 
     nodes = pipeline.nodes
     solids_section = _section(raw, "solids", "solids", errors)
-    if any("." in name for name in nodes):
-        solids_section = _flatten_graph_sections(solids_section, nodes, "", errors)
+    index = _GraphIndex(pipeline)
+    expanded = None
+    if index.graphs or any("." in name for name in nodes):
+        expanded = _expand_graphs(solids_section, nodes, index, errors)
+        solids_section = expanded.solids
     _check_keys(solids_section, nodes, "solids", errors, noun="solid")
     solids: dict[str, SolidRunConfig] = {}
     for name, node in nodes.items():
         entry = solids_section.get(name)
+        fed = index.fed.get(name) if index.fed else None
         if (
             entry is None
+            and fed is None
             and node.solid.config_schema is None
+            and getattr(node.solid, "config_mapping", None) is None
             and (not node.solid.input_defs or not _unfed_required_inputs(node))
         ):
             solids[name] = _NO_CONFIG
             continue
-        solids[name] = _resolve_solid(node, entry, f"solids.{name}", errors)
+        if expanded is not None and expanded.unmapped and expanded.lost(name):
+            solids[name] = _NO_CONFIG  # its graph's config is at fault, already reported
+            continue
+        before = len(errors)
+        solids[name] = _resolve_solid(
+            node, entry, f"solids.{name}", errors, fed=fed, expanded=expanded
+        )
+        owner = index.mapped_owner(name) if index.mapped and len(errors) > before else None
+        if owner is not None:
+            _annotate(errors, before, f"given by the config_fn of graph {owner!r}")
 
     resource_defs = pipeline.resource_defs
     resources_section = _section(raw, "resources", "resources", errors)
@@ -492,6 +787,8 @@ def resolve_run_config(
 
     execution = _resolve_execution(raw.get("execution"), errors)
     if errors:
+        # A graph input feeding several solids is checked once per solid: report it once.
+        errors = list(dict.fromkeys(errors))
         raise ConfigError(errors, subject=f"run config for pipeline {pipeline.name!r}")
     return ResolvedRunConfig(solids=solids, resources=resources, execution=execution, raw=raw)
 
@@ -507,28 +804,79 @@ def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return out
 
 
-def _solid_json_schema(node: _Node) -> tuple[dict[str, Any], bool]:
-    properties: dict[str, Any] = {}
-    required: list[str] = []
-    schema = node.solid.config_schema
-    if schema is not None:
-        spec = _spec_for(schema, f"config_schema of solid {node.solid.name!r}")
-        properties["config"] = spec.json_schema()
-        if spec.required:
-            required.append("config")
-    else:
-        properties["config"] = {}
-    inputs: dict[str, Any] = {}
-    for input_def in node.solid.input_defs:
-        if input_def.name in node.inputs:
-            continue
-        ctype = _input_type(input_def.annotation)
-        inputs[input_def.name] = {} if ctype is None else ctype.json_schema()
-    needed = _unfed_required_inputs(node)
-    properties["inputs"] = _object(inputs, needed)
-    if needed:
-        required.append("inputs")
-    return _object(properties, required), bool(required)
+def _config_field(definition: Any, owner: str) -> tuple[FieldSpec | None, bool]:
+    """The spec of the config run config gives ``definition`` (None: unchecked), and whether
+    it takes any: a ``configured()`` copy with its config fixed in code takes none."""
+    mapping = getattr(definition, "config_mapping", None)
+    if mapping is not None and mapping.is_fixed:
+        return None, False
+    schema = definition.config_schema
+    if schema is None:
+        return None, True
+    return _spec_for(schema, f"config_schema of {owner}"), True
+
+
+@attrs.frozen
+class _EntryParts:
+    """What run config may give one ``solids`` entry (a solid, or a graph use)."""
+
+    spec: FieldSpec | None  # its config's schema; None: unchecked, or none taken
+    takes_config: bool
+    inputs: dict[str, _InputDef]  # by the name run config uses
+    needed: list[str]  # inputs run config must give
+
+
+def _entry_parts(pipeline: _Pipeline, name: str, node: Any, extra: Any) -> _EntryParts:
+    if node is None:  # a graph use: its own config when it maps config, its unwired inputs
+        use = extra
+        spec, takes = (None, False)
+        if use.graph.maps_config:
+            spec, takes = _config_field(use.graph, f"graph {name!r}")
+        inputs = _graph_input_defs(use, pipeline.nodes)
+        return _EntryParts(spec, takes, inputs, list(inputs))
+    spec, takes = _config_field(node.solid, f"solid {name!r}")
+    inputs = {
+        d.name: d
+        for d in node.solid.input_defs
+        if d.name not in node.inputs and d.name not in extra
+    }
+    needed = [n for n in _unfed_required_inputs(node) if n not in extra]
+    return _EntryParts(spec, takes, inputs, needed)
+
+
+def _input_json_schema(input_def: _InputDef) -> dict[str, Any]:
+    ctype = _input_type(input_def.annotation)
+    return {} if ctype is None else ctype.json_schema()
+
+
+def _graph_input_defs(use: Any, nodes: Mapping[str, _Node]) -> dict[str, _InputDef]:
+    """Each unwired input of a graph use that feeds something, as the first solid input it feeds."""
+    found: dict[str, _InputDef] = {}
+    for name, consumers in use.config_inputs.items():
+        for node, input_name in consumers[:1]:
+            for input_def in nodes[node].solid.input_defs:
+                if input_def.name == input_name:
+                    found[name] = input_def
+    return found
+
+
+def _config_entries(pipeline: _Pipeline) -> list[tuple[str, Any, Any]]:
+    """What run config may address under ``solids``, by flat name: (name, node, graph use).
+
+    For a solid the third item is its inputs fed by graph inputs, for a graph use
+    the node is None.  Nodes inside a config-mapping graph are left out (its
+    config_fn gives their config); graph uses appear when they map config or
+    have unwired inputs.
+    """
+    index = _GraphIndex(pipeline)
+    entries: list[tuple[str, Any, Any]] = []
+    for name, use in index.graphs.items():
+        if index.mapped_owner(name) is None and (use.graph.maps_config or use.config_inputs):
+            entries.append((name, None, use))
+    for name, node in pipeline.nodes.items():
+        if not index.mapped or index.mapped_owner(name) is None:
+            entries.append((name, node, index.fed.get(name, {})))
+    return entries
 
 
 def run_config_json_schema(pipeline: _Pipeline) -> dict[str, Any]:
@@ -540,17 +888,30 @@ def run_config_json_schema(pipeline: _Pipeline) -> dict[str, Any]:
     """
     solid_props: dict[str, Any] = {}
     solid_required: list[str] = []
-    for name, node in pipeline.nodes.items():
-        solid_props[name], config_required = _solid_json_schema(node)
-        if config_required:
+    for name, node, extra in _config_entries(pipeline):
+        parts = _entry_parts(pipeline, name, node, extra)
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        if parts.spec is not None:
+            properties["config"] = parts.spec.json_schema()
+            if parts.spec.required:
+                required.append("config")
+        elif parts.takes_config:
+            properties["config"] = {}
+        inputs = {key: _input_json_schema(d) for key, d in parts.inputs.items()}
+        properties["inputs"] = _object(inputs, parts.needed)
+        if parts.needed:
+            required.append("inputs")
+        solid_props[name] = _object(properties, required)
+        if required:
             solid_required.append(name)
     resource_props: dict[str, Any] = {}
     resource_required: list[str] = []
     for key, resource in pipeline.resource_defs.items():
-        if resource.config_schema is None:
-            resource_props[key] = _object({"config": {}}, [])
+        spec, takes_config = _config_field(resource, f"resource {key!r}")
+        if spec is None:
+            resource_props[key] = _object({"config": {}} if takes_config else {}, [])
             continue
-        spec = _spec_for(resource.config_schema, f"config_schema of resource {key!r}")
         needed = ["config"] if spec.required else []
         resource_props[key] = _object({"config": spec.json_schema()}, needed)
         if needed:
@@ -568,6 +929,13 @@ def run_config_json_schema(pipeline: _Pipeline) -> dict[str, Any]:
     }
 
 
+def _input_scaffold(input_def: _InputDef) -> Any:
+    if input_def.has_default:
+        return jsonable(getattr(input_def, "default", None))
+    ctype = _input_type(input_def.annotation)
+    return None if ctype is None else ctype.scaffold()
+
+
 def default_run_config(pipeline: _Pipeline) -> dict[str, Any]:
     """A run config to start editing from: every field at its default or a typed placeholder.
 
@@ -575,28 +943,19 @@ def default_run_config(pipeline: _Pipeline) -> dict[str, Any]:
     scaffold itself resolves; the pipeline's default config is overlaid on it.
     """
     solids: dict[str, Any] = {}
-    for name, node in pipeline.nodes.items():
+    for name, node, extra in _config_entries(pipeline):
+        parts = _entry_parts(pipeline, name, node, extra)
         entry: dict[str, Any] = {}
-        if node.solid.config_schema is not None:
-            spec = _spec_for(node.solid.config_schema, f"config_schema of solid {name!r}")
-            entry["config"] = spec.scaffold()
-        inputs = {}
-        for input_def in node.solid.input_defs:
-            if input_def.name in node.inputs:
-                continue
-            if input_def.has_default:
-                inputs[input_def.name] = jsonable(getattr(input_def, "default", None))
-            else:
-                ctype = _input_type(input_def.annotation)
-                inputs[input_def.name] = None if ctype is None else ctype.scaffold()
-        if inputs:
-            entry["inputs"] = inputs
+        if parts.spec is not None:
+            entry["config"] = parts.spec.scaffold()
+        if parts.inputs:
+            entry["inputs"] = {key: _input_scaffold(d) for key, d in parts.inputs.items()}
         if entry:
             solids[name] = entry
     resources: dict[str, Any] = {}
     for key, resource in pipeline.resource_defs.items():
-        if resource.config_schema is not None:
-            spec = _spec_for(resource.config_schema, f"config_schema of resource {key!r}")
+        spec, _ = _config_field(resource, f"resource {key!r}")
+        if spec is not None:
             resources[key] = {"config": spec.scaffold()}
     scaffold: dict[str, Any] = {}
     if solids:

@@ -7,36 +7,25 @@ one engine and one way a run happens; the entry points differ only at the edge.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 
 from .._definitions import PipelineDefinition
 from .._engine import Listener
-from .._errors import AsyncdagError, EventLoopError
-from .._events import RunStatus, StepStatus
+from .._errors import EventLoopError
+from ._options import RunOptions
 from ._result import PipelineRunResult
-from ._run import open_run
+from ._run import run_with_options
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from ..storage import RunStorage
 
 __all__ = ["execute_pipeline", "execute_pipeline_async"]
-
-
-def _raise_for(result: PipelineRunResult) -> None:
-    if result.status is not RunStatus.FAILURE:
-        return
-    for step in result.step_results.values():
-        if step.status is StepStatus.FAILURE:
-            exc = result.exception_for_step(step.key)
-            if exc is not None:
-                raise exc
-    for step in result.step_results.values():
-        exc = result.exception_for_step(step.key)
-        if exc is not None:
-            raise exc
-    raise AsyncdagError(f"run {result.run_id} of {result.pipeline_name!r} failed")
 
 
 async def execute_pipeline_async(
@@ -48,11 +37,11 @@ async def execute_pipeline_async(
     raise_on_error: bool = True,
     tags: Mapping[str, str] | None = None,
     fail_fast: bool = False,
-    storage: Any = None,
+    storage: RunStorage | None = None,
     run_id: str | None = None,
     parent_run_id: str | None = None,
     tracing: bool = True,
-    tracer_provider: Any = None,
+    tracer_provider: TracerProvider | None = None,
     listeners: Iterable[Listener] = (),
 ) -> PipelineRunResult:
     """Run ``pipeline`` inside the running event loop (asyncio or trio) and return its result.
@@ -64,11 +53,10 @@ async def execute_pipeline_async(
     OpenTelemetry tracer provider, or to ``tracer_provider`` when given (a test's
     in-memory exporter, or an application that keeps several providers).
     """
-    async with open_run(
-        pipeline,
-        run_config,
+    options = RunOptions(
         max_concurrency=max_concurrency,
         concurrency_limits=concurrency_limits,
+        raise_on_error=raise_on_error,
         tags=tags,
         fail_fast=fail_fast,
         storage=storage,
@@ -77,12 +65,17 @@ async def execute_pipeline_async(
         tracing=tracing,
         tracer_provider=tracer_provider,
         listeners=listeners,
-    ) as run:
+    )
+    return await execute_with_options(pipeline, run_config, options)
+
+
+async def execute_with_options(
+    pipeline: PipelineDefinition, run_config: Mapping[str, Any] | None, options: RunOptions
+) -> PipelineRunResult:
+    """:func:`execute_pipeline_async` with its options as one value."""
+    async with run_with_options(pipeline, run_config, options) as run:
         pass
-    result = await run.result()
-    if raise_on_error:
-        _raise_for(result)
-    return result
+    return await run.result()
 
 
 def execute_pipeline(
@@ -94,11 +87,11 @@ def execute_pipeline(
     raise_on_error: bool = True,
     tags: Mapping[str, str] | None = None,
     fail_fast: bool = False,
-    storage: Any = None,
+    storage: RunStorage | None = None,
     run_id: str | None = None,
     parent_run_id: str | None = None,
     tracing: bool = True,
-    tracer_provider: Any = None,
+    tracer_provider: TracerProvider | None = None,
     listeners: Iterable[Listener] = (),
     backend: str = "asyncio",
 ) -> PipelineRunResult:
@@ -119,10 +112,7 @@ def execute_pipeline(
             f"execute_pipeline() was called inside a running {library} event loop, where it "
             "would block the loop; use `await execute_pipeline_async(...)` instead"
         )
-    call = functools.partial(
-        execute_pipeline_async,
-        pipeline,
-        run_config,
+    options = RunOptions(
         max_concurrency=max_concurrency,
         concurrency_limits=concurrency_limits,
         raise_on_error=raise_on_error,
@@ -135,4 +125,4 @@ def execute_pipeline(
         tracer_provider=tracer_provider,
         listeners=listeners,
     )
-    return anyio.run(call, backend=backend)
+    return anyio.run(execute_with_options, pipeline, run_config, options, backend=backend)

@@ -7,10 +7,11 @@ from typing import Any
 
 import attrs
 
+from .._definitions import CollectHandle, OutputHandle
 from .._errors import AsyncdagError
 from .._events import ErrorInfo, Event, RunStatus, StepStatus
 
-__all__ = ["LazyMapping", "PipelineRunResult", "StepResult"]
+__all__ = ["LazyMapping", "PipelineRunResult", "StepResult", "mapped_outputs"]
 
 
 class LazyMapping(Mapping[str, Any]):
@@ -85,6 +86,10 @@ class PipelineRunResult:
     trace_id: str | None = None
     _outputs: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, alias="outputs")
     _exceptions: Mapping[str, BaseException] = attrs.field(factory=dict, alias="exceptions")
+    # Node made inside .map() -> {mapping key: that item's step's outputs} (nested per level).
+    _mapped: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, alias="mapped")
+    # Graph use ("outer", "outer.inner") -> what it returned, by output name.
+    _graphs: Mapping[str, Any] = attrs.field(factory=dict, alias="graphs")
 
     @property
     def success(self) -> bool:
@@ -95,9 +100,22 @@ class PipelineRunResult:
         return self.end_time - self.start_time
 
     def output_for_solid(self, name: str, output_name: str = "result") -> Any:
-        """The value solid ``name`` returned (its ``output_name`` output, for multi-output solids)."""
+        """The value solid ``name`` returned (its ``output_name`` output, for multi-output solids).
+
+        ``name`` is a step key (``"fetch"``, ``"parse[page_3]"``), or as in Dagster:
+        a node made inside ``.map()`` (``"parse"``) gives ``{mapping_key: value}`` over
+        its steps that produced the output; a dynamic output gives its items the same
+        way; a graph's name (``"outer"``, ``"outer.inner"``) gives what the graph
+        returned (its ``output_name``, for a graph returning a dict or tuple).
+        """
         step = self.step_results.get(name)
         if step is None:
+            mapped = self._mapped.get(name)
+            if mapped is not None:
+                return _by_mapping_key(mapped, output_name)
+            graph = self._graphs.get(name)
+            if graph is not None:
+                return self._graph_output(name, graph, output_name)
             raise AsyncdagError(
                 f"run {self.run_id} has no step {name!r}; steps are {list(self.step_results)}"
             )
@@ -113,6 +131,23 @@ class PipelineRunResult:
             raise AsyncdagError(
                 f"step {name!r} has no output named {output_name!r}; it produced {list(outputs)}"
             ) from None
+
+    def _graph_output(self, name: str, graph: Any, output_name: str) -> Any:
+        handle = graph.outputs.get(output_name)
+        if handle is None:
+            raise AsyncdagError(
+                f"graph {name!r} has no output named {output_name!r}; it returned "
+                f"{list(graph.outputs) or 'nothing'}"
+            )
+        if isinstance(handle, OutputHandle):  # one solid output
+            return self.output_for_solid(handle.node, handle.output)
+        if handle.node == handle.producer:  # a fan-out's own items
+            items = self.output_for_solid(handle.producer, handle.producer_output)
+        else:  # a node mapped over a fan-out
+            items = self.output_for_solid(handle.node, handle.output)
+        if isinstance(handle, CollectHandle):  # gathered: a list in mapping-key order
+            return [items[key] for key in sorted(items)]
+        return items
 
     @property
     def failed_steps(self) -> list[StepResult]:
@@ -135,3 +170,38 @@ class PipelineRunResult:
             f"<PipelineRunResult {self.pipeline_name!r} {self.status.value} run_id={self.run_id} "
             f"steps={len(self.step_results)}>"
         )
+
+
+def _by_mapping_key(mapped: Mapping[str, Any], output_name: str) -> dict[str, Any]:
+    """One output of a mapped node's steps, by mapping key; steps that did not produce it
+    (failed, skipped, an optional output left out) are left out, as ``.collect()`` does."""
+    values: dict[str, Any] = {}
+    for key, outputs in mapped.items():
+        if isinstance(outputs, _Nested):
+            values[key] = _by_mapping_key(outputs, output_name)
+        elif output_name in outputs:
+            values[key] = outputs[output_name]
+    return values
+
+
+class _Nested(dict[str, Any]):
+    """A level of mapping keys inside a nested fan-out (as opposed to one step's outputs)."""
+
+
+def mapped_outputs(pipeline: Any, states: Sequence[Any]) -> dict[str, Any]:
+    """Each node made inside ``.map()``: its steps' outputs by mapping key, a nested fan-out's
+    by its outer keys first (``{"a": {"x": ...}}``).  Every mapped node has an entry, an
+    empty one when its fan-out yielded nothing."""
+    mapped: dict[str, Any] = {
+        name: _Nested() for name, node in pipeline.nodes.items() if node.dynamic is not None
+    }
+    for state in states:
+        step = state.step
+        path = step.mapping_path
+        if not path or state.outputs is None:
+            continue
+        level = mapped[step.node.name]
+        for key in path[:-1]:
+            level = level.setdefault(key, _Nested())
+        level[path[-1]] = state.outputs
+    return mapped

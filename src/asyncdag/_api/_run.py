@@ -7,30 +7,28 @@ through here, so there is one engine and one way a run happens.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.lowlevel
 
 from .._definitions import PipelineDefinition
 from .._engine import EventBus, Executor, Listener, ResourceManager, _tracing
-from .._errors import AsyncdagError, DefinitionError
-from .._events import Event, EventType, RunStatus, StepStatus
+from .._errors import AsyncdagError, DefinitionError, PipelineRunCanceled
+from .._events import Event, RunStatus, StepStatus
 from .._plan import ExecutionPlan
 from ._console import console_listener, install_default_handler
-from ._result import LazyMapping, PipelineRunResult, StepResult
+from ._options import RunOptions
+from ._result import LazyMapping, PipelineRunResult, StepResult, mapped_outputs
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from ..storage import RunStorage
 
 __all__ = ["RunHandle", "open_run"]
-
-_RUN_END_EVENTS = {
-    RunStatus.SUCCESS: (EventType.RUN_SUCCESS, logging.DEBUG),
-    RunStatus.FAILURE: (EventType.RUN_FAILURE, logging.ERROR),
-    RunStatus.CANCELED: (EventType.RUN_CANCELED, logging.WARNING),
-}
 
 
 class RunHandle:
@@ -43,37 +41,29 @@ class RunHandle:
     def __init__(
         self,
         pipeline: PipelineDefinition,
-        *,
         run_config: Mapping[str, Any] | None,
-        max_concurrency: int | None,
-        concurrency_limits: Mapping[str, int] | None,
-        tags: Mapping[str, str] | None,
-        fail_fast: bool,
-        storage: Any,
-        run_id: str | None,
-        parent_run_id: str | None,
-        tracing: bool,
-        tracer_provider: Any = None,
-        listeners: Iterable[Listener],
+        options: RunOptions,
     ) -> None:
         if not isinstance(pipeline, PipelineDefinition):
             raise DefinitionError(
                 f"expected a pipeline made with @pipeline, got {pipeline!r}; decorate the "
                 "pipeline's body function with @pipeline"
             )
+        max_concurrency = options.max_concurrency
         if max_concurrency is not None and max_concurrency < 1:
             raise AsyncdagError(
                 f"max_concurrency must be >= 1 (or None for no bound), got {max_concurrency}"
             )
         self.pipeline = pipeline
+        self.options = options
+        run_id = options.run_id
         if run_id is None:
             import uuid  # imported on first run: it drags in platform and random
 
             run_id = str(uuid.uuid4())
         self.run_id = run_id
-        self.parent_run_id = parent_run_id
-        self.tags = {**pipeline.tags, **{str(k): str(v) for k, v in (tags or {}).items()}}
-        self._storage = storage
+        self.parent_run_id = options.parent_run_id
+        self.tags = {**pipeline.tags, **{str(k): str(v) for k, v in (options.tags or {}).items()}}
 
         # Everything that can be wrong with the input is found here, before anything runs.
         from ..config import resolve_run_config
@@ -85,7 +75,7 @@ class RunHandle:
             input_values={name: sc.inputs for name, sc in resolved.solids.items() if sc.inputs},
         )
         limits = dict(resolved.execution.concurrency_limits)
-        limits.update(concurrency_limits or {})
+        limits.update(options.concurrency_limits or {})
         for pool, limit in limits.items():
             if not isinstance(limit, int) or limit < 1:
                 raise AsyncdagError(
@@ -101,7 +91,7 @@ class RunHandle:
         console = console_listener(pipeline.name)
         if console is not None:
             self._bus.add_listener(console[0], min_level=console[1])
-        for listener in listeners:
+        for listener in options.listeners:
             self._bus.add_listener(listener)
 
         self._resources = (
@@ -115,14 +105,16 @@ class RunHandle:
             if pipeline.resource_defs
             else None
         )
-        self._tracer = _tracing.run_tracer(enabled=tracing, tracer_provider=tracer_provider)
+        self._tracer = _tracing.run_tracer(
+            enabled=options.tracing, tracer_provider=options.tracer_provider
+        )
         self._executor = Executor(
             self.plan,
             run_id=self.run_id,
             emit=self._bus.emit,
             max_concurrency=self.max_concurrency,
             concurrency_limits=limits,
-            fail_fast=fail_fast,
+            fail_fast=options.fail_fast,
             resources=self._resources,
             tracer=self._tracer,
             tags=self.tags,
@@ -130,11 +122,11 @@ class RunHandle:
             solid_configs={
                 name: sc.config for name, sc in resolved.solids.items() if sc.config is not None
             },
+            launcher=options.launcher,
         )
         self.status = RunStatus.NOT_STARTED
         self._result: PipelineRunResult | None = None
         self._finished = anyio.Event()
-        self._start_time = 0.0
 
     # --- what users call -----------------------------------------------------------------------
 
@@ -157,9 +149,16 @@ class RunHandle:
             self._executor.cancel()
 
     async def result(self) -> PipelineRunResult:
-        """Wait for the run to end and return its result."""
+        """Wait for the run to end and return its result.
+
+        When the run was opened with ``raise_on_error=True``, a run that did not
+        succeed raises instead: a failed step's own exception (the first in plan
+        order), or :class:`~asyncdag.PipelineRunCanceled` for a cancelled run.
+        """
         await self._finished.wait()
         assert self._result is not None
+        if self.options.raise_on_error:
+            raise_for(self._result)
         return self._result
 
     @property
@@ -174,7 +173,8 @@ class RunHandle:
 
     async def _execute(self) -> None:
         recorder: Any = contextlib.nullcontext()
-        if self._storage is not None:
+        storage = self.options.storage
+        if storage is not None:
             import socket
 
             from ..storage import RunRecord, RunRecorder
@@ -192,74 +192,21 @@ class RunHandle:
                 hostname=socket.gethostname(),
                 failure_reason=None,
             )
-            recorder = RunRecorder(self._storage, record)
+            recorder = RunRecorder(storage, record)
         async with recorder as sink:
             if sink is not None:
                 self._bus.add_listener(sink)
-            await self._execute_recorded()
+            self.status = RunStatus.STARTED
+            status = RunStatus.CANCELED
+            try:
+                status = await self._executor.run()
+            finally:
+                self._set_result(status)
 
-    async def _execute_recorded(self) -> None:
-        bus = self._bus
-        tracer = self._tracer
-        self._start_time = time.time()
-        self.status = RunStatus.STARTED
-        token = None
-        if tracer is not None:
-            tracer.start_run(pipeline_name=self.pipeline.name, run_id=self.run_id, tags=self.tags)
-            token = tracer.attach_run()
-        data: dict[str, Any] = {
-            "pipeline_name": self.pipeline.name,
-            "step_count": len(self.plan),
-            "max_concurrency": self.max_concurrency,
-            "tags": self.tags,
-        }
-        if tracer is not None:
-            data["trace_id"] = tracer.trace_id
-        bus.emit(
-            EventType.RUN_START,
-            None,
-            logging.DEBUG,
-            f"Started execution of run for {self.pipeline.name!r}.",
-            data,
-        )
-        status = RunStatus.CANCELED
-        try:
-            status = await self._executor.run()
-        finally:
-            with anyio.CancelScope(shield=True):
-                self._finish(status)
-                if token is not None:
-                    tracer.detach(token)  # type: ignore[union-attr]
-
-    def _finish(self, status: RunStatus) -> None:
-        end = time.time()
-        states = self._executor.states
-        failed = [s.step.key for s in states if s.status is StepStatus.FAILURE]
-        skipped = sum(1 for s in states if s.status is StepStatus.SKIPPED)
-        event_type, level = _RUN_END_EVENTS[status]
-        if status is RunStatus.SUCCESS:
-            message = f"Finished execution of run for {self.pipeline.name!r}."
-        elif status is RunStatus.FAILURE:
-            message = (
-                f"Execution of run for {self.pipeline.name!r} failed. "
-                f"Failed steps: {failed or 'none'}; skipped: {skipped}."
-            )
-        else:
-            message = f"Execution of run for {self.pipeline.name!r} was canceled."
-        self._bus.emit(
-            event_type,
-            None,
-            level,
-            message,
-            {"duration": end - self._start_time, "failed_steps": failed, "skipped": skipped},
-        )
-        if self._tracer is not None:
-            result = {
-                RunStatus.SUCCESS: _tracing.SUCCESS,
-                RunStatus.FAILURE: _tracing.FAILURE,
-                RunStatus.CANCELED: _tracing.CANCELLATION,
-            }[status]
-            self._tracer.end_run(result)
+    def _set_result(self, status: RunStatus) -> None:
+        """The run ended (its last event is out): build its result and wake whoever waits."""
+        executor = self._executor
+        states = executor.states
         self.status = status
         outputs = {}
         exceptions = {}
@@ -268,6 +215,12 @@ class RunHandle:
                 outputs[state.step.key] = state.outputs
             if state.exception is not None and state.status is not StepStatus.SUCCESS:
                 exceptions[state.step.key] = state.exception
+        dynamic = executor.dynamic
+        if dynamic is not None:  # a producer's dynamic outputs: its items by mapping key
+            for index in dynamic.by_producer:
+                key = states[index].step.key
+                if key in outputs:
+                    outputs[key] = {**outputs[key], **dynamic.items_of(index)}
 
         def step_results() -> dict[str, StepResult]:
             return {
@@ -290,14 +243,35 @@ class RunHandle:
             status=status,
             events=self._bus.events,
             step_results=LazyMapping(step_results),
-            start_time=self._start_time,
-            end_time=end,
+            start_time=executor.start_time,
+            end_time=executor.end_time,
             trace_id=self.trace_id,
             outputs=outputs,
             exceptions=exceptions,
+            mapped=LazyMapping(lambda: mapped_outputs(self.pipeline, states)),
+            graphs=self.pipeline.graphs,
         )
         self._bus.close()
         self._finished.set()
+
+
+def raise_for(result: PipelineRunResult) -> None:
+    """Raise what ``raise_on_error=True`` promises for a run that did not succeed."""
+    if result.status is RunStatus.CANCELED:
+        raise PipelineRunCanceled(
+            f"run {result.run_id} of {result.pipeline_name!r} was canceled; "
+            "pass raise_on_error=False to get its result instead",
+            run_id=result.run_id,
+        )
+    if result.status is not RunStatus.FAILURE:
+        return
+    steps = result.step_results.values()
+    failed = [step for step in steps if step.status is StepStatus.FAILURE]
+    for step in [*failed, *steps]:  # a failed step's own exception first, in plan order
+        exc = result.exception_for_step(step.key)
+        if exc is not None:
+            raise exc
+    raise AsyncdagError(f"run {result.run_id} of {result.pipeline_name!r} failed")
 
 
 @contextlib.asynccontextmanager
@@ -307,13 +281,14 @@ async def open_run(
     *,
     max_concurrency: int | None = None,
     concurrency_limits: Mapping[str, int] | None = None,
+    raise_on_error: bool = False,
     tags: Mapping[str, str] | None = None,
     fail_fast: bool = False,
-    storage: Any = None,
+    storage: RunStorage | None = None,
     run_id: str | None = None,
     parent_run_id: str | None = None,
     tracing: bool = True,
-    tracer_provider: Any = None,
+    tracer_provider: TracerProvider | None = None,
     listeners: Iterable[Listener] = (),
 ) -> AsyncIterator[RunHandle]:
     """Start a run in the current task and hand back its :class:`RunHandle`.
@@ -322,12 +297,17 @@ async def open_run(
     ``ConfigError`` / ``DefinitionError``, with nothing run).  Leaving the
     block waits for the run to end; an exception raised in the block cancels
     the run and propagates once the run has wound down.
+
+    A handle is for watching a run, so by default ``await run.result()``
+    returns whatever the outcome.  With ``raise_on_error=True`` it raises
+    instead when the run did not succeed: the failed step's own exception, or
+    :class:`~asyncdag.PipelineRunCanceled` when the run was cancelled.
+    Leaving the block never raises for the run's outcome.
     """
-    handle = RunHandle(
-        pipeline,
-        run_config=run_config,
+    options = RunOptions(
         max_concurrency=max_concurrency,
         concurrency_limits=concurrency_limits,
+        raise_on_error=raise_on_error,
         tags=tags,
         fail_fast=fail_fast,
         storage=storage,
@@ -337,6 +317,16 @@ async def open_run(
         tracer_provider=tracer_provider,
         listeners=listeners,
     )
+    async with run_with_options(pipeline, run_config, options) as handle:
+        yield handle
+
+
+@contextlib.asynccontextmanager
+async def run_with_options(
+    pipeline: PipelineDefinition, run_config: Mapping[str, Any] | None, options: RunOptions
+) -> AsyncIterator[RunHandle]:
+    """:func:`open_run` with its options as one value (what the other entry points call)."""
+    handle = RunHandle(pipeline, run_config, options)
     async with anyio.create_task_group() as tg:
         tg.start_soon(handle._execute)
         try:

@@ -5,9 +5,16 @@ Nothing in this package imports anyio, storage or the engine.  Other layers impo
 the names they need from here rather than from the private modules inside.
 """
 
-from ._builder import Node
+from ._builder import GraphNode, Node
+from ._configured import Configured, configured
 from ._graph import GraphDefinition, graph
-from ._handles import CollectHandle, DynamicHandle, MultiOutputHandle, OutputHandle
+from ._handles import (
+    CollectHandle,
+    DynamicHandle,
+    GraphInputHandle,
+    MultiOutputHandle,
+    OutputHandle,
+)
 from ._hooks import FAILURE, SUCCESS, HookDefinition, failure_hook, success_hook
 from ._outputs import DynamicOut, DynamicOutput, Out, Output, OutputError
 from ._pipeline import PipelineDefinition, pipeline
@@ -23,6 +30,7 @@ __all__ = [
     "Backoff",
     "Collect",
     "CollectHandle",
+    "Configured",
     "Constant",
     "DynamicHandle",
     "DynamicOut",
@@ -30,6 +38,8 @@ __all__ = [
     "FanIn",
     "FromOutput",
     "GraphDefinition",
+    "GraphInputHandle",
+    "GraphNode",
     "HookDefinition",
     "InputDefinition",
     "InputSource",
@@ -46,6 +56,7 @@ __all__ = [
     "SolidDefinition",
     "annotation_name",
     "check_resource_graph",
+    "configured",
     "failure_hook",
     "graph",
     "pipeline",

@@ -21,6 +21,7 @@ from ._sources import DEFAULT_OUTPUT
 __all__ = [
     "CollectHandle",
     "DynamicHandle",
+    "GraphInputHandle",
     "MultiOutputHandle",
     "OutputHandle",
     "_wrap_mapped",
@@ -44,6 +45,30 @@ class OutputHandle:
         raise DefinitionError(
             f"the output of solid {self.node!r} cannot be iterated while the pipeline is "
             "being defined; pass it whole to another solid"
+        )
+
+    def map(self, fn: Callable[[OutputHandle], Any]) -> Any:
+        """Not a fan-out: say how to declare one instead of a bare AttributeError."""
+        raise DefinitionError(self._not_dynamic("map"))
+
+    def collect(self) -> Any:
+        """Not a fan-out: say how to declare one instead of a bare AttributeError."""
+        raise DefinitionError(self._not_dynamic("collect"))
+
+    def _not_dynamic(self, method: str) -> str:
+        from ._builder import _current_builder
+
+        builder = _current_builder.get()
+        if builder is not None and builder.group_of(self.node, self.output) is not None:
+            return (
+                f"output {self.output!r} of solid {self.node!r} inside .map() is one item, "
+                f"so it has no .{method}(); pass it to a solid, and give that solid a "
+                "DynamicOut to fan out again"
+            )
+        return (
+            f"output {self.output!r} of solid {self.node!r} is not dynamic, so it has no "
+            f".{method}(); declare it with @solid(outs={{{self.output!r}: DynamicOut()}}) "
+            "and yield DynamicOutput(value, mapping_key=...) for each item"
         )
 
 
@@ -107,10 +132,17 @@ class DynamicHandle:
             )
         group = (self.producer, self.producer_output)
         previous = builder.map_group
-        if previous is not None:
+        parent = builder.parent_of(group)
+        if parent != previous:
+            if parent is not None:
+                raise DefinitionError(
+                    f"the fan-out of {self.producer!r} is made once per item of {parent[0]!r}; "
+                    f"map it inside the .map() over {parent[0]!r}"
+                )
+            inside = previous[0] if previous is not None else "another fan-out"
             raise DefinitionError(
-                f".map() over the items of {self.producer!r} was called inside another .map(); "
-                "nested fan-outs are not supported: map once and call several solids in fn"
+                f".map() over the items of {self.producer!r} was called inside the .map() over "
+                f"{inside!r}; one .map() covers one fan-out: map {self.producer!r} outside it"
             )
         builder.map_group = group
         try:
@@ -138,6 +170,12 @@ class DynamicHandle:
 def _wrap_mapped(result: Any, group: tuple[str, str]) -> Any:
     if result is None:
         return None
+    if isinstance(result, DynamicHandle | CollectHandle):
+        raise DefinitionError(
+            f"the function given to .map() over {group[0]!r} returned the fan-out of "
+            f"{result.producer!r}, made once per item: gather it inside the function "
+            "(pass .collect() to a solid) and return that solid's output"
+        )
     if isinstance(result, OutputHandle):
         return DynamicHandle(result.node, result.output, *group)
     if isinstance(result, MultiOutputHandle):
@@ -148,9 +186,13 @@ def _wrap_mapped(result: Any, group: tuple[str, str]) -> Any:
         return MultiOutputHandle(
             "mapped outputs", {k: _wrap_mapped(v, group) for k, v in result.items()}
         )
+    if isinstance(result, tuple):  # unpacks in order: ``doubled, negated = items.map(fn)``
+        return MultiOutputHandle(
+            "mapped outputs", {f"out_{i}": _wrap_mapped(v, group) for i, v in enumerate(result)}
+        )
     raise DefinitionError(
         f"the function given to .map() returned {result!r}; return a solid's output handle, "
-        "a dict of them, or None"
+        "a tuple or dict of them, or None"
     )
 
 
@@ -162,3 +204,27 @@ class CollectHandle:
     output: str
     producer: str
     producer_output: str
+
+
+@attrs.frozen(eq=False)
+class GraphInputHandle:
+    """A graph input its caller left unwired: run config gives it (``solids.<graph>.inputs``).
+
+    Passed to a solid inside the graph, it leaves that solid's input to run config,
+    under the graph's name rather than the solid's.
+    """
+
+    graph: str
+    name: str
+
+    def __bool__(self) -> bool:
+        raise DefinitionError(
+            f"input {self.name!r} of graph {self.graph!r} comes from run config and has no "
+            "value while the pipeline is being defined; branch inside a solid instead"
+        )
+
+    def __iter__(self) -> Any:
+        raise DefinitionError(
+            f"input {self.name!r} of graph {self.graph!r} cannot be iterated while the "
+            "pipeline is being defined; pass it whole to a solid"
+        )

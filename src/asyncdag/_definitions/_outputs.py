@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from .._errors import AsyncdagError
+from ._sources import DEFAULT_OUTPUT
 
 __all__ = [
     "DynamicOut",
@@ -26,6 +27,7 @@ __all__ = [
     "check_outputs",
     "outputs_from_return",
     "resolve_output_name",
+    "single_output_value",
 ]
 
 _MAPPING_KEY = re.compile(r"[A-Za-z0-9_]+")
@@ -96,6 +98,16 @@ def resolve_output_name(
             f"{kind} outputs {candidates}"
         )
     return name
+
+
+def single_output_value(step_key: str, value: Output) -> Any:
+    """``return Output(v)`` from a solid with no ``outs``: ``v``, the value of its one output."""
+    if value.output_name is not None and value.output_name != DEFAULT_OUTPUT:
+        raise OutputError(
+            f"step {step_key!r} returned Output(..., {value.output_name!r}) but has one output, "
+            f"{DEFAULT_OUTPUT!r}; declare outs={{{value.output_name!r}: Out()}} to name it"
+        )
+    return value.value
 
 
 def check_mapping_key(step_key: str, key: Any) -> str:

@@ -15,9 +15,10 @@ from typing import Any, overload
 import attrs
 
 from .._errors import DefinitionError
-from ._builder import Node, _current_builder, _GraphBuilder
+from ._builder import GraphNode, Node, _current_builder, _GraphBuilder
 from ._handles import _wrap_mapped as _wrap_mapped
 from ._hooks import HookDefinition
+from ._retry import RetryPolicy
 from ._solid import _check_hooks, _freeze_tags
 from ._sources import InputSource as InputSource
 
@@ -26,17 +27,37 @@ __all__ = ["PipelineDefinition", "pipeline"]
 # --- pipelines -------------------------------------------------------------------------------
 
 
-def _check_resources(
-    name: str, nodes: Mapping[str, Node], resource_defs: Mapping[str, Any]
+def _check_needs(
+    name: str, who: str, needs: frozenset[str], resource_defs: Mapping[str, Any]
 ) -> None:
+    missing = sorted(needs - resource_defs.keys())
+    if missing:
+        bound = sorted(resource_defs) or "none"
+        raise DefinitionError(
+            f"{who} requires resource(s) {missing} that pipeline {name!r} does not bind "
+            f"(bound: {bound}); add them with @pipeline(resources={{...}})"
+        )
+
+
+def _check_hook_needs(
+    name: str, hooks: Iterable[HookDefinition], resource_defs: Mapping[str, Any]
+) -> None:
+    for hook in hooks:
+        if hook.required_resources:
+            _check_needs(name, f"hook {hook.name!r}", hook.required_resources, resource_defs)
+
+
+def _check_resources(
+    name: str,
+    nodes: Mapping[str, Node],
+    resource_defs: Mapping[str, Any],
+    hooks: frozenset[HookDefinition],
+) -> None:
+    node_hooks: set[HookDefinition] = set(hooks)
     for node in nodes.values():
-        missing = sorted(node.solid.required_resources - resource_defs.keys())
-        if missing:
-            bound = sorted(resource_defs) or "none"
-            raise DefinitionError(
-                f"solid {node.name!r} requires resource(s) {missing} that pipeline {name!r} does "
-                f"not bind (bound: {bound}); add them with @pipeline(resources={{...}})"
-            )
+        _check_needs(name, f"solid {node.name!r}", node.solid.required_resources, resource_defs)
+        node_hooks.update(node.hooks)
+    _check_hook_needs(name, sorted(node_hooks, key=lambda h: h.name), resource_defs)
     from ._resources import check_resource_graph
 
     check_resource_graph(f"pipeline {name!r}", resource_defs)
@@ -54,6 +75,9 @@ class PipelineDefinition:
     tags: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_tags)
     fn: Callable[..., Any] | None = None
     hook_defs: frozenset[HookDefinition] = frozenset()
+    # Every use of a @graph, by its namespace ("outer", "outer.inner").
+    graphs: Mapping[str, GraphNode] = attrs.field(factory=dict)
+    solid_retry_policy: RetryPolicy | None = None
 
     @property
     def solid_names(self) -> list[str]:
@@ -66,6 +90,16 @@ class PipelineDefinition:
             raise DefinitionError(
                 f"pipeline {self.name!r} has no solid named {name!r}; it has {list(self.nodes)}"
             ) from None
+
+    def with_hooks(self, hooks: Iterable[HookDefinition]) -> PipelineDefinition:
+        """A copy of this pipeline whose every step also runs ``hooks``.
+
+        For adding alerting to a pipeline defined elsewhere (a library's, a test's)
+        without touching its body.  The copy has the same name, nodes and resources.
+        """
+        added = _check_hooks(f"pipeline {self.name!r}", hooks)
+        _check_hook_needs(self.name, sorted(added, key=lambda h: h.name), self.resource_defs)
+        return attrs.evolve(self, hook_defs=self.hook_defs | added)
 
     def __repr__(self) -> str:
         return f"<PipelineDefinition {self.name!r} ({len(self.nodes)} solids)>"
@@ -80,6 +114,7 @@ def _build_pipeline(
     config: dict[str, Any] | None,
     tags: Mapping[str, Any] | None,
     hooks: Iterable[HookDefinition] | None = None,
+    solid_retry_policy: RetryPolicy | None = None,
 ) -> PipelineDefinition:
     params = [
         p for p in inspect.signature(fn).parameters.values() if p.default is inspect.Parameter.empty
@@ -89,7 +124,13 @@ def _build_pipeline(
             f"pipeline {name!r}: the body takes no arguments; feed inputs from solids or from "
             f"run config (solids.<name>.inputs), not {[p.name for p in params]}"
         )
-    builder = _GraphBuilder(name)
+    if solid_retry_policy is not None and not isinstance(solid_retry_policy, RetryPolicy):
+        raise DefinitionError(
+            f"pipeline {name!r}: solid_retry_policy must be a RetryPolicy, "
+            f"got {solid_retry_policy!r}"
+        )
+    hook_defs = _check_hooks(f"pipeline {name!r}", hooks or ())
+    builder = _GraphBuilder(name, default_retry_policy=solid_retry_policy)
     token = _current_builder.set(builder)
     try:
         fn()
@@ -100,7 +141,7 @@ def _build_pipeline(
             f"pipeline {name!r} has no solids: its body must call at least one solid"
         )
     resource_defs = dict(resources or {})
-    _check_resources(name, builder.nodes, resource_defs)
+    _check_resources(name, builder.nodes, resource_defs, hook_defs)
     return PipelineDefinition(
         name=name,
         nodes=builder.nodes,
@@ -109,7 +150,9 @@ def _build_pipeline(
         default_config=config,
         tags=tags,
         fn=fn,
-        hook_defs=_check_hooks(f"pipeline {name!r}", hooks or ()),
+        hook_defs=hook_defs,
+        graphs=builder.graphs,
+        solid_retry_policy=solid_retry_policy,
     )
 
 
@@ -126,6 +169,7 @@ def pipeline(
     config: dict[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
     hooks: Iterable[HookDefinition] | None = None,
+    solid_retry_policy: RetryPolicy | None = None,
 ) -> Callable[[Callable[[], Any]], PipelineDefinition]: ...
 
 
@@ -139,6 +183,7 @@ def pipeline(
     config: dict[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
     hooks: Iterable[HookDefinition] | None = None,
+    solid_retry_policy: RetryPolicy | None = None,
 ) -> PipelineDefinition | Callable[[Callable[[], Any]], PipelineDefinition]:
     """Declare a pipeline whose body wires solids by calling them.
 
@@ -146,7 +191,9 @@ def pipeline(
     runs again, so it must not do work itself.  ``resources`` binds resource
     definitions by key; ``config`` is a default run config that a run's own
     config overrides key by key.  ``hooks`` (from ``@success_hook`` /
-    ``@failure_hook``) run after every step of the pipeline.
+    ``@failure_hook``) run after every step of the pipeline.  ``solid_retry_policy``
+    is the retry policy of every solid that has none of its own (``@solid(retry_policy=)``)
+    or from its call (``.with_retry_policy()``).
     """
 
     def decorate(func: Callable[[], Any]) -> PipelineDefinition:
@@ -158,6 +205,7 @@ def pipeline(
             config=config,
             tags=tags,
             hooks=hooks,
+            solid_retry_policy=solid_retry_policy,
         )
 
     if fn is not None:

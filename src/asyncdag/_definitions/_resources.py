@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 
 from .._errors import DefinitionError
 
-__all__ = ["ResourceDefinition", "check_resource_graph", "resource"]
+if TYPE_CHECKING:
+    from ._configured import Configured
+
+__all__ = ["ResourceDefinition", "check_resource_graph", "resource", "resource_keys"]
 
 
-def _frozen(value: Iterable[str]) -> frozenset[str]:
+def resource_keys(value: Iterable[str] | None) -> frozenset[str]:
+    """``required_resources=`` as a set of keys: one key alone, or any iterable of them."""
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        return frozenset((value,))
     return frozenset(value)
 
 
@@ -30,7 +38,9 @@ class ResourceDefinition:
     name: str
     description: str | None = None
     config_schema: Any = None
-    required_resources: frozenset[str] = attrs.field(factory=frozenset, converter=_frozen)
+    required_resources: frozenset[str] = attrs.field(factory=frozenset, converter=resource_keys)
+    # Set on a copy made by ``configured()``: how its config becomes the original's.
+    config_mapping: Configured | None = None
 
     def __repr__(self) -> str:
         return f"<ResourceDefinition {self.name!r}>"
@@ -66,16 +76,12 @@ def resource(
     """
 
     def decorate(func: Callable[..., Any]) -> ResourceDefinition:
-        if isinstance(required_resources, str):
-            needs: frozenset[str] = frozenset((required_resources,))
-        else:
-            needs = frozenset(required_resources or ())
         return ResourceDefinition(
             fn=func,
             name=getattr(func, "__name__", repr(func)),
             description=description if description is not None else inspect.getdoc(func),
             config_schema=config_schema,
-            required_resources=needs,
+            required_resources=resource_keys(required_resources),
         )
 
     if fn is not None:

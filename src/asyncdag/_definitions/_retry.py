@@ -70,6 +70,15 @@ class RetryPolicy:
         default=(Exception,), converter=_to_tuple, validator=_check_retry_on
     )
 
+    def __attrs_post_init__(self) -> None:
+        # Backoff and jitter scale the delay: without one they would silently do nothing.
+        for option, value in (("backoff", self.backoff), ("jitter", self.jitter)):
+            if value is not None and not self.delay:
+                raise DefinitionError(
+                    f"RetryPolicy({option}={value}) needs a delay to act on; set "
+                    f"delay=<seconds> (> 0) or leave {option} out"
+                )
+
     def should_retry(self, exc: BaseException) -> bool:
         return isinstance(exc, self.retry_on)
 

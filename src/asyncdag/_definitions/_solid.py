@@ -12,9 +12,11 @@ call wires an edge.  Nothing here imports anyio: definitions are plain data.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import attrs
 
@@ -24,9 +26,13 @@ from ._handles import CollectHandle, DynamicHandle, MultiOutputHandle, OutputHan
 from ._handles import _wrap_mapped as _wrap_mapped
 from ._hooks import HookDefinition
 from ._outputs import DynamicOut, Out
+from ._resources import resource_keys
 from ._retry import RetryPolicy
 from ._sources import DEFAULT_OUTPUT
 from ._sources import InputSource as InputSource
+
+if TYPE_CHECKING:
+    from ._configured import Configured
 
 __all__ = ["InputDefinition", "SolidDefinition", "annotation_name", "solid"]
 
@@ -54,32 +60,43 @@ def annotation_name(annotation: Any) -> str:
         return "Any"
     if isinstance(annotation, str):
         return annotation
-    if getattr(annotation, "__module__", None) == "builtins":
-        return str(annotation.__name__)
+    if isinstance(annotation, type) and annotation.__module__ == "builtins":
+        return annotation.__name__  # int, not <class 'int'>; list[int] is not a type
     return str(annotation).replace("typing.", "")
 
 
 # --- solids ----------------------------------------------------------------------------------
 
 
-def _normalize_resources(value: Iterable[str] | None) -> frozenset[str]:
-    if value is None:
-        return frozenset()
-    if isinstance(value, str):
-        return frozenset((value,))
-    return frozenset(value)
-
-
 def _freeze_tags(value: Mapping[str, Any] | None) -> Mapping[str, str]:
     return {str(k): str(v) for k, v in (value or {}).items()}
 
 
-@attrs.frozen(eq=False)
+def copy_function_identity(definition: Any, fn: Callable[..., Any]) -> None:
+    """Give a definition its function's ``__name__``, ``__doc__``, ``__wrapped__``...
+
+    What ``functools.update_wrapper`` does, for a frozen attrs instance (which refuses
+    ``setattr``): docs tools, ``help()`` and ``inspect.signature`` then see the function.
+    The function's ``__dict__`` is not copied: it could overwrite the definition's fields.
+    """
+    for attribute in functools.WRAPPER_ASSIGNMENTS:
+        try:
+            value = getattr(fn, attribute)
+        except AttributeError:
+            continue
+        object.__setattr__(definition, attribute, value)
+    object.__setattr__(definition, "__wrapped__", fn)
+
+
+# Not slotted: the instance carries the function's __name__, __doc__ and __wrapped__, which
+# slots cannot hold (__doc__ and __module__ would clash with the class's own).
+@attrs.frozen(eq=False, slots=False)
 class SolidDefinition:
     """A unit of computation: a function plus how it should be run.
 
     Calling it inside a ``@pipeline`` body adds a node; calling it anywhere
-    else calls the function directly, so solids stay unit-testable.
+    else calls the function directly, so solids stay unit-testable: a solid
+    taking a context is given one from ``build_solid_context(...)``.
     """
 
     fn: Callable[..., Any]
@@ -93,13 +110,16 @@ class SolidDefinition:
     pool: str | None = None
     tags: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_tags)
     config_schema: Any = None
-    required_resources: frozenset[str] = attrs.field(
-        factory=frozenset, converter=_normalize_resources
-    )
+    required_resources: frozenset[str] = attrs.field(factory=frozenset, converter=resource_keys)
     # None: the single output ``result`` (the common case, kept on the fast path).
     outs: Mapping[str, Out | DynamicOut] | None = None
     is_generator: bool = False
     is_async_generator: bool = False
+    # Set on a copy made by ``configured()``: how its config becomes the original's.
+    config_mapping: Configured | None = None
+
+    def __attrs_post_init__(self) -> None:
+        copy_function_identity(self, self.fn)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -125,11 +145,48 @@ class SolidDefinition:
         """Attach success/failure hooks to the next node made from this solid."""
         return _PendingInvocation(self).with_hooks(hooks)
 
+    def tag(self, tags: Mapping[str, Any]) -> _PendingInvocation:
+        """Tag the next node made from this solid: ``fetch.tag({"team": "data"})(url)``.
+
+        The call's tags overlay the solid's own (``@solid(tags=...)``) for that node only.
+        """
+        return _PendingInvocation(self).tag(tags)
+
+    def with_retry_policy(self, policy: RetryPolicy) -> _PendingInvocation:
+        """Give the next node made from this solid its own retry policy.
+
+        It wins over the solid's ``retry_policy=`` and the pipeline's ``solid_retry_policy=``.
+        """
+        return _PendingInvocation(self).with_retry_policy(policy)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         builder = _current_builder.get()
         if builder is None:
+            if self.takes_context:
+                args, kwargs = self._with_bound_context(args, kwargs)
             return self.fn(*args, **kwargs)
         return _PendingInvocation(self)(*args, **kwargs)
+
+    def _with_bound_context(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """A direct call's context, bound to this solid when it came from build_solid_context
+        (its config checked, its resources those declared); anything else is passed as is."""
+        if args:
+            context = args[0]
+        elif "context" in kwargs:
+            context = kwargs["context"]
+        else:
+            raise DefinitionError(
+                f"solid {self.name!r} takes a context: call it as "
+                f"{self.name}(build_solid_context(...), ...) outside a pipeline"
+            )
+        bind = getattr(context, "_bind_to_solid", None)
+        if bind is None:
+            return args, kwargs
+        if args:
+            return (bind(self), *args[1:]), kwargs
+        return args, {**kwargs, "context": bind(self)}
 
     def __repr__(self) -> str:
         return f"<SolidDefinition {self.name!r}>"
@@ -151,6 +208,8 @@ class _PendingInvocation:
     alias: str | None = None
     after_nodes: tuple[str, ...] = ()
     hooks: frozenset[HookDefinition] = frozenset()
+    tags: Mapping[str, str] | None = None
+    retry_policy: RetryPolicy | None = None
 
     def after(self, *handles: Any) -> _PendingInvocation:
         """Wait for these solids' steps (handles of their calls) without taking their values."""
@@ -172,12 +231,27 @@ class _PendingInvocation:
             self, hooks=self.hooks | _check_hooks(f"solid {self.solid.name!r}", hooks)
         )
 
+    def tag(self, tags: Mapping[str, Any]) -> _PendingInvocation:
+        if not isinstance(tags, Mapping):
+            raise DefinitionError(
+                f"solid {self.solid.name!r}: .tag() takes a dict of tags, got {tags!r}"
+            )
+        return attrs.evolve(self, tags={**(self.tags or {}), **_freeze_tags(tags)})
+
+    def with_retry_policy(self, policy: RetryPolicy) -> _PendingInvocation:
+        if not isinstance(policy, RetryPolicy):
+            raise DefinitionError(
+                f"solid {self.solid.name!r}: .with_retry_policy() takes a RetryPolicy, "
+                f"got {policy!r}"
+            )
+        return attrs.evolve(self, retry_policy=policy)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         builder = _current_builder.get()
         if builder is None:
             raise DefinitionError(
-                f"{self.solid.name}.alias/after/with_hooks(...)(...) only makes sense inside a "
-                "@pipeline body; call the solid directly to run its function"
+                f"{self.solid.name}.alias/after/with_hooks/tag/with_retry_policy(...)(...) only "
+                "makes sense inside a @pipeline body; call the solid directly to run its function"
             )
         return builder.add(
             self.solid,
@@ -186,11 +260,40 @@ class _PendingInvocation:
             alias=self.alias,
             after=self.after_nodes,
             hooks=self.hooks,
+            tags=self.tags,
+            retry_policy=self.retry_policy,
         )
+
+
+def _resolved_annotations(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The function's annotations as types, also under ``from __future__ import annotations``.
+
+    Such a module stores every annotation as a string; run config checks input
+    values against their types, so they are resolved here, once, the way
+    ``typing.get_type_hints`` does.  A name that cannot be resolved (imported only
+    under ``TYPE_CHECKING``, defined after the solid) keeps its string: that input
+    is then unchecked, as any input of a type config cannot describe.
+    """
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # one unresolvable name fails them all: resolve one by one
+        pass
+    resolved: dict[str, Any] = {}
+    namespace = getattr(fn, "__globals__", {})
+    for key, annotation in getattr(fn, "__annotations__", {}).items():
+        if isinstance(annotation, str):
+            try:
+                resolved[key] = eval(annotation, namespace)  # what get_type_hints does
+                continue
+            except Exception:
+                pass  # unresolvable: keep the string
+        resolved[key] = annotation
+    return resolved
 
 
 def _input_defs_of(fn: Callable[..., Any], name: str) -> tuple[bool, tuple[InputDefinition, ...]]:
     params = list(inspect.signature(fn).parameters.values())
+    hints = _resolved_annotations(fn) if any(isinstance(p.annotation, str) for p in params) else {}
     takes_context = bool(params) and params[0].name == "context"
     if takes_context:
         params = params[1:]
@@ -209,7 +312,7 @@ def _input_defs_of(fn: Callable[..., Any], name: str) -> tuple[bool, tuple[Input
         defs.append(
             InputDefinition(
                 name=param.name,
-                annotation=param.annotation,
+                annotation=hints.get(param.name, param.annotation),
                 has_default=has_default,
                 default=param.default if has_default else None,
             )

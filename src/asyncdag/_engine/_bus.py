@@ -8,6 +8,7 @@ block: storage buffers, the console logger formats.  Async readers wait on an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -29,7 +30,15 @@ _new_event = tuple.__new__
 class EventBus:
     """Numbers events, keeps them in order, and tells listeners and readers."""
 
-    __slots__ = ("_closed", "_listeners", "_loop_thread", "_waiter", "events", "run_id")
+    __slots__ = (
+        "_closed",
+        "_failures",
+        "_listeners",
+        "_loop_thread",
+        "_waiter",
+        "events",
+        "run_id",
+    )
 
     def __init__(self, run_id: str, listeners: Iterable[Listener] = ()) -> None:
         self.run_id = run_id
@@ -38,6 +47,8 @@ class EventBus:
         self._listeners: list[tuple[Listener, int]] = [(listener, 0) for listener in listeners]
         self._waiter: anyio.Event | None = None
         self._closed = False
+        # id(listener) -> (failures so far, listener)
+        self._failures: dict[int, tuple[int, Listener]] = {}
 
     def add_listener(self, listener: Listener, *, min_level: int = 0) -> None:
         """Call ``listener`` with every event at ``min_level`` or above, in order."""
@@ -46,17 +57,26 @@ class EventBus:
     def emit(
         self,
         type: EventType,
+        /,
+        *,
         step_key: str | None = None,
         level: int = logging.DEBUG,
         message: str = "",
         data: dict[str, Any] | None = None,
     ) -> Event:
+        """Record one event and tell listeners and readers (from any thread; see the module doc)."""
         if threading.get_ident() != self._loop_thread:
             # A sync solid logging from its worker thread: numbering, listeners and waking
             # readers all belong to the event loop's thread, so hop there and wait.
+            import functools
+
             import anyio.from_thread
 
-            return anyio.from_thread.run_sync(self.emit, type, step_key, level, message, data)
+            return anyio.from_thread.run_sync(
+                functools.partial(
+                    self.emit, type, step_key=step_key, level=level, message=message, data=data
+                )
+            )
         events = self.events
         # tuple.__new__ skips the named tuple's Python-level __new__: a third of the cost.
         event = _new_event(
@@ -68,16 +88,47 @@ class EventBus:
                 continue
             try:
                 listener(event)
-            except Exception:  # a listener's bug must not take the run down with it
-                _log.exception("event listener %r failed on %s", listener, event.type)
+            except BaseException as exc:  # never out of here: see _listener_failed
+                self._listener_failed(listener, event, exc)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             waiter.set()
         return event
 
+    def _listener_failed(self, listener: Listener, event: Event, exc: BaseException) -> None:
+        """A listener raised: the run goes on, and every other listener still hears everything.
+
+        Whatever it raised (a broken pipe, a bug, even ``KeyboardInterrupt`` or
+        ``SystemExit``) stays here: a listener is an observer and never changes a
+        run's outcome.  A listener is called synchronously, so no cancellation of
+        the event loop can come out of it.  The first failure of each listener is
+        logged with its traceback (on the ``asyncdag.events`` logger); the rest are
+        counted and summed up when the run ends, so a listener that fails on
+        every event does not flood the log.
+        """
+        failures = self._failures
+        count = failures.get(id(listener), (0, listener))[0] + 1
+        failures[id(listener)] = (count, listener)
+        if count > 1:
+            return
+        with contextlib.suppress(Exception):  # a logging setup that fails too: nothing to do
+            _log.error(
+                "event listener %r raised on %s (seq %d); the run goes on without its "
+                "view of this event",
+                listener,
+                event.type,
+                event.seq,
+                exc_info=exc,
+            )
+
     def close(self) -> None:
         """No more events will come; wake readers so they can finish."""
+        for count, listener in self._failures.values():
+            if count > 1:
+                with contextlib.suppress(Exception):
+                    _log.error("event listener %r raised on %d events of this run", listener, count)
+        self._failures.clear()
         self._closed = True
         waiter = self._waiter
         if waiter is not None:

@@ -16,6 +16,7 @@ class SolidContext:
 
     __slots__ = (
         "log",
+        "mapping_key",
         "pipeline_name",
         "resources",
         "retry_number",
@@ -23,6 +24,7 @@ class SolidContext:
         "run_id",
         "solid_config",
         "solid_name",
+        "solid_tags",
         "span",
         "step_key",
         "tags",
@@ -42,6 +44,8 @@ class SolidContext:
         tags: Mapping[str, str] | None = None,
         run_config: Mapping[str, Any] | None = None,
         span: Any = None,
+        mapping_key: str | None = None,
+        solid_tags: Mapping[str, str] | None = None,
     ) -> None:
         self.run_id = run_id
         self.pipeline_name = pipeline_name
@@ -58,6 +62,15 @@ class SolidContext:
         self.tags = dict(tags or {})
         self.run_config = dict(run_config or {})
         self.span = span
+        # The key of the dynamic item this step was made for (None outside a fan-out).
+        self.mapping_key = mapping_key
+        # This node's tags: the solid's (@solid(tags=)) overlaid with its call's .tag({...}).
+        self.solid_tags = solid_tags if solid_tags is not None else {}
+
+    def get_mapping_key(self) -> str | None:
+        """The mapping key of the dynamic item this step was made for (``fetch[page_3]``:
+        ``"page_3"``); None for a step outside a ``.map()``.  Dagster's name for it."""
+        return self.mapping_key
 
     @property
     def is_cancel_requested(self) -> bool:
@@ -94,14 +107,29 @@ class SolidContext:
 
 
 class HookContext(SolidContext):
-    """What a hook receives: the step's context, its ``hook_name``, and ``error`` for a failure hook."""
+    """What a hook receives: the step's context, its ``hook_name``, ``error`` for a failure
+    hook, and ``solid_output_values`` for a success hook.
 
-    __slots__ = ("error", "hook_name")
+    ``resources`` holds the step's resources and those the hook declared
+    (``@success_hook(required_resources={"slack"})``).
+    """
 
-    def __init__(self, *, hook_name: str, error: BaseException | None, **step: Any) -> None:
+    __slots__ = ("error", "hook_name", "solid_output_values")
+
+    def __init__(
+        self,
+        *,
+        hook_name: str,
+        error: BaseException | None,
+        solid_output_values: Mapping[str, Any] | None = None,
+        **step: Any,
+    ) -> None:
         super().__init__(**step)
         self.hook_name = hook_name
         self.error = error
+        # What the step produced, by output name; a dynamic output's items as
+        # {mapping_key: value}.  Empty after a failure.
+        self.solid_output_values = solid_output_values if solid_output_values is not None else {}
 
     def __repr__(self) -> str:
         return f"<HookContext {self.hook_name!r} step={self.step_key!r}>"

@@ -1,7 +1,7 @@
 """Streaming fan-out at run time: mapped steps created as their items are yielded.
 
 The plan holds mapped nodes as templates (``DynamicGroup.templates``).  When a
-producer yields ``DynamicOutput(value, mapping_key=k)``, :meth:`on_item` makes
+producer yields ``DynamicOutput(value, mapping_key=k)``, :meth:`fan_out` makes
 one runtime step ``node[k]`` per template, appended to the executor's states
 and wired to what it waits for: earlier templates of the same key (through
 the runtime step's own ``downstream`` list) and static steps (through
@@ -13,44 +13,109 @@ every instance made so far ended.  It then gets the values in mapping-key
 order (sorted), or is skipped when the producer or any instance failed.
 
 Everything here runs on the event loop between awaits, like the executor's own
-bookkeeping, so it needs no locks.
+bookkeeping, so it needs no locks.  It reaches the executor only through the
+narrow :class:`FanOutHost` protocol.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .._definitions import Collect, Constant, DynamicOutput, FanIn, FromOutput, Output, OutputError
-from .._definitions._outputs import check_mapping_key, resolve_output_name
+from .._definitions import Collect, FromOutput, OutputError
 from .._events import EventType, StepStatus
-from .._plan import INPUT_CONSTANT, INPUT_FAN_IN, INPUT_STEP, DynamicGroup, Step
+from .._plan import (
+    CollectInput,
+    ConstantInput,
+    DynamicGroup,
+    ExecutionPlan,
+    Step,
+    StepOutputInput,
+    consumed_missing,
+    resolve_inputs,
+)
 
 if TYPE_CHECKING:
-    from ._executor import Executor, StepState
+    from ._log import Emit
+    from ._state import StepState
 
-__all__ = ["DynamicRuntime", "consumed_missing"]
+__all__ = ["DynamicRuntime", "FanOutHost"]
 
 _WAITING = (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.RETRYING)
+_EMPTY: Mapping[Any, Any] = MappingProxyType({})
+
+
+class FanOutHost(Protocol):
+    """What the fan-out needs from the executor that owns the run's steps."""
+
+    plan: ExecutionPlan
+    states: list[StepState]
+    emit: Emit
+
+    def add_step(self, step: Step) -> StepState:
+        """Append a runtime step to the run (not yet scheduled)."""
+        ...
+
+    def skip(self, state: StepState, reason: str) -> None:
+        """Mark a pending step SKIPPED, and what depends on it."""
+        ...
+
+    def make_ready(self, state: StepState) -> None:
+        """Queue a step whose inputs are all there (it waits for its pool's slot)."""
+        ...
+
+    def dispatch(self) -> None:
+        """Start workers for what was queued outside a worker."""
+        ...
 
 
 class _Group:
+    """One fan-out of this run: a top-level one, or a nested one made for one item.
+
+    ``scope`` and ``outer_items`` are what its mapped steps may read besides their
+    own item, for a nested fan-out: the steps made for the items it is nested in
+    (template name -> step index, innermost item first) and those items themselves;
+    ``path`` is their keys, outermost first.
+    """
+
     __slots__ = (
         "collectors",
         "failed",
+        "id",
         "instances",
         "items",
         "open",
+        "outer_items",
+        "path",
         "positions",
-        "producer_key",
+        "producer",
+        "producer_node",
+        "scope",
         "settled",
         "spec",
         "unfinished",
     )
 
-    def __init__(self, spec: DynamicGroup, producer_key: str) -> None:
+    def __init__(
+        self,
+        id: int,
+        spec: DynamicGroup,
+        producer: int,
+        producer_node: str,
+        *,
+        scope: tuple[Mapping[str, int], ...] = (),
+        outer_items: Mapping[tuple[str, str], ConstantInput] = _EMPTY,
+        path: tuple[str, ...] = (),
+    ) -> None:
+        self.id = id
         self.spec = spec
-        self.producer_key = producer_key
+        self.producer = producer
+        self.producer_node = producer_node
+        self.scope = scope
+        self.outer_items = outer_items
+        self.path = path
         self.items: dict[str, Any] = {}
         self.positions: dict[str, int] = {}
         self.instances: dict[str, dict[str, int]] = {t.name: {} for t in spec.templates}
@@ -64,18 +129,33 @@ class _Group:
 class DynamicRuntime:
     """The fan-out bookkeeping of one run (only runs whose plan has generators or fan-outs)."""
 
-    def __init__(self, executor: Executor) -> None:
-        self.x = executor
-        plan = executor.plan
-        self.groups = [_Group(spec, plan.steps[spec.producer].key) for spec in plan.groups]
-        self.by_output = {(g.spec.producer, g.spec.output): g for g in self.groups}
+    def __init__(self, host: FanOutHost) -> None:
+        self.host = host
+        plan = host.plan
+        # By id: the plan's top-level fan-outs first (a nested one's place stays empty: it
+        # is made once per item of its parent), then nested ones as they are made.
+        self.groups: list[_Group | None] = [
+            None
+            if spec.parent is not None
+            else _Group(spec.id, spec, spec.producer, plan.steps[spec.producer].node.name)
+            for spec in plan.groups
+        ]
+        self.by_output: dict[tuple[int, str], _Group] = {}
         self.by_producer: dict[int, list[_Group]] = {}
         for group in self.groups:
-            self.by_producer.setdefault(group.spec.producer, []).append(group)
-        states = executor.states
+            if group is not None:
+                self._register(group)
+        # Template name -> the nested fan-outs its steps produce.
+        self.nested: dict[str, list[DynamicGroup]] = {}
+        for spec in plan.groups:
+            if spec.parent is not None:
+                self.nested.setdefault(spec.producer_node, []).append(spec)
+        states = host.states
         for step in plan.steps:
             for gid in step.collects:
-                self.groups[gid].collectors.append(step.index)
+                top = self.groups[gid]
+                assert top is not None, "a static step collects a top-level fan-out only"
+                top.collectors.append(step.index)
                 states[step.index].remaining += 1
         self.static_count = len(plan.steps)
         self.watch: dict[int, list[int]] = {}
@@ -85,58 +165,65 @@ class DynamicRuntime:
 
     # --- items as they are yielded ------------------------------------------------------------
 
-    def on_item(self, state: StepState, item: Any, outputs: dict[str, Any]) -> None:
+    def fan_out(self, state: StepState, name: str, key: str, value: Any) -> None:
+        """Item ``key`` of the producer's dynamic output ``name``: start its mapped steps."""
         step = state.step
-        outs = step.outs or {}
-        if isinstance(item, DynamicOutput):
-            name = resolve_output_name(step.key, outs, item.output_name, dynamic=True)
-            key = check_mapping_key(step.key, item.mapping_key)
-            count = self.yielded[step.index] = self.yielded.get(step.index, 0) + 1
-            group = self.by_output.get((step.index, name))
-            if group is None:  # a fan-out nobody maps or collects: count it, nothing to start
-                group = self.by_output[(step.index, name)] = _Group(
-                    DynamicGroup(-1, step.index, name, ()), step.key
-                )
-            if key in group.items:
-                raise OutputError(
-                    f"step {step.key!r} yielded mapping_key {key!r} twice on output {name!r} "
-                    f"(item #{group.positions[key]}: {_short(group.items[key])} and item "
-                    f"#{count}: {_short(item.value)}); mapping keys must be unique in a fan-out"
-                )
-            group.items[key] = item.value
-            group.positions[key] = count
-            self.x._emit(
-                EventType.STEP_OUTPUT,
-                step.key,
-                logging.DEBUG,
-                f"Yielded output {name!r} item {key!r}.",
-                {"output": name, "mapping_key": key},
-            )
-            if group.spec.templates:
-                self._instantiate(group, key)
-        elif isinstance(item, Output):
-            name = resolve_output_name(step.key, outs, item.output_name, dynamic=False)
-            if name in outputs:
-                raise OutputError(f"step {step.key!r} yielded output {name!r} twice")
-            outputs[name] = item.value
-        else:
+        if state.status is not StepStatus.RUNNING:
             raise OutputError(
-                f"step {step.key!r} yielded {type(item).__name__} {_short(item)}; a generator "
-                "solid yields Output(value, name) or DynamicOutput(value, mapping_key=...)"
+                f"step {step.key!r} yielded item {key!r} after its attempt ended "
+                f"({state.status.value}); the item is dropped"
             )
+        count = self.yielded[step.index] = self.yielded.get(step.index, 0) + 1
+        group = self.by_output.get((step.index, name))
+        if group is None:  # a fan-out nobody maps or collects: count it, nothing to start
+            group = _Group(-1, DynamicGroup(-1, step.index, name, ()), step.index, step.node.name)
+            self._register(group)
+        if key in group.items:
+            raise OutputError(
+                f"step {step.key!r} yielded mapping_key {key!r} twice on output {name!r} "
+                f"(item #{group.positions[key]}: {_short(group.items[key])} and item "
+                f"#{count}: {_short(value)}); mapping keys must be unique in a fan-out"
+            )
+        group.items[key] = value
+        group.positions[key] = count
+        self.host.emit(
+            EventType.STEP_OUTPUT,
+            step_key=step.key,
+            level=logging.DEBUG,
+            message=f"Yielded output {name!r} item {key!r}.",
+            data={"output": name, "mapping_key": key, "attempt": state.attempts},
+        )
+        if group.spec.templates:
+            self._instantiate(group, key)
+
+    def _register(self, group: _Group) -> None:
+        self.by_output[(group.producer, group.spec.output)] = group
+        self.by_producer.setdefault(group.producer, []).append(group)
 
     def _instantiate(self, group: _Group, key: str) -> None:
-        x = self.x
-        states = x.states
-        by_key = x.plan.by_key
-        producer = group.spec.producer
-        producer_node = states[producer].step.node.name
+        """The steps mapped over item ``key`` of ``group``: one per template, in order.
+
+        An input from the item's producer is the item; from another template, the
+        step made for the same item; from a fan-out this one is nested in, that
+        fan-out's item or step for the item it is made for (``group.scope``).  A
+        template with a DynamicOut makes a nested fan-out for this item at once, so
+        the steps that collect it can wait for it.
+        """
+        host = self.host
+        states = host.states
+        by_key = host.plan.by_key
+        spec = group.spec
+        producer_node = group.producer_node
+        path = (*group.path, key)
+        suffix = "".join(f"[{k}]" for k in path)
         created: dict[str, int] = {}
-        item = group.items[key]
-        for template in group.spec.templates:
-            index = len(states)
+        scope = group.scope
+        item = ConstantInput(group.items[key])
+        outer_items = group.outer_items
+        for template in spec.templates:
             waits: dict[int, None] = {}
             skip: list[str] = []
+            collecting: list[_Group] = []
 
             def ref(
                 node: str,
@@ -144,9 +231,15 @@ class DynamicRuntime:
                 waits: dict[int, None] = waits,
                 skip: list[str] = skip,
             ) -> int:
+                """The step a mapped step reads ``node`` from, noting whether it waits or skips."""
                 up = created.get(node)
                 if up is None:
-                    up = by_key[node].index
+                    for level in scope:  # the steps of the items this fan-out is nested in
+                        up = level.get(node)
+                        if up is not None:
+                            break
+                    else:
+                        up = by_key[node].index
                 status = states[up].status
                 if status in _WAITING:
                     waits[up] = None
@@ -160,71 +253,86 @@ class DynamicRuntime:
                     )
                 return up
 
-            inputs: list[tuple[str, int, Any]] = []
-            from_config = x.plan.input_values.get(template.name, {})
-            for input_def in template.solid.input_defs:
-                name = input_def.name
-                source = template.inputs.get(name)
-                if isinstance(source, FromOutput):
-                    if source.node == producer_node and source.output == group.spec.output:
-                        inputs.append((name, INPUT_CONSTANT, item))
-                    else:
-                        up = ref(source.node, source.output)
-                        inputs.append((name, INPUT_STEP, (up, source.output)))
-                elif isinstance(source, FanIn):
-                    parts: list[tuple[bool, Any, str | None]] = []
-                    for part in source.sources:
-                        if isinstance(part, FromOutput):
-                            if part.node == producer_node and part.output == group.spec.output:
-                                parts.append((False, item, None))
-                            else:
-                                parts.append((True, ref(part.node, part.output), part.output))
-                        else:
-                            parts.append((False, part.value, None))
-                    inputs.append((name, INPUT_FAN_IN, tuple(parts)))
-                elif isinstance(source, Constant):
-                    inputs.append((name, INPUT_CONSTANT, source.value))
-                elif isinstance(source, Collect):  # rejected when the graph is built
-                    raise AssertionError("collect inside a mapped node")
-                elif name in from_config:
-                    inputs.append((name, INPUT_CONSTANT, from_config[name]))
-                else:
-                    inputs.append((name, INPUT_CONSTANT, input_def.default))
+            def link(source: FromOutput, ref: Any = ref) -> ConstantInput | StepOutputInput:
+                if source.node == producer_node and source.output == spec.output:
+                    return item  # the item this step was made for
+                outer = outer_items.get((source.node, source.output))
+                if outer is not None:
+                    return outer  # the item of a fan-out this one is nested in
+                return StepOutputInput(ref(source.node, source.output), source.output)
+
+            def collect(source: Collect, collecting: list[_Group] = collecting) -> CollectInput:
+                """A fan-out nested in this item: the one the producer's step for it makes."""
+                nested = self.by_output[(created[source.producer], source.producer_output)]
+                collecting.append(nested)
+                mapped = None if source.node == source.producer else source.node
+                return CollectInput(nested.id, mapped, source.output)
+
+            inputs, unfed = resolve_inputs(
+                template,
+                from_config=host.plan.input_values.get(template.name, {}),
+                link=link,
+                collect=collect,
+            )
+            assert not unfed, "the plan reports unfed inputs of mapped nodes before the run"
             for after in template.after:
                 if after != producer_node:
                     ref(after, None)
             hooks = template.hooks | self.pipeline_hooks
-            step = Step(
-                index=index,
-                key=f"{template.name}[{key}]",
-                node=template,
-                inputs=tuple(inputs),
-                upstream=tuple(waits),
-                hooks=tuple(sorted(hooks, key=lambda h: h.name)),
-                mapping_key=key,
+            state = host.add_step(
+                Step(
+                    index=len(states),
+                    key=f"{template.name}{suffix}",
+                    node=template,
+                    inputs=inputs,
+                    upstream=tuple(waits),
+                    hooks=tuple(sorted(hooks, key=lambda h: h.name)),
+                    mapping_key=key,
+                    mapping_path=path,
+                )
             )
-            state = x._new_state(step)
+            index = state.step.index
             created[template.name] = index
             group.instances[template.name][key] = index
             self.instance_group[index] = group
             group.unfinished += 1
+            for nested_spec in self.nested.get(template.name, ()):
+                nested = _Group(
+                    len(self.groups),
+                    nested_spec,
+                    index,
+                    template.name,
+                    # ``created`` itself: this item's later templates join it as they are made.
+                    scope=(created, *scope),
+                    outer_items={**outer_items, (producer_node, spec.output): item},
+                    path=path,
+                )
+                self.groups.append(nested)
+                self._register(nested)
             for up in waits:
                 if up < self.static_count:
                     self.watch.setdefault(up, []).append(index)
                 else:
                     states[up].step.downstream.append(index)
+            for nested in collecting:
+                if not nested.settled:
+                    nested.collectors.append(index)
+                    state.remaining += 1
+                elif nested.failed is not None:
+                    skip.append(nested.failed)
             if skip:
-                x._skip(state, skip[0])
-            elif not waits:
-                x._make_ready(state)
-        x._spawn_workers(0)
+                host.skip(state, skip[0])
+            elif not state.remaining:
+                host.make_ready(state)
+        host.dispatch()
 
     # --- completion ----------------------------------------------------------------------------
 
     def on_complete(self, state: StepState) -> None:
         """A step reached a final state (success, failure or skip)."""
         index = state.step.index
-        states = self.x.states
+        host = self.host
+        states = host.states
         watchers = self.watch.pop(index, None)
         if watchers:
             ok = state.status is StepStatus.SUCCESS
@@ -233,21 +341,21 @@ class DynamicRuntime:
                 if dependent.status is not StepStatus.PENDING:
                     continue
                 if not ok:
-                    self.x._skip(
+                    host.skip(
                         dependent,
                         f"upstream step {state.step.key!r} did not succeed ({state.status.value})",
                     )
                     continue
-                missing = consumed_missing(dependent.step, index, state.outputs or {})
+                missing = consumed_missing(dependent.step.inputs, index, state.outputs or {})
                 if missing is not None:
-                    self.x._skip(
+                    host.skip(
                         dependent,
                         f"output {missing!r} of step {state.step.key!r} was not produced",
                     )
                     continue
                 dependent.remaining -= 1
                 if dependent.remaining == 0:
-                    self.x._make_ready(dependent)
+                    host.make_ready(dependent)
         group = self.instance_group.get(index)
         if group is not None:
             group.unfinished -= 1
@@ -268,27 +376,33 @@ class DynamicRuntime:
         if group.open or group.unfinished or group.settled:
             return
         group.settled = True
-        states = self.x.states
+        host = self.host
+        states = host.states
         for index in group.collectors:
             collector = states[index]
             if collector.status is not StepStatus.PENDING:
                 continue
             if group.failed is not None:
-                self.x._skip(collector, group.failed)
+                host.skip(collector, group.failed)
                 continue
             collector.remaining -= 1
             if collector.remaining == 0:
-                self.x._make_ready(collector)
+                host.make_ready(collector)
 
-    def collect(self, payload: tuple[int, str | None, str]) -> list[Any]:
+    def items_of(self, index: int) -> dict[str, dict[str, Any]]:
+        """The items step ``index`` yielded so far, by dynamic output then mapping key."""
+        return {group.spec.output: dict(group.items) for group in self.by_producer.get(index, ())}
+
+    def collect(self, source: CollectInput) -> list[Any]:
         """The values a collecting input receives, in mapping-key order."""
-        gid, mapped, output = payload
-        group = self.groups[gid]
+        group = self.groups[source.group]
+        assert group is not None, "a collecting step reads a fan-out that was made"
         keys = sorted(group.items)
-        if mapped is None:
+        if source.mapped is None:
             return [group.items[k] for k in keys]
-        states = self.x.states
-        instances = group.instances[mapped]
+        states = self.host.states
+        output = source.output
+        instances = group.instances[source.mapped]
         values = []
         for key in keys:
             state = states[instances[key]]
@@ -296,19 +410,6 @@ class DynamicRuntime:
             if state.status is StepStatus.SUCCESS and outputs is not None and output in outputs:
                 values.append(outputs[output])
         return values
-
-
-def consumed_missing(step: Step, up: int, produced: dict[str, Any]) -> str | None:
-    """The output of step ``up`` that ``step`` takes but ``up`` did not produce, if any."""
-    for _name, kind, payload in step.inputs:
-        if kind == INPUT_STEP:
-            if payload[0] == up and payload[1] not in produced:
-                return payload[1]  # type: ignore[no-any-return]
-        elif kind == INPUT_FAN_IN:
-            for is_step, ref, output in payload:
-                if is_step and ref == up and output not in produced:
-                    return output  # type: ignore[no-any-return]
-    return None
 
 
 def _short(value: Any) -> str:

@@ -1,95 +1,86 @@
 """The engine: runs a plan's steps as soon as their inputs are ready, under bounds.
 
-Shape: a ready queue feeds a set of worker tasks that grows on demand up to
-``max_concurrency``.  Spawning a task costs more than running a no-op step,
-so spawn cost is paid per unit of *parallelism*, not per node: a chain of
-10,000 steps runs on one worker.  All bookkeeping (dependency counts, pools,
-skips) is synchronous code between awaits, so it needs no locks.
+A run's life is :meth:`Executor.run`: RUN_START and the run's span, every step,
+then the one event that ends the run.  Ready steps go to a
+:class:`~asyncdag._engine._workers.WorkerPool`, whose workers each run one
+step's life, :meth:`Executor._run_step`, top to bottom::
 
-One step's life is :meth:`Executor._run_step`, top to bottom: resources,
-inputs, STEP_START, the attempt (with timeout and span), then success, retry
-or failure.  Retries wait *outside* the worker, so a step sleeping before its
-next attempt does not hold a concurrency slot.
+    resources → inputs → _start (STEP_START, span) → launcher.run_attempt (under the timeout)
+        → _on_success | _on_retry | _on_failure | _on_cancel → _finish
+
+The launcher (:mod:`~asyncdag._engine._launcher`) decides where the solid's
+function runs; everything around it (retries, timeouts, pools, events, spans,
+hooks) is here, the same for every launcher.  All bookkeeping (dependency
+counts, pools, skips) is synchronous code between awaits, so it needs no
+locks.  Retries wait *outside* the worker, so a step sleeping before its next
+attempt does not hold a concurrency slot.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
-import anyio.lowlevel
-import anyio.to_thread
 
 from .._definitions import FAILURE as HOOK_FAILURE
 from .._definitions import SUCCESS as HOOK_SUCCESS
-from .._definitions import DynamicOut, HookDefinition, OutputError
-from .._definitions._outputs import check_outputs, outputs_from_return
+from .._definitions import DynamicOut, Output, OutputError
+from .._definitions._outputs import single_output_value
 from .._errors import ResourceInitError, RetryRequested, StepTimeoutError
 from .._events import ErrorInfo, EventType, RunStatus, StepStatus
-from .._plan import INPUT_CONSTANT, INPUT_FAN_IN, INPUT_STEP, ExecutionPlan, Step
+from .._plan import ExecutionPlan, Step, consumed_missing, input_values
 from . import _tracing
-from ._context import HookContext, SolidContext
-from ._dynamic import DynamicRuntime, consumed_missing
+from ._dynamic import DynamicRuntime
 from ._hooks import run_hooks
-from ._log import StepLog
-from ._resources import ResourceManager, Resources
+from ._inprocess import InProcessLauncher
+from ._launcher import StepLauncher
+from ._log import Emit
+from ._resources import ResourceManager
+from ._state import _NO_INPUTS, RunState, StepState
+from ._workers import WorkerPool
 
-__all__ = ["Executor", "StepState"]
-
-Emit = Callable[[EventType, str | None, int, str, dict[str, Any] | None], Any]
-
-# A worker yields to the event loop at least this often, even when its steps never await.
-_STEPS_PER_CHECKPOINT = 32
-# Workers that find no work wait for more, up to this many; the rest exit.  Waking a
-# waiting worker is cheaper than spawning one, but thousands of idle workers cost memory
-# and a thundering herd at the end of the run.
-_MAX_IDLE_WORKERS = 16
+__all__ = ["OUTLIVED_GRACE", "Executor"]
 
 DEBUG = logging.DEBUG
 ERROR = logging.ERROR
 WARNING = logging.WARNING
+# Enum members as module globals: the step's hot path reads them often, and a global is
+# read faster than a class attribute.
+PENDING = StepStatus.PENDING
+RUNNING = StepStatus.RUNNING
+RETRYING = StepStatus.RETRYING
+SUCCESS = StepStatus.SUCCESS
+FAILURE = StepStatus.FAILURE
+SKIPPED = StepStatus.SKIPPED
+CANCELED = StepStatus.CANCELED
+STEP_START = EventType.STEP_START
+STEP_SUCCESS = EventType.STEP_SUCCESS
 
+# Seconds a run waits, before it tears resources down and ends, for compute that a cancelled
+# attempt left running (a sync solid's thread) to notice the cancellation and return.
+OUTLIVED_GRACE = 2.0
+_OUTLIVED_POLL = 0.01
 
-class StepState:
-    """A step's mutable state during one run."""
-
-    __slots__ = (
-        "attempts",
-        "end",
-        "error",
-        "exception",
-        "outputs",
-        "ready_at",
-        "remaining",
-        "skip_reason",
-        "start",
-        "status",
-        "step",
-    )
-
-    def __init__(self, step: Step) -> None:
-        self.step = step
-        self.remaining = len(step.upstream)
-        self.status = StepStatus.PENDING
-        self.attempts = 0
-        self.start: float | None = None
-        self.end: float | None = None
-        self.outputs: dict[str, Any] | None = None
-        self.error: ErrorInfo | None = None
-        self.exception: BaseException | None = None
-        self.ready_at = 0.0
-        self.skip_reason: str | None = None
-
-
-class _Retry(Exception):
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
+_SPAN_RESULTS = {
+    SUCCESS: _tracing.SUCCESS,
+    FAILURE: _tracing.FAILURE,  # the tracer tells a timeout from a failure
+    RETRYING: _tracing.FAILURE,
+    CANCELED: _tracing.CANCELLATION,
+}
+_RUN_SPAN_RESULTS = {
+    RunStatus.SUCCESS: _tracing.SUCCESS,
+    RunStatus.FAILURE: _tracing.FAILURE,
+    RunStatus.CANCELED: _tracing.CANCELLATION,
+}
+_RUN_END_EVENTS = {
+    RunStatus.SUCCESS: (EventType.RUN_SUCCESS, DEBUG),
+    RunStatus.FAILURE: (EventType.RUN_FAILURE, ERROR),
+    RunStatus.CANCELED: (EventType.RUN_CANCELED, WARNING),
+}
 
 
 class Executor:
@@ -109,67 +100,108 @@ class Executor:
         tags: Mapping[str, str] | None = None,
         run_config: Mapping[str, Any] | None = None,
         solid_configs: Mapping[str, Any] | None = None,
+        launcher: StepLauncher | None = None,
     ) -> None:
         self.plan = plan
-        self._solid_configs = solid_configs or {}
         self.run_id = run_id
-        self._emit = emit
-        self._bound = max_concurrency if max_concurrency else math.inf
-        self._pool_limits = dict(concurrency_limits or {})
+        self.emit = emit
+        self.max_concurrency = max_concurrency
         self._fail_fast = fail_fast
         self._resources = resources
         self._tracer = tracer
-        self._tags = dict(tags or {})
-        self._run_config = dict(run_config or {})
+        self._launcher: StepLauncher = launcher if launcher is not None else InProcessLauncher()
         self.states = [StepState(step) for step in plan.steps]
-        self._ready: deque[StepState] = deque()
+        self._run = RunState(
+            run_id=run_id,
+            pipeline_name=plan.pipeline.name,
+            emit=emit,
+            tags=dict(tags or {}),
+            run_config=dict(run_config or {}),
+            solid_configs=solid_configs or {},
+            resources=resources,
+            tracer=tracer,
+            thread_limiter=anyio.CapacityLimiter(max_concurrency) if max_concurrency else None,
+        )
+        self._workers = WorkerPool(self._run_step, self.states, bound=max_concurrency)
+        self._ready = self._workers.ready
+        # Named concurrency pools: steps running in each, and steps ready but waiting for a slot.
+        self._pool_limits = dict(concurrency_limits or {})
         self._pool_running: dict[str, int] = dict.fromkeys(self._pool_limits, 0)
         self._pool_waiting: dict[str, deque[StepState]] = {k: deque() for k in self._pool_limits}
-        self._done = 0
-        self._workers = 0
-        self._idle = 0
-        self._arriving = 0
-        self._wake = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
         self._cancel_reason: str | None = None  # "user" or "fail_fast"
         self._failed = False
-        self._thread_limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
         self._cancelled_exc = anyio.get_cancelled_exc_class()
-        self.peak_running = 0
-        self._running = 0
         # Fan-out bookkeeping, only for plans that stream (None keeps the static path bare).
         self._dyn = DynamicRuntime(self) if plan.groups or plan.streams else None
+        self._run.dynamic = self._dyn
+        self._collect = self._dyn.collect if self._dyn is not None else None
+        self.start_time = 0.0
+        self.end_time = 0.0
 
-    def _new_state(self, step: Step) -> StepState:
-        """A runtime step (a mapped item's), appended to the run's states."""
-        state = StepState(step)
-        self.states.append(state)
-        return state
+    @property
+    def dynamic(self) -> DynamicRuntime | None:
+        """The run's fan-out bookkeeping (None when the plan neither streams nor maps)."""
+        return self._dyn
 
-    # --- public ------------------------------------------------------------------------------
+    # --- the run -------------------------------------------------------------------------------
 
     def cancel(self) -> None:
         """Cancel the run: running steps see cancellation, pending ones never start."""
         if self._cancel_reason is None:
             self._cancel_reason = "user"
-            self._emit(EventType.RUN_CANCELING, None, WARNING, "Run cancellation requested", None)
+            self.emit(EventType.RUN_CANCELING, level=WARNING, message="Run cancellation requested")
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
     async def run(self) -> RunStatus:
-        """Run every step; return the run's final status.
+        """The whole run: RUN_START and the run's span, every step, the event that ends it.
 
         Cancellation from an enclosing scope is recorded (steps CANCELED,
         resources closed, RUN_CANCELED emitted) and then re-raised.
         """
-        if self._resources is None:
-            return await self._run()
-        # Each resource lives in a task of its own for the whole run, so one that holds a
-        # task group or cancel scope across its yield is entered and exited in one task.
-        async with self._resources.hosted():
-            return await self._run()
+        token = self._start_run()
+        status = RunStatus.CANCELED
+        try:
+            if self._resources is None:
+                status = await self._run_steps()
+            else:
+                # Each resource lives in a task of its own for the whole run, so one that
+                # holds a task group or cancel scope across its yield is entered and exited
+                # in one task.
+                async with self._resources.hosted():
+                    status = await self._run_steps()
+        finally:
+            self._end_run(status)
+            if token is not None:
+                self._tracer.detach(token)  # type: ignore[union-attr]
+        return status
 
-    async def _run(self) -> RunStatus:
+    def _start_run(self) -> Any:
+        """RUN_START, and the run's span made current for every task the run starts."""
+        self.start_time = time.time()
+        run = self._run
+        tracer = self._tracer
+        token = None
+        data: dict[str, Any] = {
+            "pipeline_name": run.pipeline_name,
+            "step_count": len(self.plan),
+            "max_concurrency": self.max_concurrency,
+            "tags": run.tags,
+        }
+        if tracer is not None:
+            tracer.start_run(pipeline_name=run.pipeline_name, run_id=self.run_id, tags=run.tags)
+            token = tracer.attach_run()
+            data["trace_id"] = tracer.trace_id
+        self.emit(
+            EventType.RUN_START,
+            level=DEBUG,
+            message=f"Started execution of run for {run.pipeline_name!r}.",
+            data=data,
+        )
+        return token
+
+    async def _run_steps(self) -> RunStatus:
         outer_cancel: BaseException | None = None
         try:
             async with anyio.create_task_group() as tg:
@@ -178,13 +210,14 @@ class Executor:
                     tg.cancel_scope.cancel()
                 for state in self.states:
                     if state.remaining == 0:
-                        self._make_ready(state)
-                self._spawn_workers(0)
+                        self.make_ready(state)
+                self._workers.start(tg)
         except self._cancelled_exc as exc:
             outer_cancel = exc
         finally:
             with anyio.CancelScope(shield=True):
                 self._finish_unstarted(outer=outer_cancel is not None)
+                await self._wait_for_outlived()
                 if self._resources is not None:
                     await self._resources.aclose()
         if outer_cancel is not None:
@@ -193,13 +226,35 @@ class Executor:
             return RunStatus.CANCELED
         return RunStatus.FAILURE if self._failed else RunStatus.SUCCESS
 
-    @property
-    def cancelled_by_user(self) -> bool:
-        return self._cancel_reason == "user"
+    def _end_run(self, status: RunStatus) -> None:
+        """The run's last event (RUN_SUCCESS, RUN_FAILURE or RUN_CANCELED) and its span's end."""
+        self.end_time = end = time.time()
+        name = self._run.pipeline_name
+        failed = [s.step.key for s in self.states if s.status is FAILURE]
+        skipped = sum(1 for s in self.states if s.status is SKIPPED)
+        if status is RunStatus.SUCCESS:
+            message = f"Finished execution of run for {name!r}."
+        elif status is RunStatus.FAILURE:
+            message = (
+                f"Execution of run for {name!r} failed. "
+                f"Failed steps: {failed or 'none'}; skipped: {skipped}."
+            )
+        else:
+            message = f"Execution of run for {name!r} was canceled."
+        event_type, level = _RUN_END_EVENTS[status]
+        self.emit(
+            event_type,
+            level=level,
+            message=message,
+            data={"duration": end - self.start_time, "failed_steps": failed, "skipped": skipped},
+        )
+        if self._tracer is not None:
+            self._tracer.end_run(_RUN_SPAN_RESULTS[status])
 
-    # --- scheduling (synchronous bookkeeping) --------------------------------------------------
+    # --- scheduling (synchronous bookkeeping; also what the fan-out calls) --------------------
 
-    def _make_ready(self, state: StepState) -> None:
+    def make_ready(self, state: StepState) -> None:
+        """Queue a step whose inputs are all there, once its pool (if any) has a free slot."""
         pool = state.step.pool
         if pool is not None and pool in self._pool_limits:
             if self._pool_running[pool] >= self._pool_limits[pool]:
@@ -209,518 +264,432 @@ class Executor:
         state.ready_at = time.time()
         self._ready.append(state)
 
+    def dispatch(self) -> None:
+        """Start workers for steps queued outside a worker (by a retry's wait, by a fan-out)."""
+        self._workers.spawn()
+
+    def add_step(self, step: Step) -> StepState:
+        """A runtime step (a mapped item's), appended to the run's states; not yet scheduled."""
+        state = StepState(step)
+        self.states.append(state)
+        return state
+
+    def skip(self, state: StepState, reason: str) -> None:
+        """Skip a pending step (and so, what depends on it) for ``reason``."""
+        if state.status is PENDING:
+            self._mark_skipped(state, reason)
+            self._settle(state)
+
     def _release_pool(self, state: StepState) -> None:
         pool = state.step.pool
-        if pool is not None and pool in self._pool_limits:
+        if pool in self._pool_limits:
             self._pool_running[pool] -= 1
             waiting = self._pool_waiting[pool]
             if waiting:
-                self._make_ready(waiting.popleft())
+                self.make_ready(waiting.popleft())
 
-    def _spawn_workers(self, freeing: int) -> None:
-        """Wake idle workers and start new ones for what the ready queue holds.
+    def _mark_skipped(self, state: StepState, reason: str) -> None:
+        state.status = SKIPPED
+        state.skip_reason = reason
+        key = state.step.key
+        self.emit(
+            EventType.STEP_SKIPPED,
+            step_key=key,
+            level=DEBUG,
+            message=f"Skipped step {key!r}: {reason}",
+            data={"reason": reason},
+        )
+        if self._tracer is not None:
+            self._tracer.skip_step(state.step, run_id=self.run_id, reason=reason)
 
-        ``freeing`` is 1 when called by a worker about to loop for more work:
-        that worker will take one item itself.
+    def _settle(self, state: StepState) -> None:
+        """``state`` reached its final status: count it, and settle what depends on it.
+
+        The only place a step is counted done.  A success releases its
+        dependents; a failure or a skip skips them, and their dependents in
+        turn, depth-first with a stack rather than recursion (a chain can be
+        10,000 steps long); a cancelled step's dependents are settled by the
+        run's end.
         """
-        # Workers spawned or woken but not yet running will each take an item too.
-        backlog = len(self._ready) - freeing - self._arriving
-        if backlog <= 0:
-            return
-        if self._idle:
-            backlog -= self._idle
-            self._wake_idle()
-        tg = self._tg
-        assert tg is not None
-        while backlog > 0 and self._workers < self._bound:
-            self._workers += 1
-            self._arriving += 1
-            backlog -= 1
-            tg.start_soon(self._worker)
-
-    def _complete(self, state: StepState, missing: bool = False) -> None:
-        """A step reached a final state: count it and release or skip what depends on it.
-
-        ``missing``: the step left an optional output out, so what takes that
-        output is skipped instead of released.
-        """
-        self._done += 1
         states = self.states
-        if missing:
-            produced = state.outputs or {}
-            for index in state.step.downstream:
-                dependent = states[index]
-                if dependent.status is StepStatus.PENDING:
-                    absent = consumed_missing(dependent.step, state.step.index, produced)
-                    if absent is not None:
-                        self._skip(
-                            dependent,
-                            f"output {absent!r} of step {state.step.key!r} was not produced",
-                        )
-                        continue
-                    dependent.remaining -= 1
-                    if dependent.remaining == 0:
-                        self._make_ready(dependent)
-        elif state.status is StepStatus.SUCCESS:
-            for index in state.step.downstream:
-                dependent = states[index]
-                if dependent.status is StepStatus.PENDING:
-                    dependent.remaining -= 1
-                    if dependent.remaining == 0:
-                        self._make_ready(dependent)
-        else:
-            reason = f"upstream step {state.step.key!r} did not succeed ({state.status.value})"
-            for index in state.step.downstream:
-                self._skip(states[index], reason)
-        if self._dyn is not None:
-            self._dyn.on_complete(state)
-        if self._done == len(states) and self._idle:
-            self._wake_idle()  # let idle workers see the run is over and exit
-
-    def _wake_idle(self) -> None:
-        # Woken workers stop counting as idle now, not when they next run, so that
-        # a second call before they run does not count on them twice.
-        self._arriving += self._idle
-        self._idle = 0
-        self._wake.set()
-        self._wake = anyio.Event()
-
-    def _skip(self, first: StepState, reason: str) -> None:
-        stack = [first]
-        states = self.states
-        while stack:
-            state = stack.pop()
-            if state.status is not StepStatus.PENDING:
-                continue
-            state.status = StepStatus.SKIPPED
-            state.skip_reason = reason
-            self._done += 1
-            self._emit(
-                EventType.STEP_SKIPPED,
-                state.step.key,
-                DEBUG,
-                f"Skipped step {state.step.key!r}: {reason}",
-                {"reason": reason},
-            )
-            if self._tracer is not None:
-                self._tracer.skip_step(state.step, run_id=self.run_id, reason=reason)
-            if self._dyn is not None:
+        workers = self._workers
+        stack: list[tuple[StepState, str]] | None = None
+        while True:
+            workers.done += 1
+            status = state.status
+            step = state.step
+            if status is SUCCESS:
+                if step.outs is None:  # one output, produced: every dependent takes it
+                    for index in step.downstream:
+                        dependent = states[index]
+                        if dependent.status is PENDING:
+                            dependent.remaining -= 1
+                            if dependent.remaining == 0:
+                                self.make_ready(dependent)
+                else:
+                    stack = self._release_dependents(state, stack)
+            elif status is not CANCELED and step.downstream:
+                if status is SKIPPED and state.error is None:
+                    reason = f"upstream step {step.key!r} was skipped"
+                else:
+                    reason = f"upstream step {step.key!r} did not succeed ({status.value})"
+                if stack is None:
+                    stack = []
+                for index in reversed(step.downstream):
+                    stack.append((states[index], reason))
+            if self._dyn is not None and status is not CANCELED:
                 self._dyn.on_complete(state)
-            child_reason = f"upstream step {state.step.key!r} was skipped"
-            for index in state.step.downstream:
-                if states[index].status is StepStatus.PENDING:
-                    states[index].skip_reason = child_reason
-                    stack.append(states[index])
-            reason = child_reason
+            while stack:
+                state, reason = stack.pop()
+                if state.status is PENDING:
+                    self._mark_skipped(state, reason)
+                    break
+            else:
+                if workers.done == len(states):
+                    workers.last_step_done()
+                return
+
+    def _release_dependents(
+        self, state: StepState, stack: list[tuple[StepState, str]] | None
+    ) -> list[tuple[StepState, str]] | None:
+        """A multi-output step succeeded: release its dependents, except those taking an
+        optional output it left out, which are put on ``stack`` to be skipped."""
+        step = state.step
+        produced = state.outputs
+        assert produced is not None and step.outs is not None
+        missing = any(
+            name not in produced and not isinstance(out, DynamicOut)
+            for name, out in step.outs.items()
+        )
+        for index in step.downstream:
+            dependent = self.states[index]
+            if dependent.status is not PENDING:
+                continue
+            if missing:
+                absent = consumed_missing(dependent.step.inputs, step.index, produced)
+                if absent is not None:
+                    reason = f"output {absent!r} of step {step.key!r} was not produced"
+                    stack = stack or []
+                    stack.append((dependent, reason))
+                    continue
+            dependent.remaining -= 1
+            if dependent.remaining == 0:
+                self.make_ready(dependent)
+        return stack
 
     def _finish_unstarted(self, *, outer: bool) -> None:
-        """After the task group ends: steps that never ran are CANCELED (or SKIPPED on fail-fast)."""
+        """After the task group ended: steps that never ran are CANCELED (or SKIPPED on fail-fast).
+
+        Nothing counts them done: the workers are gone.
+        """
         cancelled = outer or self._cancel_reason == "user"
         for state in self.states:
-            if state.status is StepStatus.PENDING or state.status is StepStatus.RETRYING:
-                if cancelled or state.status is StepStatus.RETRYING:
-                    state.status = StepStatus.CANCELED
-                    self._emit(
+            if state.status is PENDING or state.status is RETRYING:
+                if cancelled or state.status is RETRYING:
+                    state.status = CANCELED
+                    self.emit(
                         EventType.STEP_CANCELED,
-                        state.step.key,
-                        WARNING,
-                        f"Step {state.step.key!r} canceled before it could run",
-                        None,
+                        step_key=state.step.key,
+                        level=WARNING,
+                        message=f"Step {state.step.key!r} canceled before it could run",
                     )
                     if self._tracer is not None:
                         self._tracer.unstarted_step(
                             state.step, run_id=self.run_id, result=_tracing.CANCELLATION
                         )
                 else:
-                    state.status = StepStatus.SKIPPED
-                    state.skip_reason = "the run stopped at the first failure (fail_fast)"
-                    self._emit(
-                        EventType.STEP_SKIPPED,
-                        state.step.key,
-                        DEBUG,
-                        f"Skipped step {state.step.key!r}: {state.skip_reason}",
-                        {"reason": state.skip_reason},
-                    )
-                    if self._tracer is not None:
-                        self._tracer.skip_step(
-                            state.step, run_id=self.run_id, reason=state.skip_reason
-                        )
-                self._done += 1
+                    self._mark_skipped(state, "the run stopped at the first failure (fail_fast)")
 
-    # --- workers -------------------------------------------------------------------------------
+    async def _wait_for_outlived(self) -> None:
+        """Give compute that cancelled attempts left running a grace period to finish.
 
-    async def _worker(self) -> None:
-        ready = self._ready
-        states = self.states  # grows while a fan-out yields: compare with its length
-        streak = 0
-        self._arriving -= 1
-        try:
-            while True:
-                if ready:
-                    await self._run_step(ready.popleft())
-                    self._spawn_workers(1)
-                    streak += 1
-                    if streak >= _STEPS_PER_CHECKPOINT:
-                        # Steps that never await would otherwise hold the loop for the whole
-                        # run; a checkpoint lets other tasks (and cancellation) in.
-                        streak = 0
-                        await anyio.lowlevel.checkpoint()
-                    continue
-                if self._done >= len(states) or self._idle >= _MAX_IDLE_WORKERS:
-                    return
-                self._idle += 1
-                wake = self._wake
-                try:
-                    await wake.wait()
-                except BaseException:
-                    if not wake.is_set():
-                        self._idle -= 1
-                    raise
-                self._arriving -= 1
-        finally:
-            self._workers -= 1
+        A sync solid's thread cannot be interrupted; it is told through its
+        context and usually returns at once.  One that does not is left behind,
+        and the run says so.
+        """
+        outlived = self._run.outlived_attempts
+        if not outlived:
+            return
+        deadline = anyio.current_time() + OUTLIVED_GRACE
+        while any(still() for _, _, still in outlived) and anyio.current_time() < deadline:
+            await anyio.sleep(_OUTLIVED_POLL)
+        for state, number, still in outlived:
+            if still():
+                key = state.step.key
+                self.emit(
+                    EventType.LOG,
+                    step_key=key,
+                    level=WARNING,
+                    message=(
+                        f"The thread of step {key!r} is still running {OUTLIVED_GRACE:g}s after "
+                        "it was cancelled; the run ends without it (a sync solid sees "
+                        "cancellation through context.is_cancel_requested)"
+                    ),
+                    data={"attempt": number, "thread_abandoned": True},
+                )
 
-    async def _requeue_after(self, state: StepState, delay: float) -> None:
-        if delay > 0:
-            await anyio.sleep(delay)
-        self._make_ready(state)
-        self._spawn_workers(0)
-
-    # --- one step's life ------------------------------------------------------------------------
+    # --- one step's life -------------------------------------------------------------------------
 
     async def _run_step(self, state: StepState) -> None:
+        """One step, top to bottom: resources, inputs, start, the attempt, its outcome, hooks."""
         step = state.step
-        key = step.key
-        emit = self._emit
-        solid = step.solid
-
-        if self._resources is not None and solid.required_resources:
-            try:
-                await self._resources.ensure(solid.required_resources)
-            except ResourceInitError as exc:
-                self._failed = True
-                self._release_pool(state)
-                state.status = StepStatus.SKIPPED
-                state.skip_reason = str(exc)
-                state.exception = exc
-                state.error = ErrorInfo.from_exception(exc)
-                emit(
-                    EventType.STEP_SKIPPED,
-                    key,
-                    ERROR,
-                    f"Step {key!r} did not start: {exc}",
-                    {"reason": str(exc), "resource": exc.resource_key},
-                )
-                if self._tracer is not None:
-                    self._tracer.unstarted_step(
-                        step, run_id=self.run_id, result=_tracing.ERROR, error=exc
-                    )
-                self._complete(state)
+        needs = step.solid.required_resources
+        if needs and self._resources is not None and not await self._set_up_resources(state):
+            return
+        if step.inputs:
+            state.inputs = input_values(step.inputs, self.states, self._collect)
+        started = self._start(state)
+        try:
+            if step.timeout is None:
+                value = await self._launcher.run_attempt(self._run, state)
+            else:
+                value = await self._attempt_with_timeout(state, step.timeout)
+            if value.__class__ is Output and step.outs is None:
+                # ``return Output(v)`` with no outs declared: v is the one output.
+                value = single_output_value(step.key, value)
+        except self._cancelled_exc:  # the run's cancellation, never swallowed
+            self._on_cancel(state, started)
+            raise
+        except BaseException as exc:  # whatever the solid raised, KeyboardInterrupt included
+            error, delay = self._decide_retry(state, exc)
+            if delay is not None:
+                self._on_retry(state, error, delay)
                 return
+            self._on_failure(state, error, started)
+        else:
+            self._on_success(state, value, started)
+        if step.hooks:
+            await self._run_hooks(state)
 
-        kwargs = self._gather_inputs(step)
+    async def _set_up_resources(self, state: StepState) -> bool:
+        """The resources the solid declared; False when one failed, so the step never starts."""
+        assert self._resources is not None
+        step = state.step
+        try:
+            await self._resources.ensure(step.solid.required_resources)
+        except ResourceInitError as exc:
+            self._failed = True
+            state.skip_reason = str(exc)
+            state.exception = exc
+            state.error = ErrorInfo.from_exception(exc)
+            self.emit(
+                EventType.STEP_SKIPPED,
+                step_key=step.key,
+                level=ERROR,
+                message=f"Step {step.key!r} did not start: {exc}",
+                data={"reason": str(exc), "resource": exc.resource_key},
+            )
+            if self._tracer is not None:
+                self._tracer.unstarted_step(
+                    step, run_id=self.run_id, result=_tracing.ERROR, error=exc
+                )
+            self._finish(state, SKIPPED)
+            return False
+        return True
+
+    def _start(self, state: StepState) -> float:
+        """STEP_START: the attempt begins and its span becomes current.  Returns its start time."""
+        step = state.step
         state.attempts += 1
-        attempt = state.attempts
         now = time.time()
         if state.start is None:
             state.start = now
-        state.status = StepStatus.RUNNING
-        self._running += 1
-        if self._running > self.peak_running:
-            self.peak_running = self._running
-        emit(
-            EventType.STEP_START,
-            key,
-            DEBUG,
-            step.started_message,
-            {"attempt": attempt, "waited": now - state.ready_at},
+        state.status = RUNNING
+        self.emit(
+            STEP_START,
+            step_key=step.key,
+            level=DEBUG,
+            message=step.started_message,
+            data={"attempt": state.attempts, "waited": now - state.ready_at},
         )
-
         tracer = self._tracer
-        span = token = None
         if tracer is not None:
-            span = tracer.start_step(
+            state.span = span = tracer.start_step(
                 step,
                 run_id=self.run_id,
-                attempt=attempt,
+                attempt=state.attempts,
                 extra=None
                 if step.mapping_key is None
                 else {"asyncdag.mapping_key": step.mapping_key},
             )
-            token = tracer.use_span(span)
-        try:
-            value = await self._attempt(state, kwargs, span)
-        except self._cancelled_exc:
-            state.status = StepStatus.CANCELED
-            state.end = time.time()
-            emit(
-                EventType.STEP_CANCELED,
-                key,
-                WARNING,
-                f"Step {key!r} was canceled.",
-                {"attempt": attempt, "duration": state.end - now},
-            )
-            if tracer is not None:
-                tracer.end_step(span, _tracing.CANCELLATION)
-            self._done += 1
-            raise
-        except _Retry as retry:
-            state.status = StepStatus.RETRYING
-            if tracer is not None:
-                tracer.end_step(span, _tracing.FAILURE, state.exception, retry_delay=retry.delay)
-                # The wait task must not inherit this attempt's span as its current context.
-                tracer.detach(token)
-                token = None
-            self._release_pool(state)
-            assert self._tg is not None
-            self._tg.start_soon(self._requeue_after, state, retry.delay)
-            return
-        except Exception as exc:  # a failed attempt with no retry left
-            state.status = StepStatus.FAILURE
-            state.end = time.time()
-            state.exception = exc
-            state.error = error = ErrorInfo.from_exception(exc)
-            self._failed = True
-            result = _tracing.TIMEOUT if isinstance(exc, StepTimeoutError) else _tracing.FAILURE
-            emit(
-                EventType.STEP_FAILURE,
-                key,
-                ERROR,
-                f"Execution of step {key!r} failed: {error.type}: {error.message}",
-                {
-                    "attempt": attempt,
-                    "duration": state.end - now,
-                    "error": error.to_dict(),
-                    "timeout": result == _tracing.TIMEOUT,
-                },
-            )
-            if tracer is not None:
-                tracer.end_step(span, result, exc)
-            self._release_pool(state)
-            self._complete(state)
-            if self._fail_fast and self._cancel_reason is None:
-                self._cancel_reason = "fail_fast"
-                assert self._tg is not None
-                self._tg.cancel_scope.cancel()
-            if step.hooks:
-                await self._run_hooks(state, HOOK_FAILURE)
-            return
-        else:
-            state.status = StepStatus.SUCCESS
-            state.end = end = time.time()
-            outs = step.outs
-            if outs is None:
-                state.outputs = {"result": value}
-            else:
-                state.outputs = value
-                for name in value:
-                    emit(
-                        EventType.STEP_OUTPUT,
-                        key,
-                        DEBUG,
-                        f"Yielded output {name!r}.",
-                        {"output": name},
-                    )
-            emit(
-                EventType.STEP_SUCCESS,
-                key,
-                DEBUG,
-                f"{step.finished_prefix}{(end - now) * 1000:.2f}ms.",
-                {"attempt": attempt, "duration": end - now},
-            )
-            if tracer is not None:
-                tracer.end_step(span, _tracing.SUCCESS)
-            self._release_pool(state)
-            if outs is None:
-                self._complete(state)
-            else:
-                self._complete(
-                    state,
-                    any(
-                        name not in value and not isinstance(out, DynamicOut)
-                        for name, out in outs.items()
-                    ),
-                )
-            if step.hooks:
-                await self._run_hooks(state, HOOK_SUCCESS)
-        finally:
-            self._running -= 1
-            if token is not None:
-                tracer.detach(token)  # type: ignore[union-attr]
+            state.span_token = tracer.use_span(span)
+        return now
 
-    def _gather_inputs(self, step: Step) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {}
-        states = self.states
-        for name, kind, payload in step.inputs:
-            if kind == INPUT_CONSTANT:
-                kwargs[name] = payload
-            elif kind == INPUT_STEP:
-                kwargs[name] = states[payload[0]].outputs[payload[1]]  # type: ignore[index]
-            elif kind == INPUT_FAN_IN:
-                kwargs[name] = [
-                    states[ref].outputs[output] if is_step else ref  # type: ignore[index]
-                    for is_step, ref, output in payload
-                ]
-            else:
-                kwargs[name] = self._dyn.collect(payload)  # type: ignore[union-attr]
-        return kwargs
+    async def _attempt_with_timeout(self, state: StepState, timeout: float) -> Any:
+        with anyio.move_on_after(timeout):
+            return await self._launcher.run_attempt(self._run, state)
+        raise StepTimeoutError(state.step.key, timeout)
 
-    def _make_context(
-        self,
-        step: Step,
-        retry_number: int,
-        span: Any,
-        *,
-        cls: type[SolidContext] = SolidContext,
-        **extra: Any,
-    ) -> SolidContext:
-        """The context a solid (or, with ``cls=HookContext``, one of its hooks) receives."""
-        solid = step.solid
-        resources = None
-        if solid.required_resources and self._resources is not None:
-            resources = Resources(
-                self._resources.values, solid.required_resources, f"solid {step.key!r}"
-            )
-        return cls(
-            run_id=self.run_id,
-            pipeline_name=self.plan.pipeline.name,
-            solid_name=solid.name,
-            step_key=step.key,
-            retry_number=retry_number,
-            log=StepLog(self._emit, step.key, span),
-            solid_config=self._solid_configs.get(step.node.name),
-            resources=resources,
-            tags=self._tags,
-            run_config=self._run_config,
-            span=span,
-            **extra,
-        )
+    def _decide_retry(
+        self, state: StepState, exc: BaseException
+    ) -> tuple[BaseException, float | None]:
+        """Whether a failed attempt is tried again: the error the step now carries, and the
+        seconds to wait before its next attempt (None: the step fails with that error).
 
-    async def _invoke(
-        self, state: StepState, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        """Call the solid's function the way its kind needs: awaited, drained, or in a thread."""
-        solid = state.step.solid
-        if solid.is_async:
-            return await fn(*args, **kwargs)
-        if solid.is_generator:
-            return await self._drain(state, fn(*args, **kwargs))
-        value = await anyio.to_thread.run_sync(
-            functools.partial(fn, *args, **kwargs), limiter=self._thread_limiter
-        )
-        # A thread cannot be interrupted: if the run was cancelled while it ran, its
-        # value arrives too late and the step ends CANCELED, not SUCCESS.
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        return value
-
-    async def _attempt(self, state: StepState, kwargs: dict[str, Any], span: Any) -> Any:
-        """One attempt: call the solid (with its timeout); raise _Retry when another attempt is due."""
-        step = state.step
-        solid = step.solid
-        fn = solid.fn
-        args: tuple[Any, ...] = ()
-        if solid.takes_context:
-            args = (self._make_context(step, state.attempts - 1, span),)
-        try:
-            if step.timeout is None:
-                if solid.is_async:  # the hot path: no extra coroutine frame
-                    value = await fn(*args, **kwargs)
-                else:
-                    value = await self._invoke(state, fn, args, kwargs)
-            else:
-                with anyio.move_on_after(step.timeout) as scope:
-                    value = await self._invoke(state, fn, args, kwargs)
-                if scope.cancel_called:
-                    raise StepTimeoutError(step.key, step.timeout)
-            if step.outs is not None:
-                if not solid.is_generator:
-                    value = outputs_from_return(step.key, step.outs, value)
-                check_outputs(step.key, step.outs, value)
-            return value
-        except self._cancelled_exc:
-            raise
-        except Exception as exc:
-            delay = self._retry_delay(state, exc)
-            if delay is None:
-                raise
-            if self._dyn is not None and self._dyn.yielded.get(step.index):
-                raise OutputError(
-                    f"step {step.key!r} failed after yielding "
-                    f"{self._dyn.yielded[step.index]} dynamic output(s) and is not retried: "
-                    "a retry would yield them again and start their mapped steps twice; "
-                    "retry inside the generator instead "
-                    f"(it failed with {type(exc).__name__}: {exc})"
-                ) from exc
-            state.exception = exc
-            error = ErrorInfo.from_exception(exc)
-            self._emit(
-                EventType.STEP_UP_FOR_RETRY,
-                step.key,
-                WARNING,
-                f"Step {step.key!r} failed and will be retried "
-                f"(attempt {state.attempts} failed: {error.type}: {error.message}); "
-                f"waiting {delay:.3g}s.",
-                {"attempt": state.attempts, "delay": delay, "error": error.to_dict()},
-            )
-            raise _Retry(delay) from exc
-
-    async def _drain(self, state: StepState, gen: Any) -> dict[str, Any]:
-        """Run a generator solid, handing each item to the fan-out as it is yielded.
-
-        An async generator is iterated here; a sync one in a worker thread that
-        passes each item back to the event loop, so mapped steps start while the
-        generator keeps producing.
+        Only an ``Exception`` is retried: a solid raising ``KeyboardInterrupt``,
+        ``SystemExit`` or a bare ``BaseException`` fails its step at once.
         """
-        dyn = self._dyn
-        assert dyn is not None
-        outputs: dict[str, Any] = {}
-        if state.step.solid.is_async_generator:
-            try:
-                async for item in gen:
-                    dyn.on_item(state, item, outputs)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await gen.aclose()
-        else:
-            from anyio import from_thread  # only sync generator solids need it; costly to import
-
-            def drain() -> None:
-                try:
-                    for item in gen:
-                        from_thread.run_sync(dyn.on_item, state, item, outputs)
-                        from_thread.check_cancelled()
-                finally:
-                    gen.close()
-
-            await anyio.to_thread.run_sync(drain, limiter=self._thread_limiter)
-            await anyio.lowlevel.checkpoint_if_cancelled()
-        return outputs
-
-    async def _run_hooks(self, state: StepState, kind: str) -> None:
-        """The step's hooks of ``kind``, after its outcome was recorded (its span has ended)."""
         step = state.step
-
-        def make_context(hook: HookDefinition) -> HookContext:
-            # The step's span has ended by now, so hook logs carry none.
-            return self._make_context(  # type: ignore[return-value]
-                step,
-                max(state.attempts - 1, 0),
-                None,
-                cls=HookContext,
-                hook_name=hook.name,
-                error=state.exception if kind == HOOK_FAILURE else None,
-            )
-
-        await run_hooks(step.hooks, kind, self._emit, make_context, limiter=self._thread_limiter)
-
-    def _retry_delay(self, state: StepState, exc: Exception) -> float | None:
-        """Seconds to wait before the next attempt, or None when the step should fail now."""
         retries_done = state.attempts - 1
+        delay: float | None = None
+        if not isinstance(exc, Exception):
+            return exc, None
         if isinstance(exc, RetryRequested):
             if retries_done < exc.max_retries:
-                return exc.seconds_to_wait
-            return None
-        policy = state.step.retry_policy
-        if policy is None or retries_done >= policy.max_retries or not policy.should_retry(exc):
-            return None
-        return policy.delay_for(retries_done + 1)
+                delay = exc.seconds_to_wait
+        else:
+            policy = step.retry_policy
+            if (
+                policy is not None
+                and retries_done < policy.max_retries
+                and policy.should_retry(exc)
+            ):
+                delay = policy.delay_for(retries_done + 1)
+        if delay is None:
+            return exc, None
+        yielded = self._dyn.yielded.get(step.index) if self._dyn is not None else None
+        if yielded:
+            error = OutputError(
+                f"step {step.key!r} failed after yielding {yielded} dynamic output(s) and is "
+                "not retried: a retry would yield them again and start their mapped steps "
+                f"twice; retry inside the generator instead (it failed with "
+                f"{type(exc).__name__}: {exc})"
+            )
+            error.__cause__ = exc
+            return error, None
+        return exc, delay
+
+    # --- the four outcomes, each ending in _finish ------------------------------------------------
+
+    def _on_success(self, state: StepState, value: Any, started: float) -> None:
+        step = state.step
+        key = step.key
+        state.end = end = time.time()
+        if step.outs is None:
+            state.outputs = {"result": value}
+        else:
+            state.outputs = value
+            for name in value:
+                self.emit(
+                    EventType.STEP_OUTPUT,
+                    step_key=key,
+                    level=DEBUG,
+                    message=f"Yielded output {name!r}.",
+                    data={"output": name, "attempt": state.attempts},
+                )
+        self.emit(
+            STEP_SUCCESS,
+            step_key=key,
+            level=DEBUG,
+            message=f"{step.finished_prefix}{(end - started) * 1000:.2f}ms.",
+            data={"attempt": state.attempts, "duration": end - started},
+        )
+        self._finish(state, SUCCESS)
+
+    def _on_retry(self, state: StepState, exc: BaseException, delay: float) -> None:
+        key = state.step.key
+        state.exception = exc
+        error = ErrorInfo.from_exception(exc)
+        self.emit(
+            EventType.STEP_UP_FOR_RETRY,
+            step_key=key,
+            level=WARNING,
+            message=f"Step {key!r} failed and will be retried "
+            f"(attempt {state.attempts} failed: {error.type}: {error.message}); "
+            f"waiting {delay:.3g}s.",
+            data=self._ended_attempt(state, delay=delay, error=error.to_dict()),
+        )
+        self._finish(state, RETRYING, exc, retry_delay=delay)
+
+    def _on_failure(self, state: StepState, exc: BaseException, started: float) -> None:
+        key = state.step.key
+        state.end = end = time.time()
+        state.exception = exc
+        state.error = error = ErrorInfo.from_exception(exc)
+        self._failed = True
+        self.emit(
+            EventType.STEP_FAILURE,
+            step_key=key,
+            level=ERROR,
+            message=f"Execution of step {key!r} failed: {error.type}: {error.message}",
+            data=self._ended_attempt(
+                state,
+                duration=end - started,
+                error=error.to_dict(),
+                timeout=isinstance(exc, StepTimeoutError),
+            ),
+        )
+        self._finish(state, FAILURE, exc)
+        if self._fail_fast and self._cancel_reason is None:
+            self._cancel_reason = "fail_fast"
+            assert self._tg is not None
+            self._tg.cancel_scope.cancel()
+
+    def _on_cancel(self, state: StepState, started: float) -> None:
+        key = state.step.key
+        state.end = end = time.time()
+        self.emit(
+            EventType.STEP_CANCELED,
+            step_key=key,
+            level=WARNING,
+            message=f"Step {key!r} was canceled.",
+            data=self._ended_attempt(state, duration=end - started),
+        )
+        self._finish(state, CANCELED)
+
+    def _ended_attempt(self, state: StepState, **fields: Any) -> dict[str, Any]:
+        """The data of an event ending an attempt that did not succeed: its number, ``fields``,
+        and ``thread_abandoned`` when its compute was left running."""
+        data = {"attempt": state.attempts, **fields}
+        if self._run.outlived_attempts and self._run.left_running(state):
+            data["thread_abandoned"] = True
+        return data
+
+    def _finish(
+        self,
+        state: StepState,
+        status: StepStatus,
+        error: BaseException | None = None,
+        *,
+        retry_delay: float | None = None,
+    ) -> None:
+        """How every attempt (and a step that could not start) ends: its status, its span,
+        its pool slot, then the step settled for good, or its next attempt scheduled."""
+        state.status = status
+        state.inputs = _NO_INPUTS  # do not keep the input values alive for the rest of the run
+        span = state.span
+        if span is not None:
+            tracer = self._tracer
+            assert tracer is not None
+            tracer.end_step(span, _SPAN_RESULTS[status], error, retry_delay=retry_delay)
+            # Before the retry's wait task starts: it must not inherit this attempt's span.
+            tracer.detach(state.span_token)
+            state.span = state.span_token = None
+        if state.step.pool is not None:
+            self._release_pool(state)
+        if status is RETRYING:
+            assert self._tg is not None and retry_delay is not None
+            self._tg.start_soon(self._requeue_after, state, retry_delay)
+        else:
+            self._settle(state)
+
+    async def _requeue_after(self, state: StepState, delay: float) -> None:
+        if delay > 0:
+            await anyio.sleep(delay)
+        self.make_ready(state)
+        self.dispatch()
+
+    async def _run_hooks(self, state: StepState) -> None:
+        """The step's hooks for its outcome, after it was recorded (its span has ended)."""
+        if state.status is SUCCESS:
+            kind, error = HOOK_SUCCESS, None
+        else:
+            kind, error = HOOK_FAILURE, state.exception
+        await run_hooks(
+            state.step.hooks,
+            kind,
+            self.emit,
+            lambda hook: self._run.hook_context(state, hook, error),
+            limiter=self._run.thread_limiter,
+            ensure=self._resources.ensure if self._resources is not None else None,
+        )

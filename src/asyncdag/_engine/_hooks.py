@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .._events import ErrorInfo, EventType
+from ._threads import ThreadCall
 
 if TYPE_CHECKING:
     from .._definitions._hooks import HookDefinition
     from ._context import HookContext
+    from ._log import Emit
 
 __all__ = ["run_hooks"]
 
@@ -24,13 +26,18 @@ __all__ = ["run_hooks"]
 async def run_hooks(
     hooks: tuple[HookDefinition, ...],
     kind: str,
-    emit: Callable[..., Any],
+    emit: Emit,
     make_context: Callable[[HookDefinition], HookContext],
     *,
     limiter: Any = None,
+    ensure: Callable[[frozenset[str]], Awaitable[None]] | None = None,
 ) -> None:
-    """Run the hooks of ``kind`` one after another; record each outcome as an event."""
-    import anyio.to_thread
+    """Run the hooks of ``kind`` one after another; record each outcome as an event.
+
+    ``ensure`` sets up the resources a hook declared before it runs; one that
+    cannot be set up is that hook's error (HOOK_ERRORED), like anything it raises.
+    """
+    import anyio
 
     cancelled = anyio.get_cancelled_exc_class()
     for hook in hooks:
@@ -38,28 +45,37 @@ async def run_hooks(
             continue
         context = make_context(hook)
         key = context.step_key
+        attempt = context.retry_number + 1
         try:
+            if hook.required_resources and ensure is not None:
+                await ensure(hook.required_resources)
             if hook.is_async:
                 await hook.fn(context)
             else:
-                await anyio.to_thread.run_sync(functools.partial(hook.fn, context), limiter=limiter)
-        except cancelled:
+                call = ThreadCall(functools.partial(hook.fn, context))
+                await call.run(limiter=limiter, abandon_on_cancel=False)
+        except cancelled:  # the run's cancellation, never swallowed
             raise
-        except Exception as exc:
+        except BaseException as exc:  # KeyboardInterrupt or SystemExit from a hook too
             error = ErrorInfo.from_exception(exc)
             emit(
                 EventType.HOOK_ERRORED,
-                key,
-                logging.ERROR,
-                f"Hook {hook.name!r} of step {key!r} raised {error.type}: {error.message}; "
-                "the step's outcome stands",
-                {"hook": hook.name, "kind": kind, "error": error.to_dict()},
+                step_key=key,
+                level=logging.ERROR,
+                message=f"Hook {hook.name!r} of step {key!r} raised {error.type}: "
+                f"{error.message}; the step's outcome stands",
+                data={
+                    "hook": hook.name,
+                    "kind": kind,
+                    "attempt": attempt,
+                    "error": error.to_dict(),
+                },
             )
         else:
             emit(
                 EventType.HOOK_COMPLETED,
-                key,
-                logging.DEBUG,
-                f"Hook {hook.name!r} of step {key!r} completed.",
-                {"hook": hook.name, "kind": kind},
+                step_key=key,
+                level=logging.DEBUG,
+                message=f"Hook {hook.name!r} of step {key!r} completed.",
+                data={"hook": hook.name, "kind": kind, "attempt": attempt},
             )

@@ -1,21 +1,34 @@
 """``context.log``: a logger-shaped facade whose messages become the run's LOG events.
 
 Solids and resources both log through it; a resource's messages carry
-``data["resource"]`` so a reader can tell them from a step's.
+``data["resource"]`` so a reader can tell them from a step's, and a step's
+carry ``data["attempt"]``.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from .._events import EventType
 
-__all__ = ["StepLog"]
+__all__ = ["Emit", "StepLog"]
 
-Emit = Callable[[EventType, str | None, int, str, dict[str, Any] | None], Any]
+
+class Emit(Protocol):
+    """How the engine records an event: :meth:`~asyncdag._engine.EventBus.emit`'s shape."""
+
+    def __call__(
+        self,
+        type: EventType,
+        /,
+        *,
+        step_key: str | None = None,
+        level: int = logging.DEBUG,
+        message: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> Any: ...
 
 
 class StepLog:
@@ -33,16 +46,25 @@ class StepLog:
         step_key: str | None,
         span: Any = None,
         *,
+        attempt: int | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
         self._emit = emit
         self._step_key = step_key
         self._span = span
+        if attempt is not None:
+            extra = {"attempt": attempt, **(extra or {})}
         self._extra = extra
 
     def log(self, level: int, msg: object, *args: object, exc_info: Any = None) -> None:
-        message = str(msg) % args if args else str(msg)
         data: dict[str, Any] | None = dict(self._extra) if self._extra else None
+        try:
+            message = str(msg) % args if args else str(msg)
+        except Exception as error:
+            # As the logging module does with a record it cannot format: say so, with the
+            # raw message and arguments, and let the step go on.
+            level = max(level, logging.WARNING)
+            message, data = _formatting_error(error, msg, args, data)
         if exc_info:
             exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
             if exc is not None:
@@ -60,7 +82,7 @@ class StepLog:
                 "log",
                 {"log.severity": logging.getLevelName(level), "log.message": message},
             )
-        self._emit(EventType.LOG, self._step_key, level, message, data)
+        self._emit(EventType.LOG, step_key=self._step_key, level=level, message=message, data=data)
 
     def debug(self, msg: object, *args: object) -> None:
         self.log(logging.DEBUG, msg, *args)
@@ -81,3 +103,37 @@ class StepLog:
 
     def critical(self, msg: object, *args: object) -> None:
         self.log(logging.CRITICAL, msg, *args)
+
+
+def _formatting_error(
+    exc: Exception, msg: object, args: tuple[object, ...], data: dict[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    """The LOG event for a log call whose message could not be formatted."""
+    from .._events import ErrorInfo
+
+    raw_args = [_safe_repr(arg) for arg in args]
+    message = (
+        f"Logging error: {type(exc).__name__}: {_safe_str(exc)} "
+        f"(message: {_safe_repr(msg)}, arguments: ({', '.join(raw_args)}{',' if len(raw_args) == 1 else ''}))"
+    )
+    data = dict(data or {})
+    data["log_error"] = {
+        "msg": _safe_repr(msg),
+        "args": raw_args,
+        "error": ErrorInfo.from_exception(exc).to_dict(),
+    }
+    return message, data
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<{type(value).__name__} whose repr raised {type(exc).__name__}>"
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return _safe_repr(value)

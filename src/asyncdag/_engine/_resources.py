@@ -20,8 +20,8 @@ import anyio.to_thread
 import attrs
 
 from .._definitions._resources import ResourceDefinition, check_resource_graph
-from .._errors import DefinitionError, ResourceInitError
-from ._log import StepLog
+from .._errors import ResourceInitError, UnknownResourceError
+from ._log import Emit, StepLog
 
 if TYPE_CHECKING:
     import anyio.abc
@@ -47,14 +47,14 @@ class Resources:
         if key.startswith("__"):
             raise AttributeError(key)
         if key not in self._allowed:
-            raise DefinitionError(
+            raise UnknownResourceError(
                 f"{self._owner} used resource {key!r} without declaring it; add "
                 f"required_resources={{{key!r}}} to its definition"
             )
         try:
             return self._values[key]
         except KeyError:
-            raise DefinitionError(
+            raise UnknownResourceError(
                 f"{self._owner} used resource {key!r} before it was set up; resources are "
                 "only available while a run executes the step that declares them"
             ) from None
@@ -93,7 +93,6 @@ class InitResourceContext:
     key: str
 
 
-Emit = Callable[..., Any]
 _Exit = Callable[[], Awaitable[Any]]
 
 
@@ -172,10 +171,10 @@ class ResourceManager:
         self._failed[key] = error
         self._emit(
             EventType.RESOURCE_INIT_FAILURE,
-            None,
-            logging.ERROR,
-            str(error),
-            {"resource": key, "error": ErrorInfo.from_exception(exc).to_dict()},
+            step_key=None,
+            level=logging.ERROR,
+            message=str(error),
+            data={"resource": key, "error": ErrorInfo.from_exception(exc).to_dict()},
         )
         return error
 
@@ -186,10 +185,10 @@ class ResourceManager:
             raise ResourceInitError(key, RuntimeError("the run's resources were already closed"))
         self._emit(
             EventType.RESOURCE_INIT_STARTED,
-            None,
-            logging.DEBUG,
-            f"Setting up resource {key!r}",
-            {"resource": key},
+            step_key=None,
+            level=logging.DEBUG,
+            message=f"Setting up resource {key!r}",
+            data={"resource": key},
         )
         context = InitResourceContext(
             resource_config=self._configs.get(key),
@@ -219,10 +218,10 @@ class ResourceManager:
         self.setup_order.append(key)
         self._emit(
             EventType.RESOURCE_INIT_SUCCESS,
-            None,
-            logging.DEBUG,
-            f"Resource {key!r} is ready",
-            {"resource": key},
+            step_key=None,
+            level=logging.DEBUG,
+            message=f"Resource {key!r} is ready",
+            data={"resource": key},
         )
 
     async def _hold(
@@ -329,18 +328,18 @@ class ResourceManager:
         except Exception as exc:
             self._emit(
                 EventType.RESOURCE_TEARDOWN_FAILURE,
-                None,
-                logging.ERROR,
-                f"Teardown of resource {key!r} failed: {type(exc).__name__}: {exc}",
-                {"resource": key, "error": ErrorInfo.from_exception(exc).to_dict()},
+                step_key=None,
+                level=logging.ERROR,
+                message=f"Teardown of resource {key!r} failed: {type(exc).__name__}: {exc}",
+                data={"resource": key, "error": ErrorInfo.from_exception(exc).to_dict()},
             )
         else:
             self._emit(
                 EventType.RESOURCE_TEARDOWN,
-                None,
-                logging.DEBUG,
-                f"Tore down resource {key!r}",
-                {"resource": key},
+                step_key=None,
+                level=logging.DEBUG,
+                message=f"Tore down resource {key!r}",
+                data={"resource": key},
             )
 
 

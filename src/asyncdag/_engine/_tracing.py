@@ -20,6 +20,7 @@ classes under their public module (``asyncdag.StepTimeoutError``).
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._errors import StepTimeoutError
@@ -120,7 +121,7 @@ class RunTracer:
 
     # --- the run -------------------------------------------------------------------------------
 
-    def start_run(self, *, pipeline_name: str, run_id: str, tags: dict[str, str]) -> Any:
+    def start_run(self, *, pipeline_name: str, run_id: str, tags: Mapping[str, str]) -> Any:
         """Start the run span as a child of whatever span is current (a web request, say).
 
         Its kind is SERVER when the run is where this process's part of the trace
@@ -192,6 +193,15 @@ class RunTracer:
         Worker threads of sync solids inherit it: anyio copies the context into them.
         """
         return self._otel_context.attach(self._trace.set_span_in_context(span))
+
+    def carrier(self, span: Any) -> dict[str, str]:
+        """``span`` in W3C trace-context form (``traceparent``...), for compute in another
+        process to continue the trace (the global propagator's fields)."""
+        from opentelemetry import propagate
+
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=self._trace.set_span_in_context(span))
+        return carrier
 
     def end_step(
         self,

@@ -1,21 +1,27 @@
 """The plan layer: a pipeline resolved into steps for one run, validated before anything runs."""
 
-from ._execution_plan import (
-    INPUT_COLLECT,
-    INPUT_CONSTANT,
-    INPUT_FAN_IN,
-    INPUT_STEP,
-    DynamicGroup,
-    ExecutionPlan,
-    Step,
+from ._execution_plan import DynamicGroup, ExecutionPlan, Step
+from ._inputs import (
+    CollectInput,
+    ConstantInput,
+    FanInInput,
+    StepInput,
+    StepOutputInput,
+    consumed_missing,
+    input_values,
+    resolve_inputs,
 )
 
 __all__ = [
-    "INPUT_COLLECT",
-    "INPUT_CONSTANT",
-    "INPUT_FAN_IN",
-    "INPUT_STEP",
+    "CollectInput",
+    "ConstantInput",
     "DynamicGroup",
     "ExecutionPlan",
+    "FanInInput",
     "Step",
+    "StepInput",
+    "StepOutputInput",
+    "consumed_missing",
+    "input_values",
+    "resolve_inputs",
 ]

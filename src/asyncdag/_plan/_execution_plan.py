@@ -14,8 +14,6 @@ from typing import Any
 
 from .._definitions import (
     Collect,
-    Constant,
-    FanIn,
     FromOutput,
     Node,
     Out,
@@ -24,18 +22,9 @@ from .._definitions import (
     SolidDefinition,
 )
 from .._errors import DefinitionError
+from ._inputs import CollectInput, ConstantInput, StepInput, StepOutputInput, resolve_inputs
 
 __all__ = ["DynamicGroup", "ExecutionPlan", "Step"]
-
-# How a step reads one input at run time: (input name, kind, payload).
-#   kind 0: a constant, payload is the value
-#   kind 1: another step's output, payload is (step index, output name)
-#   kind 2: a fan-in list, payload is a tuple of (is_step, step index | value, output name)
-#   kind 3: a collected fan-out, payload is (group id, mapped node name | None, output name)
-INPUT_CONSTANT = 0
-INPUT_STEP = 1
-INPUT_FAN_IN = 2
-INPUT_COLLECT = 3
 
 # A generator solid with no ``outs`` yields Output(value) for ``result``.
 _SINGLE_OUT = {"result": Out()}
@@ -53,6 +42,7 @@ class Step:
         "inputs",
         "key",
         "mapping_key",
+        "mapping_path",
         "node",
         "outs",
         "pool",
@@ -69,11 +59,12 @@ class Step:
         index: int,
         key: str,
         node: Node,
-        inputs: tuple[tuple[str, int, Any], ...],
+        inputs: tuple[tuple[str, StepInput], ...],
         upstream: tuple[int, ...],
         hooks: tuple[Any, ...] = (),
         collects: tuple[int, ...] = (),
         mapping_key: str | None = None,
+        mapping_path: tuple[str, ...] = (),
     ) -> None:
         self.index = index
         self.key = key
@@ -82,11 +73,13 @@ class Step:
         self.finished_prefix = f"Finished execution of step {key!r} in "
         self.node = node
         self.solid: SolidDefinition = node.solid
+        # (input name, where its value is read), in the solid's parameter order.
         self.inputs = inputs
         self.upstream = upstream
         self.downstream: list[int] = []
         self.pool: str | None = node.solid.pool
-        self.retry_policy: RetryPolicy | None = node.solid.retry_policy
+        # The call's policy, else the solid's, else the pipeline's (the builder decided).
+        self.retry_policy: RetryPolicy | None = node.retry_policy
         self.timeout: float | None = node.solid.timeout
         # None for the single ``result`` output: the engine's fast path.
         self.outs = node.solid.outs
@@ -95,22 +88,41 @@ class Step:
         self.hooks = hooks
         # Fan-out groups this step collects: it waits for each to settle.
         self.collects = collects
+        # The item this step was made for: its key, and the keys of the items of every
+        # fan-out it is nested in, outermost first (``("a", "x")`` for ``f[a][x]``).
         self.mapping_key = mapping_key
+        self.mapping_path = mapping_path or ((mapping_key,) if mapping_key is not None else ())
 
     def __repr__(self) -> str:
         return f"<Step {self.key!r} #{self.index}>"
 
 
 class DynamicGroup:
-    """One fan-out: a producer step's DynamicOut and the nodes mapped over its items."""
+    """One fan-out: a producer's DynamicOut and the nodes mapped over its items.
 
-    __slots__ = ("id", "output", "producer", "templates")
+    A fan-out whose producer is itself mapped (a DynamicOut inside ``.map()``) is
+    nested: made once per item of its ``parent`` group, by the step made from
+    ``producer_node`` for that item, so its ``producer`` is no step of the plan (-1).
+    """
 
-    def __init__(self, id: int, producer: int, output: str, templates: tuple[Node, ...]) -> None:
+    __slots__ = ("id", "output", "parent", "producer", "producer_node", "templates")
+
+    def __init__(
+        self,
+        id: int,
+        producer: int,
+        output: str,
+        templates: tuple[Node, ...],
+        *,
+        parent: int | None = None,
+        producer_node: str = "",
+    ) -> None:
         self.id = id
         self.producer = producer
         self.output = output
         self.templates = templates
+        self.parent = parent
+        self.producer_node = producer_node
 
 
 def _topological_order(
@@ -149,14 +161,6 @@ def _topological_order(
             "a solid cannot depend on its own output"
         )
     return order
-
-
-def _unfed(node: Node, name: str) -> str:
-    return (
-        f"solid {node.name!r} input {name!r} is not connected: pass it another "
-        f"solid's output in the pipeline body, give the parameter a default, or "
-        f"set solids.{node.name}.inputs.{name} in run config"
-    )
 
 
 class ExecutionPlan:
@@ -220,12 +224,17 @@ class ExecutionPlan:
         static: dict[str, Node] = {}
         templates: dict[tuple[str, str], list[Node]] = {}
         waits_on: dict[str, str] = {}
-        for node in pipeline.nodes.values():
+        nodes = pipeline.nodes
+        for node in nodes.values():
             if node.dynamic is None:
                 static[node.name] = node
             else:
                 templates.setdefault(node.dynamic, []).append(node)
-                waits_on[node.name] = node.dynamic[0]
+                # Ordered after the static step whose items it is made for, however nested.
+                root = node.dynamic[0]
+                while nodes[root].dynamic is not None:
+                    root = nodes[root].dynamic[0]  # type: ignore[index]
+                waits_on[node.name] = root
         order = _topological_order(pipeline, static, waits_on)
         index_of = {node.name: i for i, node in enumerate(order)}
         group_ids: dict[tuple[str, str], int] = {}
@@ -234,13 +243,17 @@ class ExecutionPlan:
         def group_id(producer: str, output: str) -> int:
             gid = group_ids.get((producer, output))
             if gid is None:
+                outer = nodes[producer].dynamic
+                parent = None if outer is None else group_id(*outer)
                 gid = group_ids[(producer, output)] = len(groups)
                 groups.append(
                     DynamicGroup(
                         gid,
-                        index_of[producer],
+                        index_of[producer] if outer is None else -1,
                         output,
                         tuple(templates.get((producer, output), ())),
+                        parent=parent,
+                        producer_node=producer,
                     )
                 )
             return gid
@@ -249,40 +262,24 @@ class ExecutionPlan:
         steps: list[Step] = []
         problems: list[str] = []
         for i, node in enumerate(order):
-            from_config = input_values.get(node.name, {})
-            resolved: list[tuple[str, int, Any]] = []
             upstream: dict[int, None] = {}
             collects: dict[int, None] = {}
-            for input_def in node.solid.input_defs:
-                name = input_def.name
-                source = node.inputs.get(name)
-                if isinstance(source, FromOutput):
-                    up = index_of[source.node]
-                    upstream[up] = None
-                    resolved.append((name, INPUT_STEP, (up, source.output)))
-                elif isinstance(source, FanIn):
-                    items: list[tuple[bool, Any, str | None]] = []
-                    for item in source.sources:
-                        if isinstance(item, FromOutput):
-                            up = index_of[item.node]
-                            upstream[up] = None
-                            items.append((True, up, item.output))
-                        else:
-                            items.append((False, item.value, None))
-                    resolved.append((name, INPUT_FAN_IN, tuple(items)))
-                elif isinstance(source, Collect):
-                    gid = group_id(source.producer, source.producer_output)
-                    collects[gid] = None
-                    mapped = None if source.node == source.producer else source.node
-                    resolved.append((name, INPUT_COLLECT, (gid, mapped, source.output)))
-                elif isinstance(source, Constant):
-                    resolved.append((name, INPUT_CONSTANT, source.value))
-                elif name in from_config:
-                    resolved.append((name, INPUT_CONSTANT, from_config[name]))
-                elif input_def.has_default:
-                    resolved.append((name, INPUT_CONSTANT, input_def.default))
-                else:
-                    problems.append(_unfed(node, name))
+
+            def link(source: FromOutput, upstream: dict[int, None] = upstream) -> StepOutputInput:
+                up = index_of[source.node]
+                upstream[up] = None
+                return StepOutputInput(up, source.output)
+
+            def collect(source: Collect, collects: dict[int, None] = collects) -> CollectInput:
+                gid = group_id(source.producer, source.producer_output)
+                collects[gid] = None
+                mapped = None if source.node == source.producer else source.node
+                return CollectInput(gid, mapped, source.output)
+
+            inputs, unfed = resolve_inputs(
+                node, from_config=input_values.get(node.name, {}), link=link, collect=collect
+            )
+            problems.extend(unfed)
             for name in node.after:
                 after_node = waits_on.get(name, name)
                 if after_node == name:
@@ -295,7 +292,7 @@ class ExecutionPlan:
                     index=i,
                     key=node.name,
                     node=node,
-                    inputs=tuple(resolved),
+                    inputs=inputs,
                     upstream=tuple(upstream),
                     hooks=tuple(sorted(hooks, key=lambda h: h.name)),
                     collects=tuple(collects),
@@ -304,13 +301,14 @@ class ExecutionPlan:
         for (producer, output), template_nodes in templates.items():
             group_id(producer, output)
             for node in template_nodes:
-                for input_def in node.solid.input_defs:
-                    if (
-                        input_def.name not in node.inputs
-                        and input_def.name not in input_values.get(node.name, {})
-                        and not input_def.has_default
-                    ):
-                        problems.append(_unfed(node, input_def.name))
+                # Mapped steps are made while the run goes on; their unfed inputs are found now.
+                _, unfed = resolve_inputs(
+                    node,
+                    from_config=input_values.get(node.name, {}),
+                    link=_placeholder,
+                    collect=_collect_placeholder,
+                )
+                problems.extend(unfed)
         if problems:
             raise DefinitionError(
                 f"pipeline {pipeline.name!r} cannot run:\n"
@@ -320,6 +318,14 @@ class ExecutionPlan:
             for up in step.upstream:
                 steps[up].downstream.append(step.index)
         return cls(pipeline, steps, tuple(groups), input_values)
+
+
+def _placeholder(source: FromOutput) -> ConstantInput:
+    return ConstantInput(None)
+
+
+def _collect_placeholder(source: Collect) -> CollectInput:
+    return CollectInput(-1, None, source.output)
 
 
 _plan_cache: weakref.WeakKeyDictionary[PipelineDefinition, ExecutionPlan] = (

@@ -98,7 +98,7 @@ def describe_node(node: Node) -> dict[str, Any]:
                 "source": _source(source) if source is not None else {"kind": "config"},
             }
         )
-    policy = solid.retry_policy
+    policy = node.retry_policy  # the call's, the solid's or the pipeline's
     return {
         "name": node.name,
         "solid": solid.name,
@@ -116,7 +116,7 @@ def describe_node(node: Node) -> dict[str, Any]:
         "pool": solid.pool,
         "retry_policy": policy.describe() if policy is not None else None,
         "timeout": solid.timeout,
-        "tags": dict(solid.tags),
+        "tags": dict(node.tags),
         "required_resources": sorted(solid.required_resources),
         "upstream": list(node.upstream),
     }

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "add_run_arguments",
+    "add_storage_argument",
     "call",
     "make_console",
     "open_storage",
@@ -74,11 +75,25 @@ def _env_width() -> int:
         return 0
 
 
-def open_storage() -> RunStorage:
-    """The run history the CLI and UI share, opened now so a bad path fails here, with its path."""
-    from asyncdag.storage import SqliteStorage, default_storage_path
+def add_storage_argument(parser: argparse.ArgumentParser) -> None:
+    """``--storage URL``: which run history a command reads or writes."""
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        default=None,
+        help="run history: postgresql://user@host/db, sqlite:///path/file.db, a file path or "
+        "memory:// (default: $ASYNCDAG_STORAGE_URL, else $ASYNCDAG_HOME/asyncdag.db)",
+    )
 
-    storage = SqliteStorage(default_storage_path())
+
+def open_storage(url: str | None = None) -> RunStorage:
+    """The run history ``url`` names (else ``$ASYNCDAG_STORAGE_URL``, else the shared SQLite file).
+
+    Opened now, so a bad path or an unreachable server fails here, naming it.
+    """
+    from asyncdag.storage import open_storage as storage_for_url
+
+    storage = storage_for_url(url)
     storage.open()
     return storage
 

@@ -24,7 +24,7 @@ from asyncdag._workspace import UsageError, add_source_arguments, selected_pipel
 from asyncdag._workspace._stop import STOP_SIGNALS, add_grace_period_argument, stop_on_signals
 
 from ._app import EXIT_STORAGE, find_error
-from ._common import add_run_arguments, make_console, open_storage, where
+from ._common import add_run_arguments, add_storage_argument, make_console, open_storage, where
 from ._ending import RunEnding
 
 if TYPE_CHECKING:
@@ -44,7 +44,8 @@ def register(subparsers: Any) -> None:
         help="run a pipeline and record it in the run history",
         description=(
             "Run a pipeline, showing progress and logs, and record it with every event in the "
-            "run history ($ASYNCDAG_HOME/asyncdag.db). Ctrl-C or SIGTERM cancels the run; a "
+            "run history (--storage, else $ASYNCDAG_STORAGE_URL, else $ASYNCDAG_HOME/asyncdag.db). "
+            "Ctrl-C or SIGTERM cancels the run; a "
             "second signal, or the run still going after --grace-period, exits at once with "
             "the run recorded CANCELED. Exit code: 0 success, 1 failed, 2 bad input, "
             "3 the run ended but the run history could not store all of it, "
@@ -70,6 +71,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--no-storage", action="store_true", help="do not record this run in the run history"
     )
+    add_storage_argument(parser)
     add_grace_period_argument(parser, what="a canceled run")
     tracing = parser.add_argument_group(
         "tracing", "export OpenTelemetry spans (else OTEL_* variables decide)"
@@ -150,7 +152,7 @@ def execute_command(args: argparse.Namespace) -> int:
         backend=args.backend,
     )
     telemetry = _configure_tracing(args)
-    storage = None if args.no_storage else open_storage()
+    storage = None if args.no_storage else open_storage(args.storage)
     view = _make_view(args, pipeline)
     ending = RunEnding(view=view, storage=storage, telemetry=telemetry, grace=args.grace_period)
     try:
@@ -159,7 +161,7 @@ def execute_command(args: argparse.Namespace) -> int:
         raise _storage_failure(exc, storage) from exc
     finally:
         ending.close()
-    view.summarize(result, recorded_in=None if storage is None else str(storage.path))  # type: ignore[attr-defined]
+    view.summarize(result, recorded_in=None if storage is None else where(storage))
     if ending.history_error is not None and storage is not None:
         # The run happened (its outcome is above); its history is incomplete: say so once.
         print(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from asyncdag._workspace import UsageError
 
-from ._common import call, make_console, open_storage, resolve_run_id
+from ._common import add_storage_argument, call, make_console, open_storage, resolve_run_id
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -57,6 +57,7 @@ def register(subparsers: Any) -> None:
         "--limit", type=int, default=20, metavar="N", help="show at most N runs (default 20)"
     )
     listing.add_argument("--json", action="store_true", help="print the runs as a JSON array")
+    add_storage_argument(listing)
     listing.set_defaults(handler=_list)
 
     show = subparsers.add_parser(
@@ -83,6 +84,7 @@ def register(subparsers: Any) -> None:
         help=f"only events at this level or above ({', '.join(_LEVELS)})",
     )
     show.add_argument("--json", action="store_true", help="print the run and its events as JSON")
+    add_storage_argument(show)
     show.set_defaults(handler=_show)
 
     delete = subparsers.add_parser(
@@ -94,6 +96,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="delete the run even if it is still running (its later events are not stored)",
     )
+    add_storage_argument(delete)
     delete.set_defaults(handler=_delete)
 
 
@@ -115,7 +118,7 @@ def _list(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--limit must be a whole number from 1 to {_MAX_LIMIT} (2**63 - 1), got {args.limit}"
         )
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         runs: list[RunRecord] = call(
             storage.list_runs,
             pipeline_name=args.pipeline,
@@ -161,7 +164,7 @@ def _show(args: argparse.Namespace) -> int:
     """
     import anyio
 
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         record = resolve_run_id(storage, args.run_id)
         show = _show_json if args.json else _show_text
         anyio.run(show, storage, record, args)
@@ -344,7 +347,7 @@ def _delete(args: argparse.Namespace) -> int:
     A run still going is refused unless --force: cancel it first (Ctrl-C where it
     runs, or Cancel in the UI), or force it, and its later events are not stored.
     """
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         record = resolve_run_id(storage, args.run_id)
         if record.status.value == "STARTED" and not args.force:
             where = f" (pid {record.pid} on {record.hostname})" if record.pid else ""

@@ -1,7 +1,9 @@
 """``asyncdag scheduler run``: run every schedule and sensor of some files until stopped.
 
-The scheduler shares the run history with the CLI and the web UI; several may
-run at once (here and in ``asyncdag ui``) and each tick still runs once.
+The scheduler shares the run history with the CLI and the web UI (--storage URL,
+else $ASYNCDAG_STORAGE_URL, else $ASYNCDAG_HOME/asyncdag.db: PostgreSQL when they
+run on several hosts); several may run at once (here and in ``asyncdag ui``) and
+each tick still runs once.
 Ctrl-C (or SIGTERM) stops the loops and releases their leases, so another
 process takes over at once; runs already started then finish
 (``--on-stop wait``, the default; a second Ctrl-C cancels them) or are
@@ -20,7 +22,7 @@ from typing import Any
 from asyncdag._workspace import UsageError, add_source_arguments, loaded_workspace
 
 from ._app import EXIT_CANCELED
-from ._common import make_console, open_storage
+from ._common import add_storage_argument, make_console, open_storage
 
 __all__ = ["register"]
 
@@ -51,6 +53,7 @@ def register(subparsers: Any) -> None:
         default="asyncio",
         help="the event loop to run on (default: asyncio)",
     )
+    add_storage_argument(parser)
     parser.set_defaults(handler=_run)
 
 
@@ -74,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     console = make_console(stderr=True)
     install_log_handler(console)
-    storage = open_storage()
+    storage = open_storage(args.storage)
     try:
         scheduler = Scheduler(definitions, storage=storage, lease_ttl=args.lease_ttl)
         schedules = sum(1 for d in definitions if d.name in workspace.schedules)
@@ -85,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         signum = anyio.run(_serve, scheduler, args.on_stop, console, backend=args.backend)
     finally:
-        storage.close()  # type: ignore[attr-defined]
+        storage.close()
     return 128 + int(signum)
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from asyncdag._workspace import UsageError, add_source_arguments, loaded_workspace
 
-from ._common import call, make_console, open_storage
+from ._common import add_storage_argument, call, make_console, open_storage
 
 if TYPE_CHECKING:
     from asyncdag.automation._definitions import AutomationDefinition
@@ -49,6 +49,7 @@ def add_toggle_commands(subparsers: Any, *, kind: str) -> None:
     )
     add_source_arguments(listing)
     listing.add_argument("--json", action="store_true", help=f"print the {kind}s as JSON")
+    add_storage_argument(listing)
     listing.set_defaults(handler=_list, kind=kind)
     for verb, running in (("start", True), ("stop", False)):
         parser = subparsers.add_parser(
@@ -60,6 +61,7 @@ def add_toggle_commands(subparsers: Any, *, kind: str) -> None:
         )
         parser.add_argument("name", metavar="NAME", help=f"the {kind}")
         add_source_arguments(parser)
+        add_storage_argument(parser)
         parser.set_defaults(handler=_toggle, kind=kind, running=running)
 
 
@@ -88,7 +90,7 @@ def _list(args: argparse.Namespace) -> int:
 
     definitions = _definitions(args)
     now = time.time()
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         rows = [call(describe, d, storage, now=now, next_ticks=1) for d in definitions.values()]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -123,7 +125,7 @@ def _toggle(args: argparse.Namespace) -> int:
     from asyncdag.automation._status import set_running
 
     definition = _named(args)
-    with open_storage() as storage:  # type: ignore[attr-defined]
+    with open_storage(args.storage) as storage:
         state = call(set_running, storage, definition, args.running, now=time.time())
     print(f"{args.kind} {definition.name!r} is now {state.status.value}")
     return 0

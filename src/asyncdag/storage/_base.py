@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import attrs
 
 from asyncdag._errors import AsyncdagError
@@ -139,6 +140,9 @@ class RunRecord:
 
 _FINISHED = frozenset({RunStatus.SUCCESS, RunStatus.FAILURE, RunStatus.CANCELED})
 
+#: How often a backend that is not told of writes lets a live reader look again (seconds).
+_POLL_INTERVAL = 0.5
+
 
 class RunStorage(AutomationStorage, abc.ABC):
     """Where runs and their event logs live.  Subclass it to add a backend.
@@ -158,7 +162,11 @@ class RunStorage(AutomationStorage, abc.ABC):
 
     * Any ``str`` is stored and comes back equal: lone surrogates (a non-UTF-8
       file name decoded by Python), NUL and other control characters, in event
-      messages, step keys, failure reasons, names and tags.
+      messages, step keys, failure reasons, tags, config and event data.  The
+      identifiers (run id, pipeline name, parent run id, hostname) too, except
+      that a backend whose keys other tools join on may refuse one it cannot
+      store as plain text with a :class:`StorageError` naming it (PostgreSQL
+      refuses NUL and lone surrogates there).
     * Run config and event data hold any value: JSON values (``NaN`` and the
       infinities included) come back equal; values JSON has no type for (a
       date under an ``Any`` config field, a set, an object) come back as the
@@ -224,6 +232,31 @@ class RunStorage(AutomationStorage, abc.ABC):
     @abc.abstractmethod
     async def recover_orphaned_runs(self) -> list[str]:
         """Mark FAILED the STARTED runs of this host whose process is gone; return their ids."""
+
+    async def wait_for_events(self, run_id: str, *, after_seq: int, timeout: float) -> None:
+        """Pause a live reader until ``run_id`` may have events after ``after_seq``, or a new status.
+
+        A reader tailing a run alternates ``get_events(run_id, after_seq=cursor)``
+        and this.  It returns after ``timeout`` seconds at the latest, and may
+        return early with nothing new: read again after it, never assume.  This
+        default polls (it sleeps ``min(timeout, 0.5)``); a backend that is told of
+        writes, as PostgreSQL is through LISTEN/NOTIFY, returns as soon as one
+        commits, whichever host wrote it.
+        """
+        await anyio.sleep(max(0.0, min(timeout, _POLL_INTERVAL)))
+
+    def open(self) -> None:
+        """Connect now rather than on first use (sync, so a CLI needs no event loop for it)."""
+
+    def close(self) -> None:
+        """Release files and connections from sync code.  Safe to call twice."""
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     async def aclose(self) -> None:
         """Release files and connections.  Safe to call twice."""

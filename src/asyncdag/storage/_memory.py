@@ -57,6 +57,9 @@ class InMemoryStorage(InMemoryAutomation, RunStorage):
         self._seqs: dict[str, list[int]] = {}
         self._counter = 0
 
+    def __str__(self) -> str:
+        return "memory://"  # the URL that names it, as the CLI and UI print it
+
     async def create_run(self, record: RunRecord) -> None:
         with self._lock:
             if record.run_id in self._runs:

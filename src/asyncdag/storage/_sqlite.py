@@ -201,6 +201,9 @@ class SqliteStorage(SqliteAutomation, RunStorage):
     def __repr__(self) -> str:
         return f"SqliteStorage({str(self.path)!r})"
 
+    def __str__(self) -> str:
+        return str(self.path)  # where the runs are, as the CLI and UI print it
+
     # -- opening and closing: sync, so the CLI needs no loop for them ----------------------
 
     def open(self) -> None:

@@ -43,9 +43,11 @@ def register(subparsers: Any) -> None:
     add_grace_period_argument(parser, what="the runs still going")
     parser.add_argument(
         "--storage",
-        metavar="PATH",
+        metavar="URL",
         default=None,
-        help="SQLite run history to use (default: the one the CLI shares, under $ASYNCDAG_HOME)",
+        help="run history: postgresql://user@host/db (shared with other hosts), "
+        "sqlite:///path/file.db or a file path, memory:// (default: $ASYNCDAG_STORAGE_URL, "
+        "else the SQLite file the CLI shares, under $ASYNCDAG_HOME)",
     )
     parser.add_argument(
         "--allowed-host",
@@ -94,7 +96,7 @@ def _handle(args: argparse.Namespace) -> int:
         pipelines,
         host=args.host,
         port=args.port,
-        storage_path=args.storage,
+        storage_url=args.storage,
         jaeger_url=args.jaeger_url,
         grace_period=args.grace_period,
         allowed_hosts=args.allowed_hosts,
@@ -128,15 +130,20 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 3000,
-    storage_path: str | None = None,
+    storage_url: str | None = None,
     jaeger_url: str | None = None,
     grace_period: float = 10.0,
     allowed_hosts: Sequence[str] = (),
     auth_token: str | None = None,
     automation: Any = (),
     run_schedules: bool = True,
+    storage_path: str | None = None,
 ) -> int:
-    """Serve the UI with uvicorn until a signal stops it, on the SQLite history the CLI shares.
+    """Serve the UI with uvicorn until a signal stops it, on the run history the CLI shares.
+
+    ``storage_url`` is any storage URL or path (see :func:`asyncdag.storage.open_storage`);
+    without it, ``$ASYNCDAG_STORAGE_URL``, else the CLI's SQLite file.  ``storage_path``
+    is its older name.
 
     It answers only to the localhost names, the bound address and ``allowed_hosts``,
     and with ``auth_token`` only to requests that carry it.  ``automation`` (schedules
@@ -147,7 +154,7 @@ def serve(
     """
     from asyncdag import telemetry
     from asyncdag._errors import AsyncdagError
-    from asyncdag.storage import SqliteStorage, default_storage_path
+    from asyncdag.storage import open_storage
 
     from ._app import create_app
     from ._guard import hosts_for_bind, page_url
@@ -156,8 +163,8 @@ def serve(
     sock = bind(host, port)  # a bad or busy port is reported before anything else starts
     try:
         port = sock.getsockname()[1]
-        storage = SqliteStorage(storage_path or default_storage_path())
-        storage.open()  # a bad path fails now, with its name, not on the first request
+        storage = open_storage(storage_url or storage_path)
+        storage.open()  # a bad URL or a server that does not answer fails now, naming it
         try:
             telemetry.configure_from_env()
         except AsyncdagError as exc:  # tracing is optional: a bad OTEL_* setting must not stop it
@@ -181,7 +188,10 @@ def serve(
         if automation:
             verb = "running" if run_schedules else "listing (--no-schedules)"
             running = f", {verb} {len(schedules)} schedule(s) and {len(sensors)} sensor(s)"
-        banner = f"asyncdag ui: serving {len(pipelines)} pipeline(s){running} on {url}"
+        banner = (
+            f"asyncdag ui: serving {len(pipelines)} pipeline(s){running}, runs in {storage}, "
+            f"on {url}"  # the URL last: a terminal makes it a link, a script takes the tail
+        )
         try:
             return run_server(app, sock, grace=grace_period, banner=banner)
         finally:

@@ -49,8 +49,9 @@ _THROTTLE = 0.05
 _KEEPALIVE = 15.0
 #: How often the runs feed re-reads storage for runs other processes started or ended.
 _RUNS_RECHECK = 2.0
-#: How often a feed of a run executing in another process re-reads storage.
-_STORAGE_POLL = 0.5
+#: Longest a feed of a run executing in another process waits between two reads of storage
+#: (storage that polls returns from wait_for_events sooner; see RunStorage.wait_for_events).
+_STORAGE_POLL_MAX = 5.0
 
 
 class UINotRunningError(AsyncdagError):
@@ -318,6 +319,8 @@ class LiveRuns:
                 yield ": keep-alive\n\n"
 
     async def _storage_feed(self, run_id: str, after: int) -> AsyncIterator[str]:
+        # Between reads, wait_for_events: storage that is told of writes (PostgreSQL's
+        # LISTEN/NOTIFY) wakes this as soon as another host commits; other storage polls.
         cursor = after
         quiet = 0.0
         while True:
@@ -335,8 +338,11 @@ class LiveRuns:
                 async for message in self._handle_feed(self._handles[run_id], cursor):
                     yield message
                 return
-            await anyio.sleep(_STORAGE_POLL)
-            quiet += _STORAGE_POLL
+            waited_from = anyio.current_time()
+            await self.storage.wait_for_events(
+                run_id, after_seq=cursor, timeout=min(_STORAGE_POLL_MAX, _KEEPALIVE - quiet)
+            )
+            quiet += anyio.current_time() - waited_from
             if quiet >= _KEEPALIVE:
                 quiet = 0.0
                 yield ": keep-alive\n\n"

@@ -1,0 +1,48 @@
+"""A run's options as one frozen value.
+
+``execute_pipeline``, ``execute_pipeline_async`` and ``open_run`` keep their
+explicit keyword-only signatures (so editors and ``help()`` show every option),
+and each builds one :class:`RunOptions` that travels down from there: a new
+option is added here and to those signatures, nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from .._engine import Listener, StepLauncher
+    from ..storage import RunStorage
+
+__all__ = ["RunOptions"]
+
+
+def _listeners(value: Iterable[Listener]) -> tuple[Listener, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class RunOptions:
+    """Everything a caller may say about one run besides the pipeline and its run config.
+
+    The public entry points document each option; ``launcher`` is internal for
+    now (where steps run; None: in this process).
+    """
+
+    max_concurrency: int | None = None
+    concurrency_limits: Mapping[str, int] | None = None
+    raise_on_error: bool = False
+    tags: Mapping[str, str] | None = None
+    fail_fast: bool = False
+    storage: RunStorage | None = None
+    run_id: str | None = None
+    parent_run_id: str | None = None
+    tracing: bool = True
+    tracer_provider: TracerProvider | None = None
+    listeners: tuple[Listener, ...] = attrs.field(default=(), converter=_listeners)
+    launcher: StepLauncher | None = None

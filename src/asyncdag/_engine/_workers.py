@@ -1,0 +1,154 @@
+"""The worker tasks that run ready steps, grown on demand up to the run's bound.
+
+Spawning a task costs more than running a no-op step, so spawn cost is paid
+per unit of *parallelism*, not per node: a chain of 10,000 steps runs on one
+worker, and a worker that finds the ready queue empty waits to be woken
+rather than exiting and being spawned again.  Everything here runs on the
+event loop's thread between awaits, so it needs no locks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, Sized
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+
+if TYPE_CHECKING:
+    import anyio.abc
+
+__all__ = ["WorkerPool"]
+
+# A worker yields to the event loop at least this often, even when its steps never await.
+_STEPS_PER_CHECKPOINT = 32
+# Workers that find no work wait for more, up to this many; the rest exit.  Waking a
+# waiting worker is cheaper than spawning one, but thousands of idle workers cost memory
+# and a thundering herd at the end of the run.
+_MAX_IDLE_WORKERS = 16
+
+
+class WorkerPool:
+    """Runs what the ready queue holds on at most ``bound`` worker tasks.
+
+    The engine appends steps to :attr:`ready`, calls :meth:`spawn` when it did
+    so outside a worker, counts :attr:`done` once per step that reached a
+    final state, and calls :meth:`last_step_done` when that count reaches the
+    length of the run's step list (which grows while a fan-out yields): idle
+    workers then exit and the task group can close.
+    """
+
+    __slots__ = (
+        "_run_step",
+        "_steps",
+        "_tg",
+        "_wake",
+        "arriving",
+        "bound",
+        "done",
+        "idle",
+        "ready",
+        "running",
+        "workers",
+    )
+
+    def __init__(
+        self,
+        run_step: Callable[[Any], Awaitable[None]],
+        steps: Sized,
+        *,
+        bound: int | None,
+    ) -> None:
+        self._run_step = run_step
+        self._steps = steps
+        self.bound = bound if bound else math.inf
+        self.ready: deque[Any] = deque()
+        self._wake = anyio.Event()
+        self._tg: anyio.abc.TaskGroup | None = None
+        # The counters, and how they agree at every await:
+        #   workers == idle + arriving + running <= bound
+        #   done <= len(steps), and the run is over when they are equal
+        # idle: waiting for `_wake`.  arriving: spawned or woken but not yet at the ready
+        # queue; each will take one item, so `spawn` starts no second worker for it.
+        # running: running a step it took off the queue (its whole life: resources,
+        # attempt, hooks).  done: steps in a final state, counted by the engine in one
+        # place (a step is done once, whichever worker, retry or skip ended it).
+        self.workers = 0
+        self.idle = 0
+        self.arriving = 0
+        self.running = 0
+        self.done = 0
+
+    def start(self, tg: anyio.abc.TaskGroup) -> None:
+        """Start workers for what is ready, in ``tg``, which lives as long as the run."""
+        self._tg = tg
+        self.spawn()
+
+    def spawn(self, freeing: int = 0) -> None:
+        """Wake idle workers and start new ones for what the ready queue holds.
+
+        ``freeing`` is 1 when called by a worker about to loop for more work:
+        that worker will take one item itself.
+        """
+        backlog = len(self.ready) - freeing - self.arriving
+        if backlog <= 0:
+            return
+        if self.idle:
+            backlog -= self.idle
+            self._wake_idle()
+        tg = self._tg
+        assert tg is not None, "spawn() before start()"
+        while backlog > 0 and self.workers < self.bound:
+            self.workers += 1
+            self.arriving += 1
+            backlog -= 1
+            tg.start_soon(self._worker)
+
+    def last_step_done(self) -> None:
+        """Every step reached a final state: let idle workers see the run is over and exit."""
+        if self.idle:
+            self._wake_idle()
+
+    def _wake_idle(self) -> None:
+        # Woken workers stop counting as idle now, not when they next run, so that
+        # a second call before they run does not count on them twice.
+        self.arriving += self.idle
+        self.idle = 0
+        self._wake.set()
+        self._wake = anyio.Event()
+
+    async def _worker(self) -> None:
+        ready = self.ready
+        steps = self._steps  # grows while a fan-out yields: compare with its length
+        run_step = self._run_step
+        streak = 0
+        self.arriving -= 1
+        try:
+            while True:
+                if ready:
+                    self.running += 1
+                    await run_step(ready.popleft())
+                    self.spawn(1)
+                    streak += 1
+                    if streak >= _STEPS_PER_CHECKPOINT:
+                        # Steps that never await would otherwise hold the loop for the whole
+                        # run; a checkpoint lets other tasks (and cancellation) in.
+                        streak = 0
+                        await anyio.lowlevel.checkpoint()
+                    self.running -= 1
+                    continue
+                if self.done >= len(steps) or self.idle >= _MAX_IDLE_WORKERS:
+                    return
+                self.idle += 1
+                wake = self._wake
+                try:
+                    await wake.wait()
+                except BaseException:
+                    if not wake.is_set():
+                        self.idle -= 1
+                    raise
+                self.arriving -= 1
+        finally:
+            self.workers -= 1

@@ -1,0 +1,112 @@
+"""The worker pool: its counters agree at every await, and it never exceeds its bound."""
+
+from __future__ import annotations
+
+import anyio
+import anyio.lowlevel
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asyncdag._engine._workers import WorkerPool
+
+
+class Steps:
+    """A stand-in for the engine: each step awaits a little, then releases a few more steps
+    (its dependents) and is counted done; the pool's invariant is checked at every await."""
+
+    def __init__(
+        self,
+        total: int,
+        bound: int | None,
+        awaits: list[int],
+        fanout: list[int],
+        *,
+        dispatch: bool = True,
+    ) -> None:
+        self.total = total
+        self.dispatch = dispatch
+        self.awaits = awaits
+        self.fanout = fanout
+        self.released = 0
+        self.items: list[int] = []  # the run's step list: grows as steps are released
+        self.pool = WorkerPool(self.run_step, self.items, bound=bound)
+        self.peak = 0
+        self.broken: list[str] = []
+
+    def release(self, count: int) -> None:
+        for _ in range(min(count, self.total - self.released)):
+            self.items.append(self.released)
+            self.pool.ready.append(self.released)
+            self.released += 1
+
+    def check(self) -> None:
+        pool = self.pool
+        if pool.workers != pool.idle + pool.arriving + pool.running:
+            self.broken.append(
+                f"workers={pool.workers} idle={pool.idle} arriving={pool.arriving} "
+                f"running={pool.running}"
+            )
+        if pool.workers > pool.bound:
+            self.broken.append(f"workers={pool.workers} > bound={pool.bound}")
+        self.peak = max(self.peak, pool.running)
+
+    async def run_step(self, item: int) -> None:
+        self.check()
+        for _ in range(self.awaits[item % len(self.awaits)]):
+            await anyio.lowlevel.checkpoint()
+            self.check()
+        # Its dependents become ready: the worker takes one itself; with `dispatch`, workers
+        # are also started at once (as for a fan-out's mapped steps).
+        self.release(self.fanout[item % len(self.fanout)])
+        if self.dispatch:
+            self.pool.spawn()
+        self.pool.done += 1
+        if self.pool.done == self.total:
+            self.pool.last_step_done()
+
+
+async def run_pool(total: int, bound: int | None, awaits: list[int], fanout: list[int]) -> Steps:
+    steps = Steps(total, bound, awaits, fanout)
+    async with anyio.create_task_group() as tg:
+        steps.release(1)
+        steps.pool.start(tg)
+        # Keep the run alive until every step was released and done, as the engine's
+        # step count does (a step releasing none could otherwise end the run early).
+        while steps.pool.done < total:
+            if not steps.pool.ready and steps.pool.running == 0:
+                steps.release(1)
+                steps.pool.spawn()
+            await anyio.lowlevel.checkpoint()
+            steps.check()
+    return steps
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@settings(max_examples=40, deadline=None)
+@given(
+    total=st.integers(1, 150),
+    bound=st.one_of(st.none(), st.integers(1, 20)),
+    awaits=st.lists(st.integers(0, 3), min_size=1, max_size=5),
+    fanout=st.lists(st.integers(0, 4), min_size=1, max_size=5),
+)
+def test_the_pool_counters_agree_and_respect_the_bound(
+    backend: str, total: int, bound: int | None, awaits: list[int], fanout: list[int]
+) -> None:
+    steps = anyio.run(run_pool, total, bound, awaits, fanout, backend=backend)
+    assert steps.broken == []
+    assert steps.pool.done == total
+    assert steps.pool.workers == 0  # every worker exited: the run is over
+    if bound is not None:
+        assert steps.peak <= bound
+
+
+@pytest.mark.anyio
+async def test_a_chain_of_steps_runs_on_one_worker() -> None:
+    steps = Steps(50, None, [0, 1], [1], dispatch=False)
+    async with anyio.create_task_group() as tg:
+        steps.release(1)
+        steps.pool.start(tg)
+    assert steps.broken == []
+    assert steps.pool.done == 50
+    assert steps.peak == 1
