@@ -127,11 +127,13 @@ PUBLIC = {
         "RunStorage",
         "SqliteStorage",
         "StorageError",
+        "StorageUnavailableError",
         "TickRecord",
         "STORAGE_URL_ENV",
         "TickStatus",
         "default_storage_path",
         "open_storage",
+        "orphan_reason",
     },
     "asyncdag.telemetry": {
         "DEFAULT_SERVICE_NAME",

@@ -2,16 +2,17 @@
 recorded run), show it live, record it, exit with its fate.
 
 Both store every step's outputs (``$ASYNCDAG_HOME/outputs`` unless told otherwise), so a
-failed run can be re-executed from its failure.  Exit codes: 0 success, 1 the run failed,
-2 bad input (raised as AsyncdagError before anything runs, reported by ``main``), 130/143
-canceled by SIGINT/SIGTERM (see :mod:`._ending`).
+failed run can be re-executed from its failure.  Exit codes: 0 success, 1 the run
+failed, 2 bad input (raised as AsyncdagError before anything runs, reported by
+``main``; a run history that cannot record the run's start included), 3 the run
+ended (its outcome printed) but the run history could not store all of it (one
+line says what and why), 130/143 canceled by SIGINT/SIGTERM (see :mod:`._ending`).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import os
 import sys
@@ -24,7 +25,7 @@ import attrs
 from asyncdag._workspace import UsageError, add_source_arguments, selected_pipeline_with_origin
 from asyncdag._workspace._stop import STOP_SIGNALS, add_grace_period_argument, stop_on_signals
 
-from ._app import find_error
+from ._app import EXIT_STORAGE, find_error
 from ._common import add_run_arguments, add_storage_argument, make_console, open_storage, where
 from ._ending import RunEnding
 
@@ -49,6 +50,7 @@ def register(subparsers: Any) -> None:
             "Ctrl-C or SIGTERM cancels the run; a "
             "second signal, or the run still going after --grace-period, exits at once with "
             "the run recorded CANCELED. Exit code: 0 success, 1 failed, 2 bad input, "
+            "3 the run ended but the run history could not store all of it, "
             "130 canceled by Ctrl-C (SIGINT), 143 canceled by SIGTERM. A reader of the output "
             "that leaves early (| head) does not stop the run or change its exit code."
         ),
@@ -333,6 +335,14 @@ def _execute(
         recorded_in=None if storage is None else where(storage),
         reexecutable=storage is not None and options.output_store is not None,
     )
+    if ending.history_error is not None and storage is not None:
+        # The run happened (its outcome is above); its history is incomplete: say so once.
+        print(
+            f"asyncdag: error: the run history {where(storage)} is incomplete: "
+            f"{ending.history_error}",
+            file=sys.stderr,
+        )
+        return ending.leave(EXIT_STORAGE)
     return ending.leave(ending.exit_code(result))
 
 
@@ -412,22 +422,32 @@ async def _run(
     )
     # The receiver is in place before the first event, so a Ctrl-C the moment a step
     # starts is a cancel, never a KeyboardInterrupt tearing through the engine.
+    from asyncdag.storage import StorageError
+
+    result = None
     with anyio.open_signal_receiver(*STOP_SIGNALS) as signals:
-        async with (
-            run_with_options(pipeline, run_config, run_options) as handle,
-            anyio.create_task_group() as tg,
-        ):
-            tg.start_soon(
-                functools.partial(
-                    stop_on_signals,
-                    signals,
-                    grace=ending.grace,
-                    stop=functools.partial(ending.cancel, handle),
-                    abandon=functools.partial(ending.abandon, handle),
+        try:
+            async with (
+                run_with_options(pipeline, run_config, run_options) as handle,
+                anyio.create_task_group() as tg,
+            ):
+                tg.start_soon(
+                    functools.partial(
+                        stop_on_signals,
+                        signals,
+                        grace=ending.grace,
+                        stop=functools.partial(ending.cancel, handle),
+                        abandon=functools.partial(ending.abandon, handle),
+                    )
                 )
-            )
-            result = await handle.result()
-            tg.cancel_scope.cancel()
+                result = await handle.result()
+                tg.cancel_scope.cancel()
+        except* StorageError as group:
+            if result is None:
+                raise  # the history could not record the run's start: nothing ran (exit 2)
+            # The run ended; the recorder said what it could not store (exit 3).
+            ending.history_error = find_error(group, StorageError)
+    assert result is not None
     return result
 
 
@@ -467,11 +487,16 @@ class _View:
             return
         from asyncdag._workspace import summarize_steps
 
-        from ._display import STATUS_STYLES, format_duration, steps_table
+        from ._display import STATUS_STYLES, format_duration, print_steps
 
         console = self.console
         console.print()
-        console.print(steps_table(summarize_steps(result.events, run_finished=True)))
+        see_all = (
+            f"asyncdag run show {result.run_id[:8]} --json"
+            if recorded_in
+            else "--json prints every event"
+        )
+        print_steps(console, summarize_steps(result.events, run_finished=True), see_all=see_all)
         console.print()
         status = result.status.value
         duration = format_duration(result.end_time - result.start_time)
@@ -536,17 +561,24 @@ class _LiveView(_View):
 
 
 class _JsonView(_View):
-    """``--json``: one event per line on stdout, flushed at once so a script can react to it."""
+    """``--json``: one event per line on stdout, flushed at once so a script can react to it.
+
+    Strict JSON any reader takes: NaN and infinities as strings, text ASCII-escaped.
+    """
 
     def __init__(self) -> None:
+        from asyncdag.storage._codec import dumps
+
         from ._display import silence_logs
+
+        self._dumps = dumps
 
         silence_logs()
         self._lock = threading.Lock()
         self._out = sys.stdout
 
     def on_event(self, event: Event) -> None:
-        line = json.dumps(event.to_dict(), default=str)
+        line = self._dumps(event.to_dict(), strict=True)
         with self._lock:
             self._out.write(line + "\n")
             self._out.flush()

@@ -25,6 +25,7 @@ from asyncdag.storage._base import (
     _check_window,
     _duplicate_run_message,
     _duplicate_seq_message,
+    _orphan_end,
     _orphan_event,
     _orphan_reason,
     _status_set,
@@ -183,14 +184,15 @@ class InMemoryStorage(InMemoryAutomation, RunStorage):
                 if reason is None:
                     continue
                 now = time.time()
-                seqs = self._seqs[run_id]
-                event = _orphan_event(run_id, seqs[-1] + 1 if seqs else 0, reason, now)
+                seqs, events = self._seqs[run_id], self._events[run_id]
+                end = _orphan_end(record, events[-1].timestamp if events else None, now)
+                event = _orphan_event(run_id, seqs[-1] + 1 if seqs else 0, reason, end, now)
                 seqs.append(event.seq)
-                self._events[run_id].append(event)
+                events.append(event)
                 self._runs[run_id] = (
                     index,
                     attrs.evolve(
-                        record, status=RunStatus.FAILURE, end_time=now, failure_reason=reason
+                        record, status=RunStatus.FAILURE, end_time=end, failure_reason=reason
                     ),
                 )
                 recovered.append(run_id)

@@ -23,8 +23,15 @@ import attrs
 
 from asyncdag._events import Event, EventType
 from asyncdag.storage._base import RunRecord, StorageError
-from asyncdag.storage._sqlite import _dumps
-from asyncdag.storage._sqlite import _record_from_row as _sqlite_record_from_row
+from asyncdag.storage._codec import dumps
+from asyncdag.storage._sqlite_rows import record_from_row as _sqlite_record_from_row
+
+
+def _dumps(value: Any, what: str) -> str:
+    """JSON text for ``value`` (``what`` it is, for the reader): any value, never a refusal
+    (see :mod:`asyncdag.storage._codec`)."""
+    return dumps(value)
+
 
 __all__ = [
     "EVENT_COLUMNS",

@@ -22,6 +22,7 @@ from asyncdag.storage._base import (
     RunRecord,
     StorageError,
     _duplicate_run_message,
+    _orphan_end,
     _orphan_event,
     _orphan_reason,
 )
@@ -203,16 +204,20 @@ def recover_orphans(conn: psycopg.Connection) -> list[str]:
             if reason is None:
                 continue
             now = time.time()
-            (last,) = conn.execute(
-                "SELECT max(seq) FROM asyncdag_events WHERE run_id = %s", (record.run_id,)
-            ).fetchone() or (None,)
-            event = _orphan_event(record.run_id, 0 if last is None else last + 1, reason, now)
+            last, last_time = conn.execute(
+                'SELECT seq, "timestamp" FROM asyncdag_events WHERE run_id = %s '
+                "ORDER BY seq DESC LIMIT 1",
+                (record.run_id,),
+            ).fetchone() or (None, None)
+            end = _orphan_end(record, last_time, now)  # its last event, not this moment
+            seq = 0 if last is None else last + 1
+            event = _orphan_event(record.run_id, seq, reason, end, now)
             conn.execute(
                 f"INSERT INTO asyncdag_events (run_id, {EVENT_COLUMNS}) "
                 "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                 (record.run_id, *event_rows([event])[0]),
             )
-            finish_run(conn, record.run_id, RunStatus.FAILURE, end_time=now, failure_reason=reason)
+            finish_run(conn, record.run_id, RunStatus.FAILURE, end_time=end, failure_reason=reason)
             recovered.append(record.run_id)
     return recovered
 

@@ -26,6 +26,7 @@ from asyncdag._workspace import (
     pipeline_summary,
     summarize_steps,
 )
+from asyncdag.storage import StorageError
 
 from ._automation import AUTOMATION_ENDPOINTS
 from ._config_check import check_config, scaffold_yaml
@@ -142,9 +143,12 @@ async def validate(request: Request) -> Response:
 
 
 def _launch_error(exc: Exception) -> ApiError:
-    """What launching a run raised, as the API says it: 503 with no lifespan, else 422."""
+    """What launching a run raised, as the API says it: 503 with no lifespan or no history
+    to record it in, else 422."""
     if isinstance(exc, UINotRunningError):
         return ApiError(503, str(exc))
+    if isinstance(exc, StorageError):  # the run history cannot record it: nothing ran
+        return ApiError(503, f"the run was not started: {exc}")
     if isinstance(exc, ConfigError):
         errors = [{"path": e.path, "message": e.message, "line": None} for e in exc.errors]
         return ApiError(422, str(exc), errors=errors)
