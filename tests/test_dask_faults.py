@@ -41,7 +41,10 @@ async def test_a_worker_killed_mid_step_is_retried_by_the_policy_and_succeeds_on
 ) -> None:
     await anyio.to_thread.run_sync(wait_for_workers, dask_client)
 
-    @solid(retry_policy=RetryPolicy(max_retries=1))
+    # Spare retries: with both workers killed at once, the scheduler may hand the retry
+    # to the second dead worker before it notices that one died too; that attempt is
+    # lost before its body starts (a STEP_START and a STEP_UP_FOR_RETRY, no body).
+    @solid(retry_policy=RetryPolicy(max_retries=3))
     def victim(context: Any) -> int:
         context.log.info(f"body started: attempt {context.retry_number + 1} pid {os.getpid()}")
         if context.retry_number == 0:
@@ -82,22 +85,27 @@ async def test_a_worker_killed_mid_step_is_retried_by_the_policy_and_succeeds_on
     try:
         bodies = [e.message for e in result.events if e.message.startswith("body started")]
         victim_types = [e.type for e in result.events if e.step_key == "victim"]
+        lost_unstarted = (len(victim_types) - 6) // 2
+        assert 0 <= lost_unstarted <= 2
         assert victim_types == [
             EventType.STEP_START,
             EventType.LOG,
             EventType.STEP_UP_FOR_RETRY,
+            *[EventType.STEP_START, EventType.STEP_UP_FOR_RETRY] * lost_unstarted,
             EventType.STEP_START,
             EventType.LOG,
             EventType.STEP_SUCCESS,
         ]
-        retry = next(e for e in result.events if e.type is EventType.STEP_UP_FOR_RETRY)
-        assert retry.data["error"]["type"] == "asyncdag.dask.WorkerLost"
-        assert result.output_for_solid("victim") == 2
-        # Each attempt's body ran once: Dask re-ran nothing behind the engine's back.
+        retries = [e for e in result.events if e.type is EventType.STEP_UP_FOR_RETRY]
+        assert {e.data["error"]["type"] for e in retries} == {"asyncdag.dask.WorkerLost"}
+        attempts = lost_unstarted + 2
+        assert result.output_for_solid("victim") == attempts
+        # Each attempt's body ran at most once, and only the first and the last ran at
+        # all: Dask re-ran nothing behind the engine's back.
         assert sorted(m.split(" pid")[0] for m in bodies) == [
             "body started: attempt 1",
             "body started: attempt 1",
-            "body started: attempt 2",
+            f"body started: attempt {attempts}",
         ]
         assert result.step_result("unprotected").status is StepStatus.FAILURE
         error = result.exception_for_step("unprotected")
