@@ -181,3 +181,26 @@ def test_the_dask_launcher_never_reaches_storage_or_the_shells() -> None:
 @pytest.mark.parametrize("shell,other", [("cli", "ui"), ("ui", "cli")])
 def test_the_cli_and_the_ui_never_import_each_other(shell: str, other: str) -> None:
     assert other not in ALLOWED[shell]
+
+
+def _readme_layout() -> str:
+    readme = (PACKAGE.parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n## Layout\n")
+    end = readme.find("\n## ", start + 1)
+    return readme[start : end if end != -1 else None]
+
+
+def test_the_readme_layout_names_every_module_group_in_the_tree() -> None:
+    layout = _readme_layout()
+    groups = sorted(
+        f"`{path.name}/`" if path.is_dir() else f"`{path.name}`"
+        for path in PACKAGE.iterdir()
+        if not path.name.startswith("__")
+        and (path.suffix == ".py" or (path.is_dir() and (path / "__init__.py").exists()))
+    )
+    assert groups, "no modules found"
+    assert [group for group in groups if group not in layout] == []
+
+
+def test_the_readme_layout_links_nothing_outside_the_repository() -> None:
+    assert "../" not in _readme_layout()
