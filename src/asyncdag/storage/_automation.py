@@ -314,5 +314,12 @@ def _check_limit(limit: int | None) -> None:
         raise ValueError(f"limit must be None or >= 0, got {limit}")
 
 
-def _tick_status_set(statuses: Collection[TickStatus] | None) -> frozenset[TickStatus] | None:
+def _tick_filter(
+    limit: int | None, statuses: Collection[TickStatus] | None
+) -> frozenset[TickStatus] | None:
+    """``list_ticks``' arguments checked, and the statuses it keeps (None: any status).
+
+    The one prologue of every backend's ``list_ticks``, so all refuse the same arguments.
+    """
+    _check_limit(limit)
     return None if statuses is None else frozenset(TickStatus(s) for s in statuses)

@@ -16,7 +16,7 @@ import attrs
 
 from asyncdag._errors import AsyncdagError
 from asyncdag._events import Event, EventType, RunStatus
-from asyncdag.storage._automation import AutomationStorage
+from asyncdag.storage._automation import AutomationStorage, _check_limit
 
 __all__ = [
     "RunNotFoundError",
@@ -285,14 +285,17 @@ class RunStorage(AutomationStorage, abc.ABC):
 # -- helpers both implementations share, so their semantics cannot drift apart ------------
 
 
-def _check_window(limit: int | None, offset: int) -> None:
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be None or >= 0, got {limit}")
+# The prologues of list_runs and get_events: every backend checks its arguments here first,
+# so all refuse the same ones (and list_ticks', ``_tick_filter``, checks its limit the same way).
+
+
+def _run_filter(
+    status: RunStatus | Collection[RunStatus] | None, limit: int | None, offset: int
+) -> frozenset[RunStatus] | None:
+    """``list_runs``' window checked, and the statuses it keeps (None: any status)."""
+    _check_limit(limit)
     if offset < 0:
         raise ValueError(f"offset must be >= 0, got {offset}")
-
-
-def _status_set(status: RunStatus | Collection[RunStatus] | None) -> frozenset[RunStatus] | None:
     if status is None:
         return None
     if isinstance(status, str):
@@ -300,7 +303,11 @@ def _status_set(status: RunStatus | Collection[RunStatus] | None) -> frozenset[R
     return frozenset(RunStatus(s) for s in status)
 
 
-def _type_set(types: Collection[EventType] | None) -> frozenset[EventType] | None:
+def _event_filter(
+    types: Collection[EventType] | None, limit: int | None
+) -> frozenset[EventType] | None:
+    """``get_events``' limit checked, and the event types it keeps (None: any type)."""
+    _check_limit(limit)
     return None if types is None else frozenset(EventType(t) for t in types)
 
 

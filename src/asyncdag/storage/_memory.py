@@ -22,14 +22,13 @@ from asyncdag.storage._base import (
     StorageError,
     _check_event_run_ids,
     _check_terminal,
-    _check_window,
     _duplicate_run_message,
     _duplicate_seq_message,
+    _event_filter,
     _orphan_end,
     _orphan_event,
     _orphan_reason,
-    _status_set,
-    _type_set,
+    _run_filter,
 )
 from asyncdag.storage._memory_automation import InMemoryAutomation
 
@@ -119,8 +118,7 @@ class InMemoryStorage(InMemoryAutomation, RunStorage):
         offset: int = 0,
         root_run_id: str | None = None,
     ) -> list[RunRecord]:
-        _check_window(limit, offset)
-        statuses = _status_set(status)
+        statuses = _run_filter(status, limit, offset)
         with self._lock:
             entries = list(self._runs.values())
         records = [
@@ -147,8 +145,7 @@ class InMemoryStorage(InMemoryAutomation, RunStorage):
         step_key: str | None = None,
         types: Collection[EventType] | None = None,
     ) -> list[Event]:
-        _check_window(limit, 0)
-        wanted = _type_set(types)
+        wanted = _event_filter(types, limit)
         with self._lock:
             if run_id not in self._runs:
                 return []

@@ -22,9 +22,8 @@ from asyncdag.storage._automation import (
     TickRecord,
     TickStatus,
     _abandoned,
-    _check_limit,
     _check_ttl,
-    _tick_status_set,
+    _tick_filter,
 )
 
 __all__ = ["InMemoryAutomation"]
@@ -129,8 +128,7 @@ class InMemoryAutomation(AutomationStorage):
         before: float | None = None,
         statuses: Collection[TickStatus] | None = None,
     ) -> list[TickRecord]:
-        _check_limit(limit)
-        wanted = _tick_status_set(statuses)
+        wanted = _tick_filter(limit, statuses)
         with self._automation_lock:
             ticks = list(self._ticks.get(name, {}).values())
         ticks.sort(key=lambda t: t.tick_time, reverse=True)

@@ -44,10 +44,9 @@ from asyncdag.storage._base import (
     StorageUnavailableError,
     _check_event_run_ids,
     _check_terminal,
-    _check_window,
     _duplicate_seq_message,
-    _status_set,
-    _type_set,
+    _event_filter,
+    _run_filter,
 )
 from asyncdag.storage._postgres_automation import PostgresAutomation
 from asyncdag.storage._postgres_codec import EventRow, event_rows
@@ -348,8 +347,7 @@ class PostgresStorage(PostgresAutomation, RunStorage):
         offset: int = 0,
         root_run_id: str | None = None,
     ) -> list[RunRecord]:
-        _check_window(limit, offset)
-        statuses = _status_set(status)
+        statuses = _run_filter(status, limit, offset)
         if statuses is not None and not statuses:
             return []
         select = functools.partial(
@@ -373,8 +371,7 @@ class PostgresStorage(PostgresAutomation, RunStorage):
         step_key: str | None = None,
         types: Collection[EventType] | None = None,
     ) -> list[Event]:
-        _check_window(limit, 0)
-        wanted = _type_set(types)
+        wanted = _event_filter(types, limit)
         if wanted is not None and not wanted:
             return []
         select = functools.partial(

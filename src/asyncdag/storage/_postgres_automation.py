@@ -41,9 +41,8 @@ from asyncdag.storage._automation import (
     TickRecord,
     TickStatus,
     _abandoned,
-    _check_limit,
     _check_ttl,
-    _tick_status_set,
+    _tick_filter,
 )
 from asyncdag.storage._base import StorageError
 from asyncdag.storage._postgres_codec import (
@@ -204,8 +203,7 @@ class PostgresAutomation(AutomationStorage):
         before: float | None = None,
         statuses: Collection[TickStatus] | None = None,
     ) -> list[TickRecord]:
-        _check_limit(limit)
-        wanted = _tick_status_set(statuses)
+        wanted = _tick_filter(limit, statuses)
         if wanted is not None and not wanted:
             return []
         query = f"SELECT {_TICK} FROM asyncdag_automation_ticks WHERE instigator_name = %s"

@@ -60,14 +60,13 @@ from asyncdag.storage._base import (
     StorageUnavailableError,
     _check_event_run_ids,
     _check_terminal,
-    _check_window,
     _duplicate_run_message,
     _duplicate_seq_message,
+    _event_filter,
     _orphan_end,
     _orphan_event,
     _orphan_reason,
-    _status_set,
-    _type_set,
+    _run_filter,
     default_storage_path,
 )
 from asyncdag.storage._sqlite_automation import AUTOMATION_SCHEMA, SqliteAutomation
@@ -422,8 +421,7 @@ class SqliteStorage(SqliteAutomation, RunStorage):
         offset: int = 0,
         root_run_id: str | None = None,
     ) -> list[RunRecord]:
-        _check_window(limit, offset)
-        statuses = _status_set(status)
+        statuses = _run_filter(status, limit, offset)
         if statuses is not None and not statuses:
             return []
         where: list[str] = []
@@ -464,8 +462,7 @@ class SqliteStorage(SqliteAutomation, RunStorage):
         step_key: str | None = None,
         types: Collection[EventType] | None = None,
     ) -> list[Event]:
-        _check_window(limit, 0)
-        wanted = _type_set(types)
+        wanted = _event_filter(types, limit)
         if (wanted is not None and not wanted) or limit == 0:
             return []
         after = min(max(after_seq, -1), 2**63 - 1)

@@ -28,9 +28,8 @@ from asyncdag.storage._automation import (
     TickRecord,
     TickStatus,
     _abandoned,
-    _check_limit,
     _check_ttl,
-    _tick_status_set,
+    _tick_filter,
 )
 
 __all__ = ["AUTOMATION_SCHEMA", "SqliteAutomation"]
@@ -212,8 +211,7 @@ class SqliteAutomation(AutomationStorage):
         before: float | None = None,
         statuses: Collection[TickStatus] | None = None,
     ) -> list[TickRecord]:
-        _check_limit(limit)
-        wanted = _tick_status_set(statuses)
+        wanted = _tick_filter(limit, statuses)
         if wanted is not None and not wanted:
             return []
         sql = f"SELECT {_TICK_COLUMNS} FROM automation_ticks WHERE instigator_name = ?"
