@@ -51,6 +51,7 @@ from asyncdag.storage._postgres_codec import (
     storable_text,
     unescape_text,
 )
+from asyncdag.storage._sql_where import ticks_where
 from asyncdag.storage._sqlite_automation import (
     _STATE_COLUMNS,
     _TICK_COLUMNS,
@@ -206,14 +207,8 @@ class PostgresAutomation(AutomationStorage):
         wanted = _tick_filter(limit, statuses)
         if wanted is not None and not wanted:
             return []
-        query = f"SELECT {_TICK} FROM asyncdag_automation_ticks WHERE instigator_name = %s"
-        params: list[Any] = [name]
-        if before is not None:
-            query += " AND tick_time < %s"
-            params.append(before)
-        if wanted is not None:
-            query += " AND status = ANY(%s)"
-            params.append([s.value for s in wanted])
+        where, params = ticks_where("%s", name=name, before=before, statuses=wanted)
+        query = f"SELECT {_TICK} FROM asyncdag_automation_ticks{where}"
         query += " ORDER BY tick_time DESC LIMIT %s"  # LIMIT NULL is no limit
         params.append(limit)
         return await self._call(functools.partial(_ticks, query=query, params=params))

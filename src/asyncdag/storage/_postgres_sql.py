@@ -38,6 +38,7 @@ from asyncdag.storage._postgres_codec import (
     run_row,
     step_key_param,
 )
+from asyncdag.storage._sql_where import runs_where
 
 if TYPE_CHECKING:
     import psycopg
@@ -242,26 +243,15 @@ def select_runs(
     root_run_id: str | None = None,
 ) -> list[RunRecord]:
     """Newest first (by start time, then creation), runs never started last."""
-    where: list[str] = []
-    params: list[Any] = []
-    if root_run_id is not None:
-        where.append("(root_run_id = %s OR run_id = %s)")
-        params += [root_run_id, root_run_id]
-    if pipeline_name is not None:
-        where.append("pipeline_name = %s")
-        params.append(pipeline_name)
-    if statuses is not None:
-        where.append("status = ANY(%s)")
-        params.append([s.value for s in statuses])
-    if since is not None:
-        where.append("start_time >= %s")
-        params.append(since)
-    if until is not None:
-        where.append("start_time < %s")
-        params.append(until)
-    query = f"SELECT {RUN_COLUMNS} FROM asyncdag_runs"
-    if where:
-        query += " WHERE " + " AND ".join(where)
+    where, params = runs_where(
+        "%s",
+        pipeline_name=pipeline_name,
+        root_run_id=root_run_id,
+        statuses=statuses,
+        since=since,
+        until=until,
+    )
+    query = f"SELECT {RUN_COLUMNS} FROM asyncdag_runs{where}"
     query += " ORDER BY start_time DESC NULLS LAST, id DESC LIMIT %s OFFSET %s"
     params += [limit, offset]  # LIMIT NULL is no limit
     return [record_from_row(row) for row in conn.execute(query, params)]  # type: ignore[arg-type]

@@ -69,6 +69,7 @@ from asyncdag.storage._base import (
     _run_filter,
     default_storage_path,
 )
+from asyncdag.storage._sql_where import runs_where
 from asyncdag.storage._sqlite_automation import AUTOMATION_SCHEMA, SqliteAutomation
 from asyncdag.storage._sqlite_rows import (
     RUN_COLUMNS,
@@ -424,27 +425,17 @@ class SqliteStorage(SqliteAutomation, RunStorage):
         statuses = _run_filter(status, limit, offset)
         if statuses is not None and not statuses:
             return []
-        where: list[str] = []
-        params: list[Any] = []
-        if pipeline_name is not None:
-            where.append("pipeline_name = ?")
-            params.append(text(pipeline_name))
-        if root_run_id is not None:
-            where.append("(root_run_id = ? OR run_id = ?)")
-            params += [text(root_run_id), text(root_run_id)]
-        if statuses is not None:
-            where.append(f"status IN ({','.join('?' * len(statuses))})")
-            params.extend(s.value for s in statuses)
-        if since is not None:
-            where.append("start_time >= ?")
-            params.append(since)
-        if until is not None:
-            where.append("start_time < ?")
-            params.append(until)
+        where, params = runs_where(
+            "?",
+            pipeline_name=pipeline_name,
+            root_run_id=root_run_id,
+            statuses=statuses,
+            since=since,
+            until=until,
+            text=text,
+        )
         # DESC puts NULL start times last: SQLite sorts NULL below every number.
-        sql = f"SELECT {RUN_COLUMNS} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        sql = f"SELECT {RUN_COLUMNS} FROM runs{where}"
         sql += " ORDER BY start_time DESC, id DESC LIMIT ? OFFSET ?"
         params += [_sql_int(limit), _sql_int(offset)]
 

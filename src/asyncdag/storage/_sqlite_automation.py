@@ -31,6 +31,7 @@ from asyncdag.storage._automation import (
     _check_ttl,
     _tick_filter,
 )
+from asyncdag.storage._sql_where import ticks_where
 
 __all__ = ["AUTOMATION_SCHEMA", "SqliteAutomation"]
 
@@ -214,14 +215,8 @@ class SqliteAutomation(AutomationStorage):
         wanted = _tick_filter(limit, statuses)
         if wanted is not None and not wanted:
             return []
-        sql = f"SELECT {_TICK_COLUMNS} FROM automation_ticks WHERE instigator_name = ?"
-        params: list[Any] = [name]
-        if before is not None:
-            sql += " AND tick_time < ?"
-            params.append(before)
-        if wanted is not None:
-            sql += f" AND status IN ({','.join('?' * len(wanted))})"
-            params.extend(s.value for s in wanted)
+        where, params = ticks_where("?", name=name, before=before, statuses=wanted)
+        sql = f"SELECT {_TICK_COLUMNS} FROM automation_ticks{where}"
         sql += " ORDER BY tick_time DESC LIMIT ?"
         params.append(-1 if limit is None else limit)
 
