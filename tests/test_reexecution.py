@@ -507,6 +507,57 @@ async def test_a_value_that_cannot_be_stored_fails_its_step_and_nothing_else(
     assert runs.store.get(OutputKey(result.run_id, "fine", "result")) == 1
 
 
+class _OneAtATime(FilesystemOutputStore):
+    """A store that notes how many puts overlap, and refuses one step's output."""
+
+    def __init__(self, base: Path) -> None:
+        super().__init__(base)
+        self.active = 0
+        self.most = 0
+        self.puts = 0
+        self._count = threading.Lock()
+
+    def put(self, key: Any, value: Any, **options: Any) -> Any:
+        with self._count:
+            self.active += 1
+            self.most = max(self.most, self.active)
+            self.puts += 1
+        try:
+            threading.Event().wait(0.002)  # a slow disk: overlapping writers would show
+            if key.step_key == "w7":
+                raise OSError("simulated bad sector")
+            return super().put(key, value, **options)
+        finally:
+            with self._count:
+                self.active -= 1
+
+
+async def test_steps_ending_together_are_written_by_one_writer_and_fail_alone(
+    tmp_path: Path,
+) -> None:
+    @solid
+    async def w(context: Any) -> str:
+        return context.step_key
+
+    @pipeline
+    def wide() -> None:
+        for i in range(24):
+            w.alias(f"w{i}")()
+
+    store = _OneAtATime(tmp_path / "outputs")
+    runs = Runs(store=store)
+    result = await runs.run(wide, raise_on_error=False)
+    assert store.puts == 24
+    assert store.most == 1  # batched: one writer thread, not a thread per step
+    statuses = {key: r.status for key, r in result.step_results.items()}
+    assert statuses.pop("w7") is StepStatus.FAILURE
+    assert set(statuses.values()) == {StepStatus.SUCCESS}
+    error = result.step_results["w7"].error
+    assert error is not None and "simulated bad sector" in error.message
+    outputs = [e for e in result.events if e.type is EventType.STEP_OUTPUT]
+    assert sorted(e.step_key for e in outputs) == sorted(statuses)
+
+
 async def test_a_full_disk_fails_the_step_clearly_and_keeps_the_rest(tmp_path: Path) -> None:
     import errno
 

@@ -84,6 +84,8 @@ class FilesystemOutputStore(OutputStore):
     # -- where things go ---------------------------------------------------------------------
 
     def _filesystem(self) -> tuple[Any, str]:
+        if self._fs is not None:  # set last, once: no lock on every put
+            return self._fs, self._root
         with self._lock:
             if self._fs is None:
                 import fsspec.core  # imported on first use: `import asyncdag` stays light
@@ -96,8 +98,9 @@ class FilesystemOutputStore(OutputStore):
                         "backend for its protocol (s3fs for s3://, gcsfs for gs://) or give a "
                         "local directory"
                     ) from exc
-                self._fs, self._root = fs, root.rstrip("/")
+                self._root = root.rstrip("/")
                 self._local = _is_local(fs)
+                self._fs = fs
             return self._fs, self._root
 
     def _path(self, key: OutputKey, serializer: Serializer) -> str:
