@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from asyncdag.storage import RunRecord, RunStorage
 
 __all__ = [
+    "add_backend_argument",
     "add_run_arguments",
     "add_storage_argument",
     "call",
@@ -45,6 +46,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="YAML",
         help="run config file (repeatable; later files override earlier ones key by key)",
     )
+    add_backend_argument(parser)
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """``--backend``: the event loop, for every command that runs one (pipelines, the scheduler)."""
     parser.add_argument(
         "--backend",
         choices=("asyncio", "trio"),

@@ -22,7 +22,7 @@ from typing import Any
 from asyncdag._workspace import UsageError, add_source_arguments, loaded_workspace
 
 from ._app import EXIT_CANCELED
-from ._common import add_storage_argument, make_console, open_storage
+from ._common import add_backend_argument, add_storage_argument, make_console, open_storage
 
 __all__ = ["register"]
 
@@ -47,12 +47,7 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="how long a silent scheduler keeps its schedules before another takes over (30)",
     )
-    parser.add_argument(
-        "--backend",
-        choices=("asyncio", "trio"),
-        default="asyncio",
-        help="the event loop to run on (default: asyncio)",
-    )
+    add_backend_argument(parser)
     add_storage_argument(parser)
     parser.set_defaults(handler=_run)
 
