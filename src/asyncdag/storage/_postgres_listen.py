@@ -29,14 +29,15 @@ import attrs
 import psycopg
 from psycopg import sql
 
+# Reconnecting to LISTEN keeps the pace of the outbox's retries: one server, one policy.
+from asyncdag.storage._postgres_outbox import _FIRST_DELAY, _MAX_DELAY
+
 __all__ = ["Listener", "Waiter"]
 
 _log = logging.getLogger("asyncdag.storage")
 
 #: How long the thread waits on a quiet connection before checking it is alive.
 _KEEPALIVE = 30.0
-_FIRST_DELAY = 0.05
-_MAX_DELAY = 2.0
 
 
 @attrs.define(eq=False)

@@ -32,6 +32,8 @@ __all__ = ["Outbox", "PendingWrite"]
 
 _log = logging.getLogger("asyncdag.storage")
 
+#: The pace of retries while the server is unreachable (seconds, doubling up to the second);
+#: the LISTEN thread (``_postgres_listen``) reconnects at the same pace.
 _FIRST_DELAY = 0.05
 _MAX_DELAY = 2.0
 #: How long close() waits for a write attempt in flight once it has given up on the queue.
