@@ -55,6 +55,7 @@ from asyncdag.storage._sql_where import ticks_where
 from asyncdag.storage._sqlite_automation import (
     _STATE_COLUMNS,
     _TICK_COLUMNS,
+    _lease_from_row,
     _state_from_row,
     _tick_from_row,
     _tick_row,
@@ -348,14 +349,14 @@ def _active_runs(conn: psycopg.Connection, *, name: str) -> list[str]:
 def _lease(conn: psycopg.Connection, name: str, *, lock: bool = False) -> Lease | None:
     query = _LEASE + " FOR SHARE" if lock else _LEASE
     row = conn.execute(query, (name,)).fetchone()  # type: ignore[arg-type]
-    return None if row is None else Lease(name=row[0], owner=row[1], expires_at=row[2])
+    return None if row is None else _lease_from_row(row)
 
 
 def _acquire_lease(conn: psycopg.Connection, *, params: tuple[Any, ...]) -> Lease:
     for _ in range(_ATTEMPTS):
         row = conn.execute(_ACQUIRE_LEASE, params).fetchone()  # type: ignore[arg-type]
         if row is not None:
-            return Lease(name=row[0], owner=row[1], expires_at=row[2])  # taken or renewed
+            return _lease_from_row(row)  # taken or renewed
         lease = _lease(conn, params[0])  # held by another; unless released meanwhile
         if lease is not None:
             return lease

@@ -345,7 +345,11 @@ def _get_lease(conn: sqlite3.Connection, name: str) -> Lease | None:
     row = conn.execute(
         "SELECT name, owner, expires_at FROM automation_leases WHERE name = ?", (name,)
     ).fetchone()
-    return None if row is None else Lease(name=row[0], owner=row[1], expires_at=row[2])
+    return None if row is None else _lease_from_row(row)
+
+
+def _lease_from_row(row: tuple[Any, ...]) -> Lease:
+    return Lease(name=row[0], owner=row[1], expires_at=row[2])
 
 
 def _tick_row(tick: TickRecord, *, status: TickStatus | None = None) -> tuple[Any, ...]:
