@@ -19,7 +19,7 @@ from .._errors import DefinitionError
 from ._builder import GraphNode, Node, _current_builder, _GraphBuilder
 from ._handles import _wrap_mapped as _wrap_mapped
 from ._hooks import HookDefinition
-from ._retry import RetryPolicy
+from ._retry import RetryPolicy, _check_retry_policy
 from ._solid import _check_hooks, _freeze_tags
 from ._sources import InputSource as InputSource
 
@@ -135,11 +135,7 @@ def _build_pipeline(
             f"pipeline {name!r}: the body takes no arguments; feed inputs from solids or from "
             f"run config (solids.<name>.inputs), not {[p.name for p in params]}"
         )
-    if solid_retry_policy is not None and not isinstance(solid_retry_policy, RetryPolicy):
-        raise DefinitionError(
-            f"pipeline {name!r}: solid_retry_policy must be a RetryPolicy, "
-            f"got {solid_retry_policy!r}"
-        )
+    _check_retry_policy(f"pipeline {name!r}: solid_retry_policy", solid_retry_policy)
     hook_defs = _check_hooks(f"pipeline {name!r}", hooks or ())
     builder = _GraphBuilder(name, default_retry_policy=solid_retry_policy)
     token = _current_builder.set(builder)

@@ -111,3 +111,12 @@ class RetryPolicy:
             "jitter": self.jitter.value if self.jitter else None,
             "retry_on": [t.__qualname__ for t in self.retry_on],
         }
+
+
+def _check_retry_policy(where: str, value: Any) -> None:
+    """Refuse anything but a RetryPolicy or None where a solid or pipeline takes one.
+
+    ``where`` names the argument (``"solid 'x': retry_policy"``), so the message says whose.
+    """
+    if value is not None and not isinstance(value, RetryPolicy):
+        raise DefinitionError(f"{where} must be a RetryPolicy, got {value!r}")

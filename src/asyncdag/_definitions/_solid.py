@@ -28,7 +28,7 @@ from ._handles import _wrap_mapped as _wrap_mapped
 from ._hooks import HookDefinition
 from ._outputs import DynamicOut, Out
 from ._resources import resource_keys
-from ._retry import RetryPolicy
+from ._retry import RetryPolicy, _check_retry_policy
 from ._sources import DEFAULT_OUTPUT
 from ._sources import InputSource as InputSource
 
@@ -461,10 +461,7 @@ def solid(
                 f"solid {solid_name!r}: priority must be an int (higher starts first), "
                 f"got {priority!r}"
             )
-        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
-            raise DefinitionError(
-                f"solid {solid_name!r}: retry_policy must be a RetryPolicy, got {retry_policy!r}"
-            )
+        _check_retry_policy(f"solid {solid_name!r}: retry_policy", retry_policy)
         _check_executor(solid_name, executor)
         _check_dask_resources(solid_name, tags)
         takes_context, input_defs = _input_defs_of(func, solid_name)
