@@ -548,3 +548,58 @@ async def test_a_lease_left_by_a_stopped_scheduler_passes_on_at_once(
     ticks = await storage.list_ticks("hourly")
     assert [t.status for t in ticks] == [TickStatus.SUCCESS, TickStatus.SUCCESS]
     assert SEEN == ["01:00", "02:00"]
+
+
+# -- stored outputs ----------------------------------------------------------------------------
+
+FLAKY = {"fail": True}
+
+
+@solid
+def fetched() -> int:
+    return 20
+
+
+@solid
+def summed(value: int) -> int:
+    if FLAKY["fail"]:
+        raise RuntimeError("the summary service is down")
+    return value + 1
+
+
+@pipeline
+def nightly_job() -> None:
+    summed(fetched())
+
+
+@schedule(cron_schedule="0 * * * *", pipeline=nightly_job)
+def nightly(context: ScheduleEvaluationContext) -> dict[str, Any]:
+    return {}
+
+
+async def test_a_scheduled_run_stores_its_outputs_and_is_reexecuted_from_its_failure(
+    storage: RunStorage, clock: ManualClock, tmp_path: Path
+) -> None:
+    from asyncdag import EventType, execute_pipeline_async
+    from asyncdag.outputs import FilesystemOutputStore, OutputKey
+
+    store = FilesystemOutputStore(tmp_path / "outputs")
+    FLAKY["fail"] = True
+    scheduler = make([nightly], storage, clock, output_store=store)
+    async with scheduler.running():
+        await step_to(scheduler, clock, T0 + HOUR + 30)
+    (failed,) = await storage.list_runs()
+    assert failed.status is RunStatus.FAILURE
+    assert store.get(OutputKey(failed.run_id, "fetched", "result")) == 20
+
+    FLAKY["fail"] = False
+    again = await execute_pipeline_async(
+        nightly_job,
+        storage=storage,
+        output_store=store,
+        reexecute_from=failed.run_id,
+        from_failure=True,
+    )
+    assert again.output_for_solid("summed") == 21
+    started = [e.step_key for e in again.events if e.type is EventType.STEP_START]
+    assert started == ["summed"]  # fetched came from the scheduled run's store

@@ -58,6 +58,7 @@ from ._status import by_name, effective_status, iso
 
 if TYPE_CHECKING:
     from asyncdag._definitions import PipelineDefinition
+    from asyncdag.outputs import OutputStore
     from asyncdag.storage import RunStorage
 
 __all__ = [
@@ -109,6 +110,9 @@ class Scheduler:
     passes its own so scheduled runs show live.  ``lease_ttl`` is how long a
     silent process keeps its schedules before another takes them over;
     ``evaluation_timeout`` bounds a schedule or sensor function, on ``clock``.
+    ``output_store`` keeps the default launcher's runs' step outputs, so a
+    scheduled run that failed can be re-executed from its failure (the
+    ``asyncdag scheduler run`` command passes the CLI's store).
     """
 
     def __init__(
@@ -122,6 +126,7 @@ class Scheduler:
         evaluation_timeout: float | None = 60.0,
         error_backoff: float = 5.0,
         owner: str | None = None,
+        output_store: OutputStore | None = None,
     ) -> None:
         if not lease_ttl > 0:
             raise AsyncdagError(f"lease_ttl must be > 0 seconds, got {lease_ttl!r}")
@@ -133,6 +138,7 @@ class Scheduler:
         self.evaluation_timeout = evaluation_timeout
         self.error_backoff = error_backoff
         self._launcher = launcher
+        self.output_store = output_store
         self._since: dict[str, float] = {}  # name -> when this process took its lease
         self._naps: dict[str, tuple[float, anyio.CancelScope]] = {}
         self._inflight: dict[str, dict[str, RunHandle]] = {}  # name -> run id -> handle
@@ -586,7 +592,12 @@ class Scheduler:
         self._run_tasks += 1
         try:
             async with open_run(
-                pipeline, run_config, tags=tags, storage=self.storage, run_id=run_id
+                pipeline,
+                run_config,
+                tags=tags,
+                storage=self.storage,
+                run_id=run_id,
+                output_store=self.output_store,
             ) as handle:
                 started = True
                 task_status.started(handle)

@@ -23,12 +23,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "add_backend_argument",
+    "add_output_store_arguments",
     "add_run_arguments",
     "add_storage_argument",
     "call",
     "make_console",
     "open_output_store",
     "open_storage",
+    "output_store_from",
     "resolve_run_id",
     "where",
 ]
@@ -104,6 +106,33 @@ def open_storage(url: str | None = None) -> RunStorage:
     storage = storage_for_url(url)
     storage.open()
     return storage
+
+
+def add_output_store_arguments(parser: Any, *, what: str = "the run") -> None:
+    """``--output-store URL`` / ``--no-output-store``: where ``what`` stores step outputs."""
+    outputs = parser.add_argument_group(
+        "stored outputs", f"every step's outputs of {what} are stored, so it can be re-executed"
+    )
+    outputs.add_argument(
+        "--output-store",
+        metavar="URL",
+        help="where: a directory or an fsspec URL such as s3://bucket/path (default: "
+        "$ASYNCDAG_OUTPUT_STORE, else $ASYNCDAG_HOME/outputs)",
+    )
+    outputs.add_argument(
+        "--no-output-store",
+        action="store_true",
+        help="do not store outputs (a run then cannot be re-executed from its failure)",
+    )
+
+
+def output_store_from(args: Any) -> FilesystemOutputStore | None:
+    """The output store ``add_output_store_arguments`` asked for (None: none)."""
+    if args.no_output_store:
+        return None
+    from asyncdag.outputs import FilesystemOutputStore
+
+    return FilesystemOutputStore(args.output_store)
 
 
 def open_output_store() -> FilesystemOutputStore:

@@ -26,7 +26,15 @@ from asyncdag._workspace import UsageError, add_source_arguments, selected_pipel
 from asyncdag._workspace._stop import STOP_SIGNALS, add_grace_period_argument, stop_on_signals
 
 from ._app import EXIT_STORAGE, find_error
-from ._common import add_run_arguments, add_storage_argument, make_console, open_storage, where
+from ._common import (
+    add_output_store_arguments,
+    add_run_arguments,
+    add_storage_argument,
+    make_console,
+    open_storage,
+    output_store_from,
+    where,
+)
 from ._ending import RunEnding
 
 if TYPE_CHECKING:
@@ -87,20 +95,7 @@ def add_execution_arguments(parser: argparse.ArgumentParser, *, tags_help: str =
     parser.add_argument(
         "--fail-fast", action="store_true", help="stop the whole run at the first failed step"
     )
-    outputs = parser.add_argument_group(
-        "stored outputs", "every step's outputs are stored, so the run can be re-executed"
-    )
-    outputs.add_argument(
-        "--output-store",
-        metavar="URL",
-        help="where: a directory or an fsspec URL such as s3://bucket/path (default: "
-        "$ASYNCDAG_OUTPUT_STORE, else $ASYNCDAG_HOME/outputs)",
-    )
-    outputs.add_argument(
-        "--no-output-store",
-        action="store_true",
-        help="do not store outputs (the run then cannot be re-executed from its failure)",
-    )
+    add_output_store_arguments(parser)
     add_storage_argument(parser)
     add_grace_period_argument(parser, what="a canceled run")
     where = parser.add_argument_group(
@@ -203,14 +198,6 @@ def _selection(text: str | None) -> tuple[str, ...] | None:
     return clauses
 
 
-def _output_store(args: argparse.Namespace) -> Any:
-    if args.no_output_store:
-        return None
-    from asyncdag.outputs import FilesystemOutputStore
-
-    return FilesystemOutputStore(args.output_store)
-
-
 def execute_command(args: argparse.Namespace) -> int:
     """Load, check, configure, run, report: each step can stop with one clear line."""
     from asyncdag.config import resolve_run_config
@@ -226,7 +213,7 @@ def execute_command(args: argparse.Namespace) -> int:
         fail_fast=args.fail_fast,
         backend=args.backend,
         origin=origin,
-        output_store=None if args.no_storage else _output_store(args),
+        output_store=None if args.no_storage else output_store_from(args),
         step_selection=steps,
         executor=_executor(args, resolved.execution.dask if resolved is not None else None),
     )
@@ -261,7 +248,7 @@ def reexecute_command(args: argparse.Namespace) -> int:
             fail_fast=args.fail_fast,
             backend=args.backend,
             origin=origin,
-            output_store=_output_store(args),
+            output_store=output_store_from(args),
             reexecute_from=record.run_id,
             from_failure=args.from_failure,
             step_selection=_selection(args.steps),

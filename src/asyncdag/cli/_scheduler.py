@@ -22,7 +22,14 @@ from typing import Any
 from asyncdag._workspace import UsageError, add_source_arguments, loaded_workspace
 
 from ._app import EXIT_CANCELED
-from ._common import add_backend_argument, add_storage_argument, make_console, open_storage
+from ._common import (
+    add_backend_argument,
+    add_output_store_arguments,
+    add_storage_argument,
+    make_console,
+    open_storage,
+    output_store_from,
+)
 
 __all__ = ["register"]
 
@@ -49,6 +56,7 @@ def register(subparsers: Any) -> None:
     )
     add_backend_argument(parser)
     add_storage_argument(parser)
+    add_output_store_arguments(parser, what="each scheduled run")
     parser.set_defaults(handler=_run)
 
 
@@ -74,7 +82,12 @@ def _run(args: argparse.Namespace) -> int:
     install_log_handler(console)
     storage = open_storage(args.storage)
     try:
-        scheduler = Scheduler(definitions, storage=storage, lease_ttl=args.lease_ttl)
+        scheduler = Scheduler(
+            definitions,
+            storage=storage,
+            lease_ttl=args.lease_ttl,
+            output_store=output_store_from(args),
+        )
         schedules = sum(1 for d in definitions if d.name in workspace.schedules)
         console.print(
             f"asyncdag scheduler: running {schedules} schedule(s) and "
