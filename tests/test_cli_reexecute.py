@@ -181,7 +181,7 @@ def test_run_list_filters_by_root(home: Path, project: Path) -> None:
 def test_run_delete_removes_the_stored_outputs(home: Path, project: Path) -> None:
     run_id = failed_run(home, project)
     outputs = home / "outputs" / run_id
-    assert (outputs / "load" / "result.pkl").exists()
+    assert (outputs / "load@result.pkl").exists()
     done = cli(home, "run", "delete", run_id)
     assert done.returncode == 0, done.stderr
     assert "and its stored outputs" in done.stdout

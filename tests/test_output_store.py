@@ -49,7 +49,7 @@ def test_put_then_get_gives_the_value_back(store: FilesystemOutputStore) -> None
     assert store.get(KEY) == value
     assert stored.size > 0
     assert stored.serializer == "pickle"
-    assert stored.location.endswith("run-1/fetch/result.pkl")
+    assert stored.location.endswith("run-1/fetch@result.pkl")
 
 
 def test_exists_is_true_only_after_put(store: FilesystemOutputStore) -> None:
@@ -235,7 +235,7 @@ def test_a_full_disk_fails_the_put_clearly_and_leaves_nothing_behind(tmp_path: P
     assert "step 'fetch' output 'result'" in message and "No space left on device" in message
     assert "type str" in message
     files = sorted(p.name for p in (tmp_path / "outputs").rglob("*") if p.is_file())
-    assert files == ["result.pkl"]  # the earlier run's output, and no half-written file
+    assert files == ["a@result.pkl"]  # the earlier run's output, and no half-written file
     assert good.get(kept) == "kept"
 
 
@@ -271,7 +271,7 @@ def test_a_local_disk_full_on_the_final_move_leaves_nothing_behind(
         store.put(KEY, "new")
     monkeypatch.undo()
     assert store.get(KEY) == "old"  # the earlier value stands
-    assert [p.name for p in (tmp_path / "outputs").rglob("*") if p.is_file()] == ["result.pkl"]
+    assert [p.name for p in (tmp_path / "outputs").rglob("*") if p.is_file()] == ["fetch@result.pkl"]
 
 
 # --- serializers declared on outputs ---------------------------------------------------------
@@ -306,3 +306,21 @@ def test_a_serializer_of_ones_own_round_trips(tmp_path: Path) -> None:
     assert stored.location.endswith("result.txt")
     assert store.get(KEY, serializer=Upper()) == "SHOUT"
     assert PickleSerializer().name == "pickle"
+
+
+def test_names_that_hold_the_separator_never_meet(store: FilesystemOutputStore) -> None:
+    # "a@b" + "c" and "a" + "b@c" would share a file if "@" were not escaped.
+    first = OutputKey("run-1", "a@b", "c")
+    second = OutputKey("run-1", "a", "b@c")
+    store.put(first, 1)
+    store.put(second, 2)
+    assert (store.get(first), store.get(second)) == (1, 2)
+    assert store.location(first) != store.location(second)
+
+
+def test_a_run_folder_deleted_under_a_live_store_is_made_again(tmp_path: Path) -> None:
+    store = FilesystemOutputStore(tmp_path / "outputs")
+    store.put(OutputKey("run-1", "a", "result"), 1)
+    assert store.delete_run("run-1")
+    store.put(OutputKey("run-1", "b", "result"), 2)  # the store remembered the folder
+    assert store.get(OutputKey("run-1", "b", "result")) == 2

@@ -351,7 +351,7 @@ async def test_outputs_declared_json_are_stored_as_json_and_reused(tmp_path: Pat
     flags.set("use")
     first = await runs.run(jsonish, raise_on_error=False)
     stored = next(e.data for e in first.events if e.type is EventType.STEP_OUTPUT)
-    assert stored["serializer"] == "json" and stored["path"].endswith("doc/result.json")
+    assert stored["serializer"] == "json" and stored["path"].endswith("doc@result.json")
     flags.clear("use")
     second = await runs.again(jsonish, first, from_failure=True)
     assert second.output_for_solid("use") == 2
@@ -381,7 +381,7 @@ async def test_every_stored_output_event_says_where_and_how_big(
     assert set(stored) == set(etl.nodes)
     for key, data in stored.items():
         path = Path(data["path"])
-        assert path == tmp_path / "default" / result.run_id / key / "result.pkl"
+        assert path == tmp_path / "default" / result.run_id / f"{key}@result.pkl"
         assert data["size"] == path.stat().st_size > 0 and data["serializer"] == "pickle"
     start = result.events[0].data or {}
     assert start["outputs_stored"] is True and "python_file" in start["origin"]
@@ -585,7 +585,7 @@ async def test_a_full_disk_fails_the_step_clearly_and_keeps_the_rest(tmp_path: P
     assert result.step_results["small"].status is StepStatus.SUCCESS
     assert len(await runs.storage.get_events(result.run_id)) == len(result.events)
     leftovers = [p.name for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
-    assert leftovers == ["result.pkl"]  # small's output, and no half-written file of big
+    assert leftovers == ["small@result.pkl"]  # small's output, and no half-written file of big
 
 
 # --- the property: random DAGs, random failures, re-executed until success --------------------
