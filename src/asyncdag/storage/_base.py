@@ -164,7 +164,6 @@ class RunStorage(AutomationStorage, abc.ABC):
     ``(run_id, seq)`` is unique.  ``since`` is inclusive and ``until`` exclusive,
     both compared with ``start_time``.  ``root_run_id=R`` lists the runs of R's
     re-execution chain: R itself and every run whose ``root_run_id`` is R.
-    both compared with ``start_time``.
 
     The history loses nothing, whatever a run hands it:
 
