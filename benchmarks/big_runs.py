@@ -10,7 +10,10 @@ a script or CI job would), alternated round by round:
 * ``python wide.py``: ``execute_pipeline`` of N no-op async steps and one
   fan-in, with the library's default console, no storage: the baseline.
 * ``asyncdag pipeline execute -f wide.py``: the same run through the CLI,
-  recorded in a fresh SQLite history (every event on disk before it exits).
+  recorded in a fresh SQLite history (every event on disk before it exits),
+  every step's output stored (the CLI's default, so it can be re-executed).
+* ``... --no-output-store``: the same without storing outputs, which shows
+  what the output store costs apart from the history.
 * ``asyncdag run show RUN_ID``: that run read back (summary, failures, the
   first events).
 
@@ -84,7 +87,12 @@ def _timed(argv: list[str], env: dict[str, str], out: Path) -> tuple[float, floa
 
 
 def measure(steps: int, rounds: int) -> dict[str, Any]:
-    samples: dict[str, list[tuple[float, float]]] = {"python": [], "execute": [], "show": []}
+    samples: dict[str, list[tuple[float, float]]] = {
+        "python": [],
+        "execute": [],
+        "execute_no_store": [],
+        "show": [],
+    }
     with tempfile.TemporaryDirectory(prefix="asyncdag-big-") as tmp:
         work = Path(tmp)
         script = work / "wide.py"
@@ -96,6 +104,8 @@ def measure(steps: int, rounds: int) -> dict[str, Any]:
             home = work / f"home{n}"
             env["ASYNCDAG_HOME"] = str(home)
             samples["python"].append(_timed([sys.executable, str(script)], env, work / "py.out"))
+            plain = [cli, "pipeline", "execute", "-f", str(script), "--no-output-store"]
+            samples["execute_no_store"].append(_timed(plain, env, work / "cli.out"))
             samples["execute"].append(
                 _timed([cli, "pipeline", "execute", "-f", str(script)], env, work / "cli.out")
             )
@@ -133,7 +143,7 @@ def _summary(steps: int, samples: dict[str, list[tuple[float, float]]]) -> dict[
             "wall": medians[name]["wall_s"] / base["wall_s"],
             "cpu": medians[name]["cpu_s"] / base["cpu_s"],
         }
-        for name in ("execute", "show")
+        for name in ("execute", "execute_no_store", "show")
     }
     return {
         "steps": steps,
@@ -162,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  python wide.py                    {base['wall_s']:6.1f} s wall  {base['cpu_s']:6.1f} s cpu"
     )
-    for name, label in (("execute", "asyncdag pipeline execute"), ("show", "asyncdag run show")):
+    for name, label in (
+        ("execute", "asyncdag pipeline execute"),
+        ("execute_no_store", "  --no-output-store"),
+        ("show", "asyncdag run show"),
+    ):
         m, r = result["medians"][name], result["ratios_vs_python"][name]
         print(
             f"  {label:<33} {m['wall_s']:6.1f} s wall  {m['cpu_s']:6.1f} s cpu"
