@@ -31,9 +31,6 @@ cluster, worker processes started and stopped) comes from a
 engine opens it once per run, after RUN_START, and closes it after the last
 step, before the event that ends the run.
 
-pinned to this process): :meth:`StepLauncher.run_attempt` simply returns
-the other launcher's awaitable.
-
 Stored outputs and re-execution sit around the launcher, not in it
 (:mod:`~asyncdag._engine._keeper`): a step a re-execution reuses never
 reaches any launcher (the engine hands out the parent run's stored values),
