@@ -21,7 +21,14 @@ from .._events import Event, RunStatus, StepStatus
 from .._plan import ExecutionPlan
 from ._console import console_listener, install_default_handler
 from ._options import RunOptions
-from ._result import LazyMapping, PipelineRunResult, StepResult, mapped_outputs
+from ._result import (
+    LazyMapping,
+    PipelineRunResult,
+    RunSteps,
+    StepOutputs,
+    StepResults,
+    mapped_outputs,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -204,49 +211,30 @@ class RunHandle:
                 self._set_result(status)
 
     def _set_result(self, status: RunStatus) -> None:
-        """The run ended (its last event is out): build its result and wake whoever waits."""
+        """The run ended (its last event is out): build its result and wake whoever waits.
+
+        Nothing here is per step: outputs and step results are read from the
+        run's states when asked for.
+        """
         executor = self._executor
         states = executor.states
         self.status = status
-        outputs = {}
-        exceptions = {}
-        for state in states:
-            if state.outputs is not None:
-                outputs[state.step.key] = state.outputs
-            if state.exception is not None and state.status is not StepStatus.SUCCESS:
-                exceptions[state.step.key] = state.exception
-        dynamic = executor.dynamic
-        if dynamic is not None:  # a producer's dynamic outputs: its items by mapping key
-            for index in dynamic.by_producer:
-                key = states[index].step.key
-                if key in outputs:
-                    outputs[key] = {**outputs[key], **dynamic.items_of(index)}
-
-        def step_results() -> dict[str, StepResult]:
-            return {
-                state.step.key: StepResult(
-                    key=state.step.key,
-                    solid_name=state.step.solid.name,
-                    status=state.status,
-                    attempts=state.attempts,
-                    start_time=state.start,
-                    end_time=state.end,
-                    error=state.error,
-                    skip_reason=state.skip_reason,
-                )
-                for state in states
-            }
-
+        exceptions = {
+            state.step.key: state.exception
+            for state in executor.raised
+            if state.status is not StepStatus.SUCCESS
+        }
+        steps = RunSteps(states, self.plan.by_key, executor.dynamic)
         self._result = PipelineRunResult(
             run_id=self.run_id,
             pipeline_name=self.pipeline.name,
             status=status,
             events=self._bus.events,
-            step_results=LazyMapping(step_results),
+            step_results=StepResults(steps),
             start_time=executor.start_time,
             end_time=executor.end_time,
             trace_id=self.trace_id,
-            outputs=outputs,
+            outputs=StepOutputs(steps),
             exceptions=exceptions,
             mapped=LazyMapping(lambda: mapped_outputs(self.pipeline, states)),
             graphs=self.pipeline.graphs,

@@ -138,6 +138,9 @@ class Executor:
         self._collect = self._dyn.collect if self._dyn is not None else None
         self.start_time = 0.0
         self.end_time = 0.0
+        # Steps whose attempt raised (or whose resources failed), once each: the result
+        # hands back their exceptions without scanning every step of the run.
+        self.raised: list[StepState] = []
 
     @property
     def dynamic(self) -> DynamicRuntime | None:
@@ -355,8 +358,8 @@ class Executor:
         """A multi-output step succeeded: release its dependents, except those taking an
         optional output it left out, which are put on ``stack`` to be skipped."""
         step = state.step
-        produced = state.outputs
-        assert produced is not None and step.outs is not None
+        produced = state.value
+        assert isinstance(produced, dict) and step.outs is not None
         missing = any(
             name not in produced and not isinstance(out, DynamicOut)
             for name, out in step.outs.items()
@@ -470,7 +473,7 @@ class Executor:
         except ResourceInitError as exc:
             self._failed = True
             state.skip_reason = str(exc)
-            state.exception = exc
+            self._raised(state, exc)
             state.error = ErrorInfo.from_exception(exc)
             self.emit(
                 EventType.STEP_SKIPPED,
@@ -565,10 +568,8 @@ class Executor:
         step = state.step
         key = step.key
         state.end = end = time.time()
-        if step.outs is None:
-            state.outputs = {"result": value}
-        else:
-            state.outputs = value
+        state.value = value
+        if step.outs is not None:
             for name in value:
                 self.emit(
                     EventType.STEP_OUTPUT,
@@ -588,7 +589,7 @@ class Executor:
 
     def _on_retry(self, state: StepState, exc: BaseException, delay: float) -> None:
         key = state.step.key
-        state.exception = exc
+        self._raised(state, exc)
         error = ErrorInfo.from_exception(exc)
         self.emit(
             EventType.STEP_UP_FOR_RETRY,
@@ -604,7 +605,7 @@ class Executor:
     def _on_failure(self, state: StepState, exc: BaseException, started: float) -> None:
         key = state.step.key
         state.end = end = time.time()
-        state.exception = exc
+        self._raised(state, exc)
         state.error = error = ErrorInfo.from_exception(exc)
         self._failed = True
         self.emit(
@@ -636,6 +637,11 @@ class Executor:
             data=self._ended_attempt(state, duration=end - started),
         )
         self._finish(state, CANCELED)
+
+    def _raised(self, state: StepState, exc: BaseException) -> None:
+        if state.exception is None:
+            self.raised.append(state)
+        state.exception = exc
 
     def _ended_attempt(self, state: StepState, **fields: Any) -> dict[str, Any]:
         """The data of an event ending an attempt that did not succeed: its number, ``fields``,

@@ -28,7 +28,19 @@ if TYPE_CHECKING:
     from ._resources import ResourceManager
     from ._tracing import RunTracer
 
-__all__ = ["RunState", "StepState"]
+__all__ = ["NOT_PRODUCED", "RunState", "StepState"]
+
+
+class _NotProduced:
+    """The value of :attr:`StepState.value` until the step succeeds (None is a real output)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_PRODUCED"
+
+
+NOT_PRODUCED: Any = _NotProduced()
 
 
 class StepState:
@@ -40,7 +52,6 @@ class StepState:
         "error",
         "exception",
         "inputs",
-        "outputs",
         "ready_at",
         "remaining",
         "skip_reason",
@@ -49,6 +60,7 @@ class StepState:
         "start",
         "status",
         "step",
+        "value",
     )
 
     span_token: Any  # the OTel context token of ``span``, set with it
@@ -61,7 +73,10 @@ class StepState:
         self.attempts = 0
         self.start: float | None = None
         self.end: float | None = None
-        self.outputs: dict[str, Any] | None = None
+        # What the successful attempt returned: the value of the one output ``result`` when
+        # ``step.outs`` is None (no dict per step: a run may have 100,000), else the dict of
+        # outputs by name.  NOT_PRODUCED until then.
+        self.value: Any = NOT_PRODUCED
         self.error: ErrorInfo | None = None
         self.exception: BaseException | None = None
         self.ready_at = 0.0
@@ -70,6 +85,19 @@ class StepState:
         # ``span_token`` is set only with a span.
         self.inputs: dict[str, Any] = _NO_INPUTS
         self.span: Any = None
+
+    @property
+    def outputs(self) -> dict[str, Any] | None:
+        """What the step produced, by output name (None until it succeeded)."""
+        value = self.value
+        if value is NOT_PRODUCED:
+            return None
+        return {"result": value} if self.step.outs is None else value
+
+    def output(self, name: str) -> Any:
+        """Output ``name`` of a step that produced it (what a dependent step reads)."""
+        value = self.value
+        return value if self.step.outs is None else value[name]
 
     @property
     def number(self) -> int:
