@@ -130,6 +130,7 @@ class RunHandle:
                 name: sc.config for name, sc in resolved.solids.items() if sc.config is not None
             },
             launcher=options.launcher,
+            emit_step=self._bus.emit_step,
         )
         self.status = RunStatus.NOT_STARTED
         self._result: PipelineRunResult | None = None

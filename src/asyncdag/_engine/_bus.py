@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from .._events import Event, EventType
+from .._events import Event, EventType, StepStartEvent, StepSuccessEvent
 
 __all__ = ["EventBus", "Listener"]
 
@@ -25,6 +25,7 @@ Listener = Callable[[Event], Any]
 
 _log = logging.getLogger("asyncdag.events")
 _new_event = tuple.__new__
+DEBUG = logging.DEBUG
 
 
 class EventBus:
@@ -82,7 +83,28 @@ class EventBus:
         event = _new_event(
             Event, (self.run_id, len(events), time.time(), type, step_key, level, message, data)
         )
-        events.append(event)
+        self._publish(event, level)
+        return event
+
+    def emit_step(
+        self,
+        kind: type[StepStartEvent] | type[StepSuccessEvent],
+        type: EventType,
+        step_key: str,
+        timestamp: float,
+        attempt: int,
+        since: float,
+    ) -> None:
+        """Record a step's STEP_START or STEP_SUCCESS, whose message and data ``kind`` builds
+        when read; at DEBUG, on the event loop's thread (the engine's own, twice a step)."""
+        events = self.events
+        event = _new_event(
+            kind, (self.run_id, len(events), timestamp, type, step_key, DEBUG, attempt, since)
+        )
+        self._publish(event, DEBUG)
+
+    def _publish(self, event: Event, level: int) -> None:
+        self.events.append(event)
         for listener, min_level in self._listeners:
             if level < min_level:
                 continue
@@ -94,7 +116,6 @@ class EventBus:
         if waiter is not None:
             self._waiter = None
             waiter.set()
-        return event
 
     def _listener_failed(self, listener: Listener, event: Event, exc: BaseException) -> None:
         """A listener raised: the run goes on, and every other listener still hears everything.

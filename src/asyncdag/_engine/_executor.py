@@ -31,14 +31,21 @@ from .._definitions import SUCCESS as HOOK_SUCCESS
 from .._definitions import DynamicOut, Output, OutputError
 from .._definitions._outputs import single_output_value
 from .._errors import ResourceInitError, RetryRequested, StepTimeoutError
-from .._events import ErrorInfo, EventType, RunStatus, StepStatus
+from .._events import (
+    ErrorInfo,
+    EventType,
+    RunStatus,
+    StepStartEvent,
+    StepStatus,
+    StepSuccessEvent,
+)
 from .._plan import ExecutionPlan, Step, consumed_missing, input_values
 from . import _tracing
 from ._dynamic import DynamicRuntime
 from ._hooks import run_hooks
 from ._inprocess import InProcessLauncher
 from ._launcher import StepLauncher
-from ._log import Emit
+from ._log import Emit, EmitStep, formatting_emit_step
 from ._resources import ResourceManager
 from ._state import _NO_INPUTS, RunState, StepState
 from ._workers import WorkerPool
@@ -101,10 +108,13 @@ class Executor:
         run_config: Mapping[str, Any] | None = None,
         solid_configs: Mapping[str, Any] | None = None,
         launcher: StepLauncher | None = None,
+        emit_step: EmitStep | None = None,
     ) -> None:
         self.plan = plan
         self.run_id = run_id
         self.emit = emit
+        # STEP_START and STEP_SUCCESS, whose text and data are built only when read.
+        self._emit_step = emit_step if emit_step is not None else formatting_emit_step(emit)
         self.max_concurrency = max_concurrency
         self._fail_fast = fail_fast
         self._resources = resources
@@ -498,13 +508,7 @@ class Executor:
         if state.start is None:
             state.start = now
         state.status = RUNNING
-        self.emit(
-            STEP_START,
-            step_key=step.key,
-            level=DEBUG,
-            message=step.started_message,
-            data={"attempt": state.attempts, "waited": now - state.ready_at},
-        )
+        self._emit_step(StepStartEvent, STEP_START, step.key, now, state.attempts, state.ready_at)
         tracer = self._tracer
         if tracer is not None:
             state.span = span = tracer.start_step(
@@ -567,7 +571,6 @@ class Executor:
     def _on_success(self, state: StepState, value: Any, started: float) -> None:
         step = state.step
         key = step.key
-        state.end = end = time.time()
         state.value = value
         if step.outs is not None:
             for name in value:
@@ -578,13 +581,10 @@ class Executor:
                     message=f"Yielded output {name!r}.",
                     data={"output": name, "attempt": state.attempts},
                 )
-        self.emit(
-            STEP_SUCCESS,
-            step_key=key,
-            level=DEBUG,
-            message=f"{step.finished_prefix}{(end - started) * 1000:.2f}ms.",
-            data={"attempt": state.attempts, "duration": end - started},
-        )
+        # Read after the outputs' events: STEP_SUCCESS is stamped with it, and a run's
+        # timestamps never go back.
+        state.end = end = time.time()
+        self._emit_step(StepSuccessEvent, STEP_SUCCESS, key, end, state.attempts, started)
         self._finish(state, SUCCESS)
 
     def _on_retry(self, state: StepState, exc: BaseException, delay: float) -> None:

@@ -36,7 +36,6 @@ class Step:
     __slots__ = (
         "collects",
         "downstream",
-        "finished_prefix",
         "hooks",
         "index",
         "inputs",
@@ -48,7 +47,6 @@ class Step:
         "pool",
         "retry_policy",
         "solid",
-        "started_message",
         "timeout",
         "upstream",
     )
@@ -68,9 +66,6 @@ class Step:
     ) -> None:
         self.index = index
         self.key = key
-        # Built once per plan (plans are cached per pipeline), not once per run.
-        self.started_message = f"Started execution of step {key!r}."
-        self.finished_prefix = f"Finished execution of step {key!r} in "
         self.node = node
         self.solid: SolidDefinition = node.solid
         # (input name, where its value is read), in the solid's parameter order.
