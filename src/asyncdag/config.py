@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -145,6 +146,9 @@ class ResolvedRunConfig:
     resources: dict[str, Any]
     execution: ExecutionConfig
     raw: dict[str, Any]
+    #: The nodes whose entry in ``solids`` says something (config or inputs), in node
+    #: order: what a run reads, without walking every node of a big pipeline.
+    configured: tuple[str, ...] = attrs.field(default=(), eq=False)
 
 
 # --- single schemas -------------------------------------------------------------------------
@@ -751,26 +755,27 @@ def resolve_run_config(
         expanded = _expand_graphs(solids_section, nodes, index, errors)
         solids_section = expanded.solids
     _check_keys(solids_section, nodes, "solids", errors, noun="solid")
-    solids: dict[str, SolidRunConfig] = {}
-    for name, node in nodes.items():
+    # Every node starts with no config; only those that have a schema, an input to
+    # feed, or an entry in this config are resolved (in node order, as errors are listed).
+    solids: dict[str, SolidRunConfig] = dict.fromkeys(nodes, _NO_CONFIG)
+    to_resolve = _needing_config(pipeline)
+    extra = [name for name in (*solids_section, *index.fed) if name in nodes]
+    if extra:
+        wanted = {*to_resolve, *extra}
+        to_resolve = tuple(name for name in nodes if name in wanted)
+    configured: list[str] = []
+    for name in to_resolve:
+        node = nodes[name]
         entry = solids_section.get(name)
         fed = index.fed.get(name) if index.fed else None
-        if (
-            entry is None
-            and fed is None
-            and node.solid.config_schema is None
-            and getattr(node.solid, "config_mapping", None) is None
-            and (not node.solid.input_defs or not _unfed_required_inputs(node))
-        ):
-            solids[name] = _NO_CONFIG
-            continue
         if expanded is not None and expanded.unmapped and expanded.lost(name):
-            solids[name] = _NO_CONFIG  # its graph's config is at fault, already reported
-            continue
+            continue  # its graph's config is at fault, already reported
         before = len(errors)
-        solids[name] = _resolve_solid(
+        solids[name] = resolved = _resolve_solid(
             node, entry, f"solids.{name}", errors, fed=fed, expanded=expanded
         )
+        if resolved.config is not None or resolved.inputs:
+            configured.append(name)
         owner = index.mapped_owner(name) if index.mapped and len(errors) > before else None
         if owner is not None:
             _annotate(errors, before, f"given by the config_fn of graph {owner!r}")
@@ -790,7 +795,42 @@ def resolve_run_config(
         # A graph input feeding several solids is checked once per solid: report it once.
         errors = list(dict.fromkeys(errors))
         raise ConfigError(errors, subject=f"run config for pipeline {pipeline.name!r}")
-    return ResolvedRunConfig(solids=solids, resources=resources, execution=execution, raw=raw)
+    return ResolvedRunConfig(
+        solids=solids,
+        resources=resources,
+        execution=execution,
+        raw=raw,
+        configured=tuple(configured),
+    )
+
+
+def _needs_config(node: _Node) -> bool:
+    """Whether ``node`` is resolved even when run config does not name it."""
+    solid = node.solid
+    return (
+        solid.config_schema is not None
+        or getattr(solid, "config_mapping", None) is not None
+        or bool(solid.input_defs and _unfed_required_inputs(node))
+    )
+
+
+# pipeline -> the nodes that need resolving whatever the run config says, in node order.
+_NEEDING: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _needing_config(pipeline: _Pipeline) -> tuple[str, ...]:
+    """The nodes of ``pipeline`` with a schema or an input nothing feeds, once per pipeline
+    (a pipeline never changes once built; a stand-in that cannot be cached is walked)."""
+    try:
+        return _NEEDING[pipeline]
+    except KeyError:
+        pass
+    except TypeError:  # not hashable or not weakly referenceable
+        return tuple(name for name, node in pipeline.nodes.items() if _needs_config(node))
+    needing = _NEEDING[pipeline] = tuple(
+        name for name, node in pipeline.nodes.items() if _needs_config(node)
+    )
+    return needing
 
 
 # --- schema and scaffold of a whole run config ----------------------------------------------

@@ -77,9 +77,9 @@ class RunHandle:
 
         resolved = resolve_run_config(pipeline, run_config)
         self.run_config: dict[str, Any] = dict(resolved.raw)
+        configured = [(name, resolved.solids[name]) for name in resolved.configured]
         self.plan = ExecutionPlan.for_pipeline(
-            pipeline,
-            input_values={name: sc.inputs for name, sc in resolved.solids.items() if sc.inputs},
+            pipeline, input_values={name: sc.inputs for name, sc in configured if sc.inputs}
         )
         limits = dict(resolved.execution.concurrency_limits)
         limits.update(options.concurrency_limits or {})
@@ -126,9 +126,7 @@ class RunHandle:
             tracer=self._tracer,
             tags=self.tags,
             run_config=self.run_config,
-            solid_configs={
-                name: sc.config for name, sc in resolved.solids.items() if sc.config is not None
-            },
+            solid_configs={name: sc.config for name, sc in configured if sc.config is not None},
             launcher=options.launcher,
             emit_step=self._bus.emit_step,
         )
