@@ -148,9 +148,10 @@ class Executor:
         self._collect = self._dyn.collect if self._dyn is not None else None
         self.start_time = 0.0
         self.end_time = 0.0
-        # Steps whose attempt raised (or whose resources failed), once each: the result
-        # hands back their exceptions without scanning every step of the run.
+        # Steps whose attempt raised (or whose resources failed), once each, and how many
+        # steps were skipped: the run's end and its result need no scan of every step.
         self.raised: list[StepState] = []
+        self._skipped = 0
 
     @property
     def dynamic(self) -> DynamicRuntime | None:
@@ -243,8 +244,12 @@ class Executor:
         """The run's last event (RUN_SUCCESS, RUN_FAILURE or RUN_CANCELED) and its span's end."""
         self.end_time = end = time.time()
         name = self._run.pipeline_name
-        failed = [s.step.key for s in self.states if s.status is FAILURE]
-        skipped = sum(1 for s in self.states if s.status is SKIPPED)
+        failed = [
+            s.step.key
+            for s in sorted(self.raised, key=lambda s: s.step.index)
+            if s.status is FAILURE
+        ]
+        skipped = self._skipped
         if status is RunStatus.SUCCESS:
             message = f"Finished execution of run for {name!r}."
         elif status is RunStatus.FAILURE:
@@ -303,6 +308,7 @@ class Executor:
 
     def _mark_skipped(self, state: StepState, reason: str) -> None:
         state.status = SKIPPED
+        self._skipped += 1
         state.skip_reason = reason
         key = state.step.key
         self.emit(
@@ -395,6 +401,8 @@ class Executor:
 
         Nothing counts them done: the workers are gone.
         """
+        if self._workers.done == len(self.states):
+            return  # every step reached a final state
         cancelled = outer or self._cancel_reason == "user"
         for state in self.states:
             if state.status is PENDING or state.status is RETRYING:
@@ -496,6 +504,7 @@ class Executor:
                 self._tracer.unstarted_step(
                     step, run_id=self.run_id, result=_tracing.ERROR, error=exc
                 )
+            self._skipped += 1
             self._finish(state, SKIPPED)
             return False
         return True
