@@ -391,6 +391,7 @@ def test_pipeline_show_prints_graph_policies_and_schema(home: Path) -> None:
         "extract -> scale",
         "scale -> total",
         "pool=db",
+        "priority=2",
         "timeout=30s",
         "max_retries=2",
         "input numbers: list <- extract.result",
@@ -401,12 +402,29 @@ def test_pipeline_show_prints_graph_policies_and_schema(home: Path) -> None:
     described = json.loads(
         cli(home, "pipeline", "show", "-f", SEVERAL, "-p", "etl", "--json").stdout
     )
+    assert [(s["name"], s["priority"]) for s in described["steps"]] == [
+        ("extract", 2),
+        ("scale", 0),
+        ("total", 0),
+    ]
     assert described["edges"] == [
         {"from": "extract", "to": "scale"},
         {"from": "scale", "to": "total"},
     ]
     schema = described["config_schema"]["properties"]["solids"]["properties"]["scale"]
     assert "factor" in json.dumps(schema)
+
+
+def test_a_bad_asyncdag_log_level_is_one_clear_line_and_nothing_runs(home: Path) -> None:
+    done = subprocess.run(
+        [ASYNCDAG, "pipeline", "execute", "-f", HELLO],
+        env={**_env(home), "ASYNCDAG_LOG_LEVEL": "LOUD"},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert_one_clear_line(done, "ASYNCDAG_LOG_LEVEL='LOUD' is not a logging level", "DEBUG")
+    assert runs(home) == []
 
 
 def test_pipeline_show_needs_a_choice_among_several(home: Path) -> None:

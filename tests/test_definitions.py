@@ -19,7 +19,13 @@ from asyncdag import (
     resource,
     solid,
 )
-from asyncdag._definitions import Constant, FanIn, FromOutput
+from asyncdag._definitions import (
+    Constant,
+    FanIn,
+    FromOutput,
+    check_resource_graph,
+    check_resources_bound,
+)
 from asyncdag._plan import ExecutionPlan
 
 
@@ -117,19 +123,21 @@ def test_pipeline_without_solids_is_an_error() -> None:
             pass
 
 
-def test_unbound_resource_is_an_error_at_definition_time() -> None:
+def test_unbound_resource_is_an_error_unless_the_run_gives_it() -> None:
     @solid(required_resources={"db"})
     def uses_db(context) -> None:
         pass
 
+    @pipeline  # a run may still be given "db" (resources={...}): checked when it starts
+    def p():
+        uses_db()
+
     with pytest.raises(DefinitionError, match=r"solid 'uses_db' requires resource\(s\) \['db'\]"):
-
-        @pipeline
-        def p():
-            uses_db()
+        check_resources_bound(p, p.resource_defs)
+    check_resources_bound(p, p.resource_defs, provided={"db"})
 
 
-def test_resource_depending_on_unbound_resource_is_an_error() -> None:
+def test_resource_depending_on_unbound_resource_is_an_error_unless_given() -> None:
     @resource(required_resources={"secrets"})
     def db(context):
         return object()
@@ -138,11 +146,13 @@ def test_resource_depending_on_unbound_resource_is_an_error() -> None:
     def uses_db(context) -> None:
         pass
 
-    with pytest.raises(DefinitionError, match="resource 'db' requires resource 'secrets'"):
+    @pipeline(resources={"db": db})
+    def p():
+        uses_db()
 
-        @pipeline(resources={"db": db})
-        def p():
-            uses_db()
+    with pytest.raises(DefinitionError, match="resource 'db' requires resource 'secrets'"):
+        check_resource_graph("pipeline 'p'", p.resource_defs)
+    check_resource_graph("pipeline 'p'", p.resource_defs, provided={"secrets"})
 
 
 def test_context_must_be_the_first_parameter() -> None:
@@ -363,3 +373,35 @@ def test_tag_and_retry_policy_reject_wrong_types() -> None:
         @pipeline(solid_retry_policy=3)  # type: ignore[call-overload]
         def p():
             one()
+
+
+@pytest.mark.parametrize("priority", [1.5, "high", True, None])
+def test_priority_must_be_an_int(priority: object) -> None:
+    with pytest.raises(DefinitionError, match=r"solid 'fetch': priority must be an int"):
+
+        @solid(priority=priority)  # type: ignore[arg-type]
+        def fetch() -> None:
+            pass
+
+
+def test_priority_reaches_the_plans_steps_and_marks_the_plan_prioritized() -> None:
+    @solid(priority=3)
+    def urgent() -> int:
+        return 1
+
+    @solid
+    def plain(x: int) -> int:
+        return x
+
+    @pipeline
+    def with_priority():
+        plain(urgent())
+
+    @pipeline
+    def without():
+        plain.alias("other")(1)
+
+    plan = ExecutionPlan.build(with_priority)
+    assert plan.prioritized
+    assert [(s.key, s.priority) for s in plan.steps] == [("urgent", 3), ("plain", 0)]
+    assert not ExecutionPlan.build(without).prioritized

@@ -536,3 +536,28 @@ def test_nested_fan_outs_are_mapped_and_collected_inside_their_outer_map() -> No
             links = []
             sites().map(lambda site: links.append(crawl(site)))
             count(links[0].collect())
+
+
+async def test_mapped_steps_keep_their_solids_priority() -> None:
+    @solid(priority=5)
+    async def urgent(x: int) -> int:
+        return x
+
+    @solid
+    async def plain() -> None:
+        pass
+
+    @pipeline
+    def p():
+        numbers().map(urgent)  # its items are queued while the three plain steps wait
+        for i in range(3):
+            plain.alias(f"plain_{i}")()
+
+    result = await run(p, max_concurrency=1)
+    assert result.status is RunStatus.SUCCESS
+    starts = [e.step_key for e in result.events if e.type is EventType.STEP_START]
+    assert starts == [
+        "numbers",
+        *(f"urgent[n{i}]" for i in range(4)),
+        *(f"plain_{i}" for i in range(3)),
+    ]

@@ -16,6 +16,7 @@ import pytest
 from asyncdag import (
     EventLoopError,
     EventType,
+    PipelineRunResult,
     RetryPolicy,
     RetryRequested,
     RunStatus,
@@ -231,6 +232,80 @@ async def test_pool_limits_are_never_exceeded_and_other_steps_go_on() -> None:
     assert result.success
     assert db_gauge.peak == 2
     assert all_gauge.peak >= 4
+
+
+def start_order(result: PipelineRunResult) -> list[str]:
+    return [e.step_key for e in result.events if e.type is EventType.STEP_START and e.step_key]
+
+
+@solid
+def root() -> int:
+    return 0
+
+
+@solid
+async def fetch(page: int) -> int:
+    return page
+
+
+@pytest.mark.parametrize("bound", ["max_concurrency", "pool"])
+async def test_ready_steps_with_higher_priority_start_first(bound: str) -> None:
+    @solid(priority=10, pool="http")
+    async def critical(start: int) -> int:
+        return start
+
+    @solid(priority=-1, pool="http")
+    async def cleanup(start: int) -> int:
+        return start
+
+    @solid(pool="http")
+    async def page(start: int) -> int:
+        return start
+
+    @pipeline
+    def p():
+        start = root()
+        cleanup(start)  # declared first: without priorities it would start first
+        for i in range(4):
+            page.alias(f"page_{i}")(start)
+        critical(start)
+
+    options = {"max_concurrency": 1} if bound == "max_concurrency" else {}
+    limits = {"http": 1} if bound == "pool" else None
+    result = await execute_pipeline_async(p, concurrency_limits=limits, **options)
+    assert result.success
+    assert start_order(result) == [
+        "root",
+        "critical",
+        *(f"page_{i}" for i in range(4)),  # equal priorities: in the order they became ready
+        "cleanup",
+    ]
+
+
+@pytest.mark.parametrize("priority", [1, 0])
+async def test_a_critical_path_step_is_not_queued_behind_page_fetches(priority: int) -> None:
+    @solid
+    async def parse(start: int) -> int:
+        return start
+
+    @solid(priority=priority)
+    async def publish(parsed: int) -> int:
+        return parsed
+
+    @pipeline
+    def p():
+        start = root()
+        publish(parse(start))
+        for i in range(5):
+            fetch.alias(f"fetch_{i}")(start)
+
+    result = await execute_pipeline_async(p, max_concurrency=1)
+    fetches = [f"fetch_{i}" for i in range(5)]
+    if priority:
+        # publish became ready after the five fetches were queued, and still goes before them.
+        assert start_order(result) == ["root", "parse", "publish", *fetches]
+    else:  # without priorities, ready steps start first in, first out
+        assert start_order(result) == ["root", "parse", *fetches, "publish"]
 
 
 async def test_a_failure_skips_dependents_and_independent_branches_go_on() -> None:

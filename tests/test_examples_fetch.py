@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import socket
@@ -10,29 +9,19 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from asyncdag import EventType, StepStatus, execute_pipeline_async, open_run
 from asyncdag.config import load_run_config
+from example_module import EXAMPLES, load_example
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPT = EXAMPLES / "fetch_urls.py"
 CONFIG = EXAMPLES / "fetch_urls.yaml"
 
 
-def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fetch_urls_example", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-example = load_example()
+example = load_example("fetch_urls.py")
 
 
 def expected_response(path: str) -> tuple[int, int]:

@@ -164,6 +164,7 @@ async def test_pipeline_with_hooks_is_a_copy_whose_every_step_runs_them() -> Non
 
 def test_a_hooks_required_resources_must_be_bound_wherever_it_is_attached() -> None:
     from asyncdag import DefinitionError, resource
+    from asyncdag._definitions import check_resources_bound
 
     @success_hook(required_resources={"slack"})
     def notify(context: HookContext) -> None:
@@ -175,30 +176,56 @@ def test_a_hooks_required_resources_must_be_bound_wherever_it_is_attached() -> N
 
     assert notify.required_resources == frozenset({"slack"})
     message = r"hook 'notify' requires resource\(s\) \['slack'\] that pipeline 'p' does not bind"
-    with pytest.raises(DefinitionError, match=message):
 
-        @pipeline
-        def p():
-            ok.with_hooks({notify})()
-
-    with pytest.raises(DefinitionError, match=message):
-
-        @pipeline(hooks={notify})
-        def p():
-            ok()
-
+    # Checked when a run starts, as a solid's needs are, since the run may give the key
+    # (resources={"slack": client}): on a call, on the pipeline, and on a copy with more hooks.
     @pipeline
     def p():
+        ok.with_hooks({notify})()
+
+    @pipeline(hooks={notify})
+    def p_hooked():
         ok()
 
-    with pytest.raises(DefinitionError, match=message):
-        p.with_hooks({notify})
+    @pipeline
+    def plain():
+        ok()
+
+    for hooked in (p, p_hooked.with_hooks(()), plain.with_hooks({notify})):
+        with pytest.raises(DefinitionError, match=message.replace("'p'", f"'{hooked.name}'")):
+            check_resources_bound(hooked, hooked.resource_defs)
+        check_resources_bound(hooked, hooked.resource_defs, provided={"slack"})
 
     @pipeline(resources={"slack": slack}, hooks={notify})
     def bound():
         ok()
 
     assert notify in bound.hook_defs
+    check_resources_bound(bound, bound.resource_defs)
+
+
+async def test_an_unbound_hook_resource_fails_the_run_before_anything_runs() -> None:
+    from asyncdag import DefinitionError
+
+    ran: list[str] = []
+
+    @solid
+    def work() -> None:
+        ran.append("work")
+
+    @success_hook(required_resources={"slack"})
+    def notify(context: HookContext) -> None:
+        ran.append(context.resources.slack)
+
+    @pipeline(hooks={notify})
+    def p():
+        work()
+
+    with pytest.raises(DefinitionError, match=r"hook 'notify' requires resource\(s\) \['slack'\]"):
+        await execute_pipeline_async(p)
+    assert ran == []
+    await execute_pipeline_async(p, resources={"slack": "client"})
+    assert ran == ["work", "client"]
 
 
 async def test_a_success_hook_sees_the_steps_output_values_dynamic_items_by_key() -> None:

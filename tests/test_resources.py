@@ -73,32 +73,50 @@ def test_resource_decorator_keeps_name_description_config_and_needs() -> None:
     assert http.required_resources == frozenset({"db"})
 
 
-def test_unbound_resource_is_a_definition_error_at_pipeline_time() -> None:
+async def test_unbound_resource_is_a_definition_error_before_anything_runs() -> None:
+    ran: list[str] = []
+
     @solid(required_resources={"http"})
     def fetch(context: Any) -> None:
-        pass
+        ran.append("fetch")
 
-    with pytest.raises(DefinitionError, match=r"solid 'fetch'.*\['http'\]"):
+    @solid
+    def other() -> None:
+        ran.append("other")
 
-        @pipeline
-        def p() -> None:
-            fetch()
+    @pipeline  # defining it is fine: a run may be given the key (resources={...})
+    def p() -> None:
+        other()
+        fetch()
+
+    with pytest.raises(DefinitionError, match=r"solid 'fetch'.*\['http'\].*resources=") as caught:
+        await execute_pipeline_async(p)
+    with pytest.raises(DefinitionError, match=r"solid 'fetch'"):
+        async with open_run(p, resources={"db": object()}):
+            pass
+    assert "bound: ['db']" not in str(caught.value)
+    assert ran == []
 
 
-def test_unbound_dependency_of_a_resource_is_a_definition_error_at_pipeline_time() -> None:
+async def test_unbound_need_of_a_resource_is_a_definition_error_before_anything_runs() -> None:
+    ran: list[str] = []
+
     @resource(required_resources={"db"})
     def cache(context: InitResourceContext) -> str:
+        ran.append("cache")
         return "cache"
 
     @solid(required_resources={"cache"})
     def use(context: Any) -> None:
-        pass
+        ran.append("use")
+
+    @pipeline(resources={"cache": cache})
+    def p() -> None:
+        use()
 
     with pytest.raises(DefinitionError, match=r"resource 'cache' requires resource 'db'"):
-
-        @pipeline(resources={"cache": cache})
-        def p() -> None:
-            use()
+        await execute_pipeline_async(p)
+    assert ran == []
 
 
 def test_check_resource_graph_names_the_cycle() -> None:
@@ -299,17 +317,6 @@ def kinds(log: list[str]) -> dict[str, ResourceDefinition]:
         async def __aexit__(self, *exc: object) -> None:
             log.append("down async_manager_class")
 
-    class Closing:
-        def __enter__(self) -> str:
-            return "returns_context_manager"
-
-        def __exit__(self, *exc: object) -> None:
-            log.append("down returns_context_manager")
-
-    @resource
-    def returns_context_manager() -> Closing:
-        return Closing()
-
     return {
         "sync_generator": sync_generator,
         "async_generator": async_generator,
@@ -317,7 +324,6 @@ def kinds(log: list[str]) -> dict[str, ResourceDefinition]:
         "coroutine_function": coroutine_function,
         "sync_manager_class": resource(SyncManager),
         "async_manager_class": resource(AsyncManager),
-        "returns_context_manager": returns_context_manager,
     }
 
 
@@ -326,7 +332,6 @@ WITH_TEARDOWN = {
     "async_generator",
     "sync_manager_class",
     "async_manager_class",
-    "returns_context_manager",
 }
 
 
@@ -346,6 +351,72 @@ async def test_each_kind_of_resource_gives_its_value_and_is_torn_down(kind: str)
     result = await execute_pipeline_async(p)
     assert result.output_for_solid("use") == kind
     assert log == ([f"down {kind}"] if kind in WITH_TEARDOWN else [])
+
+
+@pytest.mark.parametrize("form", ["sync", "async"])
+async def test_a_returned_context_manager_is_used_as_it_is_never_entered_nor_exited(
+    form: str,
+) -> None:
+    log: list[str] = []
+
+    class Managed:
+        def __enter__(self) -> None:
+            log.append("enter")
+
+        def __exit__(self, *exc: object) -> None:
+            log.append("exit")
+
+        async def __aenter__(self) -> None:
+            log.append("aenter")
+
+        async def __aexit__(self, *exc: object) -> None:
+            log.append("aexit")
+
+    shared = Managed()
+
+    def sync_factory() -> Managed:
+        return shared
+
+    async def async_factory() -> Managed:
+        return shared
+
+    @solid(required_resources={"shared"})
+    async def use(context: Any) -> Any:
+        return context.resources.shared
+
+    @pipeline(resources={"shared": resource(sync_factory if form == "sync" else async_factory)})
+    def p() -> None:
+        use()
+
+    result = await execute_pipeline_async(p)
+    assert result.output_for_solid("use") is shared
+    assert log == []
+
+
+async def test_a_resource_returning_the_apps_shared_http_client_serves_run_after_run() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=request.url.path)
+
+    async with httpx.AsyncClient(
+        base_url="http://app", transport=httpx.MockTransport(handler)
+    ) as client:
+
+        @resource
+        def http() -> httpx.AsyncClient:
+            return client  # the application's: it opens and closes it, not the run
+
+        @solid(required_resources={"http"})
+        async def fetch(context: Any, path: str) -> str:
+            return (await context.resources.http.get(path)).text
+
+        @pipeline(resources={"http": http})
+        def p() -> None:
+            fetch("/page")
+
+        for _ in range(3):  # the second run used to fail: "Cannot reopen a client instance"
+            result = await execute_pipeline_async(p)
+            assert result.output_for_solid("fetch") == "/page"
+            assert not client.is_closed
 
 
 async def test_sync_setup_and_teardown_run_off_the_event_loop_thread() -> None:
@@ -790,6 +861,149 @@ async def test_a_failed_dependency_fails_the_resources_built_on_it() -> None:
     error = result.exception_for_step("use")
     assert isinstance(error, ResourceInitError) and error.resource_key == "repo"
     assert "no route to host" in str(error)
+
+
+# --- resources the host gives a run (resources={...}) --------------------------------------------
+
+
+async def test_a_given_client_is_used_as_it_is_and_left_open_for_the_next_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=request.url.path)
+
+    async def no_threads(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a given value needs no worker thread")
+
+    @solid(required_resources={"http"})
+    async def fetch(context: Any, path: str) -> str:
+        return (await context.resources.http.get(path)).text
+
+    @pipeline  # binds nothing: the host gives "http" to each run
+    def p() -> None:
+        fetch("/a")
+
+    async with httpx.AsyncClient(
+        base_url="http://app", transport=httpx.MockTransport(handler)
+    ) as client:
+        monkeypatch.setattr(anyio.to_thread, "run_sync", no_threads)
+        for _ in range(2):
+            result = await execute_pipeline_async(p, resources={"http": client})
+            assert result.output_for_solid("fetch") == "/a"
+            assert not client.is_closed
+    # No setup and no teardown: the run did not build it, so it has nothing to report.
+    assert not [e for e in result.events if e.type.value.startswith("RESOURCE_")]
+
+
+async def test_a_given_value_replaces_the_pipelines_definition_and_its_config() -> None:
+    built: list[Any] = []
+    p = http_pipeline(built)  # "http" requires config (base_url) when the run builds it
+
+    async with open_run(p, resources={"http": "the host's client"}) as run:
+        pass
+    result = await run.result()
+    assert result.output_for_solid("use") == "the host's client"
+    assert built == []
+    # An entry for a given key (the pipeline's default config, say) is not an error either.
+    again = await execute_pipeline_async(
+        p,
+        {"resources": {"http": {"config": {"base_url": "http://x"}}}},
+        resources={"http": "given"},
+    )
+    assert again.output_for_solid("use") == "given"
+    assert built == []
+
+
+async def test_a_definition_given_to_a_run_is_set_up_and_torn_down_by_it() -> None:
+    log: list[str] = []
+
+    @solid(required_resources={"db"})
+    async def use(context: Any) -> Any:
+        return context.resources.db
+
+    @pipeline(resources={"db": tracked("db", log, value="pipeline's")})
+    def p() -> None:
+        use()
+
+    result = await execute_pipeline_async(p, resources={"db": tracked("test_db", log)})
+    assert result.output_for_solid("use") == "test_db"
+    assert log == ["up test_db", "down test_db"]
+
+
+async def test_a_pipeline_resource_may_require_a_key_the_run_gives() -> None:
+    @resource(required_resources={"settings"})
+    def client(context: InitResourceContext) -> str:
+        return f"client for {context.resources.settings['url']}"
+
+    @solid(required_resources={"client"})
+    def use(context: Any) -> str:
+        return context.resources.client
+
+    @pipeline(resources={"client": client})
+    def p() -> None:
+        use()
+
+    result = await execute_pipeline_async(p, resources={"settings": {"url": "http://x"}})
+    assert result.output_for_solid("use") == "client for http://x"
+
+
+async def test_concurrent_runs_each_see_the_values_they_were_given() -> None:
+    arrived = 0
+    together = anyio.Event()
+
+    @solid(required_resources={"tenant"})
+    async def who(context: Any) -> str:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 3:
+            together.set()
+        await together.wait()  # the three runs are in flight at once
+        return context.resources.tenant
+
+    @pipeline
+    def p() -> None:
+        who()
+
+    results: dict[str, str] = {}
+
+    async def run(tenant: str) -> None:
+        result = await execute_pipeline_async(p, resources={"tenant": tenant})
+        results[tenant] = result.output_for_solid("who")
+
+    with anyio.fail_after(30):  # a hang guard, not a timing assertion
+        async with anyio.create_task_group() as tg:
+            for tenant in ("a", "b", "c"):
+                tg.start_soon(run, tenant)
+    assert results == {"a": "a", "b": "b", "c": "c"}
+
+
+async def test_a_solid_still_sees_only_the_given_keys_it_declares() -> None:
+    @solid(required_resources={"http"})
+    def peek(context: Any) -> Any:
+        return context.resources.db
+
+    @pipeline
+    def p() -> None:
+        peek()
+
+    result = await execute_pipeline_async(
+        p, resources={"http": "client", "db": "pool"}, raise_on_error=False
+    )
+    error = result.step_result("peek").error
+    assert error is not None and "used resource 'db' without declaring it" in error.message
+
+
+async def test_a_given_key_that_is_not_a_name_is_a_definition_error() -> None:
+    @solid
+    def noop() -> None:
+        pass
+
+    @pipeline
+    def p() -> None:
+        noop()
+
+    with pytest.raises(DefinitionError, match=r"resources= keys .* got 1"):
+        await execute_pipeline_async(p, resources={1: "client"})  # type: ignore[dict-item]
 
 
 # --- config and the init context -------------------------------------------------------------

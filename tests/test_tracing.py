@@ -453,6 +453,50 @@ async def test_cancelled_run_marks_running_and_pending_steps_cancellation(
     assert run_span.end_time is not None
 
 
+@pytest.mark.anyio
+async def test_the_cancel_is_error_run_option_leaves_a_cancelled_runs_spans_unset(
+    traced: Traced,
+) -> None:
+    async with open_run(
+        cancellable, tracer_provider=traced.provider, cancel_is_error=False
+    ) as handle:
+        started = started_events[handle.run_id] = anyio.Event()
+        await started.wait()
+        handle.cancel()
+    result = await handle.result()
+
+    assert result.status is RunStatus.CANCELED
+    spans = traced.spans()
+    assert sorted(s.name for s in spans) == ["double", "run cancellable", "waits_forever"]
+    for span in spans:
+        assert span.status.status_code is StatusCode.UNSET, span.name
+    assert attr(traced.run_span(), "cicd.pipeline.result") == "cancellation"
+
+
+@pytest.mark.anyio
+async def test_execute_pipeline_async_passes_cancel_is_error_to_the_runs_tracer(
+    traced: Traced,
+) -> None:
+    started = started_events["cancelled-by-its-caller"] = anyio.Event()
+
+    async def cancel_once_started(scope: anyio.CancelScope) -> None:
+        await started.wait()
+        scope.cancel()
+
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cancel_once_started, scope)
+            await execute_pipeline_async(
+                cancellable,
+                run_id="cancelled-by-its-caller",
+                tracer_provider=traced.provider,
+                cancel_is_error=False,
+            )
+    assert scope.cancelled_caught
+    assert len(traced.spans()) == 3
+    assert {s.status.status_code for s in traced.spans()} == {StatusCode.UNSET}
+
+
 def _cancelled_run_spans(traced: Traced, *, cancel_is_error: bool) -> list[ReadableSpan]:
     """What the engine does for a run cancelled with one step running and one pending."""
     tracer = run_tracer(tracer_provider=traced.provider, cancel_is_error=cancel_is_error)

@@ -308,6 +308,27 @@ async def test_launch_without_the_lifespan_is_a_503_that_says_what_to_do() -> No
     assert "lifespan_context" in response.json()["error"]
 
 
+async def test_launching_a_pipeline_that_leaves_a_resource_to_its_caller_is_a_422() -> None:
+    from asyncdag import pipeline, solid
+
+    @solid(required_resources={"http"})
+    def fetch(context: Any) -> None:
+        pass
+
+    @pipeline  # its runs are given "http" by an application (resources={...}); the UI has none
+    def needs_http() -> None:
+        fetch()
+
+    storage = InMemoryStorage()
+    app = create_app([needs_http], storage=storage)
+    transport = httpx.ASGITransport(app=app)
+    async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        response = await c.post("/api/runs", json={"pipeline": "needs_http"})
+    assert response.status_code == 422
+    assert "solid 'fetch' requires resource(s) ['http']" in response.json()["error"]
+    assert await storage.list_runs() == []
+
+
 async def test_events_page_after_a_cursor(ui: UI) -> None:
     run_id = await ui.launch(
         "chatty_pipeline", config={"solids": {"chatter": {"config": {"count": 25}}}}

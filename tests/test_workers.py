@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import anyio
 import anyio.lowlevel
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncdag._engine._workers import WorkerPool
+from asyncdag._engine._workers import PriorityQueue, WorkerPool, ready_queue
 
 
 class Steps:
@@ -110,3 +112,32 @@ async def test_a_chain_of_steps_runs_on_one_worker() -> None:
     assert steps.broken == []
     assert steps.pool.done == 50
     assert steps.peak == 1
+
+
+class _Queued:
+    """A stand-in step state: what a ready queue reads of it is ``step.priority``."""
+
+    def __init__(self, priority: int, arrival: int) -> None:
+        self.step = self
+        self.priority = priority
+        self.arrival = arrival
+
+
+@given(st.lists(st.integers(min_value=-3, max_value=3), max_size=40))
+def test_the_priority_queue_pops_highest_first_then_first_in_first_out(
+    priorities: list[int],
+) -> None:
+    queue = PriorityQueue()
+    for arrival, priority in enumerate(priorities):
+        queue.append(_Queued(priority, arrival))
+    assert len(queue) == len(priorities)
+    popped = [queue.popleft() for _ in range(len(priorities))]
+    assert not queue
+    assert [(q.priority, q.arrival) for q in popped] == sorted(
+        ((q.priority, q.arrival) for q in popped), key=lambda pa: (-pa[0], pa[1])
+    )
+
+
+def test_a_plan_without_priorities_gets_a_plain_deque() -> None:
+    assert type(ready_queue(False)) is deque
+    assert isinstance(ready_queue(True), PriorityQueue)

@@ -28,7 +28,7 @@ import copy
 import inspect
 import os
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -729,7 +729,11 @@ _NO_CONFIG = SolidRunConfig()
 
 
 def resolve_run_config(
-    pipeline: _Pipeline, run_config: Mapping[str, Any] | None = None
+    pipeline: _Pipeline,
+    run_config: Mapping[str, Any] | None = None,
+    *,
+    resource_defs: Mapping[str, _Resource] | None = None,
+    given_resources: Collection[str] = (),
 ) -> ResolvedRunConfig:
     """Check a run's config against ``pipeline`` before anything runs.
 
@@ -742,6 +746,11 @@ def resolve_run_config(
     required config or input, an input given in config that the pipeline already
     feeds) is collected and raised together as one ConfigError.  Cost is linear
     in nodes; a node with no schema and no config entry costs a dict lookup.
+
+    ``resource_defs`` replaces the pipeline's resource definitions for this run;
+    ``given_resources`` are keys the run was given as ready values: they take no
+    config, and an entry for one (from the pipeline's default config, say) is
+    not an error.
     """
     raw = _merged(pipeline, run_config)
     errors: list[ConfigErrorItem] = []
@@ -780,9 +789,11 @@ def resolve_run_config(
         if owner is not None:
             _annotate(errors, before, f"given by the config_fn of graph {owner!r}")
 
-    resource_defs = pipeline.resource_defs
+    if resource_defs is None:
+        resource_defs = pipeline.resource_defs
     resources_section = _section(raw, "resources", "resources", errors)
-    _check_keys(resources_section, resource_defs, "resources", errors, noun="resource")
+    known = {**resource_defs, **dict.fromkeys(given_resources)}
+    _check_keys(resources_section, known, "resources", errors, noun="resource")
     resources = {
         key: _resolve_resource(
             key, resource, resources_section.get(key), f"resources.{key}", errors

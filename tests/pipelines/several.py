@@ -3,7 +3,7 @@
 from asyncdag import RetryPolicy, pipeline, solid
 
 
-@solid(retry_policy=RetryPolicy(max_retries=2, delay=0.5), timeout=30, pool="db")
+@solid(retry_policy=RetryPolicy(max_retries=2, delay=0.5), timeout=30, pool="db", priority=2)
 def extract():
     return [1, 2, 3]
 

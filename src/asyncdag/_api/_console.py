@@ -1,11 +1,25 @@
-"""Printing a run's events to the terminal, the way Dagster's console logger does.
+"""A run's events as :mod:`logging` records, and the Dagster-style console when one is asked for.
 
-Events go through the standard :mod:`logging` logger ``"asyncdag"``, so
-applications route, filter or silence them as they do any other library's
-logs (``logging.getLogger("asyncdag").setLevel(logging.WARNING)``).  When the
-application has configured no logging at all, we install one stderr handler so
-that ``python hello_world.py`` shows what happened; the level then comes from
-``ASYNCDAG_LOG_LEVEL`` (default DEBUG, Dagster's default).
+asyncdag is a library first: a run logs to the ``asyncdag`` logger and installs
+no handler, so a web service awaiting a hundred runs keeps its stderr to itself
+(the convention of the :mod:`logging` HOWTO's "Configuring Logging for a
+Library").  Applications route, filter or silence the events as they do any
+other library's logs (``logging.getLogger("asyncdag").setLevel(logging.INFO)``
+plus a handler of theirs).
+
+A console is asked for with the run option ``console=True`` (the blocking
+``execute_pipeline``'s default, so ``python hello_world.py`` shows what happened),
+or for every run of a process with the environment variable
+``ASYNCDAG_LOG_LEVEL`` (``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or a number),
+which also sets the console's level (default DEBUG, Dagster's).  The console
+prints on stderr only when the application configured no logging for
+``asyncdag`` (no handler on it or its ancestors): otherwise the events go to
+the application's handlers alone, never twice.
+
+Nothing is built for an event no handler would print: which handlers exist and
+their levels are looked up once when the run starts, and the event bus skips
+events below that level without calling the listener, so a quiet run costs the
+engine nothing per step.
 """
 
 from __future__ import annotations
@@ -16,11 +30,20 @@ import sys
 import time
 from collections.abc import Callable
 
+from .._errors import AsyncdagError
 from .._events import Event, EventType
 
-__all__ = ["ConsoleFormatter", "console_listener", "install_default_handler"]
+__all__ = [
+    "LEVEL_VARIABLE",
+    "LOGGER_NAME",
+    "ConsoleFormatter",
+    "console_level",
+    "install_console_handler",
+    "run_log_listener",
+]
 
 LOGGER_NAME = "asyncdag"
+LEVEL_VARIABLE = "ASYNCDAG_LOG_LEVEL"
 
 _COLORS = {
     logging.DEBUG: "\x1b[34m",
@@ -30,8 +53,6 @@ _COLORS = {
     logging.CRITICAL: "\x1b[1;31m",
 }
 _RESET = "\x1b[0m"
-
-_installed = False
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -60,41 +81,107 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
-def install_default_handler() -> None:
-    """Give the ``asyncdag`` logger a stderr handler unless the application set up logging."""
-    global _installed
-    if _installed:
-        return
-    _installed = True
-    logger = logging.getLogger(LOGGER_NAME)
-    if logger.handlers or logging.getLogger().handlers:
-        return
+def console_level() -> int | None:
+    """The level ``ASYNCDAG_LOG_LEVEL`` asks for; None when it is unset or empty."""
+    raw = os.environ.get(LEVEL_VARIABLE, "").strip()
+    if not raw:
+        return None
+    if raw.isdigit():
+        return int(raw)
+    level = logging.getLevelName(raw.upper())
+    if not isinstance(level, int):
+        raise AsyncdagError(
+            f"{LEVEL_VARIABLE}={raw!r} is not a logging level; use DEBUG, INFO, WARNING, "
+            "ERROR, CRITICAL or a number, or unset it for no console"
+        )
+    return level
+
+
+def _stderr_handler() -> logging.Handler:
+    # sys.stderr as it is now, not at import: a test's capture, a host that redirected it.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(ConsoleFormatter(color=sys.stderr.isatty()))
-    logger.addHandler(handler)
-    logger.propagate = False
-    if logger.level == logging.NOTSET:
-        level = os.environ.get("ASYNCDAG_LOG_LEVEL", "DEBUG").upper()
-        logger.setLevel(logging.getLevelName(level) if level.isalpha() else int(level))
+    return handler
 
 
-def console_listener(pipeline_name: str) -> tuple[Callable[[Event], None], int] | None:
-    """A bus listener that logs events, and the lowest level it wants; None when the logger is silent.
+def install_console_handler(level: int | None = None) -> None:
+    """Give the ``asyncdag`` logger the Dagster-style stderr console, for a process we own.
 
-    The bus skips events below that level without calling the listener, so a
-    quiet logger costs the engine nothing per step.
+    For shells that are the application (``asyncdag ui``), never called by a run.
+    Does nothing when the application already set up logging for ``asyncdag``.
+    ``level``: default ``ASYNCDAG_LOG_LEVEL``, else DEBUG.
     """
     logger = logging.getLogger(LOGGER_NAME)
-    if logger.disabled or not logger.isEnabledFor(logging.CRITICAL):
+    if _handler_level(logger) is not None:
+        return
+    logger.addHandler(_stderr_handler())
+    # Our handler is the one that prints: a root handler added later must not print twice.
+    logger.propagate = False
+    if logger.level == logging.NOTSET:
+        env = console_level()
+        logger.setLevel(level if level is not None else env if env is not None else logging.DEBUG)
+
+
+def _handler_level(logger: logging.Logger) -> int | None:
+    """The lowest level a handler of ``logger`` or its ancestors prints; None: no such handler.
+
+    ``NullHandler`` prints nothing and does not count; nor does :data:`logging.lastResort`,
+    which would print a library's warnings to a host that configured nothing.
+    """
+    lowest: int | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if isinstance(handler, logging.NullHandler):
+                continue
+            lowest = handler.level if lowest is None else min(lowest, handler.level)
+        if not current.propagate:
+            break
+        current = current.parent
+    return lowest
+
+
+def _logger_level(logger: logging.Logger) -> int | None:
+    """The lowest level at which a record of ``logger`` reaches a handler that prints."""
+    if logger.disabled:
         return None
-    min_level = logger.getEffectiveLevel()
-    is_enabled = logger.isEnabledFor
+    lowest = _handler_level(logger)
+    if lowest is None:
+        return None
+    level = max(lowest, logger.getEffectiveLevel(), logger.manager.disable + 1)
+    return level if level <= logging.CRITICAL else None
+
+
+def run_log_listener(
+    pipeline_name: str, *, console: bool | None
+) -> tuple[Callable[[Event], None], int] | None:
+    """A bus listener turning a run's events into log records, and the lowest level it wants.
+
+    None when nothing would print them, so the run pays nothing per event.
+    ``console``: True prints on stderr when the application configured no logging;
+    None does so only when ``ASYNCDAG_LOG_LEVEL`` is set; False never does.
+    """
+    logger = logging.getLogger(LOGGER_NAME)
+    routed = _logger_level(logger)
+    handle: Callable[[logging.LogRecord], object]
+    is_enabled: Callable[[int], bool] | None
+    if routed is not None:
+        # The application's handlers decide; a level raised mid-run is honoured below.
+        min_level = routed
+        handle = logger.handle
+        is_enabled = logger.isEnabledFor
+    else:
+        env_level = console_level() if console is not False else None
+        if not console and env_level is None:
+            return None
+        min_level = env_level if env_level is not None else logging.DEBUG
+        handle = _stderr_handler().handle
+        is_enabled = None
     make_record = logger.makeRecord
-    handle = logger.handle
 
     def listener(event: Event) -> None:
         level = event.level
-        if not is_enabled(level):
+        if is_enabled is not None and not is_enabled(level):
             return
         data = event.data or {}
         extra = {

@@ -43,6 +43,9 @@ async def execute_pipeline_async(
     tracing: bool = True,
     tracer_provider: TracerProvider | None = None,
     listeners: Iterable[Listener] = (),
+    resources: Mapping[str, Any] | None = None,
+    console: bool | None = None,
+    cancel_is_error: bool = True,
 ) -> PipelineRunResult:
     """Run ``pipeline`` inside the running event loop (asyncio or trio) and return its result.
 
@@ -52,6 +55,16 @@ async def execute_pipeline_async(
     after the run is recorded as CANCELED.  The run's spans go to the global
     OpenTelemetry tracer provider, or to ``tracer_provider`` when given (a test's
     in-memory exporter, or an application that keeps several providers).
+
+    A library call inside the host's program: it prints nothing unless asked.
+    Events go to the ``asyncdag`` logger for the host's own logging handlers;
+    ``console=True`` prints them on stderr in Dagster's format when the host
+    configured no logging (``None``: only when ``ASYNCDAG_LOG_LEVEL`` is set).
+    ``resources={"http": client}`` hands the run objects the host owns, used as
+    they are and never closed (a :class:`ResourceDefinition` there is set up and
+    torn down by the run instead); they replace the pipeline's definitions of
+    those keys.  ``cancel_is_error=False`` ends a cancelled run's and steps' spans
+    with status UNSET rather than ERROR, for services where cancelling is routine.
     """
     options = RunOptions(
         max_concurrency=max_concurrency,
@@ -65,6 +78,9 @@ async def execute_pipeline_async(
         tracing=tracing,
         tracer_provider=tracer_provider,
         listeners=listeners,
+        resources=resources,
+        console=console,
+        cancel_is_error=cancel_is_error,
     )
     return await execute_with_options(pipeline, run_config, options)
 
@@ -93,13 +109,18 @@ def execute_pipeline(
     tracing: bool = True,
     tracer_provider: TracerProvider | None = None,
     listeners: Iterable[Listener] = (),
+    resources: Mapping[str, Any] | None = None,
+    console: bool | None = True,
+    cancel_is_error: bool = True,
     backend: str = "asyncio",
 ) -> PipelineRunResult:
     """Run ``pipeline`` to the end, starting an event loop (``backend``: asyncio or trio).
 
     From code that is already inside an event loop, ``await
     execute_pipeline_async(...)`` instead: a blocking call there would stall
-    the loop, so this raises :class:`EventLoopError`.
+    the loop, so this raises :class:`EventLoopError`.  The options are
+    :func:`execute_pipeline_async`'s, except that ``console`` defaults to True:
+    a script run from a terminal shows what happened.
     """
     try:
         token = anyio.lowlevel.current_token()
@@ -124,5 +145,8 @@ def execute_pipeline(
         tracing=tracing,
         tracer_provider=tracer_provider,
         listeners=listeners,
+        resources=resources,
+        console=console,
+        cancel_is_error=cancel_is_error,
     )
     return anyio.run(execute_with_options, pipeline, run_config, options, backend=backend)

@@ -9,7 +9,7 @@ option is added here and to those signatures, nowhere else.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -45,4 +45,7 @@ class RunOptions:
     tracing: bool = True
     tracer_provider: TracerProvider | None = None
     listeners: tuple[Listener, ...] = attrs.field(default=(), converter=_listeners)
+    resources: Mapping[str, Any] | None = None
+    console: bool | None = None
+    cancel_is_error: bool = True
     launcher: StepLauncher | None = None

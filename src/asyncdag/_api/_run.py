@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._definitions import PipelineDefinition
+from .._definitions import PipelineDefinition, ResourceDefinition, check_resources_bound
 from .._engine import EventBus, Executor, Listener, ResourceManager, _tracing
 from .._errors import AsyncdagError, DefinitionError, PipelineRunCanceled
 from .._events import Event, RunStatus, StepStatus
 from .._plan import ExecutionPlan
-from ._console import console_listener, install_default_handler
+from ._console import run_log_listener
 from ._options import RunOptions
 from ._result import (
     LazyMapping,
@@ -75,7 +75,13 @@ class RunHandle:
         # Everything that can be wrong with the input is found here, before anything runs.
         from ..config import resolve_run_config
 
-        resolved = resolve_run_config(pipeline, run_config)
+        definitions, given = _run_resources(pipeline, options.resources)
+        resolved = resolve_run_config(
+            pipeline,
+            run_config,
+            resource_defs=definitions if options.resources else None,
+            given_resources=given.keys(),
+        )
         self.run_config: dict[str, Any] = dict(resolved.raw)
         configured = [(name, resolved.solids[name]) for name in resolved.configured]
         self.plan = ExecutionPlan.for_pipeline(
@@ -93,27 +99,29 @@ class RunHandle:
         )
         self.concurrency_limits = limits
 
-        install_default_handler()
         self._bus = EventBus(self.run_id)
-        console = console_listener(pipeline.name)
-        if console is not None:
-            self._bus.add_listener(console[0], min_level=console[1])
+        log = run_log_listener(pipeline.name, console=options.console)
+        if log is not None:
+            self._bus.add_listener(log[0], min_level=log[1])
         for listener in options.listeners:
             self._bus.add_listener(listener)
 
         self._resources = (
             ResourceManager(
-                pipeline.resource_defs,
+                definitions,
                 resolved.resources,
                 run_id=self.run_id,
                 emit=self._bus.emit,
                 owner=f"pipeline {pipeline.name!r}",
+                given=given,
             )
-            if pipeline.resource_defs
+            if definitions or given
             else None
         )
         self._tracer = _tracing.run_tracer(
-            enabled=options.tracing, tracer_provider=options.tracer_provider
+            enabled=options.tracing,
+            tracer_provider=options.tracer_provider,
+            cancel_is_error=options.cancel_is_error,
         )
         self._executor = Executor(
             self.plan,
@@ -261,6 +269,37 @@ def raise_for(result: PipelineRunResult) -> None:
     raise AsyncdagError(f"run {result.run_id} of {result.pipeline_name!r} failed")
 
 
+def _run_resources(
+    pipeline: PipelineDefinition, resources: Mapping[str, Any] | None
+) -> tuple[Mapping[str, ResourceDefinition], dict[str, Any]]:
+    """The resource definitions a run sets up, and the ready values it was given.
+
+    A value in ``resources`` replaces the pipeline's definition of its key (or adds
+    the key): a :class:`ResourceDefinition` is set up and torn down by the run like
+    the pipeline's own, anything else is used as it is.  Raises
+    :class:`DefinitionError` when a solid requires a key neither bound nor given
+    (the :class:`ResourceManager` checks what resources require).
+    """
+    if not resources:
+        check_resources_bound(pipeline, pipeline.resource_defs)
+        return pipeline.resource_defs, {}
+    definitions = dict(pipeline.resource_defs)
+    given: dict[str, Any] = {}
+    for key, value in resources.items():
+        if not isinstance(key, str) or not key:
+            raise DefinitionError(
+                f"resources= keys are the resource keys solids require, got {key!r}; "
+                "use the key of required_resources={...}"
+            )
+        if isinstance(value, ResourceDefinition):
+            definitions[key] = value
+        else:
+            definitions.pop(key, None)
+            given[key] = value
+    check_resources_bound(pipeline, definitions, given.keys())
+    return definitions, given
+
+
 @contextlib.asynccontextmanager
 async def open_run(
     pipeline: PipelineDefinition,
@@ -277,6 +316,9 @@ async def open_run(
     tracing: bool = True,
     tracer_provider: TracerProvider | None = None,
     listeners: Iterable[Listener] = (),
+    resources: Mapping[str, Any] | None = None,
+    console: bool | None = None,
+    cancel_is_error: bool = True,
 ) -> AsyncIterator[RunHandle]:
     """Start a run in the current task and hand back its :class:`RunHandle`.
 
@@ -303,6 +345,9 @@ async def open_run(
         tracing=tracing,
         tracer_provider=tracer_provider,
         listeners=listeners,
+        resources=resources,
+        console=console,
+        cancel_is_error=cancel_is_error,
     )
     async with run_with_options(pipeline, run_config, options) as handle:
         yield handle

@@ -17,7 +17,7 @@ from ._handles import (
 )
 from ._hooks import FAILURE, SUCCESS, HookDefinition, failure_hook, success_hook
 from ._outputs import DynamicOut, DynamicOutput, Out, Output, OutputError
-from ._pipeline import PipelineDefinition, pipeline
+from ._pipeline import PipelineDefinition, check_resources_bound, pipeline
 from ._resources import ResourceDefinition, check_resource_graph, resource
 from ._retry import Backoff, Jitter, RetryPolicy
 from ._solid import InputDefinition, SolidDefinition, annotation_name, solid
@@ -56,6 +56,7 @@ __all__ = [
     "SolidDefinition",
     "annotation_name",
     "check_resource_graph",
+    "check_resources_bound",
     "configured",
     "failure_hook",
     "graph",

@@ -9,7 +9,8 @@ edge.  Nothing here imports anyio: definitions are plain data.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+import weakref
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, overload
 
 import attrs
@@ -22,45 +23,55 @@ from ._retry import RetryPolicy
 from ._solid import _check_hooks, _freeze_tags
 from ._sources import InputSource as InputSource
 
-__all__ = ["PipelineDefinition", "pipeline"]
+__all__ = ["PipelineDefinition", "check_resources_bound", "pipeline"]
 
 # --- pipelines -------------------------------------------------------------------------------
 
 
-def _check_needs(
-    name: str, who: str, needs: frozenset[str], resource_defs: Mapping[str, Any]
+def check_resources_bound(
+    pipeline: PipelineDefinition,
+    definitions: Mapping[str, Any],
+    provided: Collection[str] = (),
 ) -> None:
-    missing = sorted(needs - resource_defs.keys())
-    if missing:
-        bound = sorted(resource_defs) or "none"
-        raise DefinitionError(
-            f"{who} requires resource(s) {missing} that pipeline {name!r} does not bind "
-            f"(bound: {bound}); add them with @pipeline(resources={{...}})"
+    """Raise :class:`DefinitionError` unless every resource a solid or hook requires is bound
+    by ``definitions`` or ``provided`` as a ready value.
+
+    Checked when a run starts, not when the pipeline is defined: the run may be
+    given the resources its host owns (``resources={"http": client}``).  What
+    resources require of each other is :func:`check_resource_graph`'s.
+    """
+    missing_any = _resource_needs(pipeline) - definitions.keys() - set(provided)
+    if not missing_any:
+        return
+    bound = sorted({*definitions, *provided}) or "none"
+    for who, needs in _needers(pipeline):
+        missing = sorted(needs & missing_any)
+        if missing:
+            raise DefinitionError(
+                f"{who} requires resource(s) {missing} that pipeline "
+                f"{pipeline.name!r} does not bind (bound: {bound}); add them with "
+                "@pipeline(resources={...}) or pass them to the run (resources={...})"
+            )
+
+
+def _needers(pipeline: PipelineDefinition) -> Iterator[tuple[str, frozenset[str]]]:
+    """Each solid and hook of ``pipeline`` with the resource keys it requires."""
+    hooks: set[HookDefinition] = set(pipeline.hook_defs)
+    for node in pipeline.nodes.values():
+        yield f"solid {node.name!r}", node.solid.required_resources
+        hooks.update(node.hooks)
+    for hook in sorted(hooks, key=lambda h: h.name):
+        yield f"hook {hook.name!r}", hook.required_resources
+
+
+def _resource_needs(pipeline: PipelineDefinition) -> frozenset[str]:
+    """Every resource key a solid or hook of ``pipeline`` requires, computed once per pipeline."""
+    needs = _needs_cache.get(pipeline)
+    if needs is None:
+        needs = _needs_cache[pipeline] = frozenset().union(
+            *(needs for _, needs in _needers(pipeline))
         )
-
-
-def _check_hook_needs(
-    name: str, hooks: Iterable[HookDefinition], resource_defs: Mapping[str, Any]
-) -> None:
-    for hook in hooks:
-        if hook.required_resources:
-            _check_needs(name, f"hook {hook.name!r}", hook.required_resources, resource_defs)
-
-
-def _check_resources(
-    name: str,
-    nodes: Mapping[str, Node],
-    resource_defs: Mapping[str, Any],
-    hooks: frozenset[HookDefinition],
-) -> None:
-    node_hooks: set[HookDefinition] = set(hooks)
-    for node in nodes.values():
-        _check_needs(name, f"solid {node.name!r}", node.solid.required_resources, resource_defs)
-        node_hooks.update(node.hooks)
-    _check_hook_needs(name, sorted(node_hooks, key=lambda h: h.name), resource_defs)
-    from ._resources import check_resource_graph
-
-    check_resource_graph(f"pipeline {name!r}", resource_defs)
+    return needs
 
 
 @attrs.frozen(eq=False)
@@ -98,7 +109,7 @@ class PipelineDefinition:
         without touching its body.  The copy has the same name, nodes and resources.
         """
         added = _check_hooks(f"pipeline {self.name!r}", hooks)
-        _check_hook_needs(self.name, sorted(added, key=lambda h: h.name), self.resource_defs)
+        # Resources the hooks require are checked when a run starts, as the solids' are.
         return attrs.evolve(self, hook_defs=self.hook_defs | added)
 
     def __repr__(self) -> str:
@@ -141,7 +152,10 @@ def _build_pipeline(
             f"pipeline {name!r} has no solids: its body must call at least one solid"
         )
     resource_defs = dict(resources or {})
-    _check_resources(name, builder.nodes, resource_defs, hook_defs)
+    from ._resources import check_resource_graph
+
+    # Unbound keys are found when a run starts (check_resources_bound): a run may give them.
+    check_resource_graph(f"pipeline {name!r}", resource_defs, provided=None)
     return PipelineDefinition(
         name=name,
         nodes=builder.nodes,
@@ -189,11 +203,13 @@ def pipeline(
 
     The body runs once, at decoration time, to record the graph; it never
     runs again, so it must not do work itself.  ``resources`` binds resource
-    definitions by key; ``config`` is a default run config that a run's own
-    config overrides key by key.  ``hooks`` (from ``@success_hook`` /
-    ``@failure_hook``) run after every step of the pipeline.  ``solid_retry_policy``
-    is the retry policy of every solid that has none of its own (``@solid(retry_policy=)``)
-    or from its call (``.with_retry_policy()``).
+    definitions by key (a key a solid requires may instead be given by each run,
+    ``resources={"http": client}``, checked when the run starts); ``config`` is
+    a default run config that a run's own config overrides key by key.  ``hooks``
+    (from ``@success_hook`` / ``@failure_hook``) run after every step of the
+    pipeline.  ``solid_retry_policy`` is the retry policy of every solid that has
+    none of its own (``@solid(retry_policy=)``) or from its call
+    (``.with_retry_policy()``).
     """
 
     def decorate(func: Callable[[], Any]) -> PipelineDefinition:
@@ -211,3 +227,8 @@ def pipeline(
     if fn is not None:
         return decorate(fn)
     return decorate
+
+
+_needs_cache: weakref.WeakKeyDictionary[PipelineDefinition, frozenset[str]] = (
+    weakref.WeakKeyDictionary()
+)

@@ -8,7 +8,7 @@ them down during a run is ``asyncdag._engine._resources``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
 import attrs
@@ -67,12 +67,19 @@ def resource(
     description: str | None = None,
     required_resources: Iterable[str] | None = None,
 ) -> ResourceDefinition | Callable[[Callable[..., Any]], ResourceDefinition]:
-    """Declare a resource.
+    """Declare a resource: how a run builds a value its solids share (a client, a pool).
 
     The function receives an :class:`InitResourceContext` when it takes a
-    parameter.  It may return the value, ``yield`` it (code after the yield is
-    teardown; async generators too), or be a class whose instances are
-    (async) context managers.
+    parameter.  Who owns the value's life depends on the form:
+
+    - a (sync or async) generator: the run owns it; code after the ``yield`` is
+      its teardown, run after the run's last step, also on failure and cancellation;
+    - a class whose instances are (async) context managers: the run enters one
+      and exits it the same way;
+    - a function that *returns* a value: the value is used as it is, never
+      entered nor closed.  Return an object the application owns and shares
+      between runs (its ``httpx.AsyncClient``, a connection pool) this way, or
+      pass it to the run itself: ``execute_pipeline_async(p, resources={"http": client})``.
     """
 
     def decorate(func: Callable[..., Any]) -> ResourceDefinition:
@@ -89,11 +96,15 @@ def resource(
     return decorate
 
 
-def check_resource_graph(owner: str, definitions: Mapping[str, Any]) -> None:
+def check_resource_graph(
+    owner: str, definitions: Mapping[str, Any], *, provided: Collection[str] | None = ()
+) -> None:
     """Raise :class:`DefinitionError` for a binding that is not a resource, an unbound need, or a cycle.
 
-    Called before anything runs, so a run never finds out halfway through
-    that two resources wait for each other.
+    ``provided``: keys a run is given as ready values, which a definition may
+    require; None skips the unbound check (a pipeline being defined: a run may
+    still give the missing keys).  Called before anything runs, so a run never
+    finds out halfway through that two resources wait for each other.
     """
     for key, definition in definitions.items():
         if not isinstance(definition, ResourceDefinition):
@@ -101,11 +112,14 @@ def check_resource_graph(owner: str, definitions: Mapping[str, Any]) -> None:
                 f"{owner} binds resource {key!r} to {definition!r}, which is not a resource; "
                 "decorate its factory with @resource"
             )
+        if provided is None:
+            continue
         for dep in sorted(definition.required_resources):
-            if dep not in definitions:
+            if dep not in definitions and dep not in provided:
                 raise DefinitionError(
                     f"resource {key!r} requires resource {dep!r} that {owner} does not bind "
-                    f"(bound: {sorted(definitions)}); add it to @pipeline(resources={{...}})"
+                    f"(bound: {sorted({*definitions, *provided})}); add it to "
+                    "@pipeline(resources={...}) or pass it to the run (resources={...})"
                 )
     done: set[str] = set()
     for root in sorted(definitions):
@@ -132,5 +146,5 @@ def check_resource_graph(owner: str, definitions: Mapping[str, Any]) -> None:
             on_path.add(key)
             stack.append((key, True))
             for dep in sorted(definitions[key].required_resources, reverse=True):
-                if dep not in done:
+                if dep not in done and dep in definitions:  # given or unbound: no needs
                     stack.append((dep, False))

@@ -108,6 +108,7 @@ class SolidDefinition:
     retry_policy: RetryPolicy | None = None
     timeout: float | None = None
     pool: str | None = None
+    priority: int = 0
     tags: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_tags)
     config_schema: Any = None
     required_resources: frozenset[str] = attrs.field(factory=frozenset, converter=resource_keys)
@@ -353,6 +354,7 @@ def solid(
     retry_policy: RetryPolicy | None = None,
     timeout: float | None = None,
     pool: str | None = None,
+    priority: int = 0,
     tags: Mapping[str, Any] | None = None,
     config_schema: Any = None,
     required_resources: Iterable[str] | None = None,
@@ -369,6 +371,7 @@ def solid(
     retry_policy: RetryPolicy | None = None,
     timeout: float | None = None,
     pool: str | None = None,
+    priority: int = 0,
     tags: Mapping[str, Any] | None = None,
     config_schema: Any = None,
     required_resources: Iterable[str] | None = None,
@@ -380,6 +383,10 @@ def solid(
     others are inputs, wired by calling the solid inside a ``@pipeline`` body.
     ``timeout`` is in seconds per attempt; ``pool`` names a concurrency pool
     whose limit the run sets (``concurrency_limits={"http": 10}``).
+    ``priority`` (an int, default 0) orders steps that are ready but waiting for a
+    slot (the run's ``max_concurrency`` or their pool): higher starts first, equal
+    ones in the order they became ready.  Give a critical-path step a priority so
+    it is not queued behind 40 page fetches.
 
     ``outs`` declares named outputs (``{"ok": Out(), "bad": Out(is_required=False)}``):
     return a tuple in that order or a dict, or yield ``Output(value, name)`` from a
@@ -395,6 +402,11 @@ def solid(
             )
         if timeout is not None and timeout <= 0:
             raise DefinitionError(f"solid {solid_name!r}: timeout must be > 0 seconds")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise DefinitionError(
+                f"solid {solid_name!r}: priority must be an int (higher starts first), "
+                f"got {priority!r}"
+            )
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise DefinitionError(
                 f"solid {solid_name!r}: retry_policy must be a RetryPolicy, got {retry_policy!r}"
@@ -420,6 +432,7 @@ def solid(
             retry_policy=retry_policy,
             timeout=timeout,
             pool=pool,
+            priority=priority,
             tags=tags,
             config_schema=config_schema,
             required_resources=required_resources,

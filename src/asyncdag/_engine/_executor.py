@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,11 +47,12 @@ from ._launcher import StepLauncher
 from ._log import Emit, EmitStep, formatting_emit_step
 from ._resources import ResourceManager
 from ._state import _NO_INPUTS, RunState, StepState
-from ._workers import WorkerPool
+from ._workers import ReadyQueue, WorkerPool, ready_queue
 
 __all__ = ["OUTLIVED_GRACE", "Executor"]
 
 DEBUG = logging.DEBUG
+INFO = logging.INFO
 ERROR = logging.ERROR
 WARNING = logging.WARNING
 # Enum members as module globals: the step's hot path reads them often, and a global is
@@ -132,12 +132,18 @@ class Executor:
             tracer=tracer,
             thread_limiter=anyio.CapacityLimiter(max_concurrency) if max_concurrency else None,
         )
-        self._workers = WorkerPool(self._run_step, self.states, bound=max_concurrency)
+        # Ready steps wait in priority order when the plan has priorities, else in a deque.
+        prioritized = plan.prioritized
+        self._workers = WorkerPool(
+            self._run_step, self.states, bound=max_concurrency, ready=ready_queue(prioritized)
+        )
         self._ready = self._workers.ready
         # Named concurrency pools: steps running in each, and steps ready but waiting for a slot.
         self._pool_limits = dict(concurrency_limits or {})
         self._pool_running: dict[str, int] = dict.fromkeys(self._pool_limits, 0)
-        self._pool_waiting: dict[str, deque[StepState]] = {k: deque() for k in self._pool_limits}
+        self._pool_waiting: dict[str, ReadyQueue] = {
+            k: ready_queue(prioritized) for k in self._pool_limits
+        }
         self._tg: anyio.abc.TaskGroup | None = None
         self._cancel_reason: str | None = None  # "user" or "fail_fast"
         self._failed = False
@@ -164,7 +170,8 @@ class Executor:
         """Cancel the run: running steps see cancellation, pending ones never start."""
         if self._cancel_reason is None:
             self._cancel_reason = "user"
-            self.emit(EventType.RUN_CANCELING, level=WARNING, message="Run cancellation requested")
+            # INFO: asked for, not gone wrong; the run's end (RUN_CANCELED) is the one WARNING.
+            self.emit(EventType.RUN_CANCELING, level=INFO, message="Run cancellation requested")
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
@@ -177,7 +184,7 @@ class Executor:
         token = self._start_run()
         status = RunStatus.CANCELED
         try:
-            if self._resources is None:
+            if self._resources is None or not self._resources.builds:
                 status = await self._run_steps()
             else:
                 # Each resource lives in a task of its own for the whole run, so one that
@@ -222,9 +229,11 @@ class Executor:
                 self._tg = tg
                 if self._cancel_reason is not None:
                     tg.cancel_scope.cancel()
-                for state in self.states:
-                    if state.remaining == 0:
-                        self.make_ready(state)
+                roots = [state for state in self.states if state.remaining == 0]
+                if self.plan.prioritized:  # as the plan orders each step's dependents
+                    roots.sort(key=lambda state: -state.step.priority)
+                for state in roots:
+                    self.make_ready(state)
                 self._workers.start(tg)
         except self._cancelled_exc as exc:
             outer_cancel = exc
@@ -411,7 +420,7 @@ class Executor:
                     self.emit(
                         EventType.STEP_CANCELED,
                         step_key=state.step.key,
-                        level=WARNING,
+                        level=DEBUG,  # the run's own RUN_CANCELED says it once, as a WARNING
                         message=f"Step {state.step.key!r} canceled before it could run",
                     )
                     if self._tracer is not None:
@@ -641,7 +650,7 @@ class Executor:
         self.emit(
             EventType.STEP_CANCELED,
             step_key=key,
-            level=WARNING,
+            level=DEBUG,  # one line per step would flood a host cancelling many runs
             message=f"Step {key!r} was canceled.",
             data=self._ended_attempt(state, duration=end - started),
         )

@@ -2,7 +2,10 @@
 
 A resource is set up once per run, just before the first step that needs it,
 and torn down after the run in reverse order of setup, also when the run fails
-or is cancelled.  The declarations (``@resource``) are
+or is cancelled.  Only generators and context managers have a teardown: a
+value a resource function returns, and a value the run was given ready
+(``resources={"http": client}``), belong to whoever made them and are used as
+they are.  The declarations (``@resource``) are
 ``asyncdag._definitions._resources``; this is the run-time half.
 """
 
@@ -104,7 +107,8 @@ class ResourceManager:
     Sync code of a resource (a plain function, a generator, ``__enter__`` and
     ``__exit__``) runs in a worker thread so it cannot stall the event loop;
     async code runs on the run's own loop, so an async client can be shared
-    by every step.
+    by every step.  ``given`` are ready values (the host's own client): steps
+    use them at once, with no setup, no thread and no teardown.
     """
 
     def __init__(
@@ -115,19 +119,26 @@ class ResourceManager:
         run_id: str,
         emit: Emit,
         owner: str = "the pipeline",
+        given: Mapping[str, Any] | None = None,
     ) -> None:
-        check_resource_graph(owner, definitions)
+        given = given or {}
+        check_resource_graph(owner, definitions, provided=given.keys())
         self._definitions = definitions
         self._configs = configs
         self._run_id = run_id
         self._emit = emit
-        self.values: dict[str, Any] = {}
+        self.values: dict[str, Any] = dict(given)
         self._failed: dict[str, ResourceInitError] = {}
         self._locks: dict[str, anyio.Lock] = {}
         self._exits: list[tuple[str, _Exit | None]] = []
         self._closed = False
         self._host: anyio.abc.TaskGroup | None = None
         self.setup_order: list[str] = []
+
+    @property
+    def builds(self) -> bool:
+        """Whether the run has resources to set up (and so a host task group to hold them)."""
+        return bool(self._definitions)
 
     async def ensure(self, keys: Iterable[str]) -> None:
         """Make sure every resource in ``keys`` (and what they depend on) is set up.
@@ -300,11 +311,11 @@ class ResourceManager:
             return await _enter_object(contextlib.asynccontextmanager(fn)(*args))
         if inspect.isgeneratorfunction(fn):
             return await _enter_object(contextlib.contextmanager(fn)(*args))
+        # A returned value is used as it is: it may be the application's own shared client,
+        # which entering here would close after the run ("Cannot reopen a client instance").
         if inspect.iscoroutinefunction(fn):
-            result = await fn(*args)
-        else:
-            result = await anyio.to_thread.run_sync(fn, *args)
-        return await _enter_object(result)
+            return await fn(*args), None
+        return await anyio.to_thread.run_sync(fn, *args), None
 
     async def aclose(self) -> None:
         """Tear everything down in reverse order of setup; shielded, so cancellation cannot skip it.

@@ -273,6 +273,8 @@ def _step_attributes(step: Step, run_id: str) -> dict[str, Any]:
     }
     if step.pool is not None:
         attributes["asyncdag.pool"] = step.pool
+    if step.priority:
+        attributes["asyncdag.priority"] = step.priority
     if step.timeout is not None:
         attributes["asyncdag.timeout"] = step.timeout
     policy = step.retry_policy

@@ -9,10 +9,12 @@ event loop's thread between awaits, so it needs no locks.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sized
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -20,7 +22,7 @@ import anyio.lowlevel
 if TYPE_CHECKING:
     import anyio.abc
 
-__all__ = ["WorkerPool"]
+__all__ = ["PriorityQueue", "ReadyQueue", "WorkerPool", "ready_queue"]
 
 # A worker yields to the event loop at least this often, even when its steps never await.
 _STEPS_PER_CHECKPOINT = 32
@@ -28,6 +30,42 @@ _STEPS_PER_CHECKPOINT = 32
 # waiting worker is cheaper than spawning one, but thousands of idle workers cost memory
 # and a thundering herd at the end of the run.
 _MAX_IDLE_WORKERS = 16
+
+
+class ReadyQueue(Protocol):
+    """What the engine needs of a queue of steps: a deque's ``append``/``popleft``/``len``."""
+
+    def append(self, item: Any, /) -> None: ...
+    def popleft(self) -> Any: ...
+    def __len__(self) -> int: ...
+
+
+class PriorityQueue:
+    """Steps by priority, highest first; equal priorities first in, first out.
+
+    Used only for plans where some solid has a priority: a heap costs more per
+    step than a deque, and the order it buys matters only then.
+    """
+
+    __slots__ = ("_heap", "_order")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, Any]] = []
+        self._order = itertools.count()  # ties go in arrival order; states never compare
+
+    def append(self, state: Any, /) -> None:
+        heapq.heappush(self._heap, (-state.step.priority, next(self._order), state))
+
+    def popleft(self) -> Any:
+        return heapq.heappop(self._heap)[2]
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+def ready_queue(prioritized: bool) -> ReadyQueue:
+    """A queue for ready steps: a plain deque unless the plan has priorities."""
+    return PriorityQueue() if prioritized else deque()
 
 
 class WorkerPool:
@@ -60,11 +98,12 @@ class WorkerPool:
         steps: Sized,
         *,
         bound: int | None,
+        ready: ReadyQueue | None = None,
     ) -> None:
         self._run_step = run_step
         self._steps = steps
         self.bound = bound if bound else math.inf
-        self.ready: deque[Any] = deque()
+        self.ready: ReadyQueue = ready if ready is not None else deque()
         self._wake = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
         # The counters, and how they agree at every await:

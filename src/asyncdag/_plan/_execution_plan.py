@@ -45,6 +45,7 @@ class Step:
         "node",
         "outs",
         "pool",
+        "priority",
         "retry_policy",
         "solid",
         "timeout",
@@ -73,6 +74,7 @@ class Step:
         self.upstream = upstream
         self.downstream: list[int] = []
         self.pool: str | None = node.solid.pool
+        self.priority: int = node.solid.priority
         # The call's policy, else the solid's, else the pipeline's (the builder decided).
         self.retry_policy: RetryPolicy | None = node.retry_policy
         self.timeout: float | None = node.solid.timeout
@@ -161,7 +163,7 @@ def _topological_order(
 class ExecutionPlan:
     """Steps in topological order, with their upstream and downstream steps by index."""
 
-    __slots__ = ("by_key", "groups", "input_values", "pipeline", "steps", "streams")
+    __slots__ = ("by_key", "groups", "input_values", "pipeline", "prioritized", "steps", "streams")
 
     def __init__(
         self,
@@ -178,6 +180,9 @@ class ExecutionPlan:
         self.input_values = input_values or {}
         # True when some step is a generator: the engine then needs its fan-out bookkeeping.
         self.streams = any(step.solid.is_generator for step in steps)
+        # True when some solid (mapped ones included) has a priority: the engine then orders
+        # its ready steps by it; otherwise they go first in, first out, at a deque's cost.
+        self.prioritized = any(node.solid.priority for node in pipeline.nodes.values())
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -312,7 +317,13 @@ class ExecutionPlan:
         for step in steps:
             for up in step.upstream:
                 steps[up].downstream.append(step.index)
-        return cls(pipeline, steps, tuple(groups), input_values)
+        plan = cls(pipeline, steps, tuple(groups), input_values)
+        if plan.prioritized:
+            # Dependents released together become ready highest priority first, so the
+            # first of them to find a free pool slot is the one that should have it.
+            for step in steps:
+                step.downstream.sort(key=lambda index: -steps[index].priority)
+        return plan
 
 
 def _placeholder(source: FromOutput) -> ConstantInput:

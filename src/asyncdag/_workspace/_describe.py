@@ -114,6 +114,7 @@ def describe_node(node: Node) -> dict[str, Any]:
             config_json_schema(solid.config_schema) if solid.config_schema is not None else None
         ),
         "pool": solid.pool,
+        "priority": solid.priority,
         "retry_policy": policy.describe() if policy is not None else None,
         "timeout": solid.timeout,
         "tags": dict(node.tags),

@@ -8,7 +8,6 @@ line; in a pipe or file the same information comes as plain text.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 from asyncdag._events import Event, EventType, StepStatus
 from asyncdag._workspace import FINAL_STEP_EVENTS, StepSummary
 
-from .._api._console import LOGGER_NAME
+from .._api._console import LOGGER_NAME, console_level
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -117,8 +116,8 @@ def install_log_handler(console: Console) -> ConsoleLogHandler:
     _reset_handlers(logger)
     handler = ConsoleLogHandler(console)
     logger.addHandler(handler)
-    level = os.environ.get("ASYNCDAG_LOG_LEVEL", "DEBUG").strip().upper() or "DEBUG"
-    logger.setLevel(int(level) if level.isdigit() else logging.getLevelName(level))
+    level = console_level()  # one reading of ASYNCDAG_LOG_LEVEL for the library and the CLI
+    logger.setLevel(logging.DEBUG if level is None else level)
     return handler
 
 

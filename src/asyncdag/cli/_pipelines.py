@@ -115,6 +115,7 @@ def _step(node: dict[str, Any]) -> dict[str, Any]:
         },
         "upstream": node["upstream"],
         "pool": node["pool"],
+        "priority": node["priority"],
         "timeout": node["timeout"],
         "retry_policy": node["retry_policy"],
         "required_resources": node["required_resources"],
@@ -145,6 +146,8 @@ def _render(d: dict[str, Any]) -> str:
             details.append(f"after={','.join(step['after'])}")
         if step["pool"]:
             details.append(f"pool={step['pool']}")
+        if step["priority"]:
+            details.append(f"priority={step['priority']}")
         if step["timeout"] is not None:
             details.append(f"timeout={step['timeout']:g}s")
         if step["required_resources"]:

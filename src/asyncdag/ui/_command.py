@@ -153,6 +153,7 @@ def serve(
     :mod:`asyncdag.ui._server`).
     """
     from asyncdag import telemetry
+    from asyncdag._api._console import install_console_handler
     from asyncdag._errors import AsyncdagError
     from asyncdag.storage import open_storage
 
@@ -165,6 +166,9 @@ def serve(
         port = sock.getsockname()[1]
         storage = open_storage(storage_url or storage_path)
         storage.open()  # a bad URL or a server that does not answer fails now, naming it
+        # The command is the application here: the runs it starts print their events on
+        # stderr as `pipeline execute` does (the library alone installs no handler).
+        install_console_handler()
         try:
             telemetry.configure_from_env()
         except AsyncdagError as exc:  # tracing is optional: a bad OTEL_* setting must not stop it

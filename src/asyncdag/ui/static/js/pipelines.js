@@ -64,6 +64,7 @@ export function solidDetails(node) {
     h("table", { class: "mini" }, node.outputs.map((o) => h("tr", {}, [h("td", {}, code(o.name)), h("td", { class: "type" }, o.type + (o.dynamic ? " · fan-out" : o.required === false ? " · optional" : ""))]))),
     h("h3", {}, "Execution"),
     kv("Pool", node.pool ? code(node.pool) : h("span", { class: "muted" }, "none")),
+    node.priority ? kv("Priority", `${node.priority} (higher starts first)`) : null,
     kv("Timeout", node.timeout ? `${node.timeout} s per attempt` : h("span", { class: "muted" }, "none")),
     kv("Retry policy", policy
       ? `${policy.max_retries} retr${policy.max_retries === 1 ? "y" : "ies"}${policy.delay ? `, ${policy.delay}s delay` : ""}${policy.backoff ? `, ${policy.backoff} backoff` : ""}${policy.jitter ? `, ${policy.jitter} jitter` : ""} on ${policy.retry_on.join(", ")}`
