@@ -202,7 +202,9 @@ class Event(NamedTuple):
 
 # --- the two events every step emits, with message and data built when read ----------------------
 
-_item = tuple.__getitem__  # a slot as stored, past the overrides below
+def _item(event: Event, index: int) -> Any:
+    """Slot ``index`` of ``event`` as stored, past the overrides below."""
+    return tuple.__getitem__(event, index)
 
 
 class _StepTimingEvent(Event):
@@ -275,7 +277,7 @@ class _StepTimingEvent(Event):
     def _asdict(self) -> dict[str, Any]:
         return self._plain()._asdict()
 
-    def _replace(self, /, **changes: Any) -> Event:
+    def _replace(self, /, **changes: Any) -> Event:  # type: ignore[override]
         return self._plain()._replace(**changes)
 
     def count(self, value: Any, /) -> int:

@@ -229,7 +229,7 @@ class RunHandle:
         exceptions = {
             state.step.key: state.exception
             for state in executor.raised
-            if state.status is not StepStatus.SUCCESS
+            if state.status is not StepStatus.SUCCESS and state.exception is not None
         }
         steps = RunSteps(states, self.plan.by_key, executor.dynamic)
         self._result = PipelineRunResult(

@@ -134,14 +134,14 @@ def input_values(
     """
     values: dict[str, Any] = {}
     for name, source in inputs:
-        if source.__class__ is StepOutputInput:
+        if isinstance(source, StepOutputInput):
             values[name] = steps[source.step].output(source.output)  # type: ignore[attr-defined]
         elif isinstance(source, ConstantInput):
             values[name] = source.value
         elif isinstance(source, FanInInput):
             gathered = []
             for part in source.parts:
-                if part.__class__ is StepOutputInput:
+                if isinstance(part, StepOutputInput):
                     gathered.append(steps[part.step].output(part.output))  # type: ignore[attr-defined]
                 else:
                     gathered.append(part.value)
