@@ -202,6 +202,7 @@ class Event(NamedTuple):
 
 # --- the two events every step emits, with message and data built when read ----------------------
 
+
 def _item(event: Event, index: int) -> Any:
     """Slot ``index`` of ``event`` as stored, past the overrides below."""
     return tuple.__getitem__(event, index)

@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from .._definitions import PipelineDefinition, ResourceDefinition, check_resources_bound
 from .._engine import EventBus, Executor, Listener, ResourceManager, _tracing
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
     from ..storage import RunStorage
 
-__all__ = ["RunHandle", "open_run"]
+__all__ = ["RunHandle", "open_run", "run_to_end"]
 
 
 class RunHandle:
@@ -140,7 +141,7 @@ class RunHandle:
         )
         self.status = RunStatus.NOT_STARTED
         self._result: PipelineRunResult | None = None
-        self._finished = anyio.Event()
+        self._finished: anyio.Event | None = None  # made by the first result() that waits
 
     # --- what users call -----------------------------------------------------------------------
 
@@ -169,7 +170,12 @@ class RunHandle:
         succeed raises instead: a failed step's own exception (the first in plan
         order), or :class:`~asyncdag.PipelineRunCanceled` for a cancelled run.
         """
-        await self._finished.wait()
+        if self._result is None:
+            if self._finished is None:
+                self._finished = anyio.Event()
+            await self._finished.wait()
+        else:
+            await anyio.lowlevel.checkpoint()  # as waiting on an event already set does
         assert self._result is not None
         if self.options.raise_on_error:
             raise_for(self._result)
@@ -247,7 +253,8 @@ class RunHandle:
             graphs=self.pipeline.graphs,
         )
         self._bus.close()
-        self._finished.set()
+        if self._finished is not None:
+            self._finished.set()
 
 
 def raise_for(result: PipelineRunResult) -> None:
@@ -351,6 +358,28 @@ async def open_run(
     )
     async with run_with_options(pipeline, run_config, options) as handle:
         yield handle
+
+
+async def run_to_end(
+    pipeline: PipelineDefinition, run_config: Mapping[str, Any] | None, options: RunOptions
+) -> PipelineRunResult:
+    """One run from start to result in the caller's own task (``execute_pipeline_async``).
+
+    Nobody else watches the run while it goes, so it needs no task of its own nor a
+    task group to hold one: a web service awaiting hundreds of runs at once saves
+    their cost on every run.
+    """
+    handle = RunHandle(pipeline, run_config, options)
+    try:
+        await handle._execute()
+    except Exception as exc:
+        # What callers got when the run had a task of its own: its error in a group.
+        raise BaseExceptionGroup("unhandled errors in a TaskGroup", [exc]) from None
+    result = handle._result
+    assert result is not None
+    if options.raise_on_error:
+        raise_for(result)
+    return result
 
 
 @contextlib.asynccontextmanager
