@@ -198,3 +198,37 @@ async def test_steps_that_block_get_a_worker_each_up_to_the_bound(bound: int | N
     pool, peak = await _run_ready(count, bound, blocks)
     assert pool.done == count
     assert peak == together
+
+
+@pytest.mark.anyio
+async def test_workers_done_with_parallel_steps_exit_rather_than_wait_for_a_fan_in() -> None:
+    """Ten steps block together, then one step depending on all of them becomes ready:
+    one worker runs it, and the nine others exit instead of waiting to be woken."""
+    count = 10
+    items = list(range(count + 1))  # the ten and the fan-in
+    all_in = anyio.Event()
+    started = finished = most_idle = 0
+
+    async def step(item: int) -> None:
+        nonlocal started, finished, most_idle
+        if item < count:
+            started += 1
+            if started == count:
+                all_in.set()
+            await all_in.wait()
+            finished += 1
+            if finished == count:
+                pool.ready.append(count)  # the fan-in is ready once the last one is done
+        most_idle = max(most_idle, pool.idle)
+        pool.done += 1
+        if pool.done == len(items):
+            pool.last_step_done()
+
+    pool = WorkerPool(step, items, bound=None)
+    for item in range(count):
+        pool.ready.append(item)
+    with anyio.fail_after(30):  # a deadlock guard only
+        async with anyio.create_task_group() as tg:
+            pool.start(tg)
+    assert pool.done == count + 1
+    assert most_idle == 0

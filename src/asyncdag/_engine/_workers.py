@@ -35,7 +35,9 @@ __all__ = ["PriorityQueue", "ReadyQueue", "WorkerPool", "ready_queue"]
 _STEPS_PER_CHECKPOINT = 32
 # Workers that find no work wait for more, up to this many; the rest exit.  Waking a
 # waiting worker is cheaper than spawning one, but thousands of idle workers cost memory
-# and a thundering herd at the end of the run.
+# and a thundering herd at the end of the run.  A worker also exits when the steps left
+# to start are no more than the workers still inside steps: each of those takes one when
+# it is done (a fan-in after parallel steps needs one worker, not a dozen waiting).
 _MAX_IDLE_WORKERS = 16
 
 
@@ -203,7 +205,11 @@ class WorkerPool:
                         finally:
                             self.yielding -= 1
                     continue
-                if self.done >= len(steps) or self.idle >= _MAX_IDLE_WORKERS:
+                unfinished = len(steps) - self.done
+                if (
+                    unfinished - self.running <= self.running  # those still in steps suffice
+                    or self.idle >= _MAX_IDLE_WORKERS
+                ):
                     return
                 self.idle += 1
                 wake = self._wake
