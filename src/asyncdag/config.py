@@ -679,6 +679,8 @@ def _resolve_resource(
 
 
 def _resolve_execution(section: Any, errors: list[ConfigErrorItem]) -> ExecutionConfig:
+    if section is None:  # the commonest case, and all defaults: no schema walk per run
+        return ExecutionConfig()
     before = len(errors)
     value = _validate_root(_EXECUTION_SPEC, section, "execution", errors, owner="execution")
     if len(errors) > before:
@@ -704,6 +706,10 @@ def _merged(pipeline: _Pipeline, run_config: Mapping[str, Any] | None) -> dict[s
     Checked before anything else walks it, so a NaN, a date object or a
     structure nested thousands deep is one error with its path, never a crash.
     """
+    if not pipeline.default_config and (
+        run_config is None or (isinstance(run_config, Mapping) and not run_config)
+    ):
+        return {}  # no config at all: nothing to check or merge
     subject = f"run config for pipeline {pipeline.name!r}"
     base = pipeline.default_config or {}
     for what, value in (("the pipeline's default config", base), ("run config", run_config)):
@@ -760,14 +766,15 @@ def resolve_run_config(
     solids_section = _section(raw, "solids", "solids", errors)
     index = _GraphIndex(pipeline)
     expanded = None
-    if index.graphs or any("." in name for name in nodes):
+    needing, dotted = _pipeline_facts(pipeline)
+    if index.graphs or dotted:
         expanded = _expand_graphs(solids_section, nodes, index, errors)
         solids_section = expanded.solids
     _check_keys(solids_section, nodes, "solids", errors, noun="solid")
     # Every node starts with no config; only those that have a schema, an input to
     # feed, or an entry in this config are resolved (in node order, as errors are listed).
     solids: dict[str, SolidRunConfig] = dict.fromkeys(nodes, _NO_CONFIG)
-    to_resolve = _needing_config(pipeline)
+    to_resolve = needing
     extra = [name for name in (*solids_section, *index.fed) if name in nodes]
     if extra:
         wanted = {*to_resolve, *extra}
@@ -825,23 +832,28 @@ def _needs_config(node: _Node) -> bool:
     )
 
 
-# pipeline -> the nodes that need resolving whatever the run config says, in node order.
-_NEEDING: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+# pipeline -> (the nodes that need resolving whatever the run config says, in node order;
+# whether a node name is dotted, as a flattened graph's are).
+_FACTS: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], bool]] = weakref.WeakKeyDictionary()
 
 
-def _needing_config(pipeline: _Pipeline) -> tuple[str, ...]:
-    """The nodes of ``pipeline`` with a schema or an input nothing feeds, once per pipeline
-    (a pipeline never changes once built; a stand-in that cannot be cached is walked)."""
+def _pipeline_facts(pipeline: _Pipeline) -> tuple[tuple[str, ...], bool]:
+    """What resolving needs to know of ``pipeline``'s nodes, found once per pipeline (a
+    pipeline never changes once built; a stand-in that cannot be cached is walked)."""
     try:
-        return _NEEDING[pipeline]
+        return _FACTS[pipeline]
     except KeyError:
         pass
     except TypeError:  # not hashable or not weakly referenceable
-        return tuple(name for name, node in pipeline.nodes.items() if _needs_config(node))
-    needing = _NEEDING[pipeline] = tuple(
-        name for name, node in pipeline.nodes.items() if _needs_config(node)
-    )
-    return needing
+        return _walk_nodes(pipeline)
+    facts = _FACTS[pipeline] = _walk_nodes(pipeline)
+    return facts
+
+
+def _walk_nodes(pipeline: _Pipeline) -> tuple[tuple[str, ...], bool]:
+    nodes = pipeline.nodes
+    needing = tuple(name for name, node in nodes.items() if _needs_config(node))
+    return needing, any("." in name for name in nodes)
 
 
 # --- schema and scaffold of a whole run config ----------------------------------------------
