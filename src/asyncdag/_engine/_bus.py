@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable
@@ -26,6 +27,7 @@ Listener = Callable[[Event], Any]
 _log = logging.getLogger("asyncdag.events")
 _new_event = tuple.__new__
 DEBUG = logging.DEBUG
+_NOBODY = sys.maxsize  # the floor when no listener listens
 
 
 class EventBus:
@@ -34,6 +36,7 @@ class EventBus:
     __slots__ = (
         "_closed",
         "_failures",
+        "_floor",
         "_listeners",
         "_loop_thread",
         "_waiter",
@@ -46,6 +49,8 @@ class EventBus:
         self._loop_thread = threading.get_ident()
         self.events: list[Event] = []
         self._listeners: list[tuple[Listener, int]] = [(listener, 0) for listener in listeners]
+        # The lowest level any listener wants: events below it need no call at all.
+        self._floor = 0 if self._listeners else _NOBODY
         self._waiter: anyio.Event | None = None
         self._closed = False
         # id(listener) -> (failures so far, listener)
@@ -54,6 +59,7 @@ class EventBus:
     def add_listener(self, listener: Listener, *, min_level: int = 0) -> None:
         """Call ``listener`` with every event at ``min_level`` or above, in order."""
         self._listeners.append((listener, min_level))
+        self._floor = min(self._floor, min_level)
 
     def emit(
         self,
@@ -83,7 +89,9 @@ class EventBus:
         event = _new_event(
             Event, (self.run_id, len(events), time.time(), type, step_key, level, message, data)
         )
-        self._publish(event, level)
+        events.append(event)
+        if level >= self._floor or self._waiter is not None:
+            self._tell(event, level)
         return event
 
     def emit_step(
@@ -101,10 +109,12 @@ class EventBus:
         event = _new_event(
             kind, (self.run_id, len(events), timestamp, type, step_key, DEBUG, attempt, since)
         )
-        self._publish(event, DEBUG)
+        events.append(event)
+        if self._floor <= DEBUG or self._waiter is not None:
+            self._tell(event, DEBUG)
 
-    def _publish(self, event: Event, level: int) -> None:
-        self.events.append(event)
+    def _tell(self, event: Event, level: int) -> None:
+        """Hand a recorded event to the listeners that want its level, and wake readers."""
         for listener, min_level in self._listeners:
             if level < min_level:
                 continue

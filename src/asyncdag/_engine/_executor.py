@@ -232,8 +232,9 @@ class Executor:
                 roots = [state for state in self.states if state.remaining == 0]
                 if self.plan.prioritized:  # as the plan orders each step's dependents
                     roots.sort(key=lambda state: -state.step.priority)
+                now = time.time()
                 for state in roots:
-                    self.make_ready(state)
+                    self.make_ready(state, now)
                 self._workers.start(tg)
         except self._cancelled_exc as exc:
             outer_cancel = exc
@@ -280,15 +281,20 @@ class Executor:
 
     # --- scheduling (synchronous bookkeeping; also what the fan-out calls) --------------------
 
-    def make_ready(self, state: StepState) -> None:
-        """Queue a step whose inputs are all there, once its pool (if any) has a free slot."""
+    def make_ready(self, state: StepState, now: float | None = None) -> None:
+        """Queue a step whose inputs are all there, once its pool (if any) has a free slot.
+
+        ``now``: when it became ready, if the caller knows (the end of the step it
+        waited for last; one time for all the run's first steps).
+        """
         pool = state.step.pool
         if pool is not None and pool in self._pool_limits:
             if self._pool_running[pool] >= self._pool_limits[pool]:
                 self._pool_waiting[pool].append(state)
                 return
             self._pool_running[pool] += 1
-        state.ready_at = time.time()
+            now = None  # it became ready now, with its slot
+        state.ready_at = time.time() if now is None else now
         self._ready.append(state)
 
     def dispatch(self) -> None:
@@ -353,7 +359,7 @@ class Executor:
                         if dependent.status is PENDING:
                             dependent.remaining -= 1
                             if dependent.remaining == 0:
-                                self.make_ready(dependent)
+                                self.make_ready(dependent, state.end)
                 else:
                     stack = self._release_dependents(state, stack)
             elif status is not CANCELED and step.downstream:
@@ -402,7 +408,7 @@ class Executor:
                     continue
             dependent.remaining -= 1
             if dependent.remaining == 0:
-                self.make_ready(dependent)
+                self.make_ready(dependent, state.end)
         return stack
 
     def _finish_unstarted(self, *, outer: bool) -> None:
