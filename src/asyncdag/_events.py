@@ -295,6 +295,7 @@ class StepStartEvent(_StepTimingEvent):
     (seconds from ready to started).  Stored: the attempt and the time it became ready."""
 
     __slots__ = ()
+    TYPE = EventType.STEP_START
 
     @property
     def message(self) -> str:  # type: ignore[override]
@@ -310,6 +311,7 @@ class StepSuccessEvent(_StepTimingEvent):
     ``duration`` (seconds of the attempt).  Stored: the attempt and the time it started."""
 
     __slots__ = ()
+    TYPE = EventType.STEP_SUCCESS
 
     @property
     def message(self) -> str:  # type: ignore[override]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -150,8 +150,8 @@ class RunHandle:
         return self._bus.stream(after=after)
 
     @property
-    def event_log(self) -> list[Event]:
-        """The events emitted so far (a live list: do not mutate)."""
+    def event_log(self) -> Sequence[Event]:
+        """The events emitted so far: a live, read-only list that grows as the run goes on."""
         return self._bus.events
 
     def cancel(self) -> None:

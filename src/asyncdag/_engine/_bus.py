@@ -1,8 +1,10 @@
 """The run's event log and its fan-out to listeners and live readers.
 
 Emitting is synchronous and cheap (one object, one append, a loop over
-listeners), because the engine emits from its hot path.  Listeners must not
-block: storage buffers, the console logger formats.  Async readers wait on an
+listeners), because the engine emits from its hot path; a step's STEP_START
+and STEP_SUCCESS that no listener wants are appended as compact records
+(:mod:`~asyncdag._engine._eventlog`).  Listeners must not block: storage
+buffers, the console logger formats.  Async readers wait on an
 ``anyio.Event`` that exists only while someone waits.
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 import anyio
 
 from .._events import Event, EventType, StepStartEvent, StepSuccessEvent
+from ._eventlog import EventLog
 
 __all__ = ["EventBus", "Listener"]
 
@@ -39,6 +42,7 @@ class EventBus:
         "_floor",
         "_listeners",
         "_loop_thread",
+        "_records",
         "_waiter",
         "events",
         "run_id",
@@ -47,7 +51,8 @@ class EventBus:
     def __init__(self, run_id: str, listeners: Iterable[Listener] = ()) -> None:
         self.run_id = run_id
         self._loop_thread = threading.get_ident()
-        self.events: list[Event] = []
+        self.events = EventLog(run_id)
+        self._records = self.events.records
         self._listeners: list[tuple[Listener, int]] = [(listener, 0) for listener in listeners]
         # The lowest level any listener wants: events below it need no call at all.
         self._floor = 0 if self._listeners else _NOBODY
@@ -84,12 +89,12 @@ class EventBus:
                     self.emit, type, step_key=step_key, level=level, message=message, data=data
                 )
             )
-        events = self.events
+        records = self._records
         # tuple.__new__ skips the named tuple's Python-level __new__: a third of the cost.
         event = _new_event(
-            Event, (self.run_id, len(events), time.time(), type, step_key, level, message, data)
+            Event, (self.run_id, len(records), time.time(), type, step_key, level, message, data)
         )
-        events.append(event)
+        records.append(event)
         if level >= self._floor or self._waiter is not None:
             self._tell(event, level)
         return event
@@ -97,21 +102,26 @@ class EventBus:
     def emit_step(
         self,
         kind: type[StepStartEvent] | type[StepSuccessEvent],
-        type: EventType,
         step_key: str,
         timestamp: float,
         attempt: int,
         since: float,
     ) -> None:
-        """Record a step's STEP_START or STEP_SUCCESS, whose message and data ``kind`` builds
-        when read; at DEBUG, on the event loop's thread (the engine's own, twice a step)."""
-        events = self.events
-        event = _new_event(
-            kind, (self.run_id, len(events), timestamp, type, step_key, DEBUG, attempt, since)
-        )
-        events.append(event)
-        if self._floor <= DEBUG or self._waiter is not None:
+        """Record a step's STEP_START or STEP_SUCCESS (``kind``), at DEBUG, on the event
+        loop's thread: the engine's own, twice a step.  Unless a listener wants DEBUG, it
+        is kept as a compact record, and its message and data are built only when read."""
+        records = self._records
+        if self._floor <= DEBUG:
+            event = _new_event(
+                kind,
+                (self.run_id, len(records), timestamp, kind.TYPE, step_key, DEBUG, attempt, since),
+            )
+            records.append(event)
             self._tell(event, DEBUG)
+            return
+        records.append((kind is StepSuccessEvent, timestamp, step_key, attempt, since))
+        if self._waiter is not None:
+            self._wake()
 
     def _tell(self, event: Event, level: int) -> None:
         """Hand a recorded event to the listeners that want its level, and wake readers."""
@@ -122,10 +132,14 @@ class EventBus:
                 listener(event)
             except BaseException as exc:  # never out of here: see _listener_failed
                 self._listener_failed(listener, event, exc)
+        if self._waiter is not None:
+            self._wake()
+
+    def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.set()
+        assert waiter is not None
+        self._waiter = None
+        waiter.set()
 
     def _listener_failed(self, listener: Listener, event: Event, exc: BaseException) -> None:
         """A listener raised: the run goes on, and every other listener still hears everything.
@@ -161,10 +175,8 @@ class EventBus:
                     _log.error("event listener %r raised on %d events of this run", listener, count)
         self._failures.clear()
         self._closed = True
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.set()
+        if self._waiter is not None:
+            self._wake()
 
     @property
     def closed(self) -> bool:

@@ -64,8 +64,6 @@ SUCCESS = StepStatus.SUCCESS
 FAILURE = StepStatus.FAILURE
 SKIPPED = StepStatus.SKIPPED
 CANCELED = StepStatus.CANCELED
-STEP_START = EventType.STEP_START
-STEP_SUCCESS = EventType.STEP_SUCCESS
 
 # Seconds a run waits, before it tears resources down and ends, for compute that a cancelled
 # attempt left running (a sync solid's thread) to notice the cancellation and return.
@@ -532,7 +530,7 @@ class Executor:
         if state.start is None:
             state.start = now
         state.status = RUNNING
-        self._emit_step(StepStartEvent, STEP_START, step.key, now, state.attempts, state.ready_at)
+        self._emit_step(StepStartEvent, step.key, now, state.attempts, state.ready_at)
         tracer = self._tracer
         if tracer is not None:
             state.span = span = tracer.start_step(
@@ -608,7 +606,7 @@ class Executor:
         # Read after the outputs' events: STEP_SUCCESS is stamped with it, and a run's
         # timestamps never go back.
         state.end = end = time.time()
-        self._emit_step(StepSuccessEvent, STEP_SUCCESS, key, end, state.attempts, started)
+        self._emit_step(StepSuccessEvent, key, end, state.attempts, started)
         self._finish(state, SUCCESS)
 
     def _on_retry(self, state: StepState, exc: BaseException, delay: float) -> None:

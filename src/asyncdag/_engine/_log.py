@@ -39,7 +39,6 @@ class EmitStep(Protocol):
     def __call__(
         self,
         kind: type[StepStartEvent] | type[StepSuccessEvent],
-        type: EventType,
         step_key: str,
         timestamp: float,
         attempt: int,
@@ -52,14 +51,19 @@ def formatting_emit_step(emit: Emit) -> EmitStep:
 
     def emit_step(
         kind: type[StepStartEvent] | type[StepSuccessEvent],
-        type: EventType,
         step_key: str,
         timestamp: float,
         attempt: int,
         since: float,
     ) -> None:
-        event = kind("", 0, timestamp, type, step_key, logging.DEBUG, attempt, since)  # type: ignore[arg-type]
-        emit(type, step_key=step_key, level=logging.DEBUG, message=event.message, data=event.data)
+        event = kind("", 0, timestamp, kind.TYPE, step_key, logging.DEBUG, attempt, since)  # type: ignore[arg-type]
+        emit(
+            kind.TYPE,
+            step_key=step_key,
+            level=logging.DEBUG,
+            message=event.message,
+            data=event.data,
+        )
 
     return emit_step
 
