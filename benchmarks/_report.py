@@ -182,6 +182,10 @@ def render(suite: Suite) -> None:
         console.print(f"  heaviest modules the hello world imports (self time, one run): {heavy}")
     if suite.peers:
         _render_peers(console, suite.peers)
+    if suite.dask:
+        import bench_dask
+
+        bench_dask.render(suite.dask)
     for note in suite.notes:
         console.print(f"[yellow]note:[/] {note}")
     for error in suite.errors:
@@ -325,6 +329,7 @@ def save(
         "tracing": suite.tracing,
         "import": suite.imports,
         "peers": suite.peers,
+        "dask": suite.dask,
         "notes": suite.notes,
         "errors": suite.errors,
     }

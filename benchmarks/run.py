@@ -61,7 +61,9 @@ ALL = (
     "TRACE",
     "IMPORT",
     "STORAGE",
+    "OUTPUTS",
     "POSTGRES",
+    "DASK",
     "PEERS",
 )
 BACKENDS = ("asyncio", "trio")
@@ -92,6 +94,7 @@ class Profile:
     trace_repeats: int
     storage: int
     import_rounds: int
+    dask: tuple[int, float, int, int]  # CPU steps, seconds each, chain length, repeats
 
 
 PROFILES = {
@@ -117,6 +120,7 @@ PROFILES = {
         trace_repeats=5,
         storage=10_000,
         import_rounds=9,
+        dask=(16, 0.2, 200, 5),
     ),
     "quick": Profile(
         name="quick",
@@ -140,6 +144,7 @@ PROFILES = {
         trace_repeats=3,
         storage=2_000,
         import_rounds=3,
+        dask=(16, 0.2, 100, 1),
     ),
     "smoke": Profile(
         name="smoke",
@@ -163,6 +168,7 @@ PROFILES = {
         trace_repeats=1,
         storage=20,
         import_rounds=1,
+        dask=(4, 0.01, 10, 1),
     ),
 }
 
@@ -189,6 +195,7 @@ class Suite:
         self.tracing: list[dict[str, Any]] = []
         self.imports: dict[str, Any] = {}
         self.peers: list[dict[str, Any]] = []
+        self.dask: dict[str, Any] = {}
         self.notes: list[str] = []
         self.errors: list[dict[str, str]] = []
 
@@ -350,18 +357,43 @@ def run_postgres(suite: Suite) -> None:
         suite.notes.append(f"POSTGRES skipped: {exc}")
 
 
+def run_outputs(suite: Suite) -> None:
+    """W3 with every step's output stored on the local filesystem against no output store."""
+    try:
+        from asyncdag.outputs import FilesystemOutputStore
+    except ImportError as exc:
+        suite.notes.append(f"OUTPUTS skipped: asyncdag.outputs not importable ({exc})")
+        return
+    with tempfile.TemporaryDirectory(prefix="asyncdag-bench-outputs-") as tmp:
+        _compare_storage(
+            suite,
+            "OUTPUTS",
+            {"outputs": FilesystemOutputStore(tmp)},
+            [("outputs", "no output store")],
+            option="output_store",
+            without="no output store",
+        )
+
+
 def _compare_storage(
-    suite: Suite, workload: str, stores: dict[str, Any], rows: list[tuple[str, str]]
+    suite: Suite,
+    workload: str,
+    stores: dict[str, Any],
+    rows: list[tuple[str, str]],
+    *,
+    option: str = "storage",
+    without: str = "no storage",
 ) -> None:
-    """W3 under each store and under none, alternated; one row per (measured, baseline) pair."""
+    """W3 under each store (passed as ``option``) and under none, alternated; one row per
+    (measured, baseline) pair."""
     n = suite.profile.storage
     runner, build_s = workloads.dag_runner(
         lambda: workloads.build_wide_pipeline(n), "total", max_concurrency=50
     )
     p = suite.profile
-    programs: dict[str, Callable[[], Any]] = {"no storage": runner}
+    programs: dict[str, Callable[[], Any]] = {without: runner}
     for name, store in stores.items():
-        programs[name] = functools.partial(runner, storage=store)
+        programs[name] = functools.partial(runner, **{option: store})
     for backend in suite.backends:
         with suite.guard(f"{workload}[{backend}]"):
             try:
@@ -377,7 +409,7 @@ def _compare_storage(
                     backend=backend,
                 )
             except TypeError as exc:
-                if "storage" not in str(exc):
+                if option not in str(exc):
                     raise
                 suite.notes.append(f"{workload} skipped: execute_pipeline_async: {exc}")
                 return
@@ -529,6 +561,25 @@ def run_tracing(suite: Suite) -> None:
                 )
 
 
+def run_dask(suite: Suite) -> None:
+    """CPU-bound steps in threads vs on 2 Dask worker processes; per-step cost on Dask vs
+    hand-written client.submit calls (benchmarks/bench_dask.py)."""
+    import bench_dask
+
+    skipped = bench_dask.dask_available()
+    if skipped is not None:
+        suite.notes.append(skipped)
+        return
+    steps, seconds, chain, repeats = suite.profile.dask
+    suite.dask = bench_dask.measure(
+        cpu_steps=steps,
+        cpu_seconds=seconds,
+        chain=chain,
+        repeats=repeats,
+        backends=suite.backends,
+    )
+
+
 TRACE_FLOOR_GOAL = 1.3  # asyncdag's added tracing cost against the SDK's own floor
 
 
@@ -667,7 +718,9 @@ def main(argv: list[str] | None = None) -> int:
         "TRACE": lambda: run_tracing(suite),
         "IMPORT": lambda: run_imports(suite),
         "STORAGE": lambda: run_storage(suite),
+        "OUTPUTS": lambda: run_outputs(suite),
         "POSTGRES": lambda: run_postgres(suite),
+        "DASK": lambda: run_dask(suite),
         "PEERS": lambda: run_peers(suite, alone=selected == ["PEERS"]),
     }
     started = time.perf_counter()

@@ -10,6 +10,7 @@ the UI's Content-Security-Policy refused.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,20 @@ from storage_backends import (
     start_server,
     storage_for,
 )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _outputs_stay_in_a_temporary_directory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    # UI runs store outputs by default; tests must never fill the real ~/.asyncdag/outputs.
+    given = os.environ.get("ASYNCDAG_OUTPUT_STORE")
+    os.environ["ASYNCDAG_OUTPUT_STORE"] = str(tmp_path_factory.mktemp("outputs"))
+    yield
+    if given is None:
+        os.environ.pop("ASYNCDAG_OUTPUT_STORE", None)
+    else:
+        os.environ["ASYNCDAG_OUTPUT_STORE"] = given
 
 
 @pytest.fixture(
@@ -101,3 +116,25 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
     # No uncaught JavaScript error on any page, and nothing the Content-Security-Policy refused.
     assert problems == [], problems
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[Any]:
+    """A real Dask cluster shared by the Dask tests: 2 worker processes, 2 threads each,
+    one abstract "GPU" each.  It stands for a cluster someone else runs (Dask's own
+    defaults, allowed-failures included): the executor must cope with it as it is."""
+    pytest.importorskip("distributed")
+    from dask_support import start_cluster
+
+    with start_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def dask_client(dask_cluster: Any) -> Iterator[Any]:
+    """A plain synchronous client of that cluster, for tests to look at it (never the
+    default client: the runs under test use their own)."""
+    from distributed import Client
+
+    with Client(dask_cluster, set_as_default=False) as client:
+        yield client

@@ -210,3 +210,14 @@ def start_writer(
     env = {**os.environ, "PYTHONPATH": SRC}
     argv = [sys.executable, "-c", WRITER, str(url), prefix, str(runs), str(events), backend, go]
     return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited: a STARTED run "of" it is an orphan."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(done.stdout)

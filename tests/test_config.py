@@ -1014,3 +1014,78 @@ def test_input_types_are_checked_alike_with_or_without_future_annotations(
     ]
     good = {"solids": {"scale": {"inputs": {"n": 3, "factors": [0.5]}}}}
     assert resolve_run_config(module.p, good).solids["scale"].inputs == {"n": 3, "factors": [0.5]}
+
+
+# --- execution.dask ---------------------------------------------------------------------
+
+
+def _one_step_pipeline() -> Any:
+    from asyncdag import pipeline, solid
+
+    @solid
+    def one() -> int:
+        return 1
+
+    @pipeline
+    def p() -> None:
+        one()
+
+    return p
+
+
+def _execution(section: Any) -> Any:
+    return resolve_run_config(_one_step_pipeline(), {"execution": section}).execution
+
+
+def test_execution_dask_takes_an_existing_cluster_or_a_local_one_in_dagsters_shape() -> None:
+    existing = _execution({"dask": {"cluster": {"existing": {"address": "tcp://s:8786"}}}})
+    assert existing.dask == {"cluster": {"existing": {"address": "tcp://s:8786"}}}
+    local = _execution({"dask": {"cluster": {"local": {"n_workers": 2, "threads_per_worker": 1}}}})
+    assert local.dask["cluster"]["local"]["n_workers"] == 2
+    assert local.dask["cluster"]["local"]["threads_per_worker"] == 1
+    # Nothing said: a local cluster sized to the machine; no dask section: in process.
+    assert _execution({"dask": None}).dask["cluster"]["local"]["n_workers"] is None
+    assert _execution({"max_concurrency": 3}).dask is None
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            {"cluster": {"existing": {}}},
+            "execution.dask.cluster.existing.address: required field 'address' is missing",
+        ),
+        (
+            {"cluster": {"existing": {"address": "tcp://a:1"}, "local": {}}},
+            "execution.dask.cluster: give exactly one of 'existing'",
+        ),
+        ({"cluster": {"remote": {}}}, "execution.dask.cluster.remote: unknown cluster kind"),
+        (
+            {"clusters": {}},
+            "execution.dask.clusters: unknown key 'clusters'; did you mean 'cluster'?",
+        ),
+        (3, "execution.dask: expected a mapping, got int"),
+        (
+            {"cluster": {"local": {"n_workers": 0}}},
+            "execution.dask.cluster.local.n_workers: must be at least 1, got 0",
+        ),
+        (
+            {"cluster": {"local": {"thread_per_worker": 1}}},
+            "did you mean 'threads_per_worker'?",
+        ),
+    ],
+)
+def test_execution_dask_mistakes_name_their_key(section: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _execution({"dask": section})
+    assert message in str(caught.value)
+
+
+def test_the_run_config_schema_describes_execution_dask() -> None:
+    dask = run_config_json_schema(_one_step_pipeline())["properties"]["execution"]["properties"][
+        "dask"
+    ]
+    (cluster_shape, _null) = dask["anyOf"]
+    kinds = cluster_shape["properties"]["cluster"]["oneOf"]
+    assert [list(k["properties"]) for k in kinds] == [["existing"], ["local"]]
+    assert kinds[0]["properties"]["existing"]["required"] == ["address"]

@@ -405,3 +405,33 @@ def test_priority_reaches_the_plans_steps_and_marks_the_plan_prioritized() -> No
     assert plan.prioritized
     assert [(s.key, s.priority) for s in plan.steps] == [("urgent", 3), ("plain", 0)]
     assert not ExecutionPlan.build(without).prioritized
+
+
+def test_a_solid_can_be_pinned_to_the_driver_and_nothing_else() -> None:
+    @solid(executor="local")
+    def here() -> None:
+        pass
+
+    assert here.executor == "local"
+    with pytest.raises(DefinitionError, match=r"solid 'gpu': executor='gpu' is not known"):
+
+        @solid(executor="gpu")
+        def gpu() -> None:
+            pass
+
+
+def test_dask_resources_tag_is_kept_as_json_and_checked() -> None:
+    import json
+
+    @solid(tags={"dask/resources": {"GPU": 1}, "team": "data"})
+    def on_gpu() -> None:
+        pass
+
+    assert json.loads(on_gpu.tags["dask/resources"]) == {"GPU": 1}
+    assert on_gpu.tags["team"] == "data"
+    for wrong in ({"GPU": -1}, {"GPU": "one"}, "GPU=1", {"GPU": float("nan")}):
+        with pytest.raises(DefinitionError, match=r"solid 'bad': tag 'dask/resources' must map"):
+
+            @solid(name="bad", tags={"dask/resources": wrong})
+            def bad() -> None:
+                pass

@@ -252,3 +252,130 @@ async def test_outputs_may_stay_a_launchers_own_handles_between_steps() -> None:
     assert result.status is RunStatus.SUCCESS
     assert result.output_for_solid("add") == Handle("add")
     assert launcher.store["add"] == 11
+
+
+# --- executors: a launcher opened for the run ----------------------------------------------------
+
+
+class Opened:
+    """An executor whose launcher is the in-process one, noting when it opens and closes."""
+
+    def __init__(self, *, fail_open: BaseException | None = None, block: bool = False) -> None:
+        self.fail_open = fail_open
+        self.block = block
+        self.calls: list[str] = []
+
+    def open_launcher(self, run: RunScope) -> Any:
+        import contextlib
+
+        import anyio
+
+        @contextlib.asynccontextmanager
+        async def opened() -> Any:
+            self.calls.append("open")
+            if self.block:
+                await anyio.sleep_forever()
+            if self.fail_open is not None:
+                raise self.fail_open
+            try:
+                yield InProcessLauncher()
+            finally:
+                self.calls.append("close")
+
+        return opened()
+
+
+async def test_an_executor_is_opened_after_run_start_and_closed_before_the_run_ends() -> None:
+    executor = Opened()
+    seen: list[str] = []
+
+    @solid
+    def one() -> int:
+        seen.append(f"step ran after {executor.calls}")
+        return 1
+
+    @pipeline
+    def p() -> None:
+        one()
+
+    result = await execute_with_options(p, None, RunOptions(executor=executor))
+    assert result.output_for_solid("one") == 1
+    assert seen == ["step ran after ['open']"] and executor.calls == ["open", "close"]
+
+
+async def test_an_executor_that_cannot_open_fails_the_run_with_its_error() -> None:
+    executor = Opened(fail_open=ConnectionRefusedError("no cluster there"))
+
+    @solid
+    def one() -> int:
+        raise AssertionError("ran without its executor")
+
+    @pipeline
+    def p() -> None:
+        one()
+
+    options = RunOptions(executor=executor)
+    result = await execute_with_options(p, None, options)
+    assert result.status is RunStatus.FAILURE
+    assert isinstance(result.run_exception, ConnectionRefusedError)
+    assert result.step_result("one").status is StepStatus.SKIPPED
+    end = result.events[-1]
+    assert end.type is EventType.RUN_FAILURE and "no cluster there" in end.message
+    with pytest.raises(ConnectionRefusedError, match="no cluster there"):
+        await execute_with_options(p, None, attrs.evolve(options, raise_on_error=True))
+
+
+async def test_cancelling_a_run_while_its_executor_opens_ends_it_canceled() -> None:
+    from asyncdag._api._run import run_with_options
+
+    executor = Opened(block=True)
+
+    @solid
+    def one() -> int:
+        return 1
+
+    @pipeline
+    def p() -> None:
+        one()
+
+    async with run_with_options(p, None, RunOptions(executor=executor)) as run:
+        async for event in run.events():
+            if event.type is EventType.RUN_START:
+                run.cancel()
+    result = await run.result()
+    assert result.status is RunStatus.CANCELED
+    assert result.step_result("one").status is StepStatus.CANCELED
+
+
+async def test_a_launcher_can_take_the_run_resources_off_steps_it_runs_elsewhere() -> None:
+    set_up: list[str] = []
+
+    @resource
+    def db() -> str:
+        set_up.append("db")
+        return "driver-db"
+
+    class Elsewhere(Recording):
+        def uses_run_resources(self, step: Any) -> bool:
+            return step.key == "here"
+
+    @solid(required_resources={"db"})
+    def remote(context: Any) -> bool:
+        return "db" in context.resources
+
+    @solid(required_resources={"db"})
+    def here(context: Any) -> str:
+        return context.resources.db  # type: ignore[no-any-return]
+
+    @pipeline(resources={"db": db})
+    def only_remote() -> None:
+        remote()
+
+    @pipeline(resources={"db": db})
+    def both() -> None:
+        here.after(remote())()
+
+    await run_with(Elsewhere(), only_remote)
+    assert set_up == []  # the launcher sets it up where it runs the step
+    result = await run_with(Elsewhere(), both)
+    assert result.output_for_solid("here") == "driver-db" and set_up == ["db"]

@@ -21,8 +21,11 @@ _DEFINITIONS = _BASE | {"_events", "_definitions"}
 _CONFIG = _DEFINITIONS | {"config", "_config_types", "_config_data"}
 _PLAN = _CONFIG | {"_plan"}
 _ENGINE = _PLAN | {"_engine"}
+# Launchers beside the engine (Dask): they use the engine's contract and helpers.
+_DASK = _ENGINE | {"dask"}
 _STORAGE = _BASE | {"_events", "storage"}
-_API = _ENGINE | _STORAGE | {"_api"}
+_OUTPUTS = _BASE | {"outputs"}
+_API = _DASK | _STORAGE | _OUTPUTS | {"_api"}
 _AUTOMATION = _API | {"automation"}
 _BELOW_SHELLS = _AUTOMATION | {"telemetry", "bench", "_workspace", "__init__"}
 
@@ -38,7 +41,9 @@ ALLOWED: dict[str, set[str]] = {
     "config": _CONFIG,
     "_plan": _PLAN,
     "storage": _STORAGE,
+    "outputs": _OUTPUTS,
     "_engine": _ENGINE,
+    "dask": _DASK,
     "_api": _API,
     "automation": _AUTOMATION,
     "telemetry": _BASE | {"telemetry"},
@@ -55,8 +60,11 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "_definitions": {"anyio", "trio", "opentelemetry"},
     "_plan": {"anyio", "trio", "opentelemetry"},
     "_engine": {"asyncio", "trio", "opentelemetry.sdk", "sqlite3"},
+    # Dask's client is asyncio's; trio runs it from a thread, never imported here.
+    "dask": {"trio", "opentelemetry.sdk", "sqlite3"},
     "_api": {"asyncio", "trio", "opentelemetry.sdk"},
     "automation": {"asyncio", "trio", "opentelemetry.sdk", "starlette", "uvicorn"},
+    "outputs": {"asyncio", "trio", "anyio", "opentelemetry", "sqlite3", "starlette"},
 }
 
 
@@ -160,6 +168,39 @@ def test_a_type_checking_import_is_not_a_dependency(tmp_path: Path) -> None:
     assert violations({"asyncdag._engine._typed": module}) == []
 
 
+def test_the_output_store_stays_beside_the_engine_and_the_shells() -> None:
+    # The engine reaches the output store only through the API layer's adapter.
+    assert "outputs" not in ALLOWED["_engine"]
+    assert ALLOWED["outputs"].isdisjoint({"_engine", "_api", "cli", "ui", "storage"})
+
+
+def test_the_dask_launcher_never_reaches_storage_or_the_shells() -> None:
+    assert not {"storage", "_api", "cli", "ui"} & ALLOWED["dask"]
+
+
 @pytest.mark.parametrize("shell,other", [("cli", "ui"), ("ui", "cli")])
 def test_the_cli_and_the_ui_never_import_each_other(shell: str, other: str) -> None:
     assert other not in ALLOWED[shell]
+
+
+def _readme_layout() -> str:
+    readme = (PACKAGE.parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n## Layout\n")
+    end = readme.find("\n## ", start + 1)
+    return readme[start : end if end != -1 else None]
+
+
+def test_the_readme_layout_names_every_module_group_in_the_tree() -> None:
+    layout = _readme_layout()
+    groups = sorted(
+        f"`{path.name}/`" if path.is_dir() else f"`{path.name}`"
+        for path in PACKAGE.iterdir()
+        if not path.name.startswith("__")
+        and (path.suffix == ".py" or (path.is_dir() and (path / "__init__.py").exists()))
+    )
+    assert groups, "no modules found"
+    assert [group for group in groups if group not in layout] == []
+
+
+def test_the_readme_layout_links_nothing_outside_the_repository() -> None:
+    assert "../" not in _readme_layout()

@@ -24,6 +24,7 @@ PUBLIC = {
         "CollectHandle",
         "ConfigError",
         "ConfigErrorItem",
+        "DaskExecutor",
         "DefinitionError",
         "DynamicHandle",
         "DynamicOut",
@@ -45,6 +46,7 @@ PUBLIC = {
         "PipelineDefinition",
         "PipelineRunCanceled",
         "PipelineRunResult",
+        "ReexecutionError",
         "ResourceDefinition",
         "ResourceInitError",
         "RetryPolicy",
@@ -91,6 +93,26 @@ PUBLIC = {
         "Scheduler",
         "SystemClock",
     },
+    "asyncdag.dask": {
+        "DaskUnavailable",
+        "NoWorkerForResources",
+        "OutputNotPicklable",
+        "SchedulerUnreachable",
+        "WorkerLost",
+    },
+    "asyncdag.outputs": {
+        "FilesystemOutputStore",
+        "JsonSerializer",
+        "OutputKey",
+        "OutputNotFoundError",
+        "OutputStore",
+        "OutputStoreError",
+        "PickleSerializer",
+        "Serializer",
+        "StoredOutput",
+        "builtin_serializer",
+        "default_output_location",
+    },
     "asyncdag.storage": {
         "AutomationStorage",
         "InMemoryStorage",
@@ -105,11 +127,13 @@ PUBLIC = {
         "RunStorage",
         "SqliteStorage",
         "StorageError",
+        "StorageUnavailableError",
         "TickRecord",
         "STORAGE_URL_ENV",
         "TickStatus",
         "default_storage_path",
         "open_storage",
+        "orphan_reason",
     },
     "asyncdag.telemetry": {
         "DEFAULT_SERVICE_NAME",
@@ -148,14 +172,15 @@ def test_exported_classes_and_functions_report_the_public_module(module_name: st
 
 def test_import_asyncdag_stays_light() -> None:
     # A fresh interpreter: schedules are defined with `import asyncdag`, but the cron
-    # library, the run storage (sqlite3) and the web UI load only when used.
+    # library, the run storage (sqlite3), the web UI and Dask load only when used.
     import subprocess
     import sys
 
     code = (
         "import sys, asyncdag; "
         "print(sorted(m for m in ('cronsim', 'sqlite3', 'asyncdag.storage', "
-        "'asyncdag.automation._scheduler', 'starlette', 'zoneinfo') if m in sys.modules))"
+        "'asyncdag.automation._scheduler', 'starlette', 'zoneinfo', 'dask', 'distributed', "
+        "'fsspec', 'cloudpickle', 'asyncdag.outputs') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -174,6 +199,7 @@ def test_stored_error_types_name_the_public_class() -> None:
         asyncdag.ResourceInitError("db", ValueError("refused")),
         asyncdag.RetryRequested(max_retries=3, seconds_to_wait=0.5),
         asyncdag.DefinitionError("wired wrong"),
+        asyncdag.ReexecutionError("no run 'x'"),
     ],
     ids=lambda e: type(e).__name__,
 )

@@ -54,7 +54,8 @@ def test_the_entry_points_take_the_same_keyword_options() -> None:
 def test_run_options_carries_every_option_of_the_entry_points() -> None:
     fields = {field.name for field in attrs.fields(RunOptions)}
     assert set(keyword_options(execute_pipeline_async)) <= fields
-    assert fields - set(keyword_options(execute_pipeline_async)) == {"launcher"}  # internal
+    # internal: the launcher, and where the CLI loaded the pipeline from (for re-execution)
+    assert fields - set(keyword_options(execute_pipeline_async)) == {"launcher", "origin"}
 
 
 def test_the_readme_lists_every_option_where_it_says_so() -> None:

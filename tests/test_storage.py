@@ -12,8 +12,6 @@ import logging
 import os
 import socket
 import sqlite3
-import subprocess
-import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +36,7 @@ from asyncdag.storage import (
     open_storage,
 )
 from asyncdag.storage._sqlite import SCHEMA_VERSION
-from storage_backends import start_writer
+from storage_backends import dead_pid, start_writer
 
 HANG_GUARD = 60  # seconds; only stops a broken test from hanging, never asserts speed
 
@@ -50,16 +48,6 @@ def record(run_id: str = "r1", **kwargs: Any) -> RunRecord:
 
 def event(run_id: str, seq: int, type: EventType = EventType.LOG, **kwargs: Any) -> Event:
     return Event(run_id=run_id, seq=seq, timestamp=1000.0 + seq, type=type, **kwargs)
-
-
-def dead_pid() -> int:
-    out = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(out.stdout)
 
 
 # -- RunRecord ---------------------------------------------------------------------------
@@ -509,16 +497,22 @@ async def test_a_run_whose_events_cannot_be_stored_raises_the_storage_error_in_a
 
 
 @pytest.mark.anyio
-async def test_recorder_raises_and_marks_the_run_failed_when_events_cannot_be_stored() -> None:
+async def test_recorder_raises_one_line_and_keeps_the_true_status_when_events_cannot_be_stored() -> (
+    None
+):
     spy = SpyStorage(failing_writes=1000)
-    with pytest.raises(StorageError, match="from seq 0 on could not be stored"):
-        async with RunRecorder(spy, record(), batch_size=2) as recorder:
+    with pytest.raises(
+        StorageError, match=r"ended SUCCESS, but 5 event\(s\) \(seq 0 to 4\)"
+    ) as caught:
+        async with RunRecorder(spy, record(), batch_size=2, retry_delay=0) as recorder:
             for seq in range(4):
                 recorder(event("r1", seq))
                 await anyio.sleep(0)
             recorder(event("r1", 4, EventType.RUN_SUCCESS))
+    assert "\n" not in str(caught.value) and "disk on fire" in str(caught.value)
     finished = await spy.get_run("r1")
-    assert finished is not None and finished.status is RunStatus.FAILURE
+    assert finished is not None and finished.status is RunStatus.SUCCESS  # never a false status
+    assert "history incomplete" in (finished.failure_reason or "")
     assert "disk on fire" in (finished.failure_reason or "")
 
 
@@ -607,9 +601,69 @@ def test_sqlite_file_is_wal_and_versioned(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        assert {"runs_by_start", "runs_by_pipeline", "runs_by_status", "events_by_step"} <= indexes
+        assert {"runs_by_start", "runs_by_pipeline", "runs_by_status"} <= indexes
+        # Events: a batch a row, so writing a batch is one insert, not one an event.
+        assert "event_batches_by_run" in indexes and "events" not in indexes
     finally:
         conn.close()
+
+
+@pytest.mark.anyio
+async def test_a_big_write_is_stored_in_bounded_rows_and_a_page_decodes_only_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asyncdag.storage import _sqlite
+
+    path = tmp_path / "asyncdag.db"
+    async with SqliteStorage(path) as storage:
+        await storage.create_run(record())
+        await storage.add_events("r1", [event("r1", seq) for seq in range(5000)])  # one write
+        decoded: list[int] = []
+        real = _sqlite.decode_batch
+
+        def counting(run_id: str, first: int, last: int, blob: Any) -> Any:
+            decoded.append(first)
+            return real(run_id, first, last, blob)
+
+        monkeypatch.setattr(_sqlite, "decode_batch", counting)
+        page = await storage.get_events("r1", after_seq=4500, limit=10)
+    assert [e.seq for e in page] == list(range(4501, 4511))
+    assert decoded == [4000]  # the one row holding 4501..4510, not the whole write
+    conn = sqlite3.connect(path)
+    try:
+        (rows,) = conn.execute("SELECT count(*) FROM event_batches").fetchone()
+    finally:
+        conn.close()
+    assert rows == 5
+
+
+@pytest.mark.anyio
+async def test_a_schema_v1_file_is_migrated_with_every_run_and_event(tmp_path: Path) -> None:
+    from asyncdag.storage._sqlite import _MIGRATIONS
+
+    path = tmp_path / "asyncdag.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in _MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    for n, run_id in enumerate(["r1", "r2"]):
+        conn.execute(
+            "INSERT INTO runs (run_id, pipeline_name, status, run_config, tags) "
+            "VALUES (?, 'p', 'SUCCESS', '{}', '{}')",
+            (run_id,),
+        )
+        conn.executemany(
+            "INSERT INTO events VALUES (?, ?, ?, 'LOG', 'a', 20, ?, ?)",
+            [(run_id, seq, 1.5 + seq, f"{run_id} {seq}", '{"n":1}') for seq in range(n + 2)],
+        )
+    conn.close()
+    async with SqliteStorage(path) as storage:
+        for n, run_id in enumerate(["r1", "r2"]):
+            events = await storage.get_events(run_id)
+            assert [(e.seq, e.message, e.data) for e in events] == [
+                (seq, f"{run_id} {seq}", {"n": 1}) for seq in range(n + 2)
+            ]
+            assert await storage.get_events(run_id, step_key="a") == events
 
 
 def test_sqlite_refuses_a_newer_schema_and_a_non_database(tmp_path: Path) -> None:
@@ -750,6 +804,58 @@ async def test_a_reader_tails_a_run_written_by_another_process(
     assert [e.message for e in seen[:2]] == ["w 0", "w 1"]
     assert seen[-1].type is EventType.RUN_SUCCESS
     assert seen[0].level == logging.DEBUG
+
+
+# -- re-execution chains: root_run_id (schema v3) ------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_root_run_id_round_trips_and_lists_a_chain(storage: RunStorage) -> None:
+    await storage.create_run(record("root", start_time=1.0))
+    await storage.create_run(
+        record("child", start_time=2.0, parent_run_id="root", root_run_id="root")
+    )
+    await storage.create_run(
+        record("grandchild", start_time=3.0, parent_run_id="child", root_run_id="root")
+    )
+    await storage.create_run(record("stranger", start_time=4.0))
+    got = await storage.get_run("grandchild")
+    assert got is not None and (got.parent_run_id, got.root_run_id) == ("child", "root")
+    chain = await storage.list_runs(root_run_id="root")
+    assert [r.run_id for r in chain] == ["grandchild", "child", "root"]
+    assert [r.run_id for r in await storage.list_runs(root_run_id="root", limit=1)] == [
+        "grandchild"
+    ]
+    assert await storage.list_runs(root_run_id="nobody") == []
+
+
+def test_a_version_2_database_gains_root_run_id_and_keeps_its_runs(tmp_path: Path) -> None:
+    from asyncdag.storage._sqlite import _MIGRATIONS
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statements in _MIGRATIONS[:2]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO runs (run_id, pipeline_name, status, run_config, tags, start_time, "
+        "parent_run_id) VALUES ('old', 'hello', 'SUCCESS', '{}', '{}', 1.0, NULL)"
+    )
+    conn.close()
+    with SqliteStorage(path) as storage:
+        old = anyio.run(storage.get_run, "old")
+        assert old is not None and old.root_run_id is None and old.status is RunStatus.SUCCESS
+        anyio.run(storage.create_run, record("new", parent_run_id="old", root_run_id="old"))
+        chain = anyio.run(functools.partial(storage.list_runs, root_run_id="old"))
+        assert {r.run_id for r in chain} == {"old", "new"}
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert "runs_by_root" in indexes
+    finally:
+        conn.close()
 
 
 # -- waiting for a live run's next events ------------------------------------------------

@@ -97,15 +97,42 @@ def test_a_version_1_database_gains_the_automation_tables_and_keeps_its_runs(
         for statement in MIGRATIONS[0]:
             conn.execute(statement)
         conn.execute("INSERT INTO asyncdag_schema (version) VALUES (1)")
+        v1_columns = RUN_COLUMNS.removesuffix(", root_run_id")  # root_run_id came in v3
         conn.execute(
-            f"INSERT INTO asyncdag_runs ({RUN_COLUMNS}) VALUES ({', '.join(['%s'] * 12)})",
-            run_row(old),
+            f"INSERT INTO asyncdag_runs ({v1_columns}) VALUES ({', '.join(['%s'] * 12)})",
+            run_row(old)[:12],
         )
     with PostgresStorage(postgres_url) as storage:
         assert storage.schema_version_found == 1 < SCHEMA_VERSION
         assert anyio.run(storage.get_run, "old") == old
         anyio.run(storage.claim_tick, tick(1.0))
         assert [t.tick_time for t in anyio.run(storage.list_ticks, "files")] == [1.0]
+
+
+def test_a_version_2_database_gains_root_run_id_and_lists_chains(postgres_url: str) -> None:
+    old = RunRecord(run_id="old", pipeline_name="p", status=RunStatus.SUCCESS, start_time=1.0)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE asyncdag_schema (version integer PRIMARY KEY)")
+        for migration in MIGRATIONS[:2]:
+            for statement in migration:
+                conn.execute(statement)
+        conn.execute("INSERT INTO asyncdag_schema (version) VALUES (1), (2)")
+        v2_columns = RUN_COLUMNS.removesuffix(", root_run_id")
+        conn.execute(
+            f"INSERT INTO asyncdag_runs ({v2_columns}) VALUES ({', '.join(['%s'] * 12)})",
+            run_row(old)[:12],
+        )
+    child = RunRecord(
+        run_id="child", pipeline_name="p", start_time=2.0, parent_run_id="old", root_run_id="old"
+    )
+    with PostgresStorage(postgres_url) as storage:
+        assert storage.schema_version_found == 2 < SCHEMA_VERSION == 3
+        assert anyio.run(storage.get_run, "old") == old
+        anyio.run(storage.create_run, child)
+        stored = anyio.run(storage.get_run, "child")
+        assert stored is not None and stored.root_run_id == "old"
+        chain = anyio.run(lambda: storage.list_runs(root_run_id="old"))
+        assert [r.run_id for r in chain] == ["child", "old"]
 
 
 # -- text PostgreSQL cannot hold as is ------------------------------------------------------

@@ -117,6 +117,32 @@ def configured_pipeline():
 
 TEST_PIPELINES = [slow_pipeline, failing_pipeline, chatty_pipeline, configured_pipeline]
 
+#: Step keys of ``flaky_pipeline`` that fail while they are in this set: the tests' flag file.
+FAILING: set[str] = set()
+
+
+@solid
+def ingest() -> int:
+    return 20
+
+
+@solid
+def brittle(context, value: int) -> int:
+    """Fails while a test keeps its step key in ``FAILING``."""
+    if context.step_key in FAILING:
+        raise RuntimeError(f"{context.step_key} fails while its flag is set")
+    return value + 1
+
+
+@solid
+def publish(value: int) -> int:
+    return value * 2
+
+
+@pipeline(description="Fails where a test says, then is re-executed from its failure.")
+def flaky_pipeline():
+    publish(brittle(ingest()))
+
 
 def mounted_in_host(ui_app: Any) -> Any:
     """A host Starlette app with its own page at ``/`` and ``ui_app`` mounted at ``/dag``."""

@@ -24,6 +24,7 @@ from ._errors import (
     DefinitionError,
     EventLoopError,
     PipelineRunCanceled,
+    ReexecutionError,
     ResourceInitError,
     RetryRequested,
     StepTimeoutError,
@@ -39,6 +40,7 @@ from .automation._definitions import (
     schedule,
     sensor,
 )
+from .dask._executor import DaskExecutor
 
 if TYPE_CHECKING:
     from ._api import (
@@ -90,6 +92,7 @@ __all__ = [
     "CollectHandle",
     "ConfigError",
     "ConfigErrorItem",
+    "DaskExecutor",
     "DefinitionError",
     "DynamicHandle",
     "DynamicOut",
@@ -111,6 +114,7 @@ __all__ = [
     "PipelineDefinition",
     "PipelineRunCanceled",
     "PipelineRunResult",
+    "ReexecutionError",
     "ResourceDefinition",
     "ResourceInitError",
     "RetryPolicy",

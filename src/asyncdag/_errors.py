@@ -17,8 +17,10 @@ __all__ = [
     "DefinitionError",
     "EventLoopError",
     "PipelineRunCanceled",
+    "ReexecutionError",
     "ResourceInitError",
     "RetryRequested",
+    "StepCanceledError",
     "StepTimeoutError",
     "UnknownResourceError",
 ]
@@ -112,6 +114,25 @@ class StepTimeoutError(AsyncdagError, TimeoutError):
             f"step {step_key!r} timed out after {timeout:g}s; raise the solid's timeout= "
             "or give it a RetryPolicy to try again"
         )
+
+
+class ReexecutionError(AsyncdagError):
+    """A re-execution or a step selection cannot run as asked; nothing has run.
+
+    The parent run is unknown or of another pipeline, a selection names no
+    step, a step to reuse has no stored outputs, or there is nothing to
+    re-execute from failure.  The message says which run, step or selection
+    clause, and what to do.
+    """
+
+
+class StepCanceledError(AsyncdagError):
+    """Raised by ``context.check_cancelled()`` in a solid running in another process (a Dask
+    worker) once its attempt was cancelled: the run has stopped waiting for it."""
+
+    def __init__(self, step_key: str) -> None:
+        self.step_key = step_key
+        super().__init__(f"step {step_key!r} was cancelled; its result is no longer wanted")
 
 
 class PipelineRunCanceled(AsyncdagError):

@@ -9,6 +9,7 @@ and a run's config (a dict, or YAML files merged in order) has Dagster's shape::
     solids: {hey: {config: {greeting: Hello}, inputs: {name: Kan}}}
     resources: {http: {config: {timeout: 5}}}
     execution: {max_concurrency: 20, concurrency_limits: {http: 10}}
+    execution: {dask: {cluster: {existing: {address: "tcp://scheduler:8786"}}}}
 
 A ``@graph``'s solids nest under its name (``solids: {g: {solids: {...}}}``), or the
 graph takes a config of its own that its ``config_fn`` maps onto them
@@ -128,10 +129,14 @@ class SolidRunConfig:
 
 @attrs.frozen
 class ExecutionConfig:
-    """How many steps may run at once, overall and per concurrency key (``None``: unbounded)."""
+    """How many steps may run at once, overall and per concurrency key (``None``: unbounded),
+    and where they run: ``dask`` is the validated ``execution.dask`` section
+    (``{"cluster": {"existing": {...}}}`` or ``{"cluster": {"local": {...}}}``), None
+    for this process."""
 
     max_concurrency: int | None = None
     concurrency_limits: dict[str, int] = attrs.field(factory=dict)
+    dask: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -304,6 +309,27 @@ _EXECUTION_SPEC = field_spec(
     },
     where="execution config",
 )
+# execution.dask.cluster takes exactly one of these, in Dagster's shape.
+_DASK_CLUSTERS = {
+    "existing": field_spec(
+        {"address": Field(str, description="The scheduler's address, e.g. tcp://scheduler:8786.")},
+        where="execution.dask.cluster.existing",
+    ),
+    "local": field_spec(
+        {
+            "n_workers": Field(int | None, default=None, description="Worker processes."),
+            "threads_per_worker": Field(int | None, default=None, description="Threads each."),
+            "processes": Field(bool, default=True, description="False: workers are threads."),
+            "memory_limit": Field(str | None, default=None, description="Per worker, e.g. 4GiB."),
+            "resources": Field(
+                dict[str, float],
+                default={},
+                description="Abstract resources each worker offers, e.g. {GPU: 1}.",
+            ),
+        },
+        where="execution.dask.cluster.local",
+    ),
+}
 
 
 def _copy(value: Any) -> Any:
@@ -586,9 +612,22 @@ def _input_type(annotation: Any) -> ConfigType | None:
     return ctype
 
 
-def _unfed_required_inputs(node: _Node) -> list[str]:
+def _unfed_required_inputs(node: _Node, cut: Collection[str] = ()) -> list[str]:
     wired = node.inputs
-    return [d.name for d in node.solid.input_defs if not d.has_default and d.name not in wired]
+    return [
+        d.name
+        for d in node.solid.input_defs
+        if not d.has_default and (d.name not in wired or d.name in cut)
+    ]
+
+
+def _source_names(source: object) -> list[str]:
+    """The solids an input's source reads, for messages (duck-typed: FromOutput, FanIn, Collect)."""
+    parts = getattr(source, "sources", None)
+    if parts is not None:
+        return [n for part in parts if (n := getattr(part, "node", None)) is not None]
+    name = getattr(source, "producer", None) or getattr(source, "node", None)
+    return [name] if isinstance(name, str) else []
 
 
 def _resolve_solid(
@@ -599,8 +638,12 @@ def _resolve_solid(
     *,
     fed: Mapping[str, tuple[str, str]] | None = None,
     expanded: _Expanded | None = None,
+    cut: Collection[str] = (),
+    computed: bool = True,
 ) -> SolidRunConfig:
-    """One node's config and inputs; ``fed`` names its inputs that graph inputs feed."""
+    """One node's config and inputs; ``fed`` names its inputs that graph inputs feed, ``cut``
+    those a subset run does not feed (their source is not in it), ``computed`` whether the
+    run computes the node (only then must its inputs be fed)."""
     if entry is None:
         entry = {}
     elif not isinstance(entry, Mapping):
@@ -619,7 +662,7 @@ def _resolve_solid(
         input_path = f"{path}.inputs.{key}"
         input_def = defs.get(key)
         if input_def is None:
-            unfed = [name for name in defs if name not in node.inputs]
+            unfed = [name for name in defs if name not in node.inputs or name in cut]
             errors.append(unknown_key_item(f"{path}.inputs", key, unfed, noun="input"))
         elif fed is not None and key in fed:
             graph, graph_input = fed[key]
@@ -630,7 +673,7 @@ def _resolve_solid(
                     f"{graph!r}; give it as solids.{graph}.inputs.{graph_input}",
                 )
             )
-        elif key in node.inputs:
+        elif key in node.inputs and key not in cut:
             errors.append(
                 ConfigErrorItem(
                     input_path,
@@ -645,15 +688,22 @@ def _resolve_solid(
             from_graph = expanded.inputs.get((node.name, key))
             if from_graph is not None and key in defs:
                 inputs[key] = _checked_input(defs[key], from_graph[0], from_graph[1], errors)
-    for name in _unfed_required_inputs(node):
-        if name not in given and (fed is None or name not in fed):
-            errors.append(
-                ConfigErrorItem(
-                    f"{path}.inputs.{name}",
-                    f"input {name!r} of {owner} is fed by no solid and has no default; "
-                    "give its value here",
-                )
+    for name in _unfed_required_inputs(node, cut) if computed else ():
+        if name in given or (fed is not None and name in fed):
+            continue
+        if name in cut:
+            sources = " and ".join(repr(s) for s in _source_names(node.inputs.get(name)))
+            message = (
+                f"input {name!r} of {owner} comes from solid {sources or '?'}, which this run "
+                "does not execute; give its value here, select that solid too, or re-execute "
+                "from a run that stored its outputs"
             )
+        else:
+            message = (
+                f"input {name!r} of {owner} is fed by no solid and has no default; "
+                "give its value here"
+            )
+        errors.append(ConfigErrorItem(f"{path}.inputs.{name}", message))
     return SolidRunConfig(config=config, inputs=inputs)
 
 
@@ -682,6 +732,10 @@ def _resolve_execution(section: Any, errors: list[ConfigErrorItem]) -> Execution
     if section is None:  # the commonest case, and all defaults: no schema walk per run
         return ExecutionConfig()
     before = len(errors)
+    dask = None
+    if isinstance(section, Mapping) and "dask" in section:
+        dask = _resolve_dask(section["dask"], errors)
+        section = {k: v for k, v in section.items() if k != "dask"}
     value = _validate_root(_EXECUTION_SPEC, section, "execution", errors, owner="execution")
     if len(errors) > before:
         return ExecutionConfig()
@@ -697,7 +751,50 @@ def _resolve_execution(section: Any, errors: list[ConfigErrorItem]) -> Execution
                     f"execution.concurrency_limits.{key}", f"must be at least 1, got {bound}"
                 )
             )
-    return ExecutionConfig(max_concurrency=limit, concurrency_limits=value["concurrency_limits"])
+    return ExecutionConfig(
+        max_concurrency=limit, concurrency_limits=value["concurrency_limits"], dask=dask
+    )
+
+
+def _resolve_dask(section: Any, errors: list[ConfigErrorItem]) -> dict[str, Any]:
+    """``execution.dask``: ``{cluster: {existing: {address}}}`` or ``{cluster: {local: {...}}}``
+    (empty or null: a local cluster sized to the machine)."""
+    path = "execution.dask"
+    dask = {} if section is None else section
+    if not isinstance(dask, Mapping):
+        errors.append(ConfigErrorItem(path, f"expected a mapping, got {type(dask).__name__}"))
+        return {}
+    _check_keys(dask, ("cluster",), path, errors)
+    cluster = dask.get("cluster") or {"local": None}
+    if not isinstance(cluster, Mapping):
+        errors.append(
+            ConfigErrorItem(f"{path}.cluster", f"expected a mapping, got {type(cluster).__name__}")
+        )
+        return {}
+    _check_keys(cluster, tuple(_DASK_CLUSTERS), f"{path}.cluster", errors, noun="cluster kind")
+    kinds = [kind for kind in _DASK_CLUSTERS if kind in cluster]
+    if len(kinds) != 1:
+        if not errors or not errors[-1].path.startswith(f"{path}.cluster"):
+            errors.append(
+                ConfigErrorItem(
+                    f"{path}.cluster",
+                    "give exactly one of 'existing' ({address: tcp://host:8786}, a running "
+                    "scheduler) or 'local' ({n_workers: 2, ...}, a LocalCluster for the run), "
+                    f"got {kinds or 'neither'}",
+                )
+            )
+        return {}
+    (kind,) = kinds
+    where = f"{path}.cluster.{kind}"
+    options = _validate_root(
+        _DASK_CLUSTERS[kind], cluster[kind], where, errors, owner=f"a Dask {kind} cluster"
+    )
+    for key in ("n_workers", "threads_per_worker"):
+        if kind == "local" and options and options[key] is not None and options[key] < 1:
+            errors.append(
+                ConfigErrorItem(f"{where}.{key}", f"must be at least 1, got {options[key]}")
+            )
+    return {"cluster": {kind: options or {}}}
 
 
 def _merged(pipeline: _Pipeline, run_config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -740,6 +837,8 @@ def resolve_run_config(
     *,
     resource_defs: Mapping[str, _Resource] | None = None,
     given_resources: Collection[str] = (),
+    computed: Collection[str] | None = None,
+    cut: Mapping[str, Collection[str]] | None = None,
 ) -> ResolvedRunConfig:
     """Check a run's config against ``pipeline`` before anything runs.
 
@@ -757,6 +856,10 @@ def resolve_run_config(
     ``given_resources`` are keys the run was given as ready values: they take no
     config, and an entry for one (from the pipeline's default config, say) is
     not an error.
+
+    A run of a subset of the solids says which it ``computed`` (only their
+    required inputs must be fed) and, by solid, the inputs ``cut`` from their
+    source (fed by a solid outside the run), which config may and must feed.
     """
     raw = _merged(pipeline, run_config)
     errors: list[ConfigErrorItem] = []
@@ -774,21 +877,44 @@ def resolve_run_config(
     # Every node starts with no config; only those that have a schema, an input to
     # feed, or an entry in this config are resolved (in node order, as errors are listed).
     solids: dict[str, SolidRunConfig] = dict.fromkeys(nodes, _NO_CONFIG)
-    to_resolve = needing
-    extra = [name for name in (*solids_section, *index.fed) if name in nodes]
-    if extra:
-        wanted = {*to_resolve, *extra}
-        to_resolve = tuple(name for name in nodes if name in wanted)
+    cut = cut or {}
+    if computed is None and not cut:
+        to_resolve = needing
+        extra = [name for name in (*solids_section, *index.fed) if name in nodes]
+        if extra:
+            wanted = {*to_resolve, *extra}
+            to_resolve = tuple(name for name in nodes if name in wanted)
+    else:  # a subset run: which inputs must be fed depends on what it computes and cuts
+        to_resolve = tuple(nodes)
     configured: list[str] = []
     for name in to_resolve:
         node = nodes[name]
         entry = solids_section.get(name)
+        node_cut = cut.get(name, ())
+        runs = computed is None or name in computed
         fed = index.fed.get(name) if index.fed else None
+        if (
+            entry is None
+            and fed is None
+            and node.solid.config_schema is None
+            and getattr(node.solid, "config_mapping", None) is None
+            and (
+                not runs or not node.solid.input_defs or not _unfed_required_inputs(node, node_cut)
+            )
+        ):
+            continue  # no config: _NO_CONFIG
         if expanded is not None and expanded.unmapped and expanded.lost(name):
             continue  # its graph's config is at fault, already reported
         before = len(errors)
         solids[name] = resolved = _resolve_solid(
-            node, entry, f"solids.{name}", errors, fed=fed, expanded=expanded
+            node,
+            entry,
+            f"solids.{name}",
+            errors,
+            fed=fed,
+            expanded=expanded,
+            cut=node_cut,
+            computed=runs,
         )
         if resolved.config is not None or resolved.inputs:
             configured.append(name)
@@ -982,7 +1108,7 @@ def run_config_json_schema(pipeline: _Pipeline) -> dict[str, Any]:
     properties = {
         "solids": _object(solid_props, solid_required),
         "resources": _object(resource_props, resource_required),
-        "execution": _EXECUTION_SPEC.json_schema(),
+        "execution": _execution_json_schema(),
     }
     required = [k for k, v in (("solids", solid_required), ("resources", resource_required)) if v]
     return {
@@ -990,6 +1116,21 @@ def run_config_json_schema(pipeline: _Pipeline) -> dict[str, Any]:
         "title": f"run config for pipeline {pipeline.name}",
         **_object(properties, required),
     }
+
+
+def _execution_json_schema() -> dict[str, Any]:
+    schema = _EXECUTION_SPEC.json_schema()
+    clusters = {
+        kind: _object({kind: spec.json_schema()}, [kind]) for kind, spec in _DASK_CLUSTERS.items()
+    }
+    schema["properties"]["dask"] = {
+        "anyOf": [
+            _object({"cluster": {"oneOf": list(clusters.values())}}, []),
+            {"type": "null"},
+        ],
+        "description": "Run the steps on a Dask cluster (an existing one, or a local one).",
+    }
+    return schema
 
 
 def _input_scaffold(input_def: _InputDef) -> Any:

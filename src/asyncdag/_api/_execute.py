@@ -23,6 +23,8 @@ from ._run import run_to_end
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
+    from .._engine import StepExecutor
+    from ..outputs import OutputStore
     from ..storage import RunStorage
 
 __all__ = ["execute_pipeline", "execute_pipeline_async"]
@@ -46,6 +48,12 @@ async def execute_pipeline_async(
     resources: Mapping[str, Any] | None = None,
     console: bool | None = None,
     cancel_is_error: bool = True,
+    output_store: OutputStore | None = None,
+    persist_outputs: bool = False,
+    reexecute_from: str | None = None,
+    from_failure: bool = False,
+    step_selection: Iterable[str] | None = None,
+    executor: StepExecutor | None = None,
 ) -> PipelineRunResult:
     """Run ``pipeline`` inside the running event loop (asyncio or trio) and return its result.
 
@@ -65,6 +73,28 @@ async def execute_pipeline_async(
     torn down by the run instead); they replace the pipeline's definitions of
     those keys.  ``cancel_is_error=False`` ends a cancelled run's and steps' spans
     with status UNSET rather than ERROR, for services where cancelling is routine.
+
+    Stored outputs and re-execution (off unless asked for):
+
+    - ``output_store`` keeps every step's outputs beyond the run (an
+      :class:`~asyncdag.outputs.OutputStore`); ``persist_outputs=True`` keeps
+      them in the default one, ``$ASYNCDAG_HOME/outputs``.  A value that
+      cannot be stored fails its step.
+    - ``reexecute_from=RUN_ID`` starts a run of the same pipeline as that
+      recorded run (``storage`` must hold it), with its run config and tags
+      unless given.  ``from_failure=True`` computes only what did not succeed
+      there, and what depends on it; ``step_selection=["fetch*", "+summarize"]``
+      only the selected solids.  Either way the others' outputs come from the
+      parent run's store (or the run it took them from).  The new run stores
+      its own outputs, in ``output_store`` or the default one.
+    - ``step_selection`` without ``reexecute_from`` runs only the selected
+      solids; inputs they read from other solids come from run config
+      (``solids.<name>.inputs``), and a missing one is a ``ConfigError``
+      naming it before anything runs.
+
+    ``executor`` says where steps run: in this process (None, unless the run
+    config's ``execution`` section says otherwise), or on a Dask cluster with
+    ``DaskExecutor(...)``.
     """
     options = RunOptions(
         max_concurrency=max_concurrency,
@@ -81,6 +111,12 @@ async def execute_pipeline_async(
         resources=resources,
         console=console,
         cancel_is_error=cancel_is_error,
+        output_store=output_store,
+        persist_outputs=persist_outputs,
+        reexecute_from=reexecute_from,
+        from_failure=from_failure,
+        step_selection=step_selection,
+        executor=executor,
     )
     return await execute_with_options(pipeline, run_config, options)
 
@@ -110,6 +146,12 @@ def execute_pipeline(
     resources: Mapping[str, Any] | None = None,
     console: bool | None = True,
     cancel_is_error: bool = True,
+    output_store: OutputStore | None = None,
+    persist_outputs: bool = False,
+    reexecute_from: str | None = None,
+    from_failure: bool = False,
+    step_selection: Iterable[str] | None = None,
+    executor: StepExecutor | None = None,
     backend: str = "asyncio",
 ) -> PipelineRunResult:
     """Run ``pipeline`` to the end, starting an event loop (``backend``: asyncio or trio).
@@ -119,6 +161,7 @@ def execute_pipeline(
     the loop, so this raises :class:`EventLoopError`.  The options are
     :func:`execute_pipeline_async`'s, except that ``console`` defaults to True:
     a script run from a terminal shows what happened.
+    :func:`execute_pipeline_async`'s (stored outputs and re-execution included).
     """
     try:
         token = anyio.lowlevel.current_token()
@@ -146,5 +189,11 @@ def execute_pipeline(
         resources=resources,
         console=console,
         cancel_is_error=cancel_is_error,
+        output_store=output_store,
+        persist_outputs=persist_outputs,
+        reexecute_from=reexecute_from,
+        from_failure=from_failure,
+        step_selection=step_selection,
+        executor=executor,
     )
     return anyio.run(execute_with_options, pipeline, run_config, options, backend=backend)

@@ -16,7 +16,8 @@ import attrs
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-    from .._engine import Listener, StepLauncher
+    from .._engine import Listener, StepExecutor, StepLauncher
+    from ..outputs import OutputStore
     from ..storage import RunStorage
 
 __all__ = ["RunOptions"]
@@ -26,12 +27,22 @@ def _listeners(value: Iterable[Listener]) -> tuple[Listener, ...]:
     return tuple(value)
 
 
+def _selection(value: Iterable[str] | str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class RunOptions:
     """Everything a caller may say about one run besides the pipeline and its run config.
 
-    The public entry points document each option; ``launcher`` is internal for
-    now (where steps run; None: in this process).
+    The public entry points document each option; ``launcher`` (where steps
+    run; None: in this process, unless ``executor`` or the run config's
+    ``execution`` section names another place) and ``origin`` (where the
+    pipeline was loaded from, as the CLI and UI know it: ``{"python_file": path}``
+    or ``{"module_name": name}``; None: found from the pipeline's function) are
+    internal for now.
     """
 
     max_concurrency: int | None = None
@@ -49,3 +60,10 @@ class RunOptions:
     console: bool | None = None
     cancel_is_error: bool = True
     launcher: StepLauncher | None = None
+    output_store: OutputStore | None = None
+    persist_outputs: bool = False
+    reexecute_from: str | None = None
+    from_failure: bool = False
+    step_selection: tuple[str, ...] | None = attrs.field(default=None, converter=_selection)
+    origin: Mapping[str, str] | None = None
+    executor: StepExecutor | None = None

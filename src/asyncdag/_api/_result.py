@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from .._definitions import CollectHandle, OutputHandle
+from .._engine import StoredValue
 from .._errors import AsyncdagError
 from .._events import ErrorInfo, Event, RunStatus, StepStatus
 
@@ -206,6 +207,7 @@ class PipelineRunResult:
     _mapped: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict, alias="mapped")
     # Graph use ("outer", "outer.inner") -> what it returned, by output name.
     _graphs: Mapping[str, Any] = attrs.field(factory=dict, alias="graphs")
+    _run_exception: BaseException | None = attrs.field(default=None, alias="run_exception")
 
     @property
     def success(self) -> bool:
@@ -223,16 +225,19 @@ class PipelineRunResult:
         its steps that produced the output; a dynamic output gives its items the same
         way; a graph's name (``"outer"``, ``"outer.inner"``) gives what the graph
         returned (its ``output_name``, for a graph returning a dict or tuple).
+        For a step a re-execution reused rather than computed, the value is read
+        from the output store on first access (a blocking read).
         """
         outputs = self._outputs.get(name)
         if outputs is not None:  # the common case, first: no StepResult is built for it
             try:
-                return outputs[output_name]
+                value = outputs[output_name]
             except KeyError:
                 raise AsyncdagError(
                     f"step {name!r} has no output named {output_name!r}; it produced "
                     f"{list(outputs)}"
                 ) from None
+            return _loaded(value)
         step = self.step_results.get(name)
         if step is None:
             mapped = self._mapped.get(name)
@@ -274,6 +279,12 @@ class PipelineRunResult:
         """The live exception a failed step raised (not stored: only for this process)."""
         return self._exceptions.get(key)
 
+    @property
+    def run_exception(self) -> BaseException | None:
+        """Why the run failed when no step did: its executor could not start (say, no
+        Dask scheduler at the address given).  None otherwise."""
+        return self._run_exception
+
     def step_result(self, key: str) -> StepResult:
         try:
             return self.step_results[key]
@@ -297,8 +308,18 @@ def _by_mapping_key(mapped: Mapping[str, Any], output_name: str) -> dict[str, An
         if isinstance(outputs, _Nested):
             values[key] = _by_mapping_key(outputs, output_name)
         elif output_name in outputs:
-            values[key] = outputs[output_name]
+            values[key] = _loaded(outputs[output_name])
     return values
+
+
+def _loaded(value: Any) -> Any:
+    """A reused step's output (or a reused producer's items) is read from the output store
+    when it is asked for."""
+    if type(value) is StoredValue:
+        return value.load()
+    if type(value) is dict and any(type(v) is StoredValue for v in value.values()):
+        return {key: _loaded(item) for key, item in value.items()}
+    return value
 
 
 class _Nested(dict[str, Any]):

@@ -21,6 +21,7 @@ from .._errors import AsyncdagError, DefinitionError, PipelineRunCanceled
 from .._events import Event, RunStatus, StepStatus
 from .._plan import ExecutionPlan
 from ._console import run_log_listener
+from ._lineage import Lineage, pipeline_origin, prepare_lineage
 from ._options import RunOptions
 from ._result import (
     LazyMapping,
@@ -34,6 +35,9 @@ from ._result import (
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
+    from .._engine import StepExecutor
+    from ..config import ExecutionConfig
+    from ..outputs import OutputStore
     from ..storage import RunStorage
 
 __all__ = ["RunHandle", "open_run", "run_to_end"]
@@ -51,6 +55,7 @@ class RunHandle:
         pipeline: PipelineDefinition,
         run_config: Mapping[str, Any] | None,
         options: RunOptions,
+        lineage: Lineage | None = None,
     ) -> None:
         if not isinstance(pipeline, PipelineDefinition):
             raise DefinitionError(
@@ -70,24 +75,38 @@ class RunHandle:
 
             run_id = str(uuid.uuid4())
         self.run_id = run_id
-        self.parent_run_id = options.parent_run_id
-        self.tags = {**pipeline.tags, **{str(k): str(v) for k, v in (options.tags or {}).items()}}
+        if lineage is None:
+            lineage = Lineage(parent_run_id=options.parent_run_id, tags=options.tags)
+        else:
+            run_config = lineage.run_config
+        self.lineage = lineage
+        self.parent_run_id = lineage.parent_run_id
+        self.root_run_id = lineage.root_run_id
+        tags = lineage.tags or {}
+        self.tags = {**pipeline.tags, **{str(k): str(v) for k, v in tags.items()}}
 
         # Everything that can be wrong with the input is found here, before anything runs.
         from ..config import resolve_run_config
 
         definitions, given = _run_resources(pipeline, options.resources)
+        subset = lineage.subset
         resolved = resolve_run_config(
             pipeline,
             run_config,
             resource_defs=definitions if options.resources else None,
             given_resources=given.keys(),
+            computed=subset.computed if subset is not None else None,
+            cut=subset.cut if subset is not None else None,
         )
         self.run_config: dict[str, Any] = dict(resolved.raw)
         configured = [(name, resolved.solids[name]) for name in resolved.configured]
         self.plan = ExecutionPlan.for_pipeline(
-            pipeline, input_values={name: sc.inputs for name, sc in configured if sc.inputs}
+            pipeline,
+            input_values={name: sc.inputs for name, sc in configured if sc.inputs},
+            subset=subset,
         )
+        #: Where this run stores its outputs (None: it keeps none).
+        self.output_store = _output_store(options, reads=bool(self.plan.reused))
         limits = dict(resolved.execution.concurrency_limits)
         limits.update(options.concurrency_limits or {})
         for pool, limit in limits.items():
@@ -124,6 +143,16 @@ class RunHandle:
             tracer_provider=options.tracer_provider,
             cancel_is_error=options.cancel_is_error,
         )
+        io = None
+        start_data = lineage.run_start_data()
+        if self.output_store is not None:
+            from ._stored import StoreIO
+
+            io = StoreIO(self.output_store)
+            start_data["outputs_stored"] = True
+        origin = options.origin if options.origin is not None else pipeline_origin(pipeline)
+        if origin:
+            start_data["origin"] = dict(origin)
         self._executor = Executor(
             self.plan,
             run_id=self.run_id,
@@ -138,6 +167,13 @@ class RunHandle:
             solid_configs={name: sc.config for name, sc in configured if sc.config is not None},
             launcher=options.launcher,
             emit_step=self._bus.emit_step,
+            outputs=io,
+            run_start_data=start_data,
+            step_executor=(
+                options.executor
+                if options.executor is not None
+                else _executor_from_config(resolved.execution)
+            ),
         )
         self.status = RunStatus.NOT_STARTED
         self._result: PipelineRunResult | None = None
@@ -208,6 +244,7 @@ class RunHandle:
                 start_time=time.time(),
                 end_time=None,
                 parent_run_id=self.parent_run_id,
+                root_run_id=self.root_run_id,
                 pid=os.getpid(),
                 hostname=socket.gethostname(),
                 failure_reason=None,
@@ -239,6 +276,7 @@ class RunHandle:
         }
         steps = RunSteps(states, self.plan.by_key, executor.dynamic)
         self._result = PipelineRunResult(
+            run_exception=executor.run_error,
             run_id=self.run_id,
             pipeline_name=self.pipeline.name,
             status=status,
@@ -257,6 +295,15 @@ class RunHandle:
             self._finished.set()
 
 
+def _executor_from_config(execution: ExecutionConfig) -> StepExecutor | None:
+    """The executor the run config's ``execution`` section names (None: in this process)."""
+    if execution.dask is None:
+        return None
+    from ..dask import DaskExecutor
+
+    return DaskExecutor.from_config(execution.dask)
+
+
 def raise_for(result: PipelineRunResult) -> None:
     """Raise what ``raise_on_error=True`` promises for a run that did not succeed."""
     if result.status is RunStatus.CANCELED:
@@ -273,6 +320,8 @@ def raise_for(result: PipelineRunResult) -> None:
         exc = result.exception_for_step(step.key)
         if exc is not None:
             raise exc
+    if result.run_exception is not None:  # no step failed: its executor did not start
+        raise result.run_exception
     raise AsyncdagError(f"run {result.run_id} of {result.pipeline_name!r} failed")
 
 
@@ -326,19 +375,27 @@ async def open_run(
     resources: Mapping[str, Any] | None = None,
     console: bool | None = None,
     cancel_is_error: bool = True,
+    output_store: OutputStore | None = None,
+    persist_outputs: bool = False,
+    reexecute_from: str | None = None,
+    from_failure: bool = False,
+    step_selection: Iterable[str] | None = None,
+    executor: StepExecutor | None = None,
 ) -> AsyncIterator[RunHandle]:
     """Start a run in the current task and hand back its :class:`RunHandle`.
 
     Config and wiring are checked before the block is entered (raising
-    ``ConfigError`` / ``DefinitionError``, with nothing run).  Leaving the
-    block waits for the run to end; an exception raised in the block cancels
-    the run and propagates once the run has wound down.
+    ``ConfigError`` / ``DefinitionError`` / ``ReexecutionError``, with nothing
+    run).  Leaving the block waits for the run to end; an exception raised in
+    the block cancels the run and propagates once the run has wound down.
+    The other options are :func:`~asyncdag.execute_pipeline_async`'s.
 
     A handle is for watching a run, so by default ``await run.result()``
     returns whatever the outcome.  With ``raise_on_error=True`` it raises
     instead when the run did not succeed: the failed step's own exception, or
     :class:`~asyncdag.PipelineRunCanceled` when the run was cancelled.
     Leaving the block never raises for the run's outcome.
+    ``executor`` says where steps run (see :func:`~asyncdag.execute_pipeline_async`).
     """
     options = RunOptions(
         max_concurrency=max_concurrency,
@@ -355,6 +412,12 @@ async def open_run(
         resources=resources,
         console=console,
         cancel_is_error=cancel_is_error,
+        output_store=output_store,
+        persist_outputs=persist_outputs,
+        reexecute_from=reexecute_from,
+        from_failure=from_failure,
+        step_selection=step_selection,
+        executor=executor,
     )
     async with run_with_options(pipeline, run_config, options) as handle:
         yield handle
@@ -369,7 +432,7 @@ async def run_to_end(
     task group to hold one: a web service awaiting hundreds of runs at once saves
     their cost on every run.
     """
-    handle = RunHandle(pipeline, run_config, options)
+    handle = RunHandle(pipeline, run_config, options, await _lineage(pipeline, run_config, options))
     try:
         await handle._execute()
     except Exception as exc:
@@ -387,7 +450,7 @@ async def run_with_options(
     pipeline: PipelineDefinition, run_config: Mapping[str, Any] | None, options: RunOptions
 ) -> AsyncIterator[RunHandle]:
     """:func:`open_run` with its options as one value (what the other entry points call)."""
-    handle = RunHandle(pipeline, run_config, options)
+    handle = RunHandle(pipeline, run_config, options, await _lineage(pipeline, run_config, options))
     async with anyio.create_task_group() as tg:
         tg.start_soon(handle._execute)
         try:
@@ -395,3 +458,29 @@ async def run_with_options(
         except BaseException:
             handle.cancel()
             raise
+
+
+async def _lineage(
+    pipeline: PipelineDefinition, run_config: Mapping[str, Any] | None, options: RunOptions
+) -> Lineage | None:
+    """What a re-execution or a step selection runs and reuses (None: a plain run)."""
+    if (
+        options.reexecute_from is not None
+        or options.step_selection is not None
+        or options.from_failure
+    ):
+        return await prepare_lineage(pipeline, run_config, options)
+    return None
+
+
+def _output_store(options: RunOptions, *, reads: bool) -> OutputStore | None:
+    """The store a run keeps its outputs in: the one given; the default location when asked
+    (``persist_outputs``), or when it reuses an earlier run's outputs (it reads them from there
+    and keeps its own beside them, so it can be re-executed in turn)."""
+    if options.output_store is not None:
+        return options.output_store
+    if options.persist_outputs or reads or options.reexecute_from is not None:
+        from ..outputs import FilesystemOutputStore
+
+        return FilesystemOutputStore()
+    return None

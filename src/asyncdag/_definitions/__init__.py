@@ -20,11 +20,20 @@ from ._outputs import DynamicOut, DynamicOutput, Out, Output, OutputError
 from ._pipeline import PipelineDefinition, check_resources_bound, pipeline
 from ._resources import ResourceDefinition, check_resource_graph, resource
 from ._retry import Backoff, Jitter, RetryPolicy
-from ._solid import InputDefinition, SolidDefinition, annotation_name, solid
+from ._solid import (
+    DASK_RESOURCES_TAG,
+    EXECUTORS,
+    InputDefinition,
+    SolidDefinition,
+    annotation_name,
+    solid,
+)
 from ._sources import DEFAULT_OUTPUT, Collect, Constant, FanIn, FromOutput, InputSource
 
 __all__ = [
+    "DASK_RESOURCES_TAG",
     "DEFAULT_OUTPUT",
+    "EXECUTORS",
     "FAILURE",
     "SUCCESS",
     "Backoff",

@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from .._errors import AsyncdagError
+from .._errors import AsyncdagError, DefinitionError
 from ._sources import DEFAULT_OUTPUT
 
 __all__ = [
@@ -37,23 +37,57 @@ class OutputError(AsyncdagError):
     """A solid produced its outputs wrongly: a missing required one, an unknown name, a key clash."""
 
 
+def _check_serializer(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A serializer is checked where it is declared, not when the first value fails to store."""
+    if value is None:
+        return
+    if isinstance(value, type):
+        raise DefinitionError(
+            f"{type(instance).__name__}(serializer={value.__name__}) got the class; pass an "
+            f"instance: serializer={value.__name__}()"
+        )
+    missing = [
+        member
+        for member, ok in (
+            ("name", isinstance(getattr(value, "name", None), str) and bool(value.name)),
+            ("extension", isinstance(getattr(value, "extension", None), str)),
+            ("dump", callable(getattr(value, "dump", None))),
+            ("load", callable(getattr(value, "load", None))),
+        )
+        if not ok
+    ]
+    if missing:
+        raise DefinitionError(
+            f"{type(instance).__name__}(serializer={value!r}) is not a serializer: it lacks "
+            f"{', '.join(missing)}; pass an instance such as asyncdag.outputs.JsonSerializer(), "
+            "or subclass asyncdag.outputs.Serializer"
+        )
+
+
 @attrs.frozen
 class Out:
     """One named output of a solid.
 
     ``is_required=False`` makes it optional: when the solid does not produce
     it, the steps that take it are skipped rather than failed (branching).
+    ``serializer`` says how the value is written when the run stores its
+    outputs (None: pickle); see :mod:`asyncdag.outputs`.
     """
 
     is_required: bool = attrs.field(default=True, kw_only=True)
     description: str | None = attrs.field(default=None, kw_only=True)
+    serializer: Any = attrs.field(default=None, kw_only=True, validator=_check_serializer)
 
 
 @attrs.frozen
 class DynamicOut:
-    """An output produced as many items, each with a mapping key, fanned out by ``.map()``."""
+    """An output produced as many items, each with a mapping key, fanned out by ``.map()``.
+
+    ``serializer`` says how each item is written when the run stores its outputs.
+    """
 
     description: str | None = attrs.field(default=None, kw_only=True)
+    serializer: Any = attrs.field(default=None, kw_only=True, validator=_check_serializer)
 
     @property
     def is_required(self) -> bool:

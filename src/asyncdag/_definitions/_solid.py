@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -34,7 +35,14 @@ from ._sources import InputSource as InputSource
 if TYPE_CHECKING:
     from ._configured import Configured
 
-__all__ = ["InputDefinition", "SolidDefinition", "annotation_name", "solid"]
+__all__ = [
+    "DASK_RESOURCES_TAG",
+    "EXECUTORS",
+    "InputDefinition",
+    "SolidDefinition",
+    "annotation_name",
+    "solid",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,7 +77,44 @@ def annotation_name(annotation: Any) -> str:
 
 
 def _freeze_tags(value: Mapping[str, Any] | None) -> Mapping[str, str]:
-    return {str(k): str(v) for k, v in (value or {}).items()}
+    """Tags are text; a mapping or list value (``{"dask/resources": {"GPU": 1}}``) becomes JSON."""
+    return {
+        str(k): json.dumps(v) if isinstance(v, Mapping | list | tuple) else str(v)
+        for k, v in (value or {}).items()
+    }
+
+
+#: Where a solid may ask to run (``@solid(executor=...)``); None: wherever the run's steps run.
+EXECUTORS = ("local",)
+#: The tag a solid uses to ask for a Dask worker's abstract resources: {"GPU": 1}.
+DASK_RESOURCES_TAG = "dask/resources"
+
+
+def _check_executor(name: str, executor: str | None) -> None:
+    if executor is not None and executor not in EXECUTORS:
+        raise DefinitionError(
+            f"solid {name!r}: executor={executor!r} is not known; use executor='local' to pin "
+            "the solid to the driver process, or leave it out to run where the run's steps run"
+        )
+
+
+def _check_dask_resources(name: str, tags: Mapping[str, Any] | None) -> None:
+    """``tags={"dask/resources": {"GPU": 1}}``: resource names to non-negative amounts."""
+    wanted = (tags or {}).get(DASK_RESOURCES_TAG)
+    if wanted is None:
+        return
+    if not isinstance(wanted, Mapping) or not all(
+        isinstance(k, str)
+        and isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and v >= 0
+        and v == v
+        for k, v in wanted.items()
+    ):
+        raise DefinitionError(
+            f"solid {name!r}: tag {DASK_RESOURCES_TAG!r} must map resource names to amounts "
+            f'>= 0, like {{"GPU": 1}}; got {wanted!r}'
+        )
 
 
 def copy_function_identity(definition: Any, fn: Callable[..., Any]) -> None:
@@ -116,6 +161,8 @@ class SolidDefinition:
     outs: Mapping[str, Out | DynamicOut] | None = None
     is_generator: bool = False
     is_async_generator: bool = False
+    # None: wherever the run's steps run; "local": always in the process that drives the run.
+    executor: str | None = None
     # Set on a copy made by ``configured()``: how its config becomes the original's.
     config_mapping: Configured | None = None
 
@@ -359,6 +406,7 @@ def solid(
     config_schema: Any = None,
     required_resources: Iterable[str] | None = None,
     outs: Mapping[str, Out | DynamicOut] | None = None,
+    executor: str | None = None,
 ) -> Callable[[F], SolidDefinition]: ...
 
 
@@ -376,6 +424,7 @@ def solid(
     config_schema: Any = None,
     required_resources: Iterable[str] | None = None,
     outs: Mapping[str, Out | DynamicOut] | None = None,
+    executor: str | None = None,
 ) -> SolidDefinition | Callable[[F], SolidDefinition]:
     """Declare a unit of computation, sync or async.
 
@@ -392,6 +441,11 @@ def solid(
     return a tuple in that order or a dict, or yield ``Output(value, name)`` from a
     (sync or async) generator.  A ``DynamicOut`` is fed by yielding
     ``DynamicOutput(value, mapping_key=...)``; each item's mapped steps start at once.
+
+    ``executor="local"`` pins the solid to the process that drives the run, even
+    when the run's other steps go to a Dask cluster (for something that only
+    lives there: a GUI, a local file, an in-memory cache).  On Dask, a solid asks
+    for worker resources with ``tags={"dask/resources": {"GPU": 1}}``.
     """
 
     def decorate(func: Callable[..., Any]) -> SolidDefinition:
@@ -411,6 +465,8 @@ def solid(
             raise DefinitionError(
                 f"solid {solid_name!r}: retry_policy must be a RetryPolicy, got {retry_policy!r}"
             )
+        _check_executor(solid_name, executor)
+        _check_dask_resources(solid_name, tags)
         takes_context, input_defs = _input_defs_of(func, solid_name)
         checked_outs = _check_outs(solid_name, outs)
         is_async_gen = inspect.isasyncgenfunction(func)
@@ -439,6 +495,7 @@ def solid(
             outs=checked_outs,
             is_generator=is_gen,
             is_async_generator=is_async_gen,
+            executor=executor,
         )
         return definition
 

@@ -3,7 +3,8 @@ resources, hooks, the solid ``context`` and one span per step (opentelemetry-api
 
 It never imports storage, the CLI, the UI or the OpenTelemetry SDK: it emits events
 and never knows who listens.  Where a step's compute runs is a launcher's business
-(``_launcher``: the contract; ``_inprocess``: the default).
+(``_launcher``: the contract; ``_inprocess``: the default); what outputs outlive the run
+is ``_keeper``'s, through an :class:`OutputIO` the API layer gives it.
 """
 
 from ._bus import EventBus, Listener
@@ -12,7 +13,8 @@ from ._context import HookContext, SolidContext
 from ._executor import Executor
 from ._inprocess import InProcessLauncher
 from ._invocation import DirectSolidContext, build_solid_context
-from ._launcher import RunScope, StepAttempt, StepLauncher
+from ._keeper import OutputIO, OutputKeeper, StoredValue
+from ._launcher import RunScope, StepAttempt, StepExecutor, StepLauncher
 from ._log import Emit, StepLog
 from ._resources import InitResourceContext, ResourceManager, Resources
 from ._state import RunState, StepState
@@ -28,6 +30,8 @@ __all__ = [
     "InProcessLauncher",
     "InitResourceContext",
     "Listener",
+    "OutputIO",
+    "OutputKeeper",
     "ResourceManager",
     "Resources",
     "RunScope",
@@ -35,9 +39,11 @@ __all__ = [
     "RunTracer",
     "SolidContext",
     "StepAttempt",
+    "StepExecutor",
     "StepLauncher",
     "StepLog",
     "StepState",
+    "StoredValue",
     "build_solid_context",
     "check_outputs",
     "context_from_data",

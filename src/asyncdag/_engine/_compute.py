@@ -9,7 +9,7 @@ behaves the same wherever it runs.  Nothing here touches the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -27,6 +27,7 @@ from ._resources import Resources
 
 __all__ = [
     "ContextData",
+    "RemoteSolidContext",
     "check_outputs",
     "context_from_data",
     "outputs_from_value",
@@ -59,19 +60,52 @@ class ContextData:
     solid_tags: Mapping[str, str] = attrs.field(factory=dict)
 
 
+class RemoteSolidContext(SolidContext):
+    """A solid's ``context`` in another process: cancellation is a flag the launcher sets
+    (a worker thread there is no anyio worker thread, so anyio cannot tell it)."""
+
+    __slots__ = ("_cancel_requested",)
+
+    def __init__(self, *, cancel_requested: Callable[[], bool], **fields: Any) -> None:
+        super().__init__(**fields)
+        self._cancel_requested = cancel_requested
+
+    @property
+    def is_cancel_requested(self) -> bool:
+        return self._cancel_requested()
+
+    def check_cancelled(self) -> None:
+        if self._cancel_requested():
+            from .._errors import StepCanceledError
+
+            raise StepCanceledError(self.step_key)
+
+
 def context_from_data(
     data: ContextData,
     *,
     emit: Emit,
     resources: Mapping[str, Any] | None = None,
     span: Any = None,
+    cancel_requested: Callable[[], bool] | None = None,
 ) -> SolidContext:
     """The solid's ``context`` rebuilt from ``data`` where the solid runs.
 
     ``emit`` receives its log lines as LOG events (a worker forwards them to
-    the run); ``resources`` holds the values of the resources it declared.
+    the run); ``resources`` holds the values of the resources it declared;
+    ``cancel_requested`` answers ``context.is_cancel_requested`` (and makes
+    ``context.check_cancelled()`` raise :class:`~asyncdag.StepCanceledError`).
     """
-    return SolidContext(
+    fields = _context_fields(data, emit, resources, span)
+    if cancel_requested is not None:
+        return RemoteSolidContext(cancel_requested=cancel_requested, **fields)
+    return SolidContext(**fields)
+
+
+def _context_fields(
+    data: ContextData, emit: Emit, resources: Mapping[str, Any] | None, span: Any
+) -> dict[str, Any]:
+    return dict(
         run_id=data.run_id,
         pipeline_name=data.pipeline_name,
         solid_name=data.solid_name,

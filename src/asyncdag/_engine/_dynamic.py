@@ -38,6 +38,7 @@ from .._plan import (
 )
 
 if TYPE_CHECKING:
+    from ._keeper import OutputKeeper
     from ._log import Emit
     from ._state import StepState
 
@@ -129,8 +130,10 @@ class _Group:
 class DynamicRuntime:
     """The fan-out bookkeeping of one run (only runs whose plan has generators or fan-outs)."""
 
-    def __init__(self, host: FanOutHost) -> None:
+    def __init__(self, host: FanOutHost, keeper: OutputKeeper | None = None) -> None:
         self.host = host
+        # Writes each item to the run's output store (None: the run keeps no outputs).
+        self.keeper = keeper
         plan = host.plan
         # By id: the plan's top-level fan-outs first (a nested one's place stays empty: it
         # is made once per item of its parent), then nested ones as they are made.
@@ -165,8 +168,20 @@ class DynamicRuntime:
 
     # --- items as they are yielded ------------------------------------------------------------
 
-    def fan_out(self, state: StepState, name: str, key: str, value: Any) -> None:
-        """Item ``key`` of the producer's dynamic output ``name``: start its mapped steps."""
+    def fan_out(
+        self,
+        state: StepState,
+        name: str,
+        key: str,
+        value: Any,
+        *,
+        stored: dict[str, Any] | None = None,
+    ) -> None:
+        """Item ``key`` of the producer's dynamic output ``name``: start its mapped steps.
+
+        ``stored``: the item is replayed from an earlier run (a reused producer),
+        and this is what its STEP_OUTPUT event says about where it is.
+        """
         step = state.step
         if state.status is not StepStatus.RUNNING:
             raise OutputError(
@@ -186,13 +201,24 @@ class DynamicRuntime:
             )
         group.items[key] = value
         group.positions[key] = count
-        self.host.emit(
-            EventType.STEP_OUTPUT,
-            step_key=step.key,
-            level=logging.DEBUG,
-            message=f"Yielded output {name!r} item {key!r}.",
-            data={"output": name, "mapping_key": key, "attempt": state.attempts},
-        )
+        if stored is not None:
+            self.host.emit(
+                EventType.STEP_OUTPUT,
+                step_key=step.key,
+                level=logging.DEBUG,
+                message=f"Reused output {name!r} item {key!r} of run {stored.get('loaded_from')}.",
+                data=stored,
+            )
+        elif self.keeper is not None:
+            self.keeper.save_item(state, name, key, value)  # its event follows the write
+        else:
+            self.host.emit(
+                EventType.STEP_OUTPUT,
+                step_key=step.key,
+                level=logging.DEBUG,
+                message=f"Yielded output {name!r} item {key!r}.",
+                data={"output": name, "mapping_key": key, "attempt": state.attempts},
+            )
         if group.spec.templates:
             self._instantiate(group, key)
 
@@ -220,7 +246,26 @@ class DynamicRuntime:
         scope = group.scope
         item = ConstantInput(group.items[key])
         outer_items = group.outer_items
+        reused = host.plan.reused
         for template in spec.templates:
+            step_key = f"{template.name}{suffix}"
+            reuse = reused.get(step_key) if reused else None
+            if reuse is not None:  # an item step an earlier run completed: take its outputs
+                state = host.add_step(
+                    Step(
+                        index=len(states),
+                        key=step_key,
+                        node=template,
+                        inputs=(),
+                        upstream=(),
+                        mapping_key=key,
+                        mapping_path=path,
+                        reuse=reuse,
+                    )
+                )
+                self._add_instance(group, template.name, key, state, created, item)
+                host.make_ready(state)
+                continue
             waits: dict[int, None] = {}
             skip: list[str] = []
             collecting: list[_Group] = []
@@ -282,7 +327,7 @@ class DynamicRuntime:
             state = host.add_step(
                 Step(
                     index=len(states),
-                    key=f"{template.name}{suffix}",
+                    key=step_key,
                     node=template,
                     inputs=inputs,
                     upstream=tuple(waits),
@@ -291,24 +336,7 @@ class DynamicRuntime:
                     mapping_path=path,
                 )
             )
-            index = state.step.index
-            created[template.name] = index
-            group.instances[template.name][key] = index
-            self.instance_group[index] = group
-            group.unfinished += 1
-            for nested_spec in self.nested.get(template.name, ()):
-                nested = _Group(
-                    len(self.groups),
-                    nested_spec,
-                    index,
-                    template.name,
-                    # ``created`` itself: this item's later templates join it as they are made.
-                    scope=(created, *scope),
-                    outer_items={**outer_items, (producer_node, spec.output): item},
-                    path=path,
-                )
-                self.groups.append(nested)
-                self._register(nested)
+            index = self._add_instance(group, template.name, key, state, created, item)
             for up in waits:
                 if up < self.static_count:
                     self.watch.setdefault(up, []).append(index)
@@ -325,6 +353,36 @@ class DynamicRuntime:
             elif not state.remaining:
                 host.make_ready(state)
         host.dispatch()
+
+    def _add_instance(
+        self,
+        group: _Group,
+        template: str,
+        key: str,
+        state: StepState,
+        created: dict[str, int],
+        item: ConstantInput,
+    ) -> int:
+        """Count a mapped step made for item ``key`` in its group, and make the fan-outs nested
+        in it (a template with a DynamicOut); its index."""
+        index = created[template] = state.step.index
+        group.instances[template][key] = index
+        self.instance_group[index] = group
+        group.unfinished += 1
+        for nested_spec in self.nested.get(template, ()):
+            nested = _Group(
+                len(self.groups),
+                nested_spec,
+                index,
+                template,
+                # ``created`` itself: this item's later templates join it as they are made.
+                scope=(created, *group.scope),
+                outer_items={**group.outer_items, (group.producer_node, group.spec.output): item},
+                path=(*group.path, key),
+            )
+            self.groups.append(nested)
+            self._register(nested)
+        return index
 
     # --- completion ----------------------------------------------------------------------------
 

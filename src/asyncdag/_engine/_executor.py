@@ -43,10 +43,11 @@ from . import _tracing
 from ._dynamic import DynamicRuntime
 from ._hooks import run_hooks
 from ._inprocess import InProcessLauncher
-from ._launcher import StepLauncher
+from ._keeper import OutputIO, OutputKeeper, describe_size
+from ._launcher import StepExecutor, StepLauncher
 from ._log import Emit, EmitStep, formatting_emit_step
 from ._resources import ResourceManager
-from ._state import _NO_INPUTS, RunState, StepState
+from ._state import _NO_INPUTS, NOT_PRODUCED, RunState, StepState
 from ._workers import ReadyQueue, WorkerPool, ready_queue
 
 __all__ = ["OUTLIVED_GRACE", "Executor"]
@@ -107,6 +108,9 @@ class Executor:
         solid_configs: Mapping[str, Any] | None = None,
         launcher: StepLauncher | None = None,
         emit_step: EmitStep | None = None,
+        outputs: OutputIO | None = None,
+        run_start_data: Mapping[str, Any] | None = None,
+        step_executor: StepExecutor | None = None,
     ) -> None:
         self.plan = plan
         self.run_id = run_id
@@ -118,8 +122,23 @@ class Executor:
         self._resources = resources
         self._tracer = tracer
         self._launcher: StepLauncher = launcher if launcher is not None else InProcessLauncher()
+        # Stores what steps produce and reads what reused steps stood for (None: nothing kept).
+        self._keeper = (
+            OutputKeeper(outputs, run_id=run_id, emit=emit, reads=bool(plan.reused))
+            if outputs is not None
+            else None
+        )
+        if plan.reused and self._keeper is None:
+            raise ValueError("a plan that reuses stored outputs needs outputs= to read them")
+        self._run_start_data = dict(run_start_data or {})
+        # Opened by run() when given: its launcher replaces ``launcher`` for the run.
+        self._step_executor = step_executor
+        self._uses_run_resources = getattr(self._launcher, "uses_run_resources", None)
+        self._opening: anyio.CancelScope | None = None
+        # Why the run failed when no step did (its executor could not start); else None.
+        self.run_error: BaseException | None = None
         self.states = [StepState(step) for step in plan.steps]
-        self._run = RunState(
+        run_state = self._run = RunState(
             run_id=run_id,
             pipeline_name=plan.pipeline.name,
             emit=emit,
@@ -130,6 +149,7 @@ class Executor:
             tracer=tracer,
             thread_limiter=anyio.CapacityLimiter(max_concurrency) if max_concurrency else None,
         )
+        run_state.states = self.states
         # Ready steps wait in priority order when the plan has priorities, else in a deque.
         prioritized = plan.prioritized
         self._workers = WorkerPool(
@@ -147,7 +167,7 @@ class Executor:
         self._failed = False
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         # Fan-out bookkeeping, only for plans that stream (None keeps the static path bare).
-        self._dyn = DynamicRuntime(self) if plan.groups or plan.streams else None
+        self._dyn = DynamicRuntime(self, self._keeper) if plan.groups or plan.streams else None
         self._run.dynamic = self._dyn
         self._collect = self._dyn.collect if self._dyn is not None else None
         self.start_time = 0.0
@@ -172,6 +192,8 @@ class Executor:
             self.emit(EventType.RUN_CANCELING, level=INFO, message="Run cancellation requested")
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
+        if self._opening is not None:
+            self._opening.cancel()
 
     async def run(self) -> RunStatus:
         """The whole run: RUN_START and the run's span, every step, the event that ends it.
@@ -182,19 +204,81 @@ class Executor:
         token = self._start_run()
         status = RunStatus.CANCELED
         try:
-            if self._resources is None or not self._resources.builds:
-                status = await self._run_steps()
+            if self._step_executor is None:
+                status = await self._run_hosted()
             else:
-                # Each resource lives in a task of its own for the whole run, so one that
-                # holds a task group or cancel scope across its yield is entered and exited
-                # in one task.
-                async with self._resources.hosted():
-                    status = await self._run_steps()
+                status = await self._run_on(self._step_executor)
         finally:
             self._end_run(status)
             if token is not None:
                 self._tracer.detach(token)  # type: ignore[union-attr]
         return status
+
+    async def _run_hosted(self) -> RunStatus:
+        if self._resources is None or not self._resources.builds:
+            return await self._run_steps()
+        # Each resource lives in a task of its own for the whole run, so one that holds a
+        # task group or cancel scope across its yield is entered and exited in one task.
+        async with self._resources.hosted():
+            return await self._run_steps()
+
+    async def _run_on(self, step_executor: StepExecutor) -> RunStatus:
+        """The run's steps on the launcher ``step_executor`` opens for this run.
+
+        Opening it (connecting to a cluster, starting one) can take seconds, so
+        :meth:`cancel` interrupts it; an error while opening fails the run with
+        that error and no step starts.  It is closed (shielded) once every step
+        has ended, whatever the outcome, before the run's last event.
+        """
+        scope = self._opening = anyio.CancelScope()
+        if self._cancel_reason is not None:
+            scope.cancel()
+        try:
+            with scope:
+                manager = step_executor.open_launcher(self._run)
+                launcher = await manager.__aenter__()
+        except Exception as exc:
+            self._opening = None
+            self.run_error = exc
+            self._finish_unstarted(outer=False, reason=f"the run's executor did not start: {exc}")
+            return RunStatus.FAILURE
+        except BaseException:
+            self._opening = None
+            self._finish_unstarted(outer=True)
+            raise
+        self._opening = None
+        if scope.cancelled_caught:
+            self._finish_unstarted(outer=True)
+            return RunStatus.CANCELED
+        self._launcher = launcher
+        self._uses_run_resources = getattr(launcher, "uses_run_resources", None)
+        if self._keeper is not None:
+            self._keeper.fetch = getattr(launcher, "values_of", None)
+        try:
+            status = await self._run_hosted()
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self._close_launcher(manager, exc)
+            raise
+        with anyio.CancelScope(shield=True):
+            await self._close_launcher(manager, None)
+        return status
+
+    async def _close_launcher(self, manager: Any, exc: BaseException | None) -> None:
+        try:
+            if exc is None:
+                await manager.__aexit__(None, None, None)
+            else:
+                await manager.__aexit__(type(exc), exc, exc.__traceback__)
+        except Exception as error:
+            if error is exc:
+                return
+            self.emit(
+                EventType.LOG,
+                level=ERROR,
+                message=f"Closing the run's executor failed: {type(error).__name__}: {error}",
+                data={"error": ErrorInfo.from_exception(error).to_dict()},
+            )
 
     def _start_run(self) -> Any:
         """RUN_START, and the run's span made current for every task the run starts."""
@@ -207,6 +291,7 @@ class Executor:
             "step_count": len(self.plan),
             "max_concurrency": self.max_concurrency,
             "tags": run.tags,
+            **self._run_start_data,
         }
         if tracer is not None:
             tracer.start_run(pipeline_name=run.pipeline_name, run_id=self.run_id, tags=run.tags)
@@ -225,6 +310,8 @@ class Executor:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                if self._keeper is not None:
+                    self._keeper.task_group = tg
                 if self._cancel_reason is not None:
                     tg.cancel_scope.cancel()
                 roots = [state for state in self.states if state.remaining == 0]
@@ -265,15 +352,20 @@ class Executor:
                 f"Execution of run for {name!r} failed. "
                 f"Failed steps: {failed or 'none'}; skipped: {skipped}."
             )
+            if self.run_error is not None:
+                error = ErrorInfo.from_exception(self.run_error)
+                message += f" {error.type}: {error.message}"
         else:
             message = f"Execution of run for {name!r} was canceled."
         event_type, level = _RUN_END_EVENTS[status]
-        self.emit(
-            event_type,
-            level=level,
-            message=message,
-            data={"duration": end - self.start_time, "failed_steps": failed, "skipped": skipped},
-        )
+        data: dict[str, Any] = {
+            "duration": end - self.start_time,
+            "failed_steps": failed,
+            "skipped": skipped,
+        }
+        if self.run_error is not None:
+            data["error"] = ErrorInfo.from_exception(self.run_error).to_dict()
+        self.emit(event_type, level=level, message=message, data=data)
         if self._tracer is not None:
             self._tracer.end_run(_RUN_SPAN_RESULTS[status])
 
@@ -409,8 +501,9 @@ class Executor:
                 self.make_ready(dependent, state.end)
         return stack
 
-    def _finish_unstarted(self, *, outer: bool) -> None:
-        """After the task group ended: steps that never ran are CANCELED (or SKIPPED on fail-fast).
+    def _finish_unstarted(self, *, outer: bool, reason: str | None = None) -> None:
+        """After the task group ended: steps that never ran are CANCELED (or SKIPPED on
+        fail-fast, or for ``reason``).
 
         Nothing counts them done: the workers are gone.
         """
@@ -432,7 +525,9 @@ class Executor:
                             state.step, run_id=self.run_id, result=_tracing.CANCELLATION
                         )
                 else:
-                    self._mark_skipped(state, "the run stopped at the first failure (fail_fast)")
+                    self._mark_skipped(
+                        state, reason or "the run stopped at the first failure (fail_fast)"
+                    )
 
     async def _wait_for_outlived(self) -> None:
         """Give compute that cancelled attempts left running a grace period to finish.
@@ -467,13 +562,25 @@ class Executor:
     async def _run_step(self, state: StepState) -> None:
         """One step, top to bottom: resources, inputs, start, the attempt, its outcome, hooks."""
         step = state.step
+        if step.reuse is not None:
+            self._reuse(state)
+            return
         needs = step.solid.required_resources
-        if needs and self._resources is not None and not await self._set_up_resources(state):
+        if (
+            needs
+            and self._resources is not None
+            and (self._uses_run_resources is None or self._uses_run_resources(step))
+            and not await self._set_up_resources(state)
+        ):
             return
         if step.inputs:
             state.inputs = input_values(step.inputs, self.states, self._collect)
         started = self._start(state)
+        keeper = self._keeper
+        stored = None
         try:
+            if keeper is not None and keeper.reads:
+                await keeper.resolve(state)
             if step.timeout is None:
                 value = await self._launcher.run_attempt(self._run, state)
             else:
@@ -481,6 +588,8 @@ class Executor:
             if value.__class__ is Output and step.outs is None:
                 # ``return Output(v)`` with no outs declared: v is the one output.
                 value = single_output_value(step.key, value)
+            if keeper is not None:
+                stored = await keeper.save(state, value)
         except self._cancelled_exc:  # the run's cancellation, never swallowed
             self._on_cancel(state, started)
             raise
@@ -491,7 +600,7 @@ class Executor:
                 return
             self._on_failure(state, error, started)
         else:
-            self._on_success(state, value, started)
+            self._on_success(state, value, started, stored)
         if step.hooks:
             await self._run_hooks(state)
 
@@ -590,23 +699,88 @@ class Executor:
 
     # --- the four outcomes, each ending in _finish ------------------------------------------------
 
-    def _on_success(self, state: StepState, value: Any, started: float) -> None:
+    def _on_success(
+        self,
+        state: StepState,
+        value: Any,
+        started: float,
+        stored: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         step = state.step
         key = step.key
         state.value = value
-        if step.outs is not None:
+        if step.outs is None:
+            if stored is not None:
+                self._output_event(state, "result", stored["result"])
+        else:
             for name in value:
-                self.emit(
-                    EventType.STEP_OUTPUT,
-                    step_key=key,
-                    level=DEBUG,
-                    message=f"Yielded output {name!r}.",
-                    data={"output": name, "attempt": state.attempts},
-                )
+                self._output_event(state, name, stored[name] if stored is not None else None)
         # Read after the outputs' events: STEP_SUCCESS is stamped with it, and a run's
         # timestamps never go back.
         state.end = end = time.time()
         self._emit_step(StepSuccessEvent, key, end, state.attempts, started)
+        self._finish(state, SUCCESS)
+
+    def _output_event(self, state: StepState, name: str, stored: dict[str, Any] | None) -> None:
+        if stored is None:
+            message = f"Yielded output {name!r}."
+            data = {"output": name, "attempt": state.attempts}
+        else:
+            message = (
+                f"Yielded output {name!r}, stored at {stored.get('path')} "
+                f"({describe_size(stored.get('size'))})."
+            )
+            data = {"output": name, "attempt": state.attempts, **stored}
+        self.emit(
+            EventType.STEP_OUTPUT, step_key=state.step.key, level=DEBUG, message=message, data=data
+        )
+
+    def _reuse(self, state: StepState) -> None:
+        """A step this run does not compute: its outputs (and fan-out items) are what an earlier
+        run stored, read only if a computed step reads them.  No STEP_START, no span, no hooks:
+        one STEP_OUTPUT per output, then STEP_SUCCESS, both saying ``loaded_from``."""
+        step = state.step
+        reuse = step.reuse
+        keeper = self._keeper
+        assert reuse is not None and keeper is not None
+        key = step.key
+        state.status = RUNNING
+        outs = step.outs or {}
+        outputs: dict[str, Any] = {}
+        for name, record in reuse.outputs.items():
+            outputs[name] = keeper.handle(record, outs.get(name))
+            self.emit(
+                EventType.STEP_OUTPUT,
+                step_key=key,
+                level=DEBUG,
+                message=f"Reused output {name!r} that run {record.run_id} stored at "
+                f"{record.location} ({describe_size(record.size)}).",
+                data=_reused_data(record, name),
+            )
+        # As _on_success keeps them: the one output ``result`` bare, else the dict by name.
+        if step.outs is None:
+            state.value = outputs.get("result", NOT_PRODUCED)
+        else:
+            state.value = outputs
+        if reuse.items:
+            assert self._dyn is not None, "a reused generator step in a run with no fan-out"
+            for record in reuse.items:
+                assert record.mapping_key is not None
+                self._dyn.fan_out(
+                    state,
+                    record.output,
+                    record.mapping_key,
+                    keeper.handle(record, outs.get(record.output)),
+                    stored=_reused_data(record, record.output),
+                )
+        state.end = time.time()
+        self.emit(
+            EventType.STEP_SUCCESS,
+            step_key=key,
+            level=DEBUG,
+            message=f"Reused step {key!r}: its outputs come from run {reuse.run_id}.",
+            data={"loaded_from": reuse.run_id},
+        )
         self._finish(state, SUCCESS)
 
     def _on_retry(self, state: StepState, exc: BaseException, delay: float) -> None:
@@ -721,3 +895,16 @@ class Executor:
             limiter=self._run.thread_limiter,
             ensure=self._resources.ensure if self._resources is not None else None,
         )
+
+
+def _reused_data(record: Any, name: str) -> dict[str, Any]:
+    data = {
+        "output": name,
+        "loaded_from": record.run_id,
+        "path": record.location,
+        "size": record.size,
+        "serializer": record.serializer,
+    }
+    if record.mapping_key is not None:
+        data["mapping_key"] = record.mapping_key
+    return data

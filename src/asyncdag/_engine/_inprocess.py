@@ -14,8 +14,9 @@ before the run ends (:meth:`~asyncdag._engine._launcher.RunScope.outlived`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -44,8 +45,18 @@ class InProcessLauncher:
             return solid.fn(**attempt.inputs)  # type: ignore[no-any-return]
         return _run(run, attempt)
 
+    def open_launcher(self, run: RunScope) -> contextlib.AbstractAsyncContextManager[Any]:
+        """As a :class:`~asyncdag._engine._launcher.StepExecutor`: every step of the run here,
+        whatever the run config's ``execution`` section names."""
+        return _itself(self)
+
     def __repr__(self) -> str:
         return "InProcessLauncher()"
+
+
+@contextlib.asynccontextmanager
+async def _itself(launcher: InProcessLauncher) -> AsyncIterator[InProcessLauncher]:
+    yield launcher
 
 
 async def _run(run: RunScope, attempt: StepAttempt) -> Any:

@@ -21,12 +21,32 @@ uses, so a solid behaves the same wherever it runs.  A launcher may also
 serve some steps itself and hand the others to another launcher (a solid
 pinned to this process, a step whose outputs are loaded from a parent run's
 store instead of computed): :meth:`StepLauncher.run_attempt` simply returns
+the other launcher's awaitable, and says with ``uses_run_resources(step)``
+that the engine need not set the run's resources up in this process for the
+steps it sends elsewhere.
+
+A launcher that needs the whole run around it (a client connected to a
+cluster, worker processes started and stopped) comes from a
+:class:`StepExecutor`, what ``execute_pipeline(..., executor=...)`` takes: the
+engine opens it once per run, after RUN_START, and closes it after the last
+step, before the event that ends the run.
+
+pinned to this process): :meth:`StepLauncher.run_attempt` simply returns
 the other launcher's awaitable.
+
+Stored outputs and re-execution sit around the launcher, not in it
+(:mod:`~asyncdag._engine._keeper`): a step a re-execution reuses never
+reaches any launcher (the engine hands out the parent run's stored values),
+and when the run keeps an output store, the engine writes what
+``run_attempt`` returned after it returned.  A launcher whose outputs are
+handles of its own (a remote future) must give values in a run that stores
+outputs: its ``values_of`` gives them for the store (see :class:`StepLauncher`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -36,8 +56,9 @@ if TYPE_CHECKING:
     from .._plan import Step
     from ._compute import ContextData
     from ._context import SolidContext
+    from ._resources import ResourceManager
 
-__all__ = ["RunScope", "StepAttempt", "StepLauncher"]
+__all__ = ["RunScope", "StepAttempt", "StepExecutor", "StepLauncher"]
 
 
 class StepAttempt(Protocol):
@@ -84,6 +105,9 @@ class RunScope(Protocol):
     run_config: Mapping[str, Any]
     thread_limiter: anyio.CapacityLimiter | None
     """Bounds the threads sync solids use (the run's ``max_concurrency``; None: anyio's default)."""
+    resources: ResourceManager | None
+    """The run's resources (None: the pipeline declares none).  ``definitions`` and
+    ``configs`` let a launcher set them up where its steps run instead."""
 
     def emit(
         self,
@@ -122,6 +146,20 @@ class RunScope(Protocol):
         """
         ...
 
+    def with_inputs(self, attempt: StepAttempt, inputs: Mapping[str, Any]) -> StepAttempt:
+        """The attempt with other input values: a launcher that fetched its own handles'
+        values hands this to another launcher (the in-process one, say)."""
+        ...
+
+    def outputs(self) -> Iterator[MutableMapping[str, Any]]:
+        """The outputs (``{output name: value}``) of every step that succeeded so far.
+
+        They write through to the engine's own state: a launcher whose outputs are
+        handles of its own may replace them with their values before its run ends, so
+        the run's result holds values (``result.output_for_solid``).
+        """
+        ...
+
     def outlived(self, attempt: StepAttempt, still_running: Callable[[], bool]) -> None:
         """The attempt was cancelled (or timed out) but left its compute running, since
         a thread cannot be interrupted.
@@ -155,6 +193,28 @@ class StepLauncher(Protocol):
       be stopped, say so with :meth:`RunScope.outlived` first.
     - Emit no STEP_* events and open no spans: the engine does.  Logs of the
       solid go through its ``context.log``.
+
+    A launcher may also define ``uses_run_resources(step) -> bool``: False for
+    a step whose solid does not run in this process, so the engine does not set
+    the run's resources up here for it (the launcher does, where it runs).
+    Without it, every step uses them.  A launcher whose outputs are handles of
+    its own defines ``async values_of(outputs) -> outputs``, the values behind
+    them: the engine calls it only in a run that stores its outputs, for the
+    store alone (downstream steps still receive the handles).
     """
 
     def run_attempt(self, run: RunScope, attempt: StepAttempt) -> Awaitable[Any]: ...
+
+
+class StepExecutor(Protocol):
+    """Where a run's steps run, as ``executor=`` takes it: opened once per run.
+
+    ``open_launcher(run)`` is entered after RUN_START, inside the run's span,
+    and gives the :class:`StepLauncher` every step of the run goes to; it is
+    exited once every step has ended (also when the run failed or was
+    cancelled), before the event that ends the run, so what it set up
+    elsewhere is torn down by then.  An exception from entering it fails the
+    run with that error, and no step starts.
+    """
+
+    def open_launcher(self, run: RunScope) -> AbstractAsyncContextManager[StepLauncher]: ...

@@ -128,6 +128,7 @@ class ResourceManager:
         self._run_id = run_id
         self._emit = emit
         self.values: dict[str, Any] = dict(given)
+        self.given: Mapping[str, Any] = dict(given)
         self._failed: dict[str, ResourceInitError] = {}
         self._locks: dict[str, anyio.Lock] = {}
         self._exits: list[tuple[str, _Exit | None]] = []
@@ -139,6 +140,16 @@ class ResourceManager:
     def builds(self) -> bool:
         """Whether the run has resources to set up (and so a host task group to hold them)."""
         return bool(self._definitions)
+
+    @property
+    def definitions(self) -> Mapping[str, ResourceDefinition]:
+        """The resources the run may set up, by key (what the pipeline declared)."""
+        return self._definitions
+
+    @property
+    def configs(self) -> Mapping[str, Any]:
+        """Each resource's validated config, by key."""
+        return self._configs
 
     async def ensure(self, keys: Iterable[str]) -> None:
         """Make sure every resource in ``keys`` (and what they depend on) is set up.

@@ -9,7 +9,7 @@ facts, its contexts, and the engine's services to them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .._events import ErrorInfo, StepStatus
@@ -41,6 +41,34 @@ class _NotProduced:
 
 
 NOT_PRODUCED: Any = _NotProduced()
+
+
+class _OneOutput(MutableMapping[str, Any]):
+    """``{"result": value}`` of a single-output step, read from and written to its state."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: StepState) -> None:
+        self._state = state
+
+    def __getitem__(self, name: str) -> Any:
+        if name != "result":
+            raise KeyError(name)
+        return self._state.value
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        if name != "result":
+            raise KeyError(name)
+        self._state.value = value
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("a step's one output cannot be removed")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("result",))
+
+    def __len__(self) -> int:
+        return 1
 
 
 class StepState:
@@ -123,6 +151,7 @@ class RunState:
         "run_config",
         "run_id",
         "solid_configs",
+        "states",
         "tags",
         "thread_limiter",
         "tracer",
@@ -154,6 +183,8 @@ class RunState:
         self.dynamic: DynamicRuntime | None = None
         # (step, attempt number, still running?) of attempts that left compute running.
         self.outlived_attempts: list[tuple[StepState, int, Callable[[], bool]]] = []
+        # The executor's list of step states (it grows while a fan-out yields).
+        self.states: list[StepState] = []
 
     # --- contexts ------------------------------------------------------------------------------
 
@@ -242,6 +273,19 @@ class RunState:
         assert dynamic is not None, "a generator step in a run with no fan-out bookkeeping"
         assert isinstance(attempt, StepState), "an attempt this engine did not start"
         dynamic.fan_out(attempt, output, mapping_key, value)
+
+    def with_inputs(self, attempt: StepAttempt, inputs: Mapping[str, Any]) -> StepAttempt:
+        assert isinstance(attempt, StepState), "an attempt this engine did not start"
+        # The attempt is the step's state: its inputs are the attempt's, cleared when it ends.
+        attempt.inputs = dict(inputs)
+        return attempt
+
+    def outputs(self) -> Iterator[MutableMapping[str, Any]]:
+        for state in self.states:
+            if state.status is StepStatus.SUCCESS and state.value is not NOT_PRODUCED:
+                # A multi-output step's own dict; a single output, kept bare, through a view
+                # that writes back to the state (a launcher replaces handles with values).
+                yield state.value if state.step.outs is not None else _OneOutput(state)
 
     def outlived(self, attempt: StepAttempt, still_running: Callable[[], bool]) -> None:
         assert isinstance(attempt, StepState), "an attempt this engine did not start"

@@ -11,6 +11,8 @@ from ._inputs import (
     input_values,
     resolve_inputs,
 )
+from ._selection import NodeGraph, select_nodes
+from ._subset import RecordedOutput, RecordedRun, ReusedStep, RunSubset, plan_subset
 
 __all__ = [
     "CollectInput",
@@ -18,10 +20,17 @@ __all__ = [
     "DynamicGroup",
     "ExecutionPlan",
     "FanInInput",
+    "NodeGraph",
+    "RecordedOutput",
+    "RecordedRun",
+    "ReusedStep",
+    "RunSubset",
     "Step",
     "StepInput",
     "StepOutputInput",
     "consumed_missing",
     "input_values",
+    "plan_subset",
     "resolve_inputs",
+    "select_nodes",
 ]

@@ -23,6 +23,7 @@ from .._definitions import (
 )
 from .._errors import DefinitionError
 from ._inputs import CollectInput, ConstantInput, StepInput, StepOutputInput, resolve_inputs
+from ._subset import ReusedStep, RunSubset
 
 __all__ = ["DynamicGroup", "ExecutionPlan", "Step"]
 
@@ -47,6 +48,7 @@ class Step:
         "pool",
         "priority",
         "retry_policy",
+        "reuse",
         "solid",
         "timeout",
         "upstream",
@@ -64,6 +66,7 @@ class Step:
         collects: tuple[int, ...] = (),
         mapping_key: str | None = None,
         mapping_path: tuple[str, ...] = (),
+        reuse: ReusedStep | None = None,
     ) -> None:
         self.index = index
         self.key = key
@@ -89,6 +92,10 @@ class Step:
         # fan-out it is nested in, outermost first (``("a", "x")`` for ``f[a][x]``).
         self.mapping_key = mapping_key
         self.mapping_path = mapping_path or ((mapping_key,) if mapping_key is not None else ())
+        # Set for a step this run does not compute: its outputs come from an earlier run.
+        self.reuse = reuse
+        if reuse is not None:
+            self.pool = None
 
     def __repr__(self) -> str:
         return f"<Step {self.key!r} #{self.index}>"
@@ -123,17 +130,25 @@ class DynamicGroup:
 
 
 def _topological_order(
-    pipeline: PipelineDefinition, nodes: Mapping[str, Node], waits_on: Mapping[str, str]
+    pipeline: PipelineDefinition,
+    nodes: Mapping[str, Node],
+    waits_on: Mapping[str, str],
+    subset: RunSubset | None = None,
 ) -> list[Node]:
     """Kahn's algorithm: the nodes in an order where every node follows its inputs.
 
     ``waits_on`` maps a mapped (template) node to its producer: a static node
-    collecting a fan-out waits on the producer as far as ordering goes.
+    collecting a fan-out waits on the producer as far as ordering goes.  In a
+    subset run, a reused node waits for nothing and a computed one only for
+    what is in the run.
     """
     indegree: dict[str, int] = {}
     dependents: dict[str, list[str]] = {name: [] for name in nodes}
     for name, node in nodes.items():
-        upstream = dict.fromkeys(waits_on.get(up, up) for up in node.upstream)
+        ups = node.upstream
+        if subset is not None:
+            ups = () if name in subset.reused else tuple(u for u in ups if u in subset.in_run)
+        upstream = dict.fromkeys(waits_on.get(up, up) for up in ups)
         for up in upstream:
             if up not in nodes:
                 raise DefinitionError(
@@ -163,7 +178,17 @@ def _topological_order(
 class ExecutionPlan:
     """Steps in topological order, with their upstream and downstream steps by index."""
 
-    __slots__ = ("by_key", "groups", "input_values", "pipeline", "prioritized", "steps", "streams")
+    __slots__ = (
+        "by_key",
+        "groups",
+        "input_values",
+        "pipeline",
+        "prioritized",
+        "reused",
+        "steps",
+        "streams",
+        "subset",
+    )
 
     def __init__(
         self,
@@ -171,6 +196,7 @@ class ExecutionPlan:
         steps: list[Step],
         groups: tuple[DynamicGroup, ...] = (),
         input_values: Mapping[str, Mapping[str, Any]] | None = None,
+        subset: RunSubset | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.steps = steps
@@ -178,6 +204,10 @@ class ExecutionPlan:
         # Fan-outs, whose mapped steps the engine creates as items are yielded.
         self.groups = groups
         self.input_values = input_values or {}
+        # A subset run (step selection, re-execution): what it computes and reuses.
+        self.subset = subset
+        #: Steps (static, and mapped items by key) whose outputs come from an earlier run.
+        self.reused: Mapping[str, ReusedStep] = subset.reused if subset is not None else {}
         # True when some step is a generator: the engine then needs its fan-out bookkeeping.
         self.streams = any(step.solid.is_generator for step in steps)
         # True when some solid (mapped ones included) has a priority: the engine then orders
@@ -193,6 +223,7 @@ class ExecutionPlan:
         pipeline: PipelineDefinition,
         *,
         input_values: Mapping[str, Mapping[str, Any]] | None = None,
+        subset: RunSubset | None = None,
     ) -> ExecutionPlan:
         """The plan for one run of ``pipeline``.
 
@@ -201,8 +232,8 @@ class ExecutionPlan:
         feeds no inputs is built once per pipeline and reused: planning is the
         largest per-run cost that does not depend on the run.
         """
-        if input_values:
-            return cls.build(pipeline, input_values=input_values)
+        if input_values or subset is not None:
+            return cls.build(pipeline, input_values=input_values, subset=subset)
         plan = _plan_cache.get(pipeline)
         if plan is None:
             plan = _plan_cache[pipeline] = cls.build(pipeline)
@@ -214,18 +245,24 @@ class ExecutionPlan:
         pipeline: PipelineDefinition,
         *,
         input_values: Mapping[str, Mapping[str, Any]] | None = None,
+        subset: RunSubset | None = None,
     ) -> ExecutionPlan:
         """Resolve ``pipeline`` into runnable steps.
 
         ``input_values`` are the values run config gives for inputs that no
-        solid feeds.  Every unfed input is reported in one error.
+        solid feeds.  Every unfed input is reported in one error.  ``subset``
+        makes a plan of only the solids in it: the reused ones as steps that
+        load, the computed ones fed by what is in the run (else by config).
         """
         input_values = input_values or {}
         static: dict[str, Node] = {}
         templates: dict[tuple[str, str], list[Node]] = {}
         waits_on: dict[str, str] = {}
+        cut: Mapping[str, frozenset[str]] = subset.cut if subset is not None else {}
         nodes = pipeline.nodes
         for node in nodes.values():
+            if subset is not None and node.name not in subset.in_run:
+                continue
             if node.dynamic is None:
                 static[node.name] = node
             else:
@@ -235,7 +272,7 @@ class ExecutionPlan:
                 while nodes[root].dynamic is not None:
                     root = nodes[root].dynamic[0]  # type: ignore[index]
                 waits_on[node.name] = root
-        order = _topological_order(pipeline, static, waits_on)
+        order = _topological_order(pipeline, static, waits_on, subset)
         index_of = {node.name: i for i, node in enumerate(order)}
         group_ids: dict[tuple[str, str], int] = {}
         groups: list[DynamicGroup] = []
@@ -262,6 +299,12 @@ class ExecutionPlan:
         steps: list[Step] = []
         problems: list[str] = []
         for i, node in enumerate(order):
+            reuse = subset.reused.get(node.name) if subset is not None else None
+            if reuse is not None:
+                steps.append(
+                    Step(index=i, key=node.name, node=node, inputs=(), upstream=(), reuse=reuse)
+                )
+                continue
             upstream: dict[int, None] = {}
             collects: dict[int, None] = {}
 
@@ -277,10 +320,16 @@ class ExecutionPlan:
                 return CollectInput(gid, mapped, source.output)
 
             inputs, unfed = resolve_inputs(
-                node, from_config=input_values.get(node.name, {}), link=link, collect=collect
+                node,
+                from_config=input_values.get(node.name, {}),
+                link=link,
+                collect=collect,
+                cut=cut.get(node.name, ()),
             )
             problems.extend(unfed)
             for name in node.after:
+                if subset is not None and name not in subset.in_run:
+                    continue
                 after_node = waits_on.get(name, name)
                 if after_node == name:
                     upstream[index_of[name]] = None
@@ -307,6 +356,7 @@ class ExecutionPlan:
                     from_config=input_values.get(node.name, {}),
                     link=_placeholder,
                     collect=_collect_placeholder,
+                    cut=cut.get(node.name, ()),
                 )
                 problems.extend(unfed)
         if problems:
@@ -317,7 +367,7 @@ class ExecutionPlan:
         for step in steps:
             for up in step.upstream:
                 steps[up].downstream.append(step.index)
-        plan = cls(pipeline, steps, tuple(groups), input_values)
+        plan = cls(pipeline, steps, tuple(groups), input_values, subset)
         if plan.prioritized:
             # Dependents released together become ready highest priority first, so the
             # first of them to find a free pool slot is the one that should have it.

@@ -12,7 +12,7 @@ when the step is about to run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -76,18 +76,21 @@ def resolve_inputs(
     from_config: Mapping[str, Any],
     link: Link,
     collect: Callable[[Collect], CollectInput] | None = None,
+    cut: Collection[str] = (),
 ) -> tuple[tuple[tuple[str, StepInput], ...], list[str]]:
     """The inputs of a step made from ``node``, by name, and a message for each input nothing feeds.
 
     ``from_config`` holds the values run config gives for the node's inputs;
     ``link`` says where another node's output is read; ``collect`` where a
     fan-out's gathered list is (None where none can occur).
+    ``cut`` names inputs whose source is not part of this run (a subset run):
+    they are fed as if nothing in the pipeline body fed them.
     """
     inputs: list[tuple[str, StepInput]] = []
     unfed: list[str] = []
     for input_def in node.solid.input_defs:
         name = input_def.name
-        source = node.inputs.get(name)
+        source = node.inputs.get(name) if name not in cut else None
         if isinstance(source, FromOutput):
             inputs.append((name, link(source)))
         elif isinstance(source, FanIn):

@@ -7,23 +7,33 @@ from ._arguments import (
     loaded_pipelines,
     loaded_workspace,
     selected_pipeline,
+    selected_pipeline_with_origin,
 )
 from ._describe import describe_node, describe_pipeline, pipeline_summary, source_text
+from ._errors import find_error
 from ._graph import LARGE_GRAPH, graph_view
 from ._loader import LoadError, Workspace, load_pipelines, load_workspace, select_pipeline
-from ._summary import FINAL_STEP_EVENTS, STEP_SUMMARY_EVENTS, StepSummary, summarize_steps
+from ._summary import (
+    FINAL_STEP_EVENTS,
+    STEP_SUMMARY_EVENTS,
+    StepFolder,
+    StepSummary,
+    summarize_steps,
+)
 
 __all__ = [
     "FINAL_STEP_EVENTS",
     "LARGE_GRAPH",
     "STEP_SUMMARY_EVENTS",
     "LoadError",
+    "StepFolder",
     "StepSummary",
     "UsageError",
     "Workspace",
     "add_source_arguments",
     "describe_node",
     "describe_pipeline",
+    "find_error",
     "graph_view",
     "load_pipelines",
     "load_workspace",
@@ -32,6 +42,7 @@ __all__ = [
     "pipeline_summary",
     "select_pipeline",
     "selected_pipeline",
+    "selected_pipeline_with_origin",
     "source_text",
     "summarize_steps",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "loaded_pipelines",
     "loaded_workspace",
     "selected_pipeline",
+    "selected_pipeline_with_origin",
 ]
 
 
@@ -79,3 +80,15 @@ def selected_pipeline(args: argparse.Namespace) -> PipelineDefinition:
     from ._loader import select_pipeline
 
     return select_pipeline(loaded_pipelines(args), args.pipeline)
+
+
+def selected_pipeline_with_origin(
+    args: argparse.Namespace, *, name: str | None = None
+) -> tuple[PipelineDefinition, dict[str, str] | None]:
+    """The pipeline ``-f/-m`` and ``-p`` (or ``name``) point at, and where it was loaded from,
+    for the run to record (so ``asyncdag run reexecute`` finds it again without ``-f``)."""
+    from ._loader import select_pipeline
+
+    workspace = loaded_workspace(args)
+    pipeline = select_pipeline(workspace.pipelines, name if name is not None else args.pipeline)
+    return pipeline, workspace.origins.get(pipeline.name)

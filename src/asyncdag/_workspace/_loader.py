@@ -39,6 +39,9 @@ class Workspace:
     pipelines: dict[str, PipelineDefinition]
     schedules: dict[str, ScheduleDefinition] = attrs.field(factory=dict)
     sensors: dict[str, SensorDefinition] = attrs.field(factory=dict)
+    #: By pipeline name, where it was loaded from, as a run records it so that a later
+    #: command can load it again: ``{"python_file": absolute path}`` or ``{"module_name": name}``.
+    origins: dict[str, dict[str, str]] = attrs.field(factory=dict)
 
     @property
     def automation(self) -> list[ScheduleDefinition | SensorDefinition]:
@@ -78,14 +81,19 @@ def load_workspace(
     found: dict[str, PipelineDefinition] = {}
     origin: dict[str, str] = {}
     automation: dict[str, ScheduleDefinition | SensorDefinition] = {}
+    loaded_from: dict[str, dict[str, str]] = {}
     for path in files:
         module = _import_file(Path(path))
         _collect(module, str(path), found, origin)
         _collect_automation(module, str(path), automation, origin)
+        where = {"python_file": str(Path(path).resolve())}
+        loaded_from.update(dict.fromkeys((n for n, s in origin.items() if s == str(path)), where))
     for name in modules:
         module = _import_module(name)
         _collect(module, name, found, origin)
         _collect_automation(module, name, automation, origin)
+        where = {"module_name": name}
+        loaded_from.update(dict.fromkeys((n for n, s in origin.items() if s == name), where))
     for definition in automation.values():
         found.setdefault(definition.pipeline.name, definition.pipeline)
     if not found:
@@ -98,6 +106,7 @@ def load_workspace(
         pipelines=found,
         schedules={n: d for n, d in automation.items() if isinstance(d, ScheduleDefinition)},
         sensors={n: d for n, d in automation.items() if isinstance(d, SensorDefinition)},
+        origins={name: loaded_from[name] for name in found if name in loaded_from},
     )
 
 

@@ -9,7 +9,13 @@ import attrs
 
 from asyncdag._events import ErrorInfo, Event, EventType, StepStatus
 
-__all__ = ["FINAL_STEP_EVENTS", "STEP_SUMMARY_EVENTS", "StepSummary", "summarize_steps"]
+__all__ = [
+    "FINAL_STEP_EVENTS",
+    "STEP_SUMMARY_EVENTS",
+    "StepFolder",
+    "StepSummary",
+    "summarize_steps",
+]
 
 #: The events that end a step, and the status each one ends it with.
 FINAL_STEP_EVENTS = {
@@ -69,48 +75,70 @@ def summarize_steps(events: Iterable[Event], *, run_finished: bool = False) -> l
     ``run_finished``: a step still RUNNING then never ended (its process was killed),
     which the row says instead of pretending it goes on.
     """
-    rows: dict[str, dict[str, Any]] = {}
-    resource_errors: dict[Any, ErrorInfo] = {}
-    for event in events:
-        key = event.step_key
-        if event.type is EventType.RESOURCE_INIT_FAILURE and event.error is not None:
-            resource_errors[(event.data or {}).get("resource")] = event.error
-            continue
-        if key is None or not event.type.value.startswith("STEP_"):
-            continue
-        row = rows.setdefault(
-            key,
-            {
-                "status": "PENDING",
-                "attempts": 0,
-                "start": None,
-                "end": None,
-                "note": "",
-                "error": None,
-            },
-        )
-        data = event.data or {}
-        if event.type is EventType.STEP_START:
-            row["status"] = "RUNNING"
-            row["attempts"] = max(row["attempts"], int(data.get("attempt", row["attempts"] + 1)))
-            if row["start"] is None:
-                row["start"] = event.timestamp
-        elif event.type is EventType.STEP_UP_FOR_RETRY:
-            row["status"] = "RETRYING"
-        elif event.type in FINAL_STEP_EVENTS:
-            row["status"] = FINAL_STEP_EVENTS[event.type].value
-            row["end"] = event.timestamp
-            error = event.error
-            if error is None and data.get("resource") in resource_errors:
-                error = resource_errors[data["resource"]]
-                row["note"] = str(data.get("reason") or f"{error.type}: {error.message}")
-            elif error is not None:
-                row["note"] = f"{error.type}: {error.message}"
-            elif data.get("reason"):
-                row["note"] = str(data["reason"])
-            row["error"] = error
-    if run_finished:
-        for row in rows.values():
-            if row["status"] in ("RUNNING", "RETRYING", "PENDING"):
-                row["note"] = row["note"] or "never finished: the run ended first"
-    return [StepSummary(key=key, **row) for key, row in rows.items()]
+    folder = StepFolder()
+    folder.add(events)
+    return folder.summaries(run_finished=run_finished)
+
+
+class StepFolder:
+    """:func:`summarize_steps` a page at a time: ``add`` events in order, as many times as
+    needed, then ``summaries``.  Holds one row per step, never the events, so a reader of
+    a 100,000-step run (``asyncdag run show``) can page through its events."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._resource_errors: dict[Any, ErrorInfo] = {}
+
+    def add(self, events: Iterable[Event]) -> None:
+        rows, resource_errors = self._rows, self._resource_errors
+        for event in events:
+            key = event.step_key
+            if event.type is EventType.RESOURCE_INIT_FAILURE and event.error is not None:
+                resource_errors[(event.data or {}).get("resource")] = event.error
+                continue
+            if key is None or not event.type.value.startswith("STEP_"):
+                continue
+            row = rows.setdefault(
+                key,
+                {
+                    "status": "PENDING",
+                    "attempts": 0,
+                    "start": None,
+                    "end": None,
+                    "note": "",
+                    "error": None,
+                },
+            )
+            data = event.data or {}
+            if event.type is EventType.STEP_START:
+                row["status"] = "RUNNING"
+                row["attempts"] = max(
+                    row["attempts"], int(data.get("attempt", row["attempts"] + 1))
+                )
+                if row["start"] is None:
+                    row["start"] = event.timestamp
+            elif event.type is EventType.STEP_UP_FOR_RETRY:
+                row["status"] = "RETRYING"
+            elif event.type in FINAL_STEP_EVENTS:
+                row["status"] = FINAL_STEP_EVENTS[event.type].value
+                row["end"] = event.timestamp
+                error = event.error
+                if error is None and data.get("resource") in resource_errors:
+                    error = resource_errors[data["resource"]]
+                    row["note"] = str(data.get("reason") or f"{error.type}: {error.message}")
+                elif error is not None:
+                    row["note"] = f"{error.type}: {error.message}"
+                elif data.get("reason"):
+                    row["note"] = str(data["reason"])
+                elif data.get("loaded_from"):
+                    row["note"] = f"reused: outputs of run {str(data['loaded_from'])[:8]}"
+                row["error"] = error
+
+    def summaries(self, *, run_finished: bool = False) -> list[StepSummary]:
+        out = []
+        for key, row in self._rows.items():
+            note = row["note"]
+            if run_finished and row["status"] in ("RUNNING", "RETRYING", "PENDING"):
+                note = note or "never finished: the run ended first"
+            out.append(StepSummary(key=key, **{**row, "note": note}))
+        return out

@@ -19,18 +19,21 @@ command is the one being run, and a missing module is reported as such.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from asyncdag._errors import AsyncdagError
+from asyncdag._workspace import find_error
 
 __all__ = [
     "EXIT_CANCELED",
     "EXIT_FAILURE",
     "EXIT_OK",
+    "EXIT_STORAGE",
     "EXIT_USAGE",
     "build_parser",
     "find_error",
@@ -41,6 +44,8 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+#: The run ended (its outcome printed) but the run history could not store all of it.
+EXIT_STORAGE = 3
 EXIT_CANCELED = 130
 
 Register = Callable[[Any], None]
@@ -170,7 +175,8 @@ def _add_placeholder(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code.
 
-    0 ok, 1 run failed, 2 bad input, 130 or 143 stopped by SIGINT or SIGTERM.  A reader of
+    0 ok, 1 run failed, 2 bad input, 3 the run ended but the run history could not store all
+    of it, 130 or 143 stopped by SIGINT or SIGTERM.  A reader of
     stdout that leaves early (``| head``) changes nothing: see :mod:`._streams`.
     """
     from ._streams import guarded_stdio
@@ -181,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(args_list: list[str]) -> int:
     verbose = "-v" in args_list or "--verbose" in args_list
+    _printable_streams()
     try:
         parser = build_parser(args_list)
         args = parser.parse_args(args_list)
@@ -211,19 +218,14 @@ def _main(args_list: list[str]) -> int:
         return EXIT_FAILURE
 
 
-E = TypeVar("E", bound=BaseException)
-
-
-def find_error(exc: BaseException, kind: type[E]) -> E | None:
-    """``exc`` if it is a ``kind``, else the first ``kind`` inside it (an exception group)."""
-    if isinstance(exc, kind):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = find_error(inner, kind)
-            if found is not None:
-                return found
-    return None
+def _printable_streams() -> None:
+    """Print any text: a lone surrogate in a log line (a non-UTF-8 file name) comes out as
+    ``\\udce9`` instead of a UnicodeEncodeError in the middle of a run."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):  # a closed or odd stream: as it is
+                reconfigure(errors="backslashreplace")
 
 
 def warn(message: str) -> None:

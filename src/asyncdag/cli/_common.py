@@ -18,6 +18,7 @@ from asyncdag._workspace import UsageError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from asyncdag.outputs import FilesystemOutputStore
     from asyncdag.storage import RunRecord, RunStorage
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "add_storage_argument",
     "call",
     "make_console",
+    "open_output_store",
     "open_storage",
     "resolve_run_id",
     "where",
@@ -96,6 +98,13 @@ def open_storage(url: str | None = None) -> RunStorage:
     storage = storage_for_url(url)
     storage.open()
     return storage
+
+
+def open_output_store() -> FilesystemOutputStore:
+    """The output store the CLI and UI share (``$ASYNCDAG_OUTPUT_STORE``, else beside the history)."""
+    from asyncdag.outputs import FilesystemOutputStore
+
+    return FilesystemOutputStore()
 
 
 def where(storage: RunStorage) -> str:

@@ -23,10 +23,12 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 __all__ = [
+    "STATUS_STYLES",
     "ConsoleLogHandler",
     "RunProgress",
     "format_duration",
     "install_log_handler",
+    "print_steps",
     "silence_logs",
     "steps_table",
 ]
@@ -57,45 +59,66 @@ STATUS_STYLES = {
 
 
 class ConsoleLogHandler(logging.Handler):
-    """Prints ``asyncdag`` log records as one line each, the level coloured, on a rich console."""
+    """Prints ``asyncdag`` log records as one line each, the level coloured, on a rich console.
+
+    In a pipe or a file (no terminal) the line is written as plain text without
+    going through rich: the same characters, at a fraction of the cost, which
+    is what lets a 100,000-step run log its 200,000 lines in seconds.
+    """
 
     def __init__(self, console: Console) -> None:
         super().__init__()
         self.console = console
+        self._second = -1
+        self._stamp = ""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.console.print(self.render(record), soft_wrap=True)
+            console = self.console
+            if console.is_terminal:
+                console.print(self.render(record), soft_wrap=True)
+                return
+            from rich.control import strip_control_codes
+
+            line = "".join(text for text, _ in self._parts(record))
+            console.file.write(strip_control_codes(line) + "\n")
         except Exception:
             self.handleError(record)
 
     def render(self, record: logging.LogRecord) -> RenderableType:
         from rich.text import Text
 
-        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         text = Text()
-        text.append(stamp, style="dim")
-        text.append(" ")
-        text.append(f"{record.levelname:<7}", style=LEVEL_STYLES.get(record.levelno, ""))
+        for part, style in self._parts(record):
+            text.append(part, style=style)
+        return text
+
+    def _parts(self, record: logging.LogRecord) -> list[tuple[str, str]]:
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        parts = [
+            (self._stamp, "dim"),
+            (" ", ""),
+            (f"{record.levelname:<7}", LEVEL_STYLES.get(record.levelno, "")),
+        ]
         step_key = getattr(record, "step_key", None)
         if step_key:
-            text.append(" ")
-            text.append(str(step_key), style="cyan")
+            parts += [(" ", ""), (str(step_key), "cyan")]
         event_type = getattr(record, "event_type", None)
         if event_type:
-            text.append(" ")
-            text.append(str(event_type), style="dim")
+            parts += [(" ", ""), (str(event_type), "dim")]
         elif not hasattr(record, "asyncdag_event") and record.name != LOGGER_NAME:
-            text.append(f" {record.name}", style="dim")
-        text.append(" - ")
-        text.append(record.getMessage(), style="red" if record.levelno >= logging.ERROR else "")
+            parts.append((f" {record.name}", "dim"))
+        parts.append((" - ", ""))
+        parts.append((record.getMessage(), "red" if record.levelno >= logging.ERROR else ""))
         extra = getattr(record, "error_traceback", None)
         if not extra and record.exc_info:
             extra = logging.Formatter().formatException(record.exc_info)
         if extra:
-            text.append("\n")
-            text.append(str(extra).rstrip(), style="dim")
-        return text
+            parts += [("\n", ""), (str(extra).rstrip(), "dim")]
+        return parts
 
 
 def _logger() -> logging.Logger:
@@ -156,13 +179,55 @@ def steps_table(rows: Sequence[StepSummary]) -> Table:
     table.add_column("note", overflow="fold")
     for row in rows:
         table.add_row(
-            row.key,
+            Text(row.key),  # Text, not markup: a step key or error may hold "[...]"
             Text(row.status, style=STATUS_STYLES.get(row.status, "")),
             str(row.attempts),
             format_duration(row.duration),
-            row.note,
+            Text(row.note),
         )
     return table
+
+
+#: Runs with at most this many steps get a table of every step; bigger ones a summary.
+TABLE_LIMIT = 50
+#: Rows of unsuccessful (and of slowest) steps a summary shows.
+SHOWN = 20
+
+
+def print_steps(console: Console, rows: Sequence[StepSummary], *, see_all: str) -> None:
+    """Every step in a table, or past :data:`TABLE_LIMIT` a summary: how many steps ended
+    how, those that did not succeed and the slowest (a table of 100,000 rows took rich
+    minutes and helped no one); ``see_all`` is the command that lists every step."""
+    from collections import Counter
+
+    from rich.text import Text
+
+    if not rows:
+        console.print(Text("no steps ran", style="dim"))
+        return
+    if len(rows) <= TABLE_LIMIT:
+        console.print(steps_table(rows))
+        return
+    counts = Counter(row.status for row in rows)
+    line = Text(f"{len(rows):,} steps: ")
+    for n, (status, count) in enumerate(counts.most_common()):
+        line.append(", " if n else "")
+        line.append(f"{count:,} {status}", style=STATUS_STYLES.get(status, ""))
+    console.print(line)
+    unsuccessful = [row for row in rows if row.status != "SUCCESS"]
+    if unsuccessful:
+        console.print()
+        console.print(Text("steps that did not succeed:", style="bold"))
+        console.print(steps_table(unsuccessful[:SHOWN]))
+        if len(unsuccessful) > SHOWN:
+            console.print(f"... and {len(unsuccessful) - SHOWN:,} more", style="dim")
+    timed = [row for row in rows if row.duration is not None]
+    slowest = sorted(timed, key=lambda row: row.duration or 0.0, reverse=True)[:5]
+    if slowest:
+        console.print()
+        console.print(Text("slowest steps:", style="bold"))
+        console.print(steps_table(slowest))
+    console.print(f"every step: {see_all}", style="dim", markup=False)
 
 
 # -- live progress -----------------------------------------------------------------------

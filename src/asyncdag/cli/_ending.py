@@ -43,6 +43,8 @@ class RunEnding:
         self.telemetry = telemetry
         self.grace = grace
         self.stopped_by: signal.Signals | None = None
+        #: What the run history could not store of a run that ended (then exit 3).
+        self.history_error: Exception | None = None
         self._closed = False
 
     # -- signals (called by stop_on_signals) ---------------------------------------------

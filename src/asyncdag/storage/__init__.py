@@ -22,7 +22,8 @@ CLI), open and close without a loop and wrap single calls in ``anyio.run``::
         runs = anyio.run(functools.partial(storage.list_runs, limit=20))
 
 The engine writes through :class:`RunRecorder`, a plain sync callable that only
-appends to a buffer, so a slow disk never blocks a step.
+appends to a buffer, so a slow disk never blocks a step; a write that fails is
+retried, so a database locked by another process only delays the history.
 
 The contract lives in ``_base``, each implementation in a module of its own.
 What schedules and sensors keep (on/off state, cursors, ticks, run keys and
@@ -44,7 +45,15 @@ from ._automation import (
     TickRecord,
     TickStatus,
 )
-from ._base import RunNotFoundError, RunRecord, RunStorage, StorageError, default_storage_path
+from ._base import (
+    RunNotFoundError,
+    RunRecord,
+    RunStorage,
+    StorageError,
+    StorageUnavailableError,
+    default_storage_path,
+    orphan_reason,
+)
 from ._memory import InMemoryStorage
 from ._recorder import RunRecorder
 from ._sqlite import SqliteStorage
@@ -68,10 +77,12 @@ __all__ = [
     "RunStorage",
     "SqliteStorage",
     "StorageError",
+    "StorageUnavailableError",
     "TickRecord",
     "TickStatus",
     "default_storage_path",
     "open_storage",
+    "orphan_reason",
 ]
 
 _publish(__name__, globals(), __all__)  # PostgresStorage publishes itself when imported

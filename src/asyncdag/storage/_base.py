@@ -23,12 +23,21 @@ __all__ = [
     "RunRecord",
     "RunStorage",
     "StorageError",
+    "StorageUnavailableError",
     "default_storage_path",
+    "orphan_reason",
 ]
 
 
 class StorageError(AsyncdagError):
     """Run storage could not do what was asked: a duplicate run, a closed store, a newer schema."""
+
+
+class StorageUnavailableError(StorageError):
+    """The storage cannot do it *now*: locked by another process, busy, a full disk, a lost
+    connection.  The same call may succeed later, so :class:`RunRecorder` keeps retrying it
+    with backoff while the run lives (and for a bounded time after), where any other
+    :class:`StorageError` is final.  Backends raise it for every transient failure."""
 
 
 class RunNotFoundError(StorageError, LookupError):
@@ -70,6 +79,14 @@ class RunRecord:
 
     ``pid`` and ``hostname`` say which process ran it, so a run whose process
     died without finishing can be marked FAILED instead of staying STARTED forever.
+    ``parent_run_id`` is the run this one re-executes (or re-runs), ``root_run_id``
+    the first run of that chain (None for a run without a parent, which is its
+    own root).
+
+    ``note`` is never stored: a backend that could read only part of a stored
+    run (a damaged row, a status written by a newer asyncdag) serves what it
+    could read and says here what it could not, so one bad run never hides the
+    others.
     """
 
     run_id: str = attrs.field(validator=_validate_run_id)
@@ -83,6 +100,8 @@ class RunRecord:
     pid: int | None = None
     hostname: str | None = None
     failure_reason: str | None = None
+    root_run_id: str | None = None
+    note: str | None = attrs.field(default=None, eq=False)
 
     @property
     def is_finished(self) -> bool:
@@ -102,6 +121,8 @@ class RunRecord:
             "pid": self.pid,
             "hostname": self.hostname,
             "failure_reason": self.failure_reason,
+            "root_run_id": self.root_run_id,
+            "note": self.note,
         }
 
     @classmethod
@@ -118,6 +139,8 @@ class RunRecord:
             pid=data.get("pid"),
             hostname=data.get("hostname"),
             failure_reason=data.get("failure_reason"),
+            root_run_id=data.get("root_run_id"),
+            note=data.get("note"),
         )
 
 
@@ -139,7 +162,32 @@ class RunStorage(AutomationStorage, abc.ABC):
     runs without a start time last); ``get_events`` returns a run's events in
     ``seq`` order, so ``after_seq`` is a cursor a live reader resumes from;
     ``(run_id, seq)`` is unique.  ``since`` is inclusive and ``until`` exclusive,
+    both compared with ``start_time``.  ``root_run_id=R`` lists the runs of R's
+    re-execution chain: R itself and every run whose ``root_run_id`` is R.
     both compared with ``start_time``.
+
+    The history loses nothing, whatever a run hands it:
+
+    * Any ``str`` is stored and comes back equal: lone surrogates (a non-UTF-8
+      file name decoded by Python), NUL and other control characters, in event
+      messages, step keys, failure reasons, tags, config and event data.  The
+      identifiers (run id, pipeline name, parent run id, hostname) too, except
+      that a backend whose keys other tools join on may refuse one it cannot
+      store as plain text with a :class:`StorageError` naming it (PostgreSQL
+      refuses NUL and lone surrogates there).
+    * Run config and event data hold any value: JSON values (``NaN`` and the
+      infinities included) come back equal; values JSON has no type for (a
+      date under an ``Any`` config field, a set, an object) come back as the
+      nearest JSON value (``asyncdag.storage._codec.dumps`` does this for a
+      backend that stores JSON text).  A write never fails because of a value.
+    * Reading never fails because of one stored run: a row that can only be
+      read in part is served with what could be read and a ``note``.
+    * A failure that may pass (a lock held by another process, a full disk, a
+      lost connection) raises :class:`StorageUnavailableError`, which the
+      recorder retries; other failures raise :class:`StorageError`.  Never a
+      backend's own exception type.
+    * ``recover_orphaned_runs`` ends an orphan at the time of its last event
+      (its start when it has none), not at the time of recovery.
     """
 
     @abc.abstractmethod
@@ -169,6 +217,7 @@ class RunStorage(AutomationStorage, abc.ABC):
         until: float | None = None,
         limit: int | None = None,
         offset: int = 0,
+        root_run_id: str | None = None,
     ) -> list[RunRecord]: ...
 
     @abc.abstractmethod
@@ -293,8 +342,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _orphan_reason(record: RunRecord) -> str | None:
-    """Why ``record`` is an orphan, or None.  Pid reuse can hide an orphan; it never invents one."""
+def orphan_reason(record: RunRecord) -> str | None:
+    """Why ``record`` is an orphan (STARTED, on this host, its process gone), or None.
+
+    Cheap (one ``kill(pid, 0)``), so a reader such as the web UI can ask it of
+    every STARTED run it shows and call :meth:`RunStorage.recover_orphaned_runs`
+    only when one is dead.  Pid reuse can hide an orphan; it never invents one.
+    """
     if record.status is not RunStatus.STARTED or record.pid is None:
         return None
     if record.hostname != _HOSTNAME or _pid_alive(record.pid):
@@ -302,16 +356,32 @@ def _orphan_reason(record: RunRecord) -> str | None:
     return f"process {record.pid} ended without finishing the run (killed?)"
 
 
-def _orphan_event(run_id: str, seq: int, reason: str, now: float) -> Event:
-    """The RUN_FAILURE that closes an orphan's log, so a tailing reader sees the run end."""
+_orphan_reason = orphan_reason
+
+
+def _orphan_end(record: RunRecord, last_event_time: float | None, now: float) -> float:
+    """When an orphan ended: its last event, else its start; never later than ``now``."""
+    if last_event_time is not None:
+        return min(last_event_time, now)
+    if record.start_time is not None:
+        return min(record.start_time, now)
+    return now
+
+
+def _orphan_event(run_id: str, seq: int, reason: str, end: float, now: float) -> Event:
+    """The RUN_FAILURE that closes an orphan's log, so a tailing reader sees the run end.
+
+    Stamped with the run's end (its last event), so the log's times stay those of
+    the run; ``recovered_at`` says when the recovery happened.
+    """
     return Event(
         run_id=run_id,
         seq=seq,
-        timestamp=now,
+        timestamp=end,
         type=EventType.RUN_FAILURE,
         level=40,  # logging.ERROR
         message=reason,
-        data={"orphaned": True},
+        data={"orphaned": True, "recovered_at": now},
     )
 
 

@@ -25,6 +25,7 @@ from asyncdag.storage._base import (
     _check_window,
     _duplicate_run_message,
     _duplicate_seq_message,
+    _orphan_end,
     _orphan_event,
     _orphan_reason,
     _status_set,
@@ -116,6 +117,7 @@ class InMemoryStorage(InMemoryAutomation, RunStorage):
         until: float | None = None,
         limit: int | None = None,
         offset: int = 0,
+        root_run_id: str | None = None,
     ) -> list[RunRecord]:
         _check_window(limit, offset)
         statuses = _status_set(status)
@@ -128,6 +130,11 @@ class InMemoryStorage(InMemoryAutomation, RunStorage):
             and (statuses is None or record.status in statuses)
             and (since is None or (record.start_time is not None and record.start_time >= since))
             and (until is None or (record.start_time is not None and record.start_time < until))
+            and (
+                root_run_id is None
+                or record.root_run_id == root_run_id
+                or record.run_id == root_run_id
+            )
         ]
         return records[offset:] if limit is None else records[offset : offset + limit]
 
@@ -177,14 +184,15 @@ class InMemoryStorage(InMemoryAutomation, RunStorage):
                 if reason is None:
                     continue
                 now = time.time()
-                seqs = self._seqs[run_id]
-                event = _orphan_event(run_id, seqs[-1] + 1 if seqs else 0, reason, now)
+                seqs, events = self._seqs[run_id], self._events[run_id]
+                end = _orphan_end(record, events[-1].timestamp if events else None, now)
+                event = _orphan_event(run_id, seqs[-1] + 1 if seqs else 0, reason, end, now)
                 seqs.append(event.seq)
-                self._events[run_id].append(event)
+                events.append(event)
                 self._runs[run_id] = (
                     index,
                     attrs.evolve(
-                        record, status=RunStatus.FAILURE, end_time=now, failure_reason=reason
+                        record, status=RunStatus.FAILURE, end_time=end, failure_reason=reason
                     ),
                 )
                 recovered.append(run_id)

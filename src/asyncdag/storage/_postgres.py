@@ -41,6 +41,7 @@ from asyncdag.storage._base import (
     RunRecord,
     RunStorage,
     StorageError,
+    StorageUnavailableError,
     _check_event_run_ids,
     _check_terminal,
     _check_window,
@@ -249,7 +250,7 @@ class PostgresStorage(PostgresAutomation, RunStorage):
         try:
             return self._guarded(pool, fn)
         except psycopg.OperationalError as exc:
-            raise StorageError(
+            raise StorageUnavailableError(  # it may pass: the recorder retries it
                 f"run storage {self.redacted_url} is unreachable: {_first_line(exc)}; "
                 "check that the server is up (reads need it; runs buffer their writes)"
             ) from exc
@@ -345,6 +346,7 @@ class PostgresStorage(PostgresAutomation, RunStorage):
         until: float | None = None,
         limit: int | None = None,
         offset: int = 0,
+        root_run_id: str | None = None,
     ) -> list[RunRecord]:
         _check_window(limit, offset)
         statuses = _status_set(status)
@@ -358,6 +360,7 @@ class PostgresStorage(PostgresAutomation, RunStorage):
             until=until,
             limit=limit,
             offset=offset,
+            root_run_id=root_run_id,
         )
         return await self._call(select)
 

@@ -23,8 +23,15 @@ import attrs
 
 from asyncdag._events import Event, EventType
 from asyncdag.storage._base import RunRecord, StorageError
-from asyncdag.storage._sqlite import _dumps
-from asyncdag.storage._sqlite import _record_from_row as _sqlite_record_from_row
+from asyncdag.storage._codec import dumps
+from asyncdag.storage._sqlite_rows import record_from_row as _sqlite_record_from_row
+
+
+def _dumps(value: Any, what: str) -> str:
+    """JSON text for ``value`` (``what`` it is, for the reader): any value, never a refusal
+    (see :mod:`asyncdag.storage._codec`)."""
+    return dumps(value)
+
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -48,7 +55,7 @@ FAILURE_REASON_ESCAPED = 1
 
 RUN_COLUMNS = (
     "run_id, pipeline_name, status, run_config, tags, start_time, end_time, "
-    "parent_run_id, pid, hostname, failure_reason, escaped"
+    "parent_run_id, pid, hostname, failure_reason, escaped, root_run_id"
 )
 EVENT_COLUMNS = 'seq, "timestamp", type, step_key, level, message, data, escaped'
 
@@ -105,6 +112,7 @@ def run_row(record: RunRecord) -> tuple[Any, ...]:
         identifier(record.hostname, "hostname"),
         reason,
         escaped,
+        identifier(record.root_run_id, "root run id"),
     )
 
 
@@ -114,10 +122,13 @@ def failure_reason_param(reason: str | None) -> tuple[str | None, int]:
 
 
 def record_from_row(row: Sequence[Any]) -> RunRecord:
-    """The record in a row of :data:`RUN_COLUMNS`: SQLite's layout, then ``escaped``."""
+    """The record in a row of :data:`RUN_COLUMNS`: SQLite's first eleven columns, then
+    ``escaped``, then ``root_run_id``."""
     record = _sqlite_record_from_row(tuple(row[:11]))
     if row[11] & FAILURE_REASON_ESCAPED and record.failure_reason is not None:
         record = attrs.evolve(record, failure_reason=json.loads(record.failure_reason))
+    if row[12] is not None:
+        record = attrs.evolve(record, root_run_id=row[12])
     return record
 
 

@@ -110,6 +110,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
             expires_at double precision NOT NULL
         )""",
     ),
+    (
+        # Version 3: the first run of a re-execution chain (SQLite's v3 too), and listing a
+        # chain by it.  Older rows keep NULL: they were not re-executions of anything.
+        "ALTER TABLE asyncdag_runs ADD COLUMN root_run_id text",
+        "CREATE INDEX asyncdag_runs_by_root ON asyncdag_runs (root_run_id, start_time)",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -22,6 +22,7 @@ from asyncdag.storage._base import (
     RunRecord,
     StorageError,
     _duplicate_run_message,
+    _orphan_end,
     _orphan_event,
     _orphan_reason,
 )
@@ -77,7 +78,7 @@ SELECT count(*) FROM inserted
 _LOCK_RUN_AND_NOTIFY = "SELECT pg_notify(%s, %s) FROM asyncdag_runs WHERE run_id = %s FOR KEY SHARE"
 _INSERT_RUN = f"""
 WITH inserted AS (
-    INSERT INTO asyncdag_runs ({RUN_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
+    INSERT INTO asyncdag_runs ({RUN_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)
     ON CONFLICT (run_id) DO NOTHING
     RETURNING 1
 )
@@ -203,16 +204,20 @@ def recover_orphans(conn: psycopg.Connection) -> list[str]:
             if reason is None:
                 continue
             now = time.time()
-            (last,) = conn.execute(
-                "SELECT max(seq) FROM asyncdag_events WHERE run_id = %s", (record.run_id,)
-            ).fetchone() or (None,)
-            event = _orphan_event(record.run_id, 0 if last is None else last + 1, reason, now)
+            last, last_time = conn.execute(
+                'SELECT seq, "timestamp" FROM asyncdag_events WHERE run_id = %s '
+                "ORDER BY seq DESC LIMIT 1",
+                (record.run_id,),
+            ).fetchone() or (None, None)
+            end = _orphan_end(record, last_time, now)  # its last event, not this moment
+            seq = 0 if last is None else last + 1
+            event = _orphan_event(record.run_id, seq, reason, end, now)
             conn.execute(
                 f"INSERT INTO asyncdag_events (run_id, {EVENT_COLUMNS}) "
                 "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
                 (record.run_id, *event_rows([event])[0]),
             )
-            finish_run(conn, record.run_id, RunStatus.FAILURE, end_time=now, failure_reason=reason)
+            finish_run(conn, record.run_id, RunStatus.FAILURE, end_time=end, failure_reason=reason)
             recovered.append(record.run_id)
     return recovered
 
@@ -234,10 +239,14 @@ def select_runs(
     until: float | None,
     limit: int | None,
     offset: int,
+    root_run_id: str | None = None,
 ) -> list[RunRecord]:
     """Newest first (by start time, then creation), runs never started last."""
     where: list[str] = []
     params: list[Any] = []
+    if root_run_id is not None:
+        where.append("(root_run_id = %s OR run_id = %s)")
+        params += [root_run_id, root_run_id]
     if pipeline_name is not None:
         where.append("pipeline_name = %s")
         params.append(pipeline_name)

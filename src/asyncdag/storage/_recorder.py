@@ -8,10 +8,11 @@ final status, even when cancelled) are one job that works with any
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
@@ -21,7 +22,14 @@ import anyio.from_thread
 import attrs
 
 from asyncdag._events import Event, EventType, RunStatus
-from asyncdag.storage._base import _HOSTNAME, RunRecord, RunStorage, StorageError
+from asyncdag.storage._base import (
+    _HOSTNAME,
+    RunNotFoundError,
+    RunRecord,
+    RunStorage,
+    StorageError,
+    StorageUnavailableError,
+)
 
 __all__ = ["RunRecorder"]
 
@@ -50,11 +58,20 @@ class RunRecorder:
     event seen, else FAILURE with a reason.  Both writes are shielded from
     cancellation, so a reader that sees a final status has seen every event.
 
+    The history loses nothing a storage can take.  A failed write keeps its
+    batch, in order, and is retried with backoff (``retry_delay`` doubling up to
+    ``max_retry_delay``) for as long as the run lives, so another process
+    holding the database past its busy timeout only delays the writes.  On exit,
+    writes failing with :class:`StorageUnavailableError` are retried for up to
+    ``give_up_after`` seconds (as is ``create_run`` on enter); any other
+    failure is final.  The status written is always the run's own: when events
+    could not all be stored, the final status says so in its reason, and exit
+    raises :class:`StorageError` with one line saying what was not stored and
+    why (the run's outcome is unchanged; the CLI exits 3).  A run deleted while
+    it runs (``asyncdag run delete --force``) stops being recorded.
+
     Call it from the event loop's thread.  From a worker thread started by
     ``anyio.to_thread`` it still works (the call hops to the loop and waits).
-    A storage error in the background does not stop the run: the flusher keeps
-    the events and stops; exit retries once and raises :class:`StorageError`
-    if the events still cannot be written.
     """
 
     def __init__(
@@ -64,22 +81,37 @@ class RunRecorder:
         *,
         batch_size: int = 500,
         flush_interval: float = 0.05,
+        retry_delay: float = 0.05,
+        max_retry_delay: float = 2.0,
+        give_up_after: float = 30.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if flush_interval < 0:
-            raise ValueError(f"flush_interval must be >= 0, got {flush_interval}")
+        for name, value in [
+            ("flush_interval", flush_interval),
+            ("retry_delay", retry_delay),
+            ("max_retry_delay", max_retry_delay),
+            ("give_up_after", give_up_after),
+        ]:
+            if not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
         self._storage = storage
         self._record = record
         self._batch_size = batch_size
         self._flush_interval = flush_interval
+        self._retry_delay = retry_delay
+        self._max_retry_delay = max(max_retry_delay, retry_delay)
+        self._give_up_after = give_up_after
         self._buffer: list[Event] = []
         self._wake: anyio.Event | None = None  # created on enter: an Event belongs to one loop
         self._open = False
         self._thread = 0
         self._task_group: anyio.abc.TaskGroup | None = None
         self._final: tuple[RunStatus, str | None] | None = None
-        self._background_error: BaseException | None = None
+        self._deleted: RunNotFoundError | None = None  # the run left storage while running
+        self._dropped = 0  # events not buffered because the run was deleted
+        #: How many writes have failed so far (each is retried): for tests and diagnostics.
+        self.failed_writes = 0
 
     @property
     def run_id(self) -> str:
@@ -104,14 +136,17 @@ class RunRecorder:
                 f"event seq {event.seq} is for run {event.run_id!r}, but this recorder "
                 f"records run {self._record.run_id!r}"
             )
+        final = _TERMINAL_EVENTS.get(event.type)
+        if final is not None:
+            self._final = (final, _failure_reason(event) if final is RunStatus.FAILURE else None)
+        if self._deleted is not None:
+            self._dropped += 1
+            return
         buffer = self._buffer
         buffer.append(event)
         if len(buffer) == 1 or len(buffer) == self._batch_size:
             assert self._wake is not None
             self._wake.set()
-        final = _TERMINAL_EVENTS.get(event.type)
-        if final is not None:
-            self._final = (final, _failure_reason(event) if final is RunStatus.FAILURE else None)
 
     def _call_from_thread(self, event: Event) -> None:
         try:
@@ -134,7 +169,9 @@ class RunRecorder:
             end_time=None,
             failure_reason=None,
         )
-        await self._storage.create_run(self._record)
+        error = await self._retrying(functools.partial(self._storage.create_run, self._record))
+        if error is not None:
+            raise error
         self._wake = anyio.Event()
         self._thread = threading.get_ident()
         task_group = anyio.create_task_group()
@@ -163,6 +200,7 @@ class RunRecorder:
                 await self._finish(exc)
 
     async def _flush_in_background(self) -> None:
+        delay = self._retry_delay
         while True:
             assert self._wake is not None
             await self._wake.wait()
@@ -174,9 +212,16 @@ class RunRecorder:
             try:
                 with anyio.CancelScope(shield=True):
                     await self._flush()
-            except Exception as exc:
-                self._background_error = exc
+            except RunNotFoundError as exc:
+                self._forget(exc)
                 return
+            except Exception:
+                # Kept in the buffer, in order: wait, then try again with what came since.
+                await anyio.sleep(delay)
+                delay = min(delay * 2, self._max_retry_delay)
+                self._wake.set()
+            else:
+                delay = self._retry_delay
 
     async def _flush(self) -> None:
         batch, self._buffer = self._buffer, []
@@ -185,29 +230,76 @@ class RunRecorder:
         try:
             await self._storage.add_events(self._record.run_id, batch)
         except BaseException:
-            self._buffer[:0] = batch  # keep order: retried at exit
+            self.failed_writes += 1
+            self._buffer[:0] = batch  # keep order: retried later
             raise
 
+    def _forget(self, exc: RunNotFoundError) -> None:
+        """The run was deleted from storage while it ran: stop storing its events."""
+        self._deleted = exc
+        self._dropped += len(self._buffer)
+        self._buffer = []
+
+    async def _retrying(self, write: Callable[[], Awaitable[None]]) -> StorageError | None:
+        """``write`` until it succeeds (None), fails for good, or ``give_up_after`` passes."""
+        deadline = time.monotonic() + self._give_up_after
+        delay = self._retry_delay
+        while True:
+            try:
+                await write()
+                return None
+            except StorageUnavailableError as exc:
+                if time.monotonic() + delay > deadline:
+                    return exc
+            except StorageError as exc:
+                return exc
+            except Exception as exc:  # a backend that breaks the contract: still one line
+                error = StorageError(f"{type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                return error
+            await anyio.sleep(delay)
+            delay = min(delay * 2, self._max_retry_delay)
+
     async def _finish(self, exc: BaseException | None) -> None:
-        try:
-            await self._flush()
-        except Exception as flush_error:
-            first = self._buffer[0].seq if self._buffer else "?"
-            lost = f"events from seq {first} on could not be stored: {flush_error}"
-            with contextlib.suppress(Exception):
-                await self._storage.finish_run(
-                    self._record.run_id,
-                    RunStatus.FAILURE,
-                    end_time=time.time(),
-                    failure_reason=lost,
-                )
+        unstored = ""
+        error: StorageError | None = None
+        if self._deleted is None:
+            error = await self._retrying(self._flush)
+            if isinstance(error, RunNotFoundError):
+                self._forget(error)
+                error = None
+        if self._deleted is not None:
             raise StorageError(
-                f"run {self._record.run_id!r}: {lost}; its history is incomplete"
-            ) from flush_error
+                f"run {self._record.run_id!r} was deleted from the run history while it ran: "
+                f"its last {self._dropped} event(s) could not be stored"
+            ) from self._deleted
+        if error is not None:
+            first, last = self._buffer[0].seq, self._buffer[-1].seq
+            unstored = f"{len(self._buffer)} event(s) (seq {first} to {last})"
         status, reason = self._final or (RunStatus.FAILURE, _missing_end_reason(exc))
-        await self._storage.finish_run(
-            self._record.run_id, status, end_time=time.time(), failure_reason=reason
+        if unstored:
+            note = f"history incomplete: {unstored} could not be stored ({error})"
+            reason = f"{reason}; {note}" if reason else note
+        finish_error = await self._retrying(
+            functools.partial(
+                self._storage.finish_run,
+                self._record.run_id,
+                status,
+                end_time=time.time(),  # now, before any retry: the run's end, not the write's
+                failure_reason=reason,
+            )
         )
+        if unstored:
+            also = "" if finish_error is None else " and its final status"
+            raise StorageError(
+                f"run {self._record.run_id!r} ended {status.value}, but {unstored}{also} "
+                f"could not be stored: {error}"
+            ) from error
+        if finish_error is not None:
+            raise StorageError(
+                f"run {self._record.run_id!r} ended {status.value} and every event was stored, "
+                f"but not its final status: {finish_error}"
+            ) from finish_error
 
 
 def _failure_reason(event: Event) -> str:

@@ -37,6 +37,7 @@ from ._live import LiveRuns
 if TYPE_CHECKING:
     from asyncdag.automation import Clock
     from asyncdag.automation._definitions import ScheduleDefinition, SensorDefinition
+    from asyncdag.outputs import OutputStore
     from asyncdag.storage import RunStorage
 
 __all__ = ["create_app"]
@@ -80,6 +81,8 @@ def create_app(
     sensors: Iterable[SensorDefinition] = (),
     run_schedules: bool = True,
     clock: Clock | None = None,
+    output_store: OutputStore | None = None,
+    persist_outputs: bool = True,
 ) -> Starlette:
     """The web UI as an ASGI app: the pipelines' graphs, a config playground, live runs.
 
@@ -118,6 +121,10 @@ def create_app(
     default the system's) unless ``run_schedules=False``, their runs launched
     like the page's own.  Another process (``asyncdag scheduler run``) may run
     the same ones on the same storage: each tick still runs once.
+
+    Runs launched here store their steps' outputs, so a failed run can be
+    re-executed from its page: in ``output_store``, else (unless
+    ``persist_outputs=False``) the default location, ``$ASYNCDAG_HOME/outputs``.
     """
     policy = GuardPolicy(
         allowed_hosts=allowed_hosts, auth_token=auth_token, max_body_bytes=max_body_bytes
@@ -132,7 +139,11 @@ def create_app(
     by_name = _pipelines_by_name(pipelines)
     for definition in automation.values():  # a schedule's pipeline is served too
         by_name.setdefault(definition.pipeline.name, definition.pipeline)
-    live = LiveRuns(storage)
+    if output_store is None and persist_outputs:
+        from asyncdag.outputs import FilesystemOutputStore
+
+        output_store = FilesystemOutputStore()
+    live = LiveRuns(storage, output_store=output_store)
     scheduler = None
     if run_schedules and automation:
         from asyncdag.automation import Scheduler

@@ -26,6 +26,7 @@ from asyncdag._workspace import (
     pipeline_summary,
     summarize_steps,
 )
+from asyncdag.storage import StorageError
 
 from ._automation import AUTOMATION_ENDPOINTS
 from ._config_check import check_config, scaffold_yaml
@@ -141,6 +142,32 @@ async def validate(request: Request) -> Response:
 # --- launching ------------------------------------------------------------------------------
 
 
+def _launch_error(exc: Exception) -> ApiError:
+    """What launching a run raised, as the API says it: 503 with no lifespan or no history
+    to record it in, else 422."""
+    if isinstance(exc, UINotRunningError):
+        return ApiError(503, str(exc))
+    if isinstance(exc, StorageError):  # the run history cannot record it: nothing ran
+        return ApiError(503, f"the run was not started: {exc}")
+    if isinstance(exc, ConfigError):
+        errors = [{"path": e.path, "message": e.message, "line": None} for e in exc.errors]
+        return ApiError(422, str(exc), errors=errors)
+    return ApiError(422, str(exc))
+
+
+def _loaded_pipeline_of(
+    request: Request, record: Mapping[str, Any], verb: str
+) -> PipelineDefinition:
+    pipeline = _state(request).pipelines.get(record["pipeline_name"])
+    if pipeline is None:
+        raise ApiError(
+            409,
+            f"run {record['run_id']!r} is of pipeline {record['pipeline_name']!r}, which "
+            f"this server did not load; start the UI with its file (-f) to {verb} it",
+        )
+    return pipeline
+
+
 async def _start(
     request: Request, pipeline: PipelineDefinition, body: Mapping[str, Any], parent: str | None
 ) -> Response:
@@ -151,13 +178,10 @@ async def _start(
         raise ApiError(422, f"the run config has {len(errors)} error(s)", errors=errors)
     try:
         handle = await live.launch(pipeline, config, tags=tags, parent_run_id=parent)
-    except UINotRunningError as exc:
-        raise ApiError(503, str(exc)) from None
-    except ConfigError as exc:  # checked above; kept for config that resolves differently
-        errors = [{"path": e.path, "message": e.message, "line": None} for e in exc.errors]
-        raise ApiError(422, str(exc), errors=errors) from None
-    except AsyncdagError as exc:
-        raise ApiError(422, str(exc)) from None
+    except (
+        AsyncdagError
+    ) as exc:  # config was checked above; kept for config that resolves differently
+        raise _launch_error(exc) from None
     record = await live.get_run(handle.run_id)
     return JSONBody({"run_id": handle.run_id, "run": record}, status_code=201)
 
@@ -176,15 +200,45 @@ async def launch(request: Request) -> Response:
 
 async def rerun(request: Request) -> Response:
     record = await _run_named(request)
-    pipeline = _state(request).pipelines.get(record["pipeline_name"])
-    if pipeline is None:
-        raise ApiError(
-            409,
-            f"run {record['run_id']!r} is of pipeline {record['pipeline_name']!r}, which "
-            "this server did not load; start the UI with its file (-f) to re-run it",
-        )
+    pipeline = _loaded_pipeline_of(request, record, "re-run")
     body = {"config": record["run_config"] or {}, "tags": record["tags"] or {}}
     return await _start(request, pipeline, body, record["run_id"])
+
+
+async def reexecute(request: Request) -> Response:
+    """Re-execute a recorded run: from its failure, or the steps the body selects."""
+    record = await _run_named(request)
+    body = await json_body(request)
+    from_failure = body.get("from_failure", False)
+    steps = body.get("steps")
+    if not isinstance(from_failure, bool):
+        raise ApiError(400, "`from_failure` must be true or false")
+    if steps is not None and (
+        not isinstance(steps, list) or not steps or not all(isinstance(s, str) and s for s in steps)
+    ):
+        raise ApiError(400, "`steps` must be a non-empty list of selection strings ('fetch*')")
+    if from_failure and steps is not None:
+        raise ApiError(400, "give `from_failure` or `steps`, not both")
+    if not from_failure and steps is None:
+        raise ApiError(400, "say what to re-execute: {'from_failure': true} or {'steps': [...]}")
+    if record["status"] not in ("SUCCESS", "FAILURE", "CANCELED"):
+        raise ApiError(409, f"run {record['run_id']!r} has not ended; re-execute it once it has")
+    pipeline = _loaded_pipeline_of(request, record, "re-execute")
+    live = _state(request).live
+    try:
+        handle = await live.launch(
+            pipeline,
+            None,
+            tags=None,
+            reexecute_from=record["run_id"],
+            from_failure=from_failure,
+            step_selection=steps,
+        )
+    except AsyncdagError as exc:  # a ReexecutionError, a ConfigError of a subset, no lifespan
+        raise _launch_error(exc) from None
+    return JSONBody(
+        {"run_id": handle.run_id, "run": await live.get_run(handle.run_id)}, status_code=201
+    )
 
 
 async def cancel(request: Request) -> Response:
@@ -216,6 +270,7 @@ async def list_runs(request: Request) -> Response:
         status=statuses(request),
         limit=limit,
         offset=offset,
+        root_run_id=request.query_params.get("root") or None,
     )
     return JSONBody({"runs": runs})
 
@@ -363,7 +418,11 @@ ENDPOINTS: list[Endpoint] = [
         "/api/runs",
         list_runs,
         "Run history, newest first",
-        (*_RUN_FILTERS, Param("offset", "query", "skip this many", {"type": "integer"})),
+        (
+            *_RUN_FILTERS,
+            Param("offset", "query", "skip this many", {"type": "integer"}),
+            Param("root", "query", "only the runs of this run's re-execution chain"),
+        ),
         responses={200: "OK", 400: "bad filter"},
     ),
     Endpoint(
@@ -439,6 +498,29 @@ ENDPOINTS: list[Endpoint] = [
         "Launch a new run with a run's pipeline, config and tags",
         (_RUN_ID,),
         responses={201: "launched", 404: "no such run", 409: "pipeline not loaded", 422: "invalid"},
+    ),
+    Endpoint(
+        "POST",
+        "/api/runs/{run_id}/reexecute",
+        reexecute,
+        "Re-execute a run from its failure (`from_failure`) or for selected steps (`steps`, "
+        "Dagster's syntax); the other steps' outputs are reused from the run's stored outputs",
+        (_RUN_ID,),
+        body={
+            "type": "object",
+            "properties": {
+                "from_failure": {"type": "boolean"},
+                "steps": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        responses={
+            201: "launched",
+            400: "malformed request",
+            404: "no such run",
+            409: "run not ended, or its pipeline not loaded",
+            422: "cannot be re-executed as asked",
+            503: "the app's lifespan is not running",
+        },
     ),
     *AUTOMATION_ENDPOINTS,
 ]

@@ -21,6 +21,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from asyncdag._events import RunStatus
+from asyncdag._workspace import find_error
+from asyncdag.storage import StorageError
 
 __all__ = [
     "INT64_MAX",
@@ -261,6 +263,13 @@ def routes(endpoints: list[Endpoint]) -> list[Route]:
                 return await handler(request)
             except ApiError as exc:
                 return exc.response()
+            except Exception as exc:
+                # The run history failing (locked, damaged, unreachable) is the server's
+                # problem, not the request's: a 503 that says what is wrong, never a 500.
+                error = find_error(exc, StorageError)
+                if error is None:
+                    raise
+                return ApiError(503, str(error)).response()
 
         endpoint.__name__ = handler.__name__
         return endpoint

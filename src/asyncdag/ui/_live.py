@@ -7,26 +7,38 @@ its :class:`~asyncdag.RunHandle`; once it has ended (or when another process
 ran it) they come from storage, read after a cursor.  Either way a feed is a
 series of batches, so a run with 50,000 events costs tens of messages, not
 50,000.
+
+A run of another process on this host that dies without finishing (``kill -9``)
+is marked FAILED as the CLI does (:meth:`RunStorage.recover_orphaned_runs`) the
+moment a reader here sees it STARTED with its process gone, so its feed ends
+and the run list stops calling it running.  A storage error in a feed ends it
+with an ``error`` message saying what is wrong.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 
-from asyncdag._api import RunHandle, open_run
+from asyncdag._api import RunHandle
+from asyncdag._api._options import RunOptions
+from asyncdag._api._run import run_with_options
 from asyncdag._errors import AsyncdagError
 from asyncdag._events import RunStatus
+from asyncdag._workspace import find_error
+from asyncdag.storage import StorageError, StorageUnavailableError, orphan_reason
+
+from ._http import json_text
 
 if TYPE_CHECKING:
     from asyncdag._definitions import PipelineDefinition
-    from asyncdag.storage import RunStorage
+    from asyncdag.outputs import OutputStore
+    from asyncdag.storage import RunRecord, RunStorage
 
 __all__ = ["BATCH_SIZE", "LiveRuns", "UINotRunningError", "sse"]
 
@@ -50,9 +62,10 @@ class UINotRunningError(AsyncdagError):
 
 
 def sse(event: str, data: Any, *, id: int | None = None) -> str:
-    """One Server-Sent Events message."""
+    """One Server-Sent Events message; its data JSON a browser parses, whatever a run stored
+    (the API's own rendering: NaN as null, lone surrogates escaped)."""
     head = f"id: {id}\n" if id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+    return f"{head}event: {event}\ndata: {json_text(data)}\n\n"
 
 
 def _live_record(handle: RunHandle) -> dict[str, Any]:
@@ -71,6 +84,7 @@ def _live_record(handle: RunHandle) -> dict[str, Any]:
         "pid": None,
         "hostname": None,
         "failure_reason": None,
+        "root_run_id": handle.root_run_id,
     }
 
 
@@ -82,8 +96,10 @@ class LiveRuns:
     recorded as CANCELED.
     """
 
-    def __init__(self, storage: RunStorage) -> None:
+    def __init__(self, storage: RunStorage, *, output_store: OutputStore | None = None) -> None:
         self.storage = storage
+        #: Where runs launched here store their outputs (None: they keep none).
+        self.output_store = output_store
         self._handles: dict[str, RunHandle] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         self._changed: anyio.Event | None = None
@@ -114,13 +130,18 @@ class LiveRuns:
         pipeline: PipelineDefinition,
         run_config: Mapping[str, Any] | None,
         *,
-        tags: Mapping[str, str],
+        tags: Mapping[str, str] | None,
         parent_run_id: str | None = None,
         run_id: str | None = None,
+        reexecute_from: str | None = None,
+        from_failure: bool = False,
+        step_selection: list[str] | None = None,
     ) -> RunHandle:
         """Start a run in the server's task group; config errors raise here, before anything runs.
 
         ``run_id`` is given by the scheduler (derived from the tick); else a new one is made.
+        ``reexecute_from`` with ``from_failure`` or ``step_selection`` re-executes a recorded run
+        (its config and tags unless given), reusing its stored outputs.
         """
         tg = self._task_group
         if tg is None:
@@ -129,41 +150,49 @@ class LiveRuns:
                 "when mounting it, enter it from the host app's lifespan: "
                 "`async with ui_app.router.lifespan_context(ui_app): ...`"
             )
-        handle: RunHandle = await tg.start(
-            self._run, pipeline, run_config, tags, parent_run_id, run_id
+        options = RunOptions(
+            tags=tags,
+            storage=self.storage,
+            parent_run_id=parent_run_id if reexecute_from is None else None,
+            run_id=run_id,
+            output_store=self.output_store,
+            reexecute_from=reexecute_from,
+            from_failure=from_failure,
+            step_selection=step_selection,
         )
+        handle: RunHandle = await tg.start(self._run, pipeline, run_config, options)
         return handle
 
     async def _run(
         self,
         pipeline: PipelineDefinition,
         run_config: Mapping[str, Any] | None,
-        tags: Mapping[str, str],
-        parent_run_id: str | None,
-        given_run_id: str | None = None,
+        options: RunOptions,
         *,
         task_status: anyio.abc.TaskStatus[RunHandle] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         run_id = None
         try:
-            async with open_run(
-                pipeline,
-                run_config,
-                tags=tags,
-                storage=self.storage,
-                parent_run_id=parent_run_id,
-                run_id=given_run_id,
-            ) as handle:
+            async with run_with_options(pipeline, run_config, options) as handle:
+                # The first event comes once the run is recorded: a history that cannot
+                # record it fails the launch (a 503) instead of a run that vanishes.
+                async with contextlib.aclosing(handle.events()) as stream:
+                    await anext(stream, None)
                 run_id = handle.run_id
                 self._handles[run_id] = handle
                 self._notify()
                 task_status.started(handle)
             # open_run has exited: the recorder flushed every event and the final status.
-        except Exception:
+        except Exception as exc:
+            error = find_error(exc, StorageError)
             if run_id is None:
-                raise  # before started(): the launching request gets it (a ConfigError...)
+                # Before started(): the launching request gets it (a ConfigError...).
+                raise error or exc from None
             # After started() nobody awaits this task: log, and keep the server's other runs going.
-            _log.exception("run %s ended with an error outside its steps", run_id)
+            if error is not None:
+                _log.error("run %s: %s", run_id, error)
+            else:
+                _log.exception("run %s ended with an error outside its steps", run_id)
         finally:
             if run_id is not None:
                 self._handles.pop(run_id, None)
@@ -177,13 +206,41 @@ class LiveRuns:
 
     # --- reading ---------------------------------------------------------------------------
 
+    async def _recover_dead(self, records: Iterable[RunRecord]) -> bool:
+        """Mark FAILED the stored runs of this host whose process died, as the CLI does.
+
+        True when one of ``records`` was such a run (then read them again).  A run
+        of this server is never one: its process is this one.
+        """
+        if not any(
+            record.status is RunStatus.STARTED
+            and record.run_id not in self._handles
+            and orphan_reason(record) is not None
+            for record in records
+        ):
+            return False
+        try:
+            recovered = await self.storage.recover_orphaned_runs()
+        except StorageUnavailableError:  # locked by another process: at the next look
+            return False
+        if recovered:
+            _log.warning("runs whose process died marked FAILED: %s", ", ".join(recovered))
+            self._notify()
+        return True
+
+    async def _stored_run(self, run_id: str) -> RunRecord | None:
+        stored = await self.storage.get_run(run_id)
+        if stored is not None and await self._recover_dead([stored]):
+            stored = await self.storage.get_run(run_id)
+        return stored
+
     async def get_run(self, run_id: str) -> dict[str, Any] | None:
         handle = self._handles.get(run_id)
         if handle is not None:
             record = _live_record(handle)
             record["live"] = True
             return record
-        stored = await self.storage.get_run(run_id)
+        stored = await self._stored_run(run_id)
         if stored is None:
             return None
         return {**stored.to_dict(), "live": False}
@@ -195,10 +252,19 @@ class LiveRuns:
         status: list[RunStatus] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        root_run_id: str | None = None,
     ) -> list[dict[str, Any]]:
         records = await self.storage.list_runs(
-            pipeline_name=pipeline_name, status=status, limit=limit, offset=offset
+            pipeline_name=pipeline_name,
+            status=status,
+            limit=limit,
+            offset=offset,
+            root_run_id=root_run_id,
         )
+        if await self._recover_dead(records):
+            records = await self.storage.list_runs(
+                pipeline_name=pipeline_name, status=status, limit=limit, offset=offset
+            )
         out = [{**r.to_dict(), "live": r.run_id in self._handles} for r in records]
         if offset == 0:
             # A run launched a moment ago may not be in storage yet: show it anyway.
@@ -210,6 +276,8 @@ class LiveRuns:
                 ):
                     continue
                 if status and RunStatus(record["status"]) not in status:
+                    continue
+                if root_run_id and root_run_id not in (record["root_run_id"], record["run_id"]):
                     continue
                 out.insert(0, {**record, "live": True})
             if limit is not None:
@@ -226,21 +294,26 @@ class LiveRuns:
             done = handle.done
             page = log[after + 1 : after + 1 + limit]
             return [e.to_dict() for e in page], done
-        record = await self.storage.get_run(run_id)
+        record = await self._stored_run(run_id)
         finished = record is not None and record.is_finished
         events = await self.storage.get_events(run_id, after_seq=after, limit=limit)
         return [e.to_dict() for e in events], finished
 
     async def event_feed(self, run_id: str, *, after: int) -> AsyncIterator[str]:
-        """SSE messages: batches of events after ``after`` (ids are seqs), then one ``end``."""
-        handle = self._handles.get(run_id)
-        if handle is not None:
-            async for message in self._handle_feed(handle, after):
-                yield message
-        else:
-            async for message in self._storage_feed(run_id, after):
-                yield message
-        record = await self.get_run(run_id)
+        """SSE messages: batches of events after ``after`` (ids are seqs), then one ``end``
+        (or one ``error`` when the run history fails meanwhile)."""
+        try:
+            handle = self._handles.get(run_id)
+            if handle is not None:
+                async for message in self._handle_feed(handle, after):
+                    yield message
+            else:
+                async for message in self._storage_feed(run_id, after):
+                    yield message
+            record = await self.get_run(run_id)
+        except StorageError as exc:
+            yield sse("error", {"error": str(exc)})
+            return
         yield sse("end", {"run": record})
 
     async def _handle_feed(self, handle: RunHandle, after: int) -> AsyncIterator[str]:
@@ -268,7 +341,7 @@ class LiveRuns:
         cursor = after
         quiet = 0.0
         while True:
-            record = await self.storage.get_run(run_id)
+            record = await self._stored_run(run_id)
             finished = record is None or record.is_finished
             events = await self.storage.get_events(run_id, after_seq=cursor, limit=BATCH_SIZE)
             if events:
@@ -302,8 +375,12 @@ class LiveRuns:
         last = None
         while True:
             changed = self._changed
-            runs = await self.list_runs(pipeline_name=pipeline_name, status=status, limit=limit)
-            payload = json.dumps({"runs": runs}, default=str)
+            try:
+                runs = await self.list_runs(pipeline_name=pipeline_name, status=status, limit=limit)
+            except StorageError as exc:
+                yield sse("error", {"error": str(exc)})
+                return
+            payload = json_text({"runs": runs})
             if payload != last:
                 last = payload
                 yield f"event: runs\ndata: {payload}\n\n"

@@ -63,6 +63,15 @@ export function fmtDuration(seconds) {
   return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, "0")}m`;
 }
 
+export function fmtBytes(size) {
+  if (typeof size !== "number" || !isFinite(size)) return "—";
+  if (size < 1000) return `${size} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let value = size, unit = -1;
+  while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit += 1; }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
 const STATUS_LABEL = {
   STARTED: "Running", SUCCESS: "Success", FAILURE: "Failure", CANCELED: "Canceled",
   NOT_STARTED: "Queued", CANCELING: "Canceling",

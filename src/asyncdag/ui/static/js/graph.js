@@ -84,6 +84,11 @@ export class GraphView {
     this.onSelect(id);
   }
 
+  // A node picked for "Re-execute selected", apart from the one selected to filter the log.
+  setPicked(id, on) {
+    this.nodeEls.get(id)?.classList.toggle("picked", on);
+  }
+
   setState(id, state) {
     const el = this.nodeEls.get(id);
     if (el && el.dataset.state !== state) el.dataset.state = state;

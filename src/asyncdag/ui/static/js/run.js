@@ -1,17 +1,20 @@
 // One run, live: what failed and why, step states on the graph, a Gantt chart of
-// attempts, and the event log.  Everything arrives over one EventSource; after a
+// attempts, the outputs it stored, and the event log.  A finished run is re-executed
+// from here: from its failure, or for steps picked on the graph.  Everything arrives over one EventSource; after a
 // dropped connection the browser reconnects with Last-Event-ID and the server
 // resumes after that event.  Work per event is constant (state counts per graph
 // node are kept up to date, not recounted), and the Gantt and the log draw only
 // the rows in view, so a run of 100,000 steps loads as fast as its events arrive.
 
-import { h, api, enc, fmtTime, fmtDuration, statusBadge, tagChips, shortId } from "./dom.js";
+import { h, api, enc, fmtTime, fmtDuration, fmtBytes, statusBadge, tagChips, shortId } from "./dom.js";
 import { GraphView, graphToolbar } from "./graph.js";
 import { Gantt } from "./gantt.js";
 import { EventLog, errorText } from "./eventlog.js";
 
-const STATES = ["pending", "running", "retrying", "success", "failure", "skipped", "canceled"];
-const STATE_LABEL = { pending: "Pending", running: "Running", retrying: "Retrying", success: "Succeeded", failure: "Failed", skipped: "Skipped", canceled: "Canceled" };
+const STATES = ["pending", "running", "retrying", "success", "reused", "failure", "skipped", "canceled"];
+const STATE_LABEL = { pending: "Pending", running: "Running", retrying: "Retrying", success: "Succeeded", reused: "Reused", failure: "Failed", skipped: "Skipped", canceled: "Canceled" };
+// How many stored outputs the outputs panel lists (the event log has every one).
+const OUTPUT_ROWS = 200;
 const FINISHED = new Set(["SUCCESS", "FAILURE", "CANCELED"]);
 
 export async function runPage(root, runId, info) {
@@ -70,7 +73,34 @@ export async function runPage(root, runId, info) {
   const counts = h("div", { class: "state-counts", "data-testid": "state-counts" });
   const cancelBtn = h("button", { class: "btn danger", type: "button", "data-testid": "cancel" }, "Cancel");
   const rerunBtn = h("button", { class: "btn", type: "button", "data-testid": "rerun" }, "Re-run");
+  const fromFailureBtn = h("button", { class: "btn primary", type: "button", "data-testid": "reexecute-failure", hidden: true }, "Re-execute from failure");
+  const pickBtn = h("button", { class: "btn", type: "button", "data-testid": "select-steps", "aria-pressed": "false", hidden: true }, "Select steps");
+  const selectedBtn = h("button", { class: "btn", type: "button", "data-testid": "reexecute-selected", hidden: true }, "Re-execute selected");
   const actionError = h("div", { class: "alert error", hidden: true });
+  // Steps picked on the graph for "Re-execute selected" (graph node names: a mapped node stands
+  // for all of its items, a collapsed group for each of its members).
+  const picked = new Set();
+  let picking = false;
+  const reexecute = async (btn, body) => {
+    btn.disabled = true;
+    try {
+      const result = await api(`api/runs/${enc(runId)}/reexecute`, { json: body });
+      location.hash = `#/runs/${enc(result.run_id)}`;
+    } catch (err) { actionError.textContent = err.message; actionError.hidden = false; btn.disabled = false; }
+  };
+  fromFailureBtn.addEventListener("click", () => reexecute(fromFailureBtn, { from_failure: true }));
+  selectedBtn.addEventListener("click", () => {
+    const steps = [];
+    for (const id of picked) for (const m of membersOf.get(id) || [id]) steps.push(m);
+    reexecute(selectedBtn, { steps });
+  });
+  pickBtn.addEventListener("click", () => {
+    picking = !picking;
+    pickBtn.classList.toggle("on", picking);
+    pickBtn.setAttribute("aria-pressed", String(picking));
+    if (!picking) { for (const id of picked) view?.setPicked(id, false); picked.clear(); }
+    refreshHeader();
+  });
   cancelBtn.addEventListener("click", async () => {
     cancelBtn.disabled = true;
     cancelBtn.textContent = "Canceling…";
@@ -94,6 +124,12 @@ export async function runPage(root, runId, info) {
     cancelBtn.hidden = FINISHED.has(status);
     if (!canceling) { cancelBtn.disabled = !run.live && status !== "STARTED"; cancelBtn.textContent = "Cancel"; }
     rerunBtn.disabled = !pipeline || !FINISHED.has(status);
+    const done = FINISHED.has(status) && !!pipeline;
+    fromFailureBtn.hidden = !done || status === "SUCCESS";
+    pickBtn.hidden = !done;
+    selectedBtn.hidden = !done || !picking;
+    selectedBtn.disabled = picked.size === 0;
+    selectedBtn.textContent = picked.size ? `Re-execute selected (${picked.size})` : "Re-execute selected";
     if (traceId) {
       traceEl.replaceChildren(h("code", {}, traceId), info.jaeger_url ? h("a", { class: "btn link small", href: `${info.jaeger_url}/trace/${traceId}`, target: "_blank", rel: "noopener" }, "Open in Jaeger ↗") : null);
     } else traceEl.replaceChildren(h("span", { class: "muted" }, "not traced"));
@@ -135,11 +171,19 @@ export async function runPage(root, runId, info) {
   // --- body ---
   const graphBox = h("div", { class: "graph-wrap run-graph" });
   let view = null;
+  const membersOf = new Map(pipeline ? pipeline.nodes.map((n) => [n.name, n.members || [n.name]]) : []);
   if (pipeline) {
     // A group stands for many steps: selecting it clears the log's step filter.
     const single = new Set(pipeline.nodes.filter((n) => !n.members || n.members.length === 1).map((n) => (n.members ? n.members[0] : n.name)));
     const stepOfNode = new Map(pipeline.nodes.map((n) => [n.name, n.members && n.members.length === 1 ? n.members[0] : n.name]));
     view = new GraphView(graphBox, pipeline, { onSelect: (id) => {
+      if (picking) {
+        if (!id) return;
+        if (picked.has(id)) picked.delete(id); else picked.add(id);
+        view.setPicked(id, picked.has(id));
+        refreshHeader();
+        return;
+      }
       const key = id && single.has(stepOfNode.get(id)) ? stepOfNode.get(id) : "";
       log.stepSelect.value = key; log.setFilter({ step: key });
     } });
@@ -150,6 +194,31 @@ export async function runPage(root, runId, info) {
   const legend = h("div", { class: "legend" }, STATES.map((s) => h("span", { class: `count st-${s}` }, [h("i", {}), STATE_LABEL[s]])));
   const ganttBox = h("div", { class: "gantt-wrap" });
   const gantt = new Gantt(ganttBox);
+  // --- outputs the run stored (or reused): where, and how big ---
+  const outputRows = h("tbody", { "data-testid": "outputs-table" });
+  const outputNote = h("span", { class: "muted" }, "none stored");
+  let outputCount = 0, outputBytes = 0;
+  const addOutput = (e) => {
+    const data = e.data || {};
+    if (!data.path) return;
+    outputCount += 1;
+    outputBytes += Number(data.size) || 0;
+    outputNote.textContent = `${outputCount.toLocaleString()} stored, ${fmtBytes(outputBytes)}${outputCount > OUTPUT_ROWS ? ` (the first ${OUTPUT_ROWS} listed; the log has all)` : ""}`;
+    if (outputCount > OUTPUT_ROWS) return;
+    const name = data.mapping_key ? `${data.output}[${data.mapping_key}]` : data.output;
+    const from = data.loaded_from ? h("a", { href: `#/runs/${enc(data.loaded_from)}`, class: "mono" }, `reused from ${shortId(data.loaded_from)}`) : h("span", { class: "muted" }, "this run");
+    outputRows.append(h("tr", { "data-step": e.step_key }, [
+      h("td", { class: "mono" }, e.step_key), h("td", { class: "mono" }, name),
+      h("td", { class: "mono path", title: data.path }, data.path), h("td", {}, fmtBytes(data.size)), h("td", {}, from),
+    ]));
+  };
+  const outputsPanel = h("section", { class: "panel outputs-panel" }, [
+    h("div", { class: "panel-head" }, [h("h2", {}, "Stored outputs"), outputNote]),
+    h("div", { class: "table-scroll" }, h("table", { class: "table outputs" }, [
+      h("thead", {}, h("tr", {}, ["Step", "Output", "Location", "Size", "From"].map((c) => h("th", {}, c)))),
+      outputRows,
+    ])),
+  ]);
   const logBox = h("div", { class: "log" });
   const log = new EventLog(logBox);
   const logPanel = h("section", { class: "panel log-panel" }, [h("div", { class: "panel-head" }, [h("h2", {}, "Event log")]), logBox]);
@@ -160,7 +229,7 @@ export async function runPage(root, runId, info) {
         h("h1", {}, ["Run ", h("span", { class: "mono", title: runId }, shortId(runId))]),
         badge,
         h("div", { class: "grow" }),
-        actionError, cancelBtn, rerunBtn,
+        actionError, cancelBtn, fromFailureBtn, pickBtn, selectedBtn, rerunBtn,
       ]),
       h("div", { class: "run-meta" }, [
         meta("Pipeline", pipeline ? h("a", { href: `#/pipelines/${enc(run.pipeline_name)}` }, run.pipeline_name) : run.pipeline_name),
@@ -168,7 +237,8 @@ export async function runPage(root, runId, info) {
         meta("Duration", durationEl),
         meta("Tags", tagChips(run.tags)),
         meta("Trace", traceEl),
-        run.parent_run_id ? meta("Re-run of", h("a", { href: `#/runs/${enc(run.parent_run_id)}`, class: "mono" }, shortId(run.parent_run_id))) : null,
+        run.parent_run_id ? meta("Parent", h("a", { href: `#/runs/${enc(run.parent_run_id)}`, class: "mono", "data-testid": "parent-link" }, shortId(run.parent_run_id))) : null,
+        run.root_run_id ? meta("Root", h("a", { href: `#/runs/${enc(run.root_run_id)}`, class: "mono", "data-testid": "root-link" }, shortId(run.root_run_id))) : null,
       ]),
       counts,
       failureBox,
@@ -177,6 +247,7 @@ export async function runPage(root, runId, info) {
       h("section", { class: "panel" }, [h("div", { class: "panel-head" }, [h("h2", {}, "Steps"), h("div", { class: "grow" }), legend]), graphBox]),
       h("section", { class: "panel" }, [h("div", { class: "panel-head" }, [h("h2", {}, "Timeline")]), ganttBox]),
     ]),
+    outputsPanel,
     logPanel,
   ]));
 
@@ -204,7 +275,8 @@ export async function runPage(root, runId, info) {
           break;
         }
         case "STEP_UP_FOR_RETRY": setState(key, "retrying"); close(key, "retry", e.timestamp); break;
-        case "STEP_SUCCESS": setState(key, "success"); close(key, "success", e.timestamp); break;
+        case "STEP_SUCCESS": setState(key, data.loaded_from ? "reused" : "success"); close(key, "success", e.timestamp); break;
+        case "STEP_OUTPUT": addOutput(e); break;
         case "STEP_FAILURE": setState(key, "failure"); close(key, "failure", e.timestamp); addFailure(key, data.error, "failed"); break;
         case "STEP_SKIPPED": setState(key, "skipped"); addFailure(key, resourceErrors.get(data.resource), "could not start"); break;
         case "STEP_CANCELED": setState(key, "canceled"); close(key, "canceled", e.timestamp); break;
@@ -212,7 +284,7 @@ export async function runPage(root, runId, info) {
       }
     }
   };
-  const RANK = { failure: 6, running: 5, retrying: 4, canceled: 3, pending: 2, skipped: 1, success: 0 };
+  const RANK = { failure: 6, running: 5, retrying: 4, canceled: 3, pending: 2, skipped: 1, success: 0, reused: 0 };
   const paint = () => {
     if (view) {
       for (const node of dirty) {

@@ -26,7 +26,11 @@ export async function runsPage(root, info) {
     summary.textContent = `${shown.length} of ${runs.length} runs`;
     tbody.replaceChildren(...shown.map((r) => h("tr", { "data-run": r.run_id, onclick: () => { location.hash = `#/runs/${enc(r.run_id)}`; } }, [
       h("td", {}, statusBadge(r.status)),
-      h("td", {}, h("a", { class: "mono", href: `#/runs/${enc(r.run_id)}`, title: r.run_id }, shortId(r.run_id))),
+      h("td", {}, [
+        h("a", { class: "mono", href: `#/runs/${enc(r.run_id)}`, title: r.run_id }, shortId(r.run_id)),
+        // A re-execution links to the run it re-executed (the run page links its root too).
+        r.parent_run_id ? h("a", { class: "mono parent-of", href: `#/runs/${enc(r.parent_run_id)}`, title: `re-execution of ${r.parent_run_id}`, "data-testid": "run-parent", onclick: (ev) => ev.stopPropagation() }, `↳ ${shortId(r.parent_run_id)}`) : null,
+      ]),
       h("td", {}, r.pipeline_name),
       h("td", {}, fmtTime(r.start_time)),
       h("td", {}, r.start_time ? fmtDuration((r.end_time ?? now) - r.start_time) : "—"),
