@@ -48,8 +48,10 @@ use_working_tree()
 
 ALL = (
     "W1",
+    "W1U",
     "W2",
     "W3",
+    "W3U",
     "W4",
     "W5",
     "W6",
@@ -172,8 +174,10 @@ PROFILES = {
 
 GOALS = {
     "W1": ("makespan ≤ 1.05x ideal", 1.05),
+    "W1U": ("makespan ≤ 1.05x ideal", 1.05),
     "W2": ("≤ 1.5x raw", 1.5),
     "W3": ("≤ 1.5x raw", 1.5),
+    "W3U": ("≤ 1.0x raw task per node", 1.0),
     "W5": ("time growth 10k→100k ≤ 11x", 11.0),
     "W9": ("≤ 1.1x raw, loop stall ≤ 1.5x raw's", 1.1),
     "IMPORT": ("≤ 2x anyio", 2.0),
@@ -269,7 +273,7 @@ def _judge(row: dict[str, Any]) -> None:
     if goal is None:
         return
     text, limit = goal
-    value = row["asyncdag_over_ideal"] if row["workload"] == "W1" else row["ratio"]
+    value = row["asyncdag_over_ideal"] if row["workload"] in ("W1", "W1U") else row["ratio"]
     row["goal"] = text
     row["goal_met"] = value <= limit
     if row["workload"] == "W9":
@@ -696,8 +700,13 @@ def main(argv: list[str] | None = None) -> int:
         "W1": lambda: _compare(
             suite, lambda: workloads.wide_sleep_case(p.w1[0], delay=p.w1[1], limit=p.w1[2])
         ),
+        "W1U": lambda: _compare(
+            suite,
+            lambda: workloads.wide_sleep_case(p.w1[0], delay=p.w1[1], limit=None, name="W1U"),
+        ),
         "W2": lambda: _compare(suite, lambda: workloads.chain_case(p.w2)),
         "W3": lambda: _compare(suite, lambda: workloads.wide_case(p.w3)),
+        "W3U": lambda: _compare(suite, lambda: workloads.wide_case(p.w3, limit=None, name="W3U")),
         "W4": lambda: _compare(suite, lambda: workloads.random_dag_case(p.w4)),
         "W5": lambda: run_scale(suite),
         "W6": lambda: run_http(suite),

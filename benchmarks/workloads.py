@@ -166,18 +166,21 @@ def _raw_dag_programs(graph: RawGraph, limit: int) -> dict[str, Program]:
 # --- W1: wide I/O -------------------------------------------------------------------------------
 
 
-def wide_sleep_case(n: int, *, delay: float, limit: int, with_dag: bool = True) -> Case:
-    """W1: ``n`` independent ``anyio.sleep(delay)`` steps, at most ``limit`` at once, one fan-in."""
+def wide_sleep_case(
+    n: int, *, delay: float, limit: int | None, with_dag: bool = True, name: str = "W1"
+) -> Case:
+    """W1: ``n`` independent ``anyio.sleep(delay)`` steps, at most ``limit`` at once (None: no
+    bound, every sleep at once: W1U), one fan-in."""
 
     async def raw() -> int:
-        return await raw_anyio.run_wide_sleep(n, delay=delay, limit=limit)
+        return await raw_anyio.run_wide_sleep(n, delay=delay, limit=limit or n)
 
     async def nap() -> int:
         await anyio.sleep(delay)
         return 1
 
     return _timed_wide_case(
-        "W1",
+        name,
         n,
         step=nap,
         pipeline_name=f"w1_wide_io_{n}",
@@ -195,11 +198,12 @@ def _timed_wide_case(
     step: Callable[[], Any],
     pipeline_name: str,
     delay: float,
-    limit: int,
+    limit: int | None,
     raw: tuple[str, Program],
     with_dag: bool,
 ) -> Case:
-    """W1 and W7: ``n`` steps that each take ``delay`` and a fan-in; ideal is full waves of ``limit``."""
+    """W1 and W7: ``n`` steps that each take ``delay`` and a fan-in; ideal is full waves of
+    ``limit`` (one wave with no limit)."""
     dag, build_s, error = _maybe_dag(
         with_dag,
         lambda: build_wide_pipeline(n, step=step, name=pipeline_name),
@@ -213,7 +217,7 @@ def _timed_wide_case(
         expected=n,
         raw=dict([raw]),
         dag=dag,
-        ideal_s=-(-n // limit) * delay,
+        ideal_s=-(-n // (limit or n)) * delay,
         build_s=build_s,
         dag_error=error,
     )
@@ -283,17 +287,21 @@ def build_wide_pipeline(n: int, *, step: Callable[..., Any] = _one, name: str | 
     return body
 
 
-def wide_case(n: int, *, limit: int = 50, with_dag: bool = True, name: str = "W3") -> Case:
-    """W3: ``n`` no-op async steps and one fan-in."""
+def wide_case(n: int, *, limit: int | None = 50, with_dag: bool = True, name: str = "W3") -> Case:
+    """W3: ``n`` no-op async steps and one fan-in.  With no ``limit`` (W3U) asyncdag runs
+    without ``max_concurrency`` against what a user writes then: a task per node."""
     dag, build_s, error = _maybe_dag(
         with_dag, lambda: build_wide_pipeline(n), "total", max_concurrency=limit
     )
+    raw = _raw_dag_programs(wide_graph(n), limit or n + 1)
+    if limit is None:
+        raw = {"task-per-node": raw["task-per-node"]}
     return Case(
         name=name,
         size=n,
         steps=n + 1,
         expected=n,
-        raw=_raw_dag_programs(wide_graph(n), limit),
+        raw=raw,
         dag=dag,
         build_s=build_s,
         dag_error=error,

@@ -347,6 +347,51 @@ async def test_a_failure_skips_dependents_and_independent_branches_go_on() -> No
     assert types[-1] is EventType.RUN_FAILURE
 
 
+async def test_the_run_s_end_names_failed_steps_in_plan_order_and_counts_the_skipped() -> None:
+    """Failed steps are listed in plan order whichever failed first; skips are counted
+    whatever skipped them (a failure upstream, a resource that did not start)."""
+    from asyncdag import resource
+
+    second_may_fail = anyio.Event()
+
+    @resource
+    def broken() -> None:
+        raise ConnectionError("no db")
+
+    @solid
+    async def first() -> int:
+        await second_may_fail.wait()
+        raise ValueError("first")
+
+    @solid
+    async def second() -> int:
+        second_may_fail.set()
+        raise ValueError("second")
+
+    @solid
+    def after(x: int) -> int:
+        return x
+
+    @solid(required_resources={"db"})
+    def needs_db() -> None:
+        pass
+
+    @pipeline(resources={"db": broken})
+    def p():
+        after(first())
+        after.alias("after_second")(second())
+        needs_db()
+
+    with anyio.fail_after(DEADLOCK_GUARD):
+        result = await execute_pipeline_async(p, raise_on_error=False)
+    end = result.events[-1]
+    assert end.type is EventType.RUN_FAILURE
+    assert end.data is not None
+    assert end.data["failed_steps"] == ["first", "second"]
+    assert end.data["skipped"] == 3
+    assert "Failed steps: ['first', 'second']; skipped: 3." in end.message
+
+
 async def test_raise_on_error_reraises_the_solids_own_exception_after_the_run_ended() -> None:
     seen: list[EventType] = []
     finished = []

@@ -107,3 +107,42 @@ async def test_the_attempt_survives_a_round_trip_through_a_dict() -> None:
             event.attempt,
         )
     assert [e.attempt for e in result.events if e.step_key == "one"] == [1, 1]
+
+
+async def test_a_step_event_reads_as_the_plain_event_it_stands_for() -> None:
+    """STEP_START and STEP_SUCCESS build their message and data when read; whatever way
+    they are read, they are the plain Event with that message and data."""
+    import copy
+    import pickle
+
+    result = await execute_pipeline_async(single)
+    start, success = [e for e in result.events if e.step_key == "one"]
+    assert start.message == "Started execution of step 'one'."
+    assert (
+        success.message
+        == f"Finished execution of step 'one' in {success.data['duration'] * 1000:.2f}ms."
+    )
+    assert start.data == {"attempt": 1, "waited": start.data["waited"]}
+    assert set(success.data) == {"attempt", "duration"} and success.data["duration"] >= 0
+    for event in (start, success):
+        plain = Event.from_dict(event.to_dict())
+        assert type(plain) is Event
+        assert event == plain and plain == event
+        assert (event != plain) is False
+        assert (
+            tuple(event) == tuple(plain) and event[6] == plain.message and event[-1] == plain.data
+        )
+        assert list(event._asdict().items()) == list(plain._asdict().items())
+        assert repr(event) == repr(plain)
+        assert pickle.loads(pickle.dumps(event)) == plain
+        assert type(copy.copy(event)) is Event
+        assert event._replace(seq=99) == plain._replace(seq=99)
+
+
+async def test_a_step_event_s_duration_is_the_time_between_its_attempt_s_start_and_end() -> None:
+    result = await execute_pipeline_async(single)
+    start, success = [e for e in result.events if e.step_key == "one"]
+    step = result.step_result("one")
+    assert (start.timestamp, success.timestamp) == (step.start_time, step.end_time)
+    assert success.data["duration"] == step.end_time - step.start_time
+    assert [e.timestamp for e in result.events] == sorted(e.timestamp for e in result.events)

@@ -476,6 +476,27 @@ async def test_recorder_survives_a_failed_background_write() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_run_whose_events_cannot_be_stored_raises_the_storage_error_in_a_group() -> None:
+    """execute_pipeline_async raises what the run's recorder raised, in an exception
+    group, as it did when the run had a task of its own."""
+    from asyncdag import execute_pipeline_async, pipeline, solid
+
+    @solid
+    async def one() -> int:
+        return 1
+
+    @pipeline
+    def p() -> None:
+        one()
+
+    spy = SpyStorage(failing_writes=1000)
+    with pytest.raises(ExceptionGroup) as raised:
+        await execute_pipeline_async(p, storage=spy)
+    (error,) = raised.value.exceptions
+    assert isinstance(error, StorageError) and "could not be stored" in str(error)
+
+
+@pytest.mark.anyio
 async def test_recorder_raises_one_line_and_keeps_the_true_status_when_events_cannot_be_stored() -> (
     None
 ):

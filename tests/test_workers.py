@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.lowlevel
@@ -44,10 +45,10 @@ class Steps:
 
     def check(self) -> None:
         pool = self.pool
-        if pool.workers != pool.idle + pool.arriving + pool.running:
+        if pool.workers != pool.idle + pool.arriving + pool.running + pool.yielding:
             self.broken.append(
                 f"workers={pool.workers} idle={pool.idle} arriving={pool.arriving} "
-                f"running={pool.running}"
+                f"running={pool.running} yielding={pool.yielding}"
             )
         if pool.workers > pool.bound:
             self.broken.append(f"workers={pool.workers} > bound={pool.bound}")
@@ -141,3 +142,93 @@ def test_the_priority_queue_pops_highest_first_then_first_in_first_out(
 def test_a_plan_without_priorities_gets_a_plain_deque() -> None:
     assert type(ready_queue(False)) is deque
     assert isinstance(ready_queue(True), PriorityQueue)
+
+
+async def _run_ready(
+    count: int, bound: int | None, run_step: Callable[[int], Awaitable[None]]
+) -> tuple[WorkerPool, int]:
+    """``count`` steps ready at once, run by a pool; returns it and its peak of workers."""
+    items = list(range(count))
+    peak = 0
+
+    async def step(item: int) -> None:
+        nonlocal peak
+        peak = max(peak, pool.workers)
+        await run_step(item)
+        pool.done += 1
+        if pool.done == count:
+            pool.last_step_done()
+
+    pool = WorkerPool(step, items, bound=bound)
+    for item in items:
+        pool.ready.append(item)
+    with anyio.fail_after(30):  # a deadlock guard only
+        async with anyio.create_task_group() as tg:
+            pool.start(tg)
+    return pool, peak
+
+
+@pytest.mark.anyio
+async def test_steps_that_never_await_run_on_two_workers_at_most() -> None:
+    async def no_op(item: int) -> None:
+        pass
+
+    pool, peak = await _run_ready(1_000, None, no_op)
+    assert pool.done == 1_000
+    assert peak <= 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("bound", [None, 64, 100])
+async def test_steps_that_block_get_a_worker_each_up_to_the_bound(bound: int | None) -> None:
+    """Every step waits until all of them (or as many as the bound allows) have started:
+    the run only ends if the pool grows to that many workers while they block."""
+    count = 100
+    together = min(count, bound or count)
+    started = 0
+    all_in = anyio.Event()
+
+    async def blocks(item: int) -> None:
+        nonlocal started
+        started += 1
+        if started % together == 0:
+            all_in.set()
+        await all_in.wait()
+
+    pool, peak = await _run_ready(count, bound, blocks)
+    assert pool.done == count
+    assert peak == together
+
+
+@pytest.mark.anyio
+async def test_workers_done_with_parallel_steps_exit_rather_than_wait_for_a_fan_in() -> None:
+    """Ten steps block together, then one step depending on all of them becomes ready:
+    one worker runs it, and the nine others exit instead of waiting to be woken."""
+    count = 10
+    items = list(range(count + 1))  # the ten and the fan-in
+    all_in = anyio.Event()
+    started = finished = most_idle = 0
+
+    async def step(item: int) -> None:
+        nonlocal started, finished, most_idle
+        if item < count:
+            started += 1
+            if started == count:
+                all_in.set()
+            await all_in.wait()
+            finished += 1
+            if finished == count:
+                pool.ready.append(count)  # the fan-in is ready once the last one is done
+        most_idle = max(most_idle, pool.idle)
+        pool.done += 1
+        if pool.done == len(items):
+            pool.last_step_done()
+
+    pool = WorkerPool(step, items, bound=None)
+    for item in range(count):
+        pool.ready.append(item)
+    with anyio.fail_after(30):  # a deadlock guard only
+        async with anyio.create_task_group() as tg:
+            pool.start(tg)
+    assert pool.done == count + 1
+    assert most_idle == 0

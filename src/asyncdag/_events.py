@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import Any, NamedTuple
+import sys
+from collections.abc import Iterator
+from typing import Any, NamedTuple, SupportsIndex
 
 import attrs
 
-__all__ = ["ErrorInfo", "Event", "EventType", "RunStatus", "StepStatus"]
+__all__ = [
+    "ErrorInfo",
+    "Event",
+    "EventType",
+    "RunStatus",
+    "StepStartEvent",
+    "StepStatus",
+    "StepSuccessEvent",
+]
 
 
 class EventType(enum.StrEnum):
@@ -188,3 +198,128 @@ class Event(NamedTuple):
             message=data.get("message", ""),
             data=data.get("data"),
         )
+
+
+# --- the two events every step emits, with message and data built when read ----------------------
+
+
+def _item(event: Event, index: int) -> Any:
+    """Slot ``index`` of ``event`` as stored, past the overrides below."""
+    return tuple.__getitem__(event, index)
+
+
+class _StepTimingEvent(Event):
+    """An event the engine emits for every step, whose message and data are built on read.
+
+    A run of 100,000 steps emits 200,000 of these, and most of them are never read
+    (nobody listens at DEBUG; the result keeps them for whoever asks).  So the tuple
+    stores only what the text and the dict are made from: the attempt number where
+    ``message`` sits and a reference time where ``data`` sits.  Read through the
+    fields (``event.message``, ``event.data``, ``to_dict()``), by iteration or by
+    index, compared, hashed, printed or pickled, such an event is the plain
+    :class:`Event` with the same message and data, which it equals (pickling gives
+    that plain event).  ``data`` is a new dict at every read.
+    """
+
+    __slots__ = ()
+
+    @property
+    def attempt(self) -> int | None:
+        return _item(self, 6)  # type: ignore[no-any-return]
+
+    def _values(self) -> tuple[Any, ...]:
+        return (
+            self.run_id,
+            self.seq,
+            self.timestamp,
+            self.type,
+            self.step_key,
+            self.level,
+            self.message,
+            self.data,
+        )
+
+    def _plain(self) -> Event:
+        return Event(*self._values())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._values()[index]
+
+    def __eq__(self, other: object) -> bool:
+        return self._values() == other
+
+    def __ne__(self, other: object) -> bool:
+        return self._values() != other
+
+    def __lt__(self, other: object) -> bool:
+        return self._values() < other  # type: ignore[operator]
+
+    def __le__(self, other: object) -> bool:
+        return self._values() <= other  # type: ignore[operator]
+
+    def __gt__(self, other: object) -> bool:
+        return self._values() > other  # type: ignore[operator]
+
+    def __ge__(self, other: object) -> bool:
+        return self._values() >= other  # type: ignore[operator]
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return repr(self._plain())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Event, self._values())
+
+    def _asdict(self) -> dict[str, Any]:
+        return self._plain()._asdict()
+
+    def _replace(self, /, **changes: Any) -> Event:  # type: ignore[override]
+        return self._plain()._replace(**changes)
+
+    def count(self, value: Any, /) -> int:
+        return self._values().count(value)
+
+    def index(
+        self, value: Any, start: SupportsIndex = 0, stop: SupportsIndex = sys.maxsize, /
+    ) -> int:
+        return self._values().index(value, start, stop)
+
+
+class StepStartEvent(_StepTimingEvent):
+    """STEP_START: ``Started execution of step 'key'.``, data ``attempt`` and ``waited``
+    (seconds from ready to started).  Stored: the attempt and the time it became ready."""
+
+    __slots__ = ()
+    TYPE = EventType.STEP_START
+
+    @property
+    def message(self) -> str:  # type: ignore[override]
+        return f"Started execution of step {self.step_key!r}."
+
+    @property
+    def data(self) -> dict[str, Any]:  # type: ignore[override]
+        return {"attempt": _item(self, 6), "waited": self.timestamp - _item(self, 7)}
+
+
+class StepSuccessEvent(_StepTimingEvent):
+    """STEP_SUCCESS: ``Finished execution of step 'key' in 1.23ms.``, data ``attempt`` and
+    ``duration`` (seconds of the attempt).  Stored: the attempt and the time it started."""
+
+    __slots__ = ()
+    TYPE = EventType.STEP_SUCCESS
+
+    @property
+    def message(self) -> str:  # type: ignore[override]
+        return (
+            f"Finished execution of step {self.step_key!r} in "
+            f"{(self.timestamp - _item(self, 7)) * 1000:.2f}ms."
+        )
+
+    @property
+    def data(self) -> dict[str, Any]:  # type: ignore[override]
+        return {"attempt": _item(self, 6), "duration": self.timestamp - _item(self, 7)}

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import weakref
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -150,6 +151,9 @@ class ResolvedRunConfig:
     resources: dict[str, Any]
     execution: ExecutionConfig
     raw: dict[str, Any]
+    #: The nodes whose entry in ``solids`` says something (config or inputs), in node
+    #: order: what a run reads, without walking every node of a big pipeline.
+    configured: tuple[str, ...] = attrs.field(default=(), eq=False)
 
 
 # --- single schemas -------------------------------------------------------------------------
@@ -725,6 +729,8 @@ def _resolve_resource(
 
 
 def _resolve_execution(section: Any, errors: list[ConfigErrorItem]) -> ExecutionConfig:
+    if section is None:  # the commonest case, and all defaults: no schema walk per run
+        return ExecutionConfig()
     before = len(errors)
     dask = None
     if isinstance(section, Mapping) and "dask" in section:
@@ -797,6 +803,10 @@ def _merged(pipeline: _Pipeline, run_config: Mapping[str, Any] | None) -> dict[s
     Checked before anything else walks it, so a NaN, a date object or a
     structure nested thousands deep is one error with its path, never a crash.
     """
+    if not pipeline.default_config and (
+        run_config is None or (isinstance(run_config, Mapping) and not run_config)
+    ):
+        return {}  # no config at all: nothing to check or merge
     subject = f"run config for pipeline {pipeline.name!r}"
     base = pipeline.default_config or {}
     for what, value in (("the pipeline's default config", base), ("run config", run_config)):
@@ -859,13 +869,26 @@ def resolve_run_config(
     solids_section = _section(raw, "solids", "solids", errors)
     index = _GraphIndex(pipeline)
     expanded = None
-    if index.graphs or any("." in name for name in nodes):
+    needing, dotted = _pipeline_facts(pipeline)
+    if index.graphs or dotted:
         expanded = _expand_graphs(solids_section, nodes, index, errors)
         solids_section = expanded.solids
     _check_keys(solids_section, nodes, "solids", errors, noun="solid")
-    solids: dict[str, SolidRunConfig] = {}
+    # Every node starts with no config; only those that have a schema, an input to
+    # feed, or an entry in this config are resolved (in node order, as errors are listed).
+    solids: dict[str, SolidRunConfig] = dict.fromkeys(nodes, _NO_CONFIG)
     cut = cut or {}
-    for name, node in nodes.items():
+    if computed is None and not cut:
+        to_resolve = needing
+        extra = [name for name in (*solids_section, *index.fed) if name in nodes]
+        if extra:
+            wanted = {*to_resolve, *extra}
+            to_resolve = tuple(name for name in nodes if name in wanted)
+    else:  # a subset run: which inputs must be fed depends on what it computes and cuts
+        to_resolve = tuple(nodes)
+    configured: list[str] = []
+    for name in to_resolve:
+        node = nodes[name]
         entry = solids_section.get(name)
         node_cut = cut.get(name, ())
         runs = computed is None or name in computed
@@ -879,13 +902,11 @@ def resolve_run_config(
                 not runs or not node.solid.input_defs or not _unfed_required_inputs(node, node_cut)
             )
         ):
-            solids[name] = _NO_CONFIG
-            continue
+            continue  # no config: _NO_CONFIG
         if expanded is not None and expanded.unmapped and expanded.lost(name):
-            solids[name] = _NO_CONFIG  # its graph's config is at fault, already reported
-            continue
+            continue  # its graph's config is at fault, already reported
         before = len(errors)
-        solids[name] = _resolve_solid(
+        solids[name] = resolved = _resolve_solid(
             node,
             entry,
             f"solids.{name}",
@@ -895,6 +916,8 @@ def resolve_run_config(
             cut=node_cut,
             computed=runs,
         )
+        if resolved.config is not None or resolved.inputs:
+            configured.append(name)
         owner = index.mapped_owner(name) if index.mapped and len(errors) > before else None
         if owner is not None:
             _annotate(errors, before, f"given by the config_fn of graph {owner!r}")
@@ -916,7 +939,47 @@ def resolve_run_config(
         # A graph input feeding several solids is checked once per solid: report it once.
         errors = list(dict.fromkeys(errors))
         raise ConfigError(errors, subject=f"run config for pipeline {pipeline.name!r}")
-    return ResolvedRunConfig(solids=solids, resources=resources, execution=execution, raw=raw)
+    return ResolvedRunConfig(
+        solids=solids,
+        resources=resources,
+        execution=execution,
+        raw=raw,
+        configured=tuple(configured),
+    )
+
+
+def _needs_config(node: _Node) -> bool:
+    """Whether ``node`` is resolved even when run config does not name it."""
+    solid = node.solid
+    return (
+        solid.config_schema is not None
+        or getattr(solid, "config_mapping", None) is not None
+        or bool(solid.input_defs and _unfed_required_inputs(node))
+    )
+
+
+# pipeline -> (the nodes that need resolving whatever the run config says, in node order;
+# whether a node name is dotted, as a flattened graph's are).
+_FACTS: weakref.WeakKeyDictionary[Any, tuple[tuple[str, ...], bool]] = weakref.WeakKeyDictionary()
+
+
+def _pipeline_facts(pipeline: _Pipeline) -> tuple[tuple[str, ...], bool]:
+    """What resolving needs to know of ``pipeline``'s nodes, found once per pipeline (a
+    pipeline never changes once built; a stand-in that cannot be cached is walked)."""
+    try:
+        return _FACTS[pipeline]
+    except KeyError:
+        pass
+    except TypeError:  # not hashable or not weakly referenceable
+        return _walk_nodes(pipeline)
+    facts = _FACTS[pipeline] = _walk_nodes(pipeline)
+    return facts
+
+
+def _walk_nodes(pipeline: _Pipeline) -> tuple[tuple[str, ...], bool]:
+    nodes = pipeline.nodes
+    needing = tuple(name for name, node in nodes.items() if _needs_config(node))
+    return needing, any("." in name for name in nodes)
 
 
 # --- schema and scaffold of a whole run config ----------------------------------------------

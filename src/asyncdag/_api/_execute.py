@@ -18,7 +18,7 @@ from .._engine import Listener
 from .._errors import EventLoopError
 from ._options import RunOptions
 from ._result import PipelineRunResult
-from ._run import run_with_options
+from ._run import run_to_end
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -125,9 +125,7 @@ async def execute_with_options(
     pipeline: PipelineDefinition, run_config: Mapping[str, Any] | None, options: RunOptions
 ) -> PipelineRunResult:
     """:func:`execute_pipeline_async` with its options as one value."""
-    async with run_with_options(pipeline, run_config, options) as run:
-        pass
-    return await run.result()
+    return await run_to_end(pipeline, run_config, options)
 
 
 def execute_pipeline(

@@ -12,7 +12,15 @@ from .._engine import StoredValue
 from .._errors import AsyncdagError
 from .._events import ErrorInfo, Event, RunStatus, StepStatus
 
-__all__ = ["LazyMapping", "PipelineRunResult", "StepResult", "mapped_outputs"]
+__all__ = [
+    "LazyMapping",
+    "PipelineRunResult",
+    "RunSteps",
+    "StepOutputs",
+    "StepResult",
+    "StepResults",
+    "mapped_outputs",
+]
 
 
 class LazyMapping(Mapping[str, Any]):
@@ -73,6 +81,114 @@ class StepResult:
         return self.end_time - self.start_time
 
 
+class RunSteps:
+    """A finished run's step states, found by step key without building anything per step.
+
+    Static steps are found through the plan's index; steps made while the run went on
+    (a fan-out's mapped steps) through an index of their own, built on the first lookup
+    that needs it.
+    """
+
+    __slots__ = ("_by_key", "_dynamic", "_runtime", "_static_count", "states")
+
+    def __init__(self, states: Sequence[Any], by_key: Mapping[str, Any], dynamic: Any) -> None:
+        self.states = states
+        self._by_key = by_key  # static step key -> Step, whose index is its state's position
+        self._static_count = len(by_key)
+        self._runtime: dict[str, Any] | None = None
+        self._dynamic = dynamic
+
+    def get(self, key: str) -> Any:
+        """The state of step ``key``, or None."""
+        step = self._by_key.get(key)
+        if step is not None:
+            return self.states[step.index]
+        if len(self.states) == self._static_count:
+            return None
+        if self._runtime is None:
+            self._runtime = {s.step.key: s for s in self.states[self._static_count :]}
+        return self._runtime.get(key)
+
+    def outputs_of(self, state: Any) -> dict[str, Any] | None:
+        """What ``state``'s step produced by output name; a producer's dynamic outputs as
+        its items by mapping key."""
+        outputs = state.outputs
+        dynamic = self._dynamic
+        if outputs is not None and dynamic is not None and state.step.index in dynamic.by_producer:
+            outputs = {**outputs, **dynamic.items_of(state.step.index)}
+        return outputs  # type: ignore[no-any-return]
+
+
+class StepOutputs(Mapping[str, Mapping[str, Any]]):
+    """Step key -> what the step produced, read from the run's states on lookup.
+
+    Only the steps that produced outputs are keys.  Looking one up builds its
+    outputs alone: a caller awaiting one output of a 100,000-step run pays for one.
+    """
+
+    __slots__ = ("_steps",)
+
+    def __init__(self, steps: RunSteps) -> None:
+        self._steps = steps
+
+    def __getitem__(self, key: str) -> Mapping[str, Any]:
+        state = self._steps.get(key)
+        outputs = None if state is None else self._steps.outputs_of(state)
+        if outputs is None:
+            raise KeyError(key)
+        return outputs
+
+    def __iter__(self) -> Iterator[str]:
+        return (s.step.key for s in self._steps.states if s.outputs is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+class StepResults(Mapping[str, "StepResult"]):
+    """Step key -> :class:`StepResult`, each built on first lookup (and then kept)."""
+
+    __slots__ = ("_built", "_steps")
+
+    def __init__(self, steps: RunSteps) -> None:
+        self._steps = steps
+        self._built: dict[str, StepResult] = {}
+
+    def __getitem__(self, key: str) -> StepResult:
+        result = self._built.get(key)
+        if result is None:
+            state = self._steps.get(key)
+            if state is None:
+                raise KeyError(key)
+            step = state.step
+            result = self._built[key] = StepResult(
+                key=step.key,
+                solid_name=step.solid.name,
+                status=state.status,
+                attempts=state.attempts,
+                start_time=state.start,
+                end_time=state.end,
+                error=state.error,
+                skip_reason=state.skip_reason,
+            )
+        return result
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._steps.get(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return (s.step.key for s in self._steps.states)
+
+    def __len__(self) -> int:
+        return len(self._steps.states)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
 @attrs.frozen(eq=False)
 class PipelineRunResult:
     """The result of one run.  ``events`` is the complete, ordered event log."""
@@ -112,6 +228,16 @@ class PipelineRunResult:
         For a step a re-execution reused rather than computed, the value is read
         from the output store on first access (a blocking read).
         """
+        outputs = self._outputs.get(name)
+        if outputs is not None:  # the common case, first: no StepResult is built for it
+            try:
+                value = outputs[output_name]
+            except KeyError:
+                raise AsyncdagError(
+                    f"step {name!r} has no output named {output_name!r}; it produced "
+                    f"{list(outputs)}"
+                ) from None
+            return _loaded(value)
         step = self.step_results.get(name)
         if step is None:
             mapped = self._mapped.get(name)
@@ -123,19 +249,10 @@ class PipelineRunResult:
             raise AsyncdagError(
                 f"run {self.run_id} has no step {name!r}; steps are {list(self.step_results)}"
             )
-        outputs = self._outputs.get(name)
-        if outputs is None:
-            raise AsyncdagError(
-                f"step {name!r} has no output: it ended {step.status.value}"
-                + (f" ({step.error.type}: {step.error.message})" if step.error else "")
-            )
-        try:
-            value = outputs[output_name]
-        except KeyError:
-            raise AsyncdagError(
-                f"step {name!r} has no output named {output_name!r}; it produced {list(outputs)}"
-            ) from None
-        return _loaded(value)
+        raise AsyncdagError(
+            f"step {name!r} has no output: it ended {step.status.value}"
+            + (f" ({step.error.type}: {step.error.message})" if step.error else "")
+        )
 
     def _graph_output(self, name: str, graph: Any, output_name: str) -> Any:
         handle = graph.outputs.get(output_name)

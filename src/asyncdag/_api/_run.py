@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from .._definitions import PipelineDefinition, ResourceDefinition, check_resources_bound
 from .._engine import EventBus, Executor, Listener, ResourceManager, _tracing
@@ -22,7 +23,14 @@ from .._plan import ExecutionPlan
 from ._console import run_log_listener
 from ._lineage import Lineage, pipeline_origin, prepare_lineage
 from ._options import RunOptions
-from ._result import LazyMapping, PipelineRunResult, StepResult, mapped_outputs
+from ._result import (
+    LazyMapping,
+    PipelineRunResult,
+    RunSteps,
+    StepOutputs,
+    StepResults,
+    mapped_outputs,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -32,7 +40,7 @@ if TYPE_CHECKING:
     from ..outputs import OutputStore
     from ..storage import RunStorage
 
-__all__ = ["RunHandle", "open_run"]
+__all__ = ["RunHandle", "open_run", "run_to_end"]
 
 
 class RunHandle:
@@ -91,9 +99,10 @@ class RunHandle:
             cut=subset.cut if subset is not None else None,
         )
         self.run_config: dict[str, Any] = dict(resolved.raw)
+        configured = [(name, resolved.solids[name]) for name in resolved.configured]
         self.plan = ExecutionPlan.for_pipeline(
             pipeline,
-            input_values={name: sc.inputs for name, sc in resolved.solids.items() if sc.inputs},
+            input_values={name: sc.inputs for name, sc in configured if sc.inputs},
             subset=subset,
         )
         #: Where this run stores its outputs (None: it keeps none).
@@ -155,10 +164,9 @@ class RunHandle:
             tracer=self._tracer,
             tags=self.tags,
             run_config=self.run_config,
-            solid_configs={
-                name: sc.config for name, sc in resolved.solids.items() if sc.config is not None
-            },
+            solid_configs={name: sc.config for name, sc in configured if sc.config is not None},
             launcher=options.launcher,
+            emit_step=self._bus.emit_step,
             outputs=io,
             run_start_data=start_data,
             step_executor=(
@@ -169,7 +177,7 @@ class RunHandle:
         )
         self.status = RunStatus.NOT_STARTED
         self._result: PipelineRunResult | None = None
-        self._finished = anyio.Event()
+        self._finished: anyio.Event | None = None  # made by the first result() that waits
 
     # --- what users call -----------------------------------------------------------------------
 
@@ -178,8 +186,8 @@ class RunHandle:
         return self._bus.stream(after=after)
 
     @property
-    def event_log(self) -> list[Event]:
-        """The events emitted so far (a live list: do not mutate)."""
+    def event_log(self) -> Sequence[Event]:
+        """The events emitted so far: a live, read-only list that grows as the run goes on."""
         return self._bus.events
 
     def cancel(self) -> None:
@@ -198,7 +206,12 @@ class RunHandle:
         succeed raises instead: a failed step's own exception (the first in plan
         order), or :class:`~asyncdag.PipelineRunCanceled` for a cancelled run.
         """
-        await self._finished.wait()
+        if self._result is None:
+            if self._finished is None:
+                self._finished = anyio.Event()
+            await self._finished.wait()
+        else:
+            await anyio.lowlevel.checkpoint()  # as waiting on an event already set does
         assert self._result is not None
         if self.options.raise_on_error:
             raise_for(self._result)
@@ -248,56 +261,38 @@ class RunHandle:
                 self._set_result(status)
 
     def _set_result(self, status: RunStatus) -> None:
-        """The run ended (its last event is out): build its result and wake whoever waits."""
+        """The run ended (its last event is out): build its result and wake whoever waits.
+
+        Nothing here is per step: outputs and step results are read from the
+        run's states when asked for.
+        """
         executor = self._executor
         states = executor.states
         self.status = status
-        outputs = {}
-        exceptions = {}
-        for state in states:
-            if state.outputs is not None:
-                outputs[state.step.key] = state.outputs
-            if state.exception is not None and state.status is not StepStatus.SUCCESS:
-                exceptions[state.step.key] = state.exception
-        dynamic = executor.dynamic
-        if dynamic is not None:  # a producer's dynamic outputs: its items by mapping key
-            for index in dynamic.by_producer:
-                key = states[index].step.key
-                if key in outputs:
-                    outputs[key] = {**outputs[key], **dynamic.items_of(index)}
-
-        def step_results() -> dict[str, StepResult]:
-            return {
-                state.step.key: StepResult(
-                    key=state.step.key,
-                    solid_name=state.step.solid.name,
-                    status=state.status,
-                    attempts=state.attempts,
-                    start_time=state.start,
-                    end_time=state.end,
-                    error=state.error,
-                    skip_reason=state.skip_reason,
-                )
-                for state in states
-            }
-
+        exceptions = {
+            state.step.key: state.exception
+            for state in executor.raised
+            if state.status is not StepStatus.SUCCESS and state.exception is not None
+        }
+        steps = RunSteps(states, self.plan.by_key, executor.dynamic)
         self._result = PipelineRunResult(
             run_exception=executor.run_error,
             run_id=self.run_id,
             pipeline_name=self.pipeline.name,
             status=status,
             events=self._bus.events,
-            step_results=LazyMapping(step_results),
+            step_results=StepResults(steps),
             start_time=executor.start_time,
             end_time=executor.end_time,
             trace_id=self.trace_id,
-            outputs=outputs,
+            outputs=StepOutputs(steps),
             exceptions=exceptions,
             mapped=LazyMapping(lambda: mapped_outputs(self.pipeline, states)),
             graphs=self.pipeline.graphs,
         )
         self._bus.close()
-        self._finished.set()
+        if self._finished is not None:
+            self._finished.set()
 
 
 def _executor_from_config(execution: ExecutionConfig) -> StepExecutor | None:
@@ -428,19 +423,34 @@ async def open_run(
         yield handle
 
 
+async def run_to_end(
+    pipeline: PipelineDefinition, run_config: Mapping[str, Any] | None, options: RunOptions
+) -> PipelineRunResult:
+    """One run from start to result in the caller's own task (``execute_pipeline_async``).
+
+    Nobody else watches the run while it goes, so it needs no task of its own nor a
+    task group to hold one: a web service awaiting hundreds of runs at once saves
+    their cost on every run.
+    """
+    handle = RunHandle(pipeline, run_config, options, await _lineage(pipeline, run_config, options))
+    try:
+        await handle._execute()
+    except Exception as exc:
+        # What callers got when the run had a task of its own: its error in a group.
+        raise BaseExceptionGroup("unhandled errors in a TaskGroup", [exc]) from None
+    result = handle._result
+    assert result is not None
+    if options.raise_on_error:
+        raise_for(result)
+    return result
+
+
 @contextlib.asynccontextmanager
 async def run_with_options(
     pipeline: PipelineDefinition, run_config: Mapping[str, Any] | None, options: RunOptions
 ) -> AsyncIterator[RunHandle]:
     """:func:`open_run` with its options as one value (what the other entry points call)."""
-    lineage = None
-    if (
-        options.reexecute_from is not None
-        or options.step_selection is not None
-        or (options.from_failure)
-    ):
-        lineage = await prepare_lineage(pipeline, run_config, options)
-    handle = RunHandle(pipeline, run_config, options, lineage)
+    handle = RunHandle(pipeline, run_config, options, await _lineage(pipeline, run_config, options))
     async with anyio.create_task_group() as tg:
         tg.start_soon(handle._execute)
         try:
@@ -448,6 +458,19 @@ async def run_with_options(
         except BaseException:
             handle.cancel()
             raise
+
+
+async def _lineage(
+    pipeline: PipelineDefinition, run_config: Mapping[str, Any] | None, options: RunOptions
+) -> Lineage | None:
+    """What a re-execution or a step selection runs and reuses (None: a plain run)."""
+    if (
+        options.reexecute_from is not None
+        or options.step_selection is not None
+        or options.from_failure
+    ):
+        return await prepare_lineage(pipeline, run_config, options)
+    return None
 
 
 def _output_store(options: RunOptions, *, reads: bool) -> OutputStore | None:

@@ -1,8 +1,10 @@
 """The run's event log and its fan-out to listeners and live readers.
 
 Emitting is synchronous and cheap (one object, one append, a loop over
-listeners), because the engine emits from its hot path.  Listeners must not
-block: storage buffers, the console logger formats.  Async readers wait on an
+listeners), because the engine emits from its hot path; a step's STEP_START
+and STEP_SUCCESS that no listener wants are appended as compact records
+(:mod:`~asyncdag._engine._eventlog`).  Listeners must not block: storage
+buffers, the console logger formats.  Async readers wait on an
 ``anyio.Event`` that exists only while someone waits.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable
@@ -17,7 +20,8 @@ from typing import Any
 
 import anyio
 
-from .._events import Event, EventType
+from .._events import Event, EventType, StepStartEvent, StepSuccessEvent
+from ._eventlog import EventLog
 
 __all__ = ["EventBus", "Listener"]
 
@@ -25,6 +29,8 @@ Listener = Callable[[Event], Any]
 
 _log = logging.getLogger("asyncdag.events")
 _new_event = tuple.__new__
+DEBUG = logging.DEBUG
+_NOBODY = sys.maxsize  # the floor when no listener listens
 
 
 class EventBus:
@@ -33,8 +39,10 @@ class EventBus:
     __slots__ = (
         "_closed",
         "_failures",
+        "_floor",
         "_listeners",
         "_loop_thread",
+        "_records",
         "_waiter",
         "events",
         "run_id",
@@ -43,8 +51,11 @@ class EventBus:
     def __init__(self, run_id: str, listeners: Iterable[Listener] = ()) -> None:
         self.run_id = run_id
         self._loop_thread = threading.get_ident()
-        self.events: list[Event] = []
+        self.events = EventLog(run_id)
+        self._records = self.events.records
         self._listeners: list[tuple[Listener, int]] = [(listener, 0) for listener in listeners]
+        # The lowest level any listener wants: events below it need no call at all.
+        self._floor = 0 if self._listeners else _NOBODY
         self._waiter: anyio.Event | None = None
         self._closed = False
         # id(listener) -> (failures so far, listener)
@@ -53,6 +64,7 @@ class EventBus:
     def add_listener(self, listener: Listener, *, min_level: int = 0) -> None:
         """Call ``listener`` with every event at ``min_level`` or above, in order."""
         self._listeners.append((listener, min_level))
+        self._floor = min(self._floor, min_level)
 
     def emit(
         self,
@@ -77,12 +89,42 @@ class EventBus:
                     self.emit, type, step_key=step_key, level=level, message=message, data=data
                 )
             )
-        events = self.events
+        records = self._records
         # tuple.__new__ skips the named tuple's Python-level __new__: a third of the cost.
         event = _new_event(
-            Event, (self.run_id, len(events), time.time(), type, step_key, level, message, data)
+            Event, (self.run_id, len(records), time.time(), type, step_key, level, message, data)
         )
-        events.append(event)
+        records.append(event)
+        if level >= self._floor or self._waiter is not None:
+            self._tell(event, level)
+        return event
+
+    def emit_step(
+        self,
+        kind: type[StepStartEvent] | type[StepSuccessEvent],
+        step_key: str,
+        timestamp: float,
+        attempt: int,
+        since: float,
+    ) -> None:
+        """Record a step's STEP_START or STEP_SUCCESS (``kind``), at DEBUG, on the event
+        loop's thread: the engine's own, twice a step.  Unless a listener wants DEBUG, it
+        is kept as a compact record, and its message and data are built only when read."""
+        records = self._records
+        if self._floor <= DEBUG:
+            event = _new_event(
+                kind,
+                (self.run_id, len(records), timestamp, kind.TYPE, step_key, DEBUG, attempt, since),
+            )
+            records.append(event)
+            self._tell(event, DEBUG)
+            return
+        records.append((kind is StepSuccessEvent, timestamp, step_key, attempt, since))
+        if self._waiter is not None:
+            self._wake()
+
+    def _tell(self, event: Event, level: int) -> None:
+        """Hand a recorded event to the listeners that want its level, and wake readers."""
         for listener, min_level in self._listeners:
             if level < min_level:
                 continue
@@ -90,11 +132,14 @@ class EventBus:
                 listener(event)
             except BaseException as exc:  # never out of here: see _listener_failed
                 self._listener_failed(listener, event, exc)
+        if self._waiter is not None:
+            self._wake()
+
+    def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.set()
-        return event
+        assert waiter is not None
+        self._waiter = None
+        waiter.set()
 
     def _listener_failed(self, listener: Listener, event: Event, exc: BaseException) -> None:
         """A listener raised: the run goes on, and every other listener still hears everything.
@@ -130,10 +175,8 @@ class EventBus:
                     _log.error("event listener %r raised on %d events of this run", listener, count)
         self._failures.clear()
         self._closed = True
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            waiter.set()
+        if self._waiter is not None:
+            self._wake()
 
     @property
     def closed(self) -> bool:

@@ -464,9 +464,12 @@ class DynamicRuntime:
         values = []
         for key in keys:
             state = states[instances[key]]
-            outputs = state.outputs
-            if state.status is StepStatus.SUCCESS and outputs is not None and output in outputs:
-                values.append(outputs[output])
+            if state.status is not StepStatus.SUCCESS:
+                continue
+            if state.step.outs is None:  # the one output, kept bare
+                values.append(state.value)
+            elif output in state.value:
+                values.append(state.value[output])
         return values
 
 

@@ -30,7 +30,14 @@ from .._definitions import SUCCESS as HOOK_SUCCESS
 from .._definitions import DynamicOut, Output, OutputError
 from .._definitions._outputs import single_output_value
 from .._errors import ResourceInitError, RetryRequested, StepTimeoutError
-from .._events import ErrorInfo, EventType, RunStatus, StepStatus
+from .._events import (
+    ErrorInfo,
+    EventType,
+    RunStatus,
+    StepStartEvent,
+    StepStatus,
+    StepSuccessEvent,
+)
 from .._plan import ExecutionPlan, Step, consumed_missing, input_values
 from . import _tracing
 from ._dynamic import DynamicRuntime
@@ -38,9 +45,9 @@ from ._hooks import run_hooks
 from ._inprocess import InProcessLauncher
 from ._keeper import OutputIO, OutputKeeper, describe_size
 from ._launcher import StepExecutor, StepLauncher
-from ._log import Emit
+from ._log import Emit, EmitStep, formatting_emit_step
 from ._resources import ResourceManager
-from ._state import _NO_INPUTS, RunState, StepState
+from ._state import _NO_INPUTS, NOT_PRODUCED, RunState, StepState
 from ._workers import ReadyQueue, WorkerPool, ready_queue
 
 __all__ = ["OUTLIVED_GRACE", "Executor"]
@@ -58,8 +65,6 @@ SUCCESS = StepStatus.SUCCESS
 FAILURE = StepStatus.FAILURE
 SKIPPED = StepStatus.SKIPPED
 CANCELED = StepStatus.CANCELED
-STEP_START = EventType.STEP_START
-STEP_SUCCESS = EventType.STEP_SUCCESS
 
 # Seconds a run waits, before it tears resources down and ends, for compute that a cancelled
 # attempt left running (a sync solid's thread) to notice the cancellation and return.
@@ -102,6 +107,7 @@ class Executor:
         run_config: Mapping[str, Any] | None = None,
         solid_configs: Mapping[str, Any] | None = None,
         launcher: StepLauncher | None = None,
+        emit_step: EmitStep | None = None,
         outputs: OutputIO | None = None,
         run_start_data: Mapping[str, Any] | None = None,
         step_executor: StepExecutor | None = None,
@@ -109,6 +115,8 @@ class Executor:
         self.plan = plan
         self.run_id = run_id
         self.emit = emit
+        # STEP_START and STEP_SUCCESS, whose text and data are built only when read.
+        self._emit_step = emit_step if emit_step is not None else formatting_emit_step(emit)
         self.max_concurrency = max_concurrency
         self._fail_fast = fail_fast
         self._resources = resources
@@ -164,6 +172,10 @@ class Executor:
         self._collect = self._dyn.collect if self._dyn is not None else None
         self.start_time = 0.0
         self.end_time = 0.0
+        # Steps whose attempt raised (or whose resources failed), once each, and how many
+        # steps were skipped: the run's end and its result need no scan of every step.
+        self.raised: list[StepState] = []
+        self._skipped = 0
 
     @property
     def dynamic(self) -> DynamicRuntime | None:
@@ -305,8 +317,9 @@ class Executor:
                 roots = [state for state in self.states if state.remaining == 0]
                 if self.plan.prioritized:  # as the plan orders each step's dependents
                     roots.sort(key=lambda state: -state.step.priority)
+                now = time.time()
                 for state in roots:
-                    self.make_ready(state)
+                    self.make_ready(state, now)
                 self._workers.start(tg)
         except self._cancelled_exc as exc:
             outer_cancel = exc
@@ -326,8 +339,12 @@ class Executor:
         """The run's last event (RUN_SUCCESS, RUN_FAILURE or RUN_CANCELED) and its span's end."""
         self.end_time = end = time.time()
         name = self._run.pipeline_name
-        failed = [s.step.key for s in self.states if s.status is FAILURE]
-        skipped = sum(1 for s in self.states if s.status is SKIPPED)
+        failed = [
+            s.step.key
+            for s in sorted(self.raised, key=lambda s: s.step.index)
+            if s.status is FAILURE
+        ]
+        skipped = self._skipped
         if status is RunStatus.SUCCESS:
             message = f"Finished execution of run for {name!r}."
         elif status is RunStatus.FAILURE:
@@ -354,15 +371,20 @@ class Executor:
 
     # --- scheduling (synchronous bookkeeping; also what the fan-out calls) --------------------
 
-    def make_ready(self, state: StepState) -> None:
-        """Queue a step whose inputs are all there, once its pool (if any) has a free slot."""
+    def make_ready(self, state: StepState, now: float | None = None) -> None:
+        """Queue a step whose inputs are all there, once its pool (if any) has a free slot.
+
+        ``now``: when it became ready, if the caller knows (the end of the step it
+        waited for last; one time for all the run's first steps).
+        """
         pool = state.step.pool
         if pool is not None and pool in self._pool_limits:
             if self._pool_running[pool] >= self._pool_limits[pool]:
                 self._pool_waiting[pool].append(state)
                 return
             self._pool_running[pool] += 1
-        state.ready_at = time.time()
+            now = None  # it became ready now, with its slot
+        state.ready_at = time.time() if now is None else now
         self._ready.append(state)
 
     def dispatch(self) -> None:
@@ -391,6 +413,7 @@ class Executor:
 
     def _mark_skipped(self, state: StepState, reason: str) -> None:
         state.status = SKIPPED
+        self._skipped += 1
         state.skip_reason = reason
         key = state.step.key
         self.emit(
@@ -426,7 +449,7 @@ class Executor:
                         if dependent.status is PENDING:
                             dependent.remaining -= 1
                             if dependent.remaining == 0:
-                                self.make_ready(dependent)
+                                self.make_ready(dependent, state.end)
                 else:
                     stack = self._release_dependents(state, stack)
             elif status is not CANCELED and step.downstream:
@@ -456,8 +479,8 @@ class Executor:
         """A multi-output step succeeded: release its dependents, except those taking an
         optional output it left out, which are put on ``stack`` to be skipped."""
         step = state.step
-        produced = state.outputs
-        assert produced is not None and step.outs is not None
+        produced = state.value
+        assert isinstance(produced, dict) and step.outs is not None
         missing = any(
             name not in produced and not isinstance(out, DynamicOut)
             for name, out in step.outs.items()
@@ -475,7 +498,7 @@ class Executor:
                     continue
             dependent.remaining -= 1
             if dependent.remaining == 0:
-                self.make_ready(dependent)
+                self.make_ready(dependent, state.end)
         return stack
 
     def _finish_unstarted(self, *, outer: bool, reason: str | None = None) -> None:
@@ -484,6 +507,8 @@ class Executor:
 
         Nothing counts them done: the workers are gone.
         """
+        if self._workers.done == len(self.states):
+            return  # every step reached a final state
         cancelled = outer or self._cancel_reason == "user"
         for state in self.states:
             if state.status is PENDING or state.status is RETRYING:
@@ -588,7 +613,7 @@ class Executor:
         except ResourceInitError as exc:
             self._failed = True
             state.skip_reason = str(exc)
-            state.exception = exc
+            self._raised(state, exc)
             state.error = ErrorInfo.from_exception(exc)
             self.emit(
                 EventType.STEP_SKIPPED,
@@ -601,6 +626,7 @@ class Executor:
                 self._tracer.unstarted_step(
                     step, run_id=self.run_id, result=_tracing.ERROR, error=exc
                 )
+            self._skipped += 1
             self._finish(state, SKIPPED)
             return False
         return True
@@ -613,13 +639,7 @@ class Executor:
         if state.start is None:
             state.start = now
         state.status = RUNNING
-        self.emit(
-            STEP_START,
-            step_key=step.key,
-            level=DEBUG,
-            message=step.started_message,
-            data={"attempt": state.attempts, "waited": now - state.ready_at},
-        )
+        self._emit_step(StepStartEvent, step.key, now, state.attempts, state.ready_at)
         tracer = self._tracer
         if tracer is not None:
             state.span = span = tracer.start_step(
@@ -688,22 +708,17 @@ class Executor:
     ) -> None:
         step = state.step
         key = step.key
-        state.end = end = time.time()
+        state.value = value
         if step.outs is None:
-            state.outputs = {"result": value}
             if stored is not None:
                 self._output_event(state, "result", stored["result"])
         else:
-            state.outputs = value
             for name in value:
                 self._output_event(state, name, stored[name] if stored is not None else None)
-        self.emit(
-            STEP_SUCCESS,
-            step_key=key,
-            level=DEBUG,
-            message=f"{step.finished_prefix}{(end - started) * 1000:.2f}ms.",
-            data={"attempt": state.attempts, "duration": end - started},
-        )
+        # Read after the outputs' events: STEP_SUCCESS is stamped with it, and a run's
+        # timestamps never go back.
+        state.end = end = time.time()
+        self._emit_step(StepSuccessEvent, key, end, state.attempts, started)
         self._finish(state, SUCCESS)
 
     def _output_event(self, state: StepState, name: str, stored: dict[str, Any] | None) -> None:
@@ -742,7 +757,11 @@ class Executor:
                 f"{record.location} ({describe_size(record.size)}).",
                 data=_reused_data(record, name),
             )
-        state.outputs = outputs
+        # As _on_success keeps them: the one output ``result`` bare, else the dict by name.
+        if step.outs is None:
+            state.value = outputs.get("result", NOT_PRODUCED)
+        else:
+            state.value = outputs
         if reuse.items:
             assert self._dyn is not None, "a reused generator step in a run with no fan-out"
             for record in reuse.items:
@@ -756,7 +775,7 @@ class Executor:
                 )
         state.end = time.time()
         self.emit(
-            STEP_SUCCESS,
+            EventType.STEP_SUCCESS,
             step_key=key,
             level=DEBUG,
             message=f"Reused step {key!r}: its outputs come from run {reuse.run_id}.",
@@ -766,7 +785,7 @@ class Executor:
 
     def _on_retry(self, state: StepState, exc: BaseException, delay: float) -> None:
         key = state.step.key
-        state.exception = exc
+        self._raised(state, exc)
         error = ErrorInfo.from_exception(exc)
         self.emit(
             EventType.STEP_UP_FOR_RETRY,
@@ -782,7 +801,7 @@ class Executor:
     def _on_failure(self, state: StepState, exc: BaseException, started: float) -> None:
         key = state.step.key
         state.end = end = time.time()
-        state.exception = exc
+        self._raised(state, exc)
         state.error = error = ErrorInfo.from_exception(exc)
         self._failed = True
         self.emit(
@@ -814,6 +833,11 @@ class Executor:
             data=self._ended_attempt(state, duration=end - started),
         )
         self._finish(state, CANCELED)
+
+    def _raised(self, state: StepState, exc: BaseException) -> None:
+        if state.exception is None:
+            self.raised.append(state)
+        state.exception = exc
 
     def _ended_attempt(self, state: StepState, **fields: Any) -> dict[str, Any]:
         """The data of an event ending an attempt that did not succeed: its number, ``fields``,

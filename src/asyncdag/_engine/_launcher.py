@@ -42,7 +42,7 @@ outputs: its ``values_of`` gives them for the store (see :class:`StepLauncher`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -148,12 +148,12 @@ class RunScope(Protocol):
         values hands this to another launcher (the in-process one, say)."""
         ...
 
-    def outputs(self) -> Iterator[dict[str, Any]]:
+    def outputs(self) -> Iterator[MutableMapping[str, Any]]:
         """The outputs (``{output name: value}``) of every step that succeeded so far.
 
-        They are the engine's own dicts: a launcher whose outputs are handles of its
-        own may replace them with their values before its run ends, so the run's
-        result holds values (``result.output_for_solid``).
+        They write through to the engine's own state: a launcher whose outputs are
+        handles of its own may replace them with their values before its run ends, so
+        the run's result holds values (``result.output_for_solid``).
         """
         ...
 

@@ -11,9 +11,9 @@ import logging
 import sys
 from typing import Any, Protocol
 
-from .._events import EventType
+from .._events import EventType, StepStartEvent, StepSuccessEvent
 
-__all__ = ["Emit", "StepLog"]
+__all__ = ["Emit", "EmitStep", "StepLog", "formatting_emit_step"]
 
 
 class Emit(Protocol):
@@ -29,6 +29,43 @@ class Emit(Protocol):
         message: str = "",
         data: dict[str, Any] | None = None,
     ) -> Any: ...
+
+
+class EmitStep(Protocol):
+    """How the engine records the two events of every step attempt that succeeds
+    (:meth:`~asyncdag._engine.EventBus.emit_step`'s shape): ``kind`` builds the
+    message and data from ``attempt`` and ``since`` when they are read."""
+
+    def __call__(
+        self,
+        kind: type[StepStartEvent] | type[StepSuccessEvent],
+        step_key: str,
+        timestamp: float,
+        attempt: int,
+        since: float,
+    ) -> Any: ...
+
+
+def formatting_emit_step(emit: Emit) -> EmitStep:
+    """An :class:`EmitStep` for an ``emit`` that takes only formatted messages and data."""
+
+    def emit_step(
+        kind: type[StepStartEvent] | type[StepSuccessEvent],
+        step_key: str,
+        timestamp: float,
+        attempt: int,
+        since: float,
+    ) -> None:
+        event = kind("", 0, timestamp, kind.TYPE, step_key, logging.DEBUG, attempt, since)  # type: ignore[arg-type]
+        emit(
+            kind.TYPE,
+            step_key=step_key,
+            level=logging.DEBUG,
+            message=event.message,
+            data=event.data,
+        )
+
+    return emit_step
 
 
 class StepLog:

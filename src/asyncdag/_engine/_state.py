@@ -9,7 +9,7 @@ facts, its contexts, and the engine's services to them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .._events import ErrorInfo, StepStatus
@@ -28,7 +28,47 @@ if TYPE_CHECKING:
     from ._resources import ResourceManager
     from ._tracing import RunTracer
 
-__all__ = ["RunState", "StepState"]
+__all__ = ["NOT_PRODUCED", "RunState", "StepState"]
+
+
+class _NotProduced:
+    """The value of :attr:`StepState.value` until the step succeeds (None is a real output)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_PRODUCED"
+
+
+NOT_PRODUCED: Any = _NotProduced()
+
+
+class _OneOutput(MutableMapping[str, Any]):
+    """``{"result": value}`` of a single-output step, read from and written to its state."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: StepState) -> None:
+        self._state = state
+
+    def __getitem__(self, name: str) -> Any:
+        if name != "result":
+            raise KeyError(name)
+        return self._state.value
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        if name != "result":
+            raise KeyError(name)
+        self._state.value = value
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("a step's one output cannot be removed")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("result",))
+
+    def __len__(self) -> int:
+        return 1
 
 
 class StepState:
@@ -40,7 +80,6 @@ class StepState:
         "error",
         "exception",
         "inputs",
-        "outputs",
         "ready_at",
         "remaining",
         "skip_reason",
@@ -49,6 +88,7 @@ class StepState:
         "start",
         "status",
         "step",
+        "value",
     )
 
     span_token: Any  # the OTel context token of ``span``, set with it
@@ -61,7 +101,10 @@ class StepState:
         self.attempts = 0
         self.start: float | None = None
         self.end: float | None = None
-        self.outputs: dict[str, Any] | None = None
+        # What the successful attempt returned: the value of the one output ``result`` when
+        # ``step.outs`` is None (no dict per step: a run may have 100,000), else the dict of
+        # outputs by name.  NOT_PRODUCED until then.
+        self.value: Any = NOT_PRODUCED
         self.error: ErrorInfo | None = None
         self.exception: BaseException | None = None
         self.ready_at = 0.0
@@ -70,6 +113,19 @@ class StepState:
         # ``span_token`` is set only with a span.
         self.inputs: dict[str, Any] = _NO_INPUTS
         self.span: Any = None
+
+    @property
+    def outputs(self) -> dict[str, Any] | None:
+        """What the step produced, by output name (None until it succeeded)."""
+        value = self.value
+        if value is NOT_PRODUCED:
+            return None
+        return {"result": value} if self.step.outs is None else value
+
+    def output(self, name: str) -> Any:
+        """Output ``name`` of a step that produced it (what a dependent step reads)."""
+        value = self.value
+        return value if self.step.outs is None else value[name]
 
     @property
     def number(self) -> int:
@@ -224,10 +280,12 @@ class RunState:
         attempt.inputs = dict(inputs)
         return attempt
 
-    def outputs(self) -> Iterator[dict[str, Any]]:
+    def outputs(self) -> Iterator[MutableMapping[str, Any]]:
         for state in self.states:
-            if state.status is StepStatus.SUCCESS and state.outputs is not None:
-                yield state.outputs
+            if state.status is StepStatus.SUCCESS and state.value is not NOT_PRODUCED:
+                # A multi-output step's own dict; a single output, kept bare, through a view
+                # that writes back to the state (a launcher replaces handles with values).
+                yield state.value if state.step.outs is not None else _OneOutput(state)
 
     def outlived(self, attempt: StepAttempt, still_running: Callable[[], bool]) -> None:
         assert isinstance(attempt, StepState), "an attempt this engine did not start"

@@ -1,10 +1,17 @@
-"""The worker tasks that run ready steps, grown on demand up to the run's bound.
+"""The worker tasks that run ready steps, grown as real concurrency needs, up to the run's bound.
 
 Spawning a task costs more than running a no-op step, so spawn cost is paid
 per unit of *parallelism*, not per node: a chain of 10,000 steps runs on one
-worker, and a worker that finds the ready queue empty waits to be woken
-rather than exiting and being spawned again.  Everything here runs on the
-event loop's thread between awaits, so it needs no locks.
+worker, and so do 10,000 independent steps that never await (their worker
+yields to the loop every few steps, and one more worker takes turns with it).
+While work waits and no worker is free to come back for it, the pool starts
+one more worker, a probe; if that probe, a loop tick later, finds every other
+worker blocked inside a step (awaiting I/O, a thread, a sleep), the steps are
+the kind that wait, and it starts a worker for everything still queued at
+once, so steps that await start one tick later than a task of their own
+would, not several.  A worker that finds the ready queue empty waits to be
+woken rather than exiting and being spawned again.  Everything here runs on
+the event loop's thread between awaits, so it needs no locks.
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ __all__ = ["PriorityQueue", "ReadyQueue", "WorkerPool", "ready_queue"]
 _STEPS_PER_CHECKPOINT = 32
 # Workers that find no work wait for more, up to this many; the rest exit.  Waking a
 # waiting worker is cheaper than spawning one, but thousands of idle workers cost memory
-# and a thundering herd at the end of the run.
+# and a thundering herd at the end of the run.  A worker also exits when the steps left
+# to start are no more than the workers still inside steps: each of those takes one when
+# it is done (a fan-in after parallel steps needs one worker, not a dozen waiting).
 _MAX_IDLE_WORKERS = 16
 
 
@@ -90,6 +99,7 @@ class WorkerPool:
         "ready",
         "running",
         "workers",
+        "yielding",
     )
 
     def __init__(
@@ -104,20 +114,24 @@ class WorkerPool:
         self._steps = steps
         self.bound = bound if bound else math.inf
         self.ready: ReadyQueue = ready if ready is not None else deque()
-        self._wake = anyio.Event()
+        self._wake: anyio.Event | None = None  # made by the first worker to wait
         self._tg: anyio.abc.TaskGroup | None = None
-        # The counters, and how they agree at every await:
-        #   workers == idle + arriving + running <= bound
+        # The counters, and how they agree at every await (when no worker is executing):
+        #   workers == idle + arriving + running + yielding <= bound
         #   done <= len(steps), and the run is over when they are equal
         # idle: waiting for `_wake`.  arriving: spawned or woken but not yet at the ready
         # queue; each will take one item, so `spawn` starts no second worker for it.
-        # running: running a step it took off the queue (its whole life: resources,
-        # attempt, hooks).  done: steps in a final state, counted by the engine in one
-        # place (a step is done once, whichever worker, retry or skip ended it).
+        # running: inside a step (its whole life: resources, attempt, hooks); while any
+        # other code runs, these are all blocked on an await.  yielding: between steps, at
+        # the checkpoint every few steps, and back soon for more.  The worker executing
+        # code between two steps counts in none of them.  done: steps in a final state,
+        # counted by the engine in one place (a step is done once, whichever worker,
+        # retry or skip ended it).
         self.workers = 0
         self.idle = 0
         self.arriving = 0
         self.running = 0
+        self.yielding = 0
         self.done = 0
 
     def start(self, tg: anyio.abc.TaskGroup) -> None:
@@ -126,10 +140,13 @@ class WorkerPool:
         self.spawn()
 
     def spawn(self, freeing: int = 0) -> None:
-        """Wake idle workers and start new ones for what the ready queue holds.
+        """Wake idle workers for what the ready queue holds, and grow if work still waits.
 
-        ``freeing`` is 1 when called by a worker about to loop for more work:
-        that worker will take one item itself.
+        ``freeing`` is 1 when called by a worker about to take an item itself.
+        Workers are started only when none is free to come back for the work
+        (idle, arriving, or yielding between steps): one, a probe, when no other
+        worker is inside a step; and a worker for every queued item when every
+        other worker is blocked inside one (see the module's docstring).
         """
         backlog = len(self.ready) - freeing - self.arriving
         if backlog <= 0:
@@ -137,12 +154,14 @@ class WorkerPool:
         if self.idle:
             backlog -= self.idle
             self._wake_idle()
+        if backlog <= 0 or self.arriving or self.yielding or self.workers >= self.bound:
+            return  # those arriving or yielding take the work, or decide when they come
         tg = self._tg
         assert tg is not None, "spawn() before start()"
-        while backlog > 0 and self.workers < self.bound:
-            self.workers += 1
-            self.arriving += 1
-            backlog -= 1
+        grow = int(min(backlog if self.running else 1, self.bound - self.workers))
+        self.workers += grow
+        self.arriving += grow
+        for _ in range(grow):
             tg.start_soon(self._worker)
 
     def last_step_done(self) -> None:
@@ -155,8 +174,10 @@ class WorkerPool:
         # a second call before they run does not count on them twice.
         self.arriving += self.idle
         self.idle = 0
-        self._wake.set()
-        self._wake = anyio.Event()
+        wake = self._wake
+        assert wake is not None, "idle workers wait on it"
+        self._wake = None
+        wake.set()
 
     async def _worker(self) -> None:
         ready = self.ready
@@ -167,21 +188,33 @@ class WorkerPool:
         try:
             while True:
                 if ready:
+                    self.spawn(1)  # before taking the item: the step may block
                     self.running += 1
-                    await run_step(ready.popleft())
-                    self.spawn(1)
+                    try:
+                        await run_step(ready.popleft())
+                    finally:
+                        self.running -= 1
                     streak += 1
                     if streak >= _STEPS_PER_CHECKPOINT:
                         # Steps that never await would otherwise hold the loop for the whole
                         # run; a checkpoint lets other tasks (and cancellation) in.
                         streak = 0
-                        await anyio.lowlevel.checkpoint()
-                    self.running -= 1
+                        self.yielding += 1
+                        try:
+                            await anyio.lowlevel.checkpoint()
+                        finally:
+                            self.yielding -= 1
                     continue
-                if self.done >= len(steps) or self.idle >= _MAX_IDLE_WORKERS:
+                unfinished = len(steps) - self.done
+                if (
+                    unfinished - self.running <= self.running  # those still in steps suffice
+                    or self.idle >= _MAX_IDLE_WORKERS
+                ):
                     return
                 self.idle += 1
                 wake = self._wake
+                if wake is None:
+                    wake = self._wake = anyio.Event()
                 try:
                     await wake.wait()
                 except BaseException:

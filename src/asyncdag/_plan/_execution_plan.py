@@ -37,7 +37,6 @@ class Step:
     __slots__ = (
         "collects",
         "downstream",
-        "finished_prefix",
         "hooks",
         "index",
         "inputs",
@@ -51,7 +50,6 @@ class Step:
         "retry_policy",
         "reuse",
         "solid",
-        "started_message",
         "timeout",
         "upstream",
     )
@@ -72,9 +70,6 @@ class Step:
     ) -> None:
         self.index = index
         self.key = key
-        # Built once per plan (plans are cached per pipeline), not once per run.
-        self.started_message = f"Started execution of step {key!r}."
-        self.finished_prefix = f"Finished execution of step {key!r} in "
         self.node = node
         self.solid: SolidDefinition = node.solid
         # (input name, where its value is read), in the solid's parameter order.

@@ -119,10 +119,11 @@ def resolve_inputs(
 
 
 class HasOutputs(Protocol):
-    """A step of a run as input reading sees it: what it produced (None until it succeeded)."""
+    """A step of a run as input reading sees it."""
 
-    @property
-    def outputs(self) -> Mapping[str, Any] | None: ...
+    def output(self, name: str) -> Any:
+        """Output ``name``, read only once the step succeeded and produced it."""
+        ...
 
 
 def input_values(
@@ -137,18 +138,14 @@ def input_values(
     values: dict[str, Any] = {}
     for name, source in inputs:
         if isinstance(source, StepOutputInput):
-            produced = steps[source.step].outputs
-            assert produced is not None, "an input was read before its step succeeded"
-            values[name] = produced[source.output]
+            values[name] = steps[source.step].output(source.output)  # type: ignore[attr-defined]
         elif isinstance(source, ConstantInput):
             values[name] = source.value
         elif isinstance(source, FanInInput):
             gathered = []
             for part in source.parts:
                 if isinstance(part, StepOutputInput):
-                    produced = steps[part.step].outputs
-                    assert produced is not None, "an input was read before its step succeeded"
-                    gathered.append(produced[part.output])
+                    gathered.append(steps[part.step].output(part.output))  # type: ignore[attr-defined]
                 else:
                     gathered.append(part.value)
             values[name] = gathered
