@@ -186,6 +186,24 @@ def test_import_asyncdag_stays_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_import_asyncdag_loads_only_the_errors_and_the_version() -> None:
+    # The rest of the public API loads on first use of any of its names (see __init__).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, asyncdag; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('asyncdag', 'anyio', 'attr')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(
+        sorted(["asyncdag", "asyncdag._errors", "asyncdag._public", "asyncdag._version"])
+    )
+    code = "import asyncdag; print(asyncdag.schedule.__module__, asyncdag.DaskExecutor.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["asyncdag", "asyncdag"]
+
+
 def test_stored_error_types_name_the_public_class() -> None:
     error = asyncdag.ErrorInfo.from_exception(asyncdag.StepTimeoutError("fetch", 1.5))
     assert error.type == "asyncdag.StepTimeoutError"

@@ -31,16 +31,6 @@ from ._errors import (
     UnknownResourceError,
 )
 from ._version import __version__
-from .automation._context import ScheduleEvaluationContext, SensorEvaluationContext
-from .automation._definitions import (
-    RunRequest,
-    ScheduleDefinition,
-    SensorDefinition,
-    SkipReason,
-    schedule,
-    sensor,
-)
-from .dask._executor import DaskExecutor
 
 if TYPE_CHECKING:
     from ._api import (
@@ -85,6 +75,16 @@ if TYPE_CHECKING:
         build_solid_context,
     )
     from ._events import ErrorInfo, Event, EventType, RunStatus, StepStatus
+    from .automation._context import ScheduleEvaluationContext, SensorEvaluationContext
+    from .automation._definitions import (
+        RunRequest,
+        ScheduleDefinition,
+        SensorDefinition,
+        SkipReason,
+        schedule,
+        sensor,
+    )
+    from .dask._executor import DaskExecutor
 
 __all__ = [
     "AsyncdagError",
@@ -162,9 +162,20 @@ def _load_everything() -> None:
     ``asyncdag`` as its module, whichever name a program happened to touch first.
     """
     from . import _api, _definitions, _engine, _events
+    from .automation import _context as _automation_context
+    from .automation import _definitions as _automation_definitions
+    from .dask import _executor as _dask_executor
 
     namespace = globals()
-    modules = (_definitions, _api, _engine, _events)
+    modules = (
+        _definitions,
+        _api,
+        _engine,
+        _events,
+        _automation_context,
+        _automation_definitions,
+        _dask_executor,
+    )
     for name in __all__:
         if name not in namespace:
             namespace[name] = next(getattr(m, name) for m in modules if hasattr(m, name))
