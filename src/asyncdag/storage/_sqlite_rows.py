@@ -202,17 +202,25 @@ def encode_batch(events: Sequence[Event]) -> Batch:
     not plain (a date, an enum, an object) is replaced by its nearest JSON value.
     """
     ordered = events if _is_sorted(events) else sorted(events, key=_seq)
-    rows = [(e[1], e[2], e[3]._value_, e[4], e[5], e[6], e[7]) for e in ordered]
+    # One read of each event's fields: a step event builds its message and data when read
+    # (see asyncdag._events), so indexing it field by field would build them seven times.
+    rows = [
+        (e[1], e[2], e[3]._value_, e[4], e[5], e[6], e[7])
+        for e in (event if event.__class__ is Event else tuple(event) for event in ordered)
+    ]
     try:
         blob = _pickle(rows)
     except (_NotPlain, RecursionError, AttributeError):
         rows = [_codec.plain(row) for row in _rows_of(ordered)]
         blob = _pickle(rows)
-    return Batch(ordered[0][1], ordered[-1][1], len(rows), blob)
+    return Batch(ordered[0].seq, ordered[-1].seq, len(rows), blob)
 
 
 def _rows_of(events: Sequence[Event]) -> list[tuple[Any, ...]]:
-    return [(e[1], e[2], getattr(e[3], "_value_", e[3]), e[4], e[5], e[6], e[7]) for e in events]
+    return [
+        (e[1], e[2], getattr(e[3], "_value_", e[3]), e[4], e[5], e[6], e[7])
+        for e in (event if event.__class__ is Event else tuple(event) for event in events)
+    ]
 
 
 def _pickle(rows: list[tuple[Any, ...]]) -> bytes:
@@ -222,11 +230,11 @@ def _pickle(rows: list[tuple[Any, ...]]) -> bytes:
 
 
 def _seq(event: Event) -> int:
-    return event[1]
+    return event.seq  # the field, not event[1]: no message or data built (see encode_batch)
 
 
 def _is_sorted(events: Sequence[Event]) -> bool:
-    return all(events[i][1] < events[i + 1][1] for i in range(len(events) - 1))
+    return all(events[i].seq < events[i + 1].seq for i in range(len(events) - 1))
 
 
 def decode_batch(run_id: str, first_seq: int, last_seq: int, blob: Any) -> list[Event]:
