@@ -204,10 +204,7 @@ def encode_batch(events: Sequence[Event]) -> Batch:
     ordered = events if _is_sorted(events) else sorted(events, key=_seq)
     # One read of each event's fields: a step event builds its message and data when read
     # (see asyncdag._events), so indexing it field by field would build them seven times.
-    rows = [
-        (e[1], e[2], e[3]._value_, e[4], e[5], e[6], e[7])
-        for e in (event if event.__class__ is Event else tuple(event) for event in ordered)
-    ]
+    rows = [(e[1], e[2], e[3]._value_, e[4], e[5], e[6], e[7]) for e in map(_plain, ordered)]
     try:
         blob = _pickle(rows)
     except (_NotPlain, RecursionError, AttributeError):
@@ -219,7 +216,7 @@ def encode_batch(events: Sequence[Event]) -> Batch:
 def _rows_of(events: Sequence[Event]) -> list[tuple[Any, ...]]:
     return [
         (e[1], e[2], getattr(e[3], "_value_", e[3]), e[4], e[5], e[6], e[7])
-        for e in (event if event.__class__ is Event else tuple(event) for event in events)
+        for e in map(_plain, events)
     ]
 
 
@@ -227,6 +224,11 @@ def _pickle(rows: list[tuple[Any, ...]]) -> bytes:
     out = io.BytesIO()
     _PlainPickler(out, protocol=5).dump(rows)
     return out.getvalue()
+
+
+def _plain(event: Event) -> Event:
+    """``event`` as a plain Event: a step event's message and data built once (one read)."""
+    return event if event.__class__ is Event else tuple.__new__(Event, event)
 
 
 def _seq(event: Event) -> int:
