@@ -144,9 +144,10 @@ def event_rows(events: Sequence[Event]) -> list[EventRow]:
         if step is not None:
             step, step_escaped = escape_text(step, STEP_KEY_ESCAPED)
             escaped |= step_escaped
+        value = event.data  # read once: a step event builds it at every read
         data = None
-        if event.data is not None:
-            data = _dumps(event.data, f"data of run {event.run_id!r} event seq {event.seq}")
+        if value is not None:
+            data = _dumps(value, f"data of run {event.run_id!r} event seq {event.seq}")
         rows.append(
             (
                 event.seq,
