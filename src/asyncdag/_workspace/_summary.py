@@ -93,10 +93,11 @@ class StepFolder:
         rows, resource_errors = self._rows, self._resource_errors
         for event in events:
             key = event.step_key
-            if event.type is EventType.RESOURCE_INIT_FAILURE and event.error is not None:
+            kind = event.type
+            if kind is EventType.RESOURCE_INIT_FAILURE and event.error is not None:
                 resource_errors[(event.data or {}).get("resource")] = event.error
                 continue
-            if key is None or not event.type.value.startswith("STEP_"):
+            if key is None or not kind.value.startswith("STEP_"):
                 continue
             row = rows.setdefault(
                 key,
@@ -109,20 +110,23 @@ class StepFolder:
                     "error": None,
                 },
             )
-            data = event.data or {}
-            if event.type is EventType.STEP_START:
+            # A step's events build their data when read (asyncdag._events): read it only
+            # where it is needed, once.
+            if kind is EventType.STEP_START:
                 row["status"] = "RUNNING"
+                attempt = event.attempt
                 row["attempts"] = max(
-                    row["attempts"], int(data.get("attempt", row["attempts"] + 1))
+                    row["attempts"], attempt if attempt is not None else row["attempts"] + 1
                 )
                 if row["start"] is None:
                     row["start"] = event.timestamp
-            elif event.type is EventType.STEP_UP_FOR_RETRY:
+            elif kind is EventType.STEP_UP_FOR_RETRY:
                 row["status"] = "RETRYING"
-            elif event.type in FINAL_STEP_EVENTS:
-                row["status"] = FINAL_STEP_EVENTS[event.type].value
+            elif kind in FINAL_STEP_EVENTS:
+                row["status"] = FINAL_STEP_EVENTS[kind].value
                 row["end"] = event.timestamp
-                error = event.error
+                data = event.data or {}
+                error = ErrorInfo.from_dict(data["error"]) if "error" in data else None
                 if error is None and data.get("resource") in resource_errors:
                     error = resource_errors[data["resource"]]
                     row["note"] = str(data.get("reason") or f"{error.type}: {error.message}")
