@@ -532,7 +532,9 @@ def test_run_show_summarises_a_big_run_and_pages_its_events(home: Path) -> None:
     done = cli(home, "pipeline", "execute", "-f", WIDE)
     assert done.returncode == 1, done.stderr
     assert "120 steps: 119 SUCCESS, 1 FAILURE" in done.stdout
-    assert not re.search(r"^s57\s+SUCCESS", done.stdout, re.MULTILINE)  # no row for every step
+    # No row for every step: the failed one and the five slowest (which ones depends on timing).
+    rows = re.findall(r"^(s\d+|broken)\s+(SUCCESS|FAILURE)", done.stdout, re.MULTILINE)
+    assert ("broken", "FAILURE") in rows and len(rows) == 6
     (run,) = runs(home)
     total = json.loads(cli(home, "run", "show", run["run_id"], "--json").stdout)
     assert len(total["steps"]) == 120

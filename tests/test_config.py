@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncdag._config_types import MISSING
 from asyncdag._errors import ConfigError, ConfigErrorItem, DefinitionError
 from asyncdag.config import (
     ExecutionConfig,
@@ -30,6 +29,7 @@ from asyncdag.config import (
     run_config_json_schema,
     validate_config,
 )
+from asyncdag.config._types import MISSING
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -571,7 +571,7 @@ def test_config_error_message_lists_every_problem() -> None:
 
 
 def test_schema_is_normalized_once_per_definition(monkeypatch: pytest.MonkeyPatch) -> None:
-    import asyncdag.config as config_module
+    from asyncdag.config import _schemas as config_module
 
     calls: list[Any] = []
     real = config_module.field_spec
@@ -591,13 +591,13 @@ def test_schema_is_normalized_once_per_definition(monkeypatch: pytest.MonkeyPatc
 def test_ten_thousand_nodes_without_config_resolve_without_touching_schemas(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import asyncdag.config as config_module
+    from asyncdag.config import _resolve, _schemas
 
     def forbidden(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("no schema work expected")
 
-    monkeypatch.setattr(config_module, "_spec_for", forbidden)
-    monkeypatch.setattr(config_module, "_input_type", forbidden)
+    monkeypatch.setattr(_schemas, "_spec_for", forbidden)
+    monkeypatch.setattr(_resolve, "_input_type", forbidden)
     nodes = [node(f"n{i}", inputs=(input_def("x", int),), wired=("x",)) for i in range(10_000)]
     resolved = resolve_run_config(pipeline(*nodes), None)
     assert len(resolved.solids) == 10_000

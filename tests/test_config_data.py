@@ -16,8 +16,8 @@ import attrs
 import pytest
 
 from asyncdag import ConfigError, pipeline, solid
-from asyncdag._config_data import ALIAS_BUDGET, MAX_DEPTH, YamlProblem, json_data, read_yaml
 from asyncdag.config import Field, load_run_config, resolve_run_config
+from asyncdag.config._data import ALIAS_BUDGET, MAX_DEPTH, YamlProblem, json_data, read_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "asyncdag"
 
 _BASE = {"_errors", "_version", "_public"}
 _DEFINITIONS = _BASE | {"_events", "_definitions"}
-_CONFIG = _DEFINITIONS | {"config", "_config_types", "_config_data"}
+_CONFIG = _DEFINITIONS | {"config"}
 _PLAN = _CONFIG | {"_plan"}
 _ENGINE = _PLAN | {"_engine"}
 # Launchers beside the engine (Dask): they use the engine's contract and helpers.
@@ -36,8 +36,6 @@ ALLOWED: dict[str, set[str]] = {
     "_public": {"_public"},
     "_events": _BASE | {"_events"},
     "_definitions": _DEFINITIONS,
-    "_config_types": _BASE | {"_config_types"},
-    "_config_data": _BASE | {"_config_data"},
     "config": _CONFIG,
     "_plan": _PLAN,
     "storage": _STORAGE,

@@ -271,7 +271,9 @@ def test_a_local_disk_full_on_the_final_move_leaves_nothing_behind(
         store.put(KEY, "new")
     monkeypatch.undo()
     assert store.get(KEY) == "old"  # the earlier value stands
-    assert [p.name for p in (tmp_path / "outputs").rglob("*") if p.is_file()] == ["fetch@result.pkl"]
+    assert [p.name for p in (tmp_path / "outputs").rglob("*") if p.is_file()] == [
+        "fetch@result.pkl"
+    ]
 
 
 # --- serializers declared on outputs ---------------------------------------------------------

@@ -1,6 +1,6 @@
 """Run config sent to the API: YAML text or a JSON object, checked with every error's path and line.
 
-YAML is read by :func:`asyncdag._config_data.read_yaml`, the reader the CLI's
+YAML is read by :func:`asyncdag.config._data.read_yaml`, the reader the CLI's
 ``-c`` uses, so a hostile document ("billion laughs", thousands of levels deep,
 a 5,000-digit integer) is one error with its line here too.
 """
@@ -11,9 +11,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from asyncdag._config_data import YamlProblem, read_yaml
 from asyncdag._definitions import PipelineDefinition
 from asyncdag._errors import AsyncdagError, ConfigError
+from asyncdag.config._data import YamlProblem, read_yaml
 
 from ._http import ApiError
 
