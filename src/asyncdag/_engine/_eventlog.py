@@ -67,9 +67,7 @@ class EventLog(Sequence[Event]):
         if isinstance(index, slice):
             return [self._event(seq, records[seq]) for seq in range(len(records))[index]]
         record = records[index]
-        if record.__class__ is tuple:
-            return step_event(self.run_id, index if index >= 0 else len(records) + index, record)
-        return record  # type: ignore[no-any-return]
+        return self._event(index if index >= 0 else len(records) + index, record)
 
     def _event(self, seq: int, record: Any) -> Event:
         if record.__class__ is tuple:

@@ -108,7 +108,7 @@ def open_storage(url: str | None = None) -> RunStorage:
     return storage
 
 
-def add_output_store_arguments(parser: Any, *, what: str = "the run") -> None:
+def add_output_store_arguments(parser: argparse.ArgumentParser, *, what: str = "the run") -> None:
     """``--output-store URL`` / ``--no-output-store``: where ``what`` stores step outputs."""
     outputs = parser.add_argument_group(
         "stored outputs", f"every step's outputs of {what} are stored, so it can be re-executed"
@@ -126,7 +126,7 @@ def add_output_store_arguments(parser: Any, *, what: str = "the run") -> None:
     )
 
 
-def output_store_from(args: Any) -> FilesystemOutputStore | None:
+def output_store_from(args: argparse.Namespace) -> FilesystemOutputStore | None:
     """The output store ``add_output_store_arguments`` asked for (None: none)."""
     if args.no_output_store:
         return None
