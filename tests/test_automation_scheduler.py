@@ -433,6 +433,10 @@ async def test_a_schedule_function_that_never_returns_fails_its_tick_after_the_t
             with anyio.fail_after(HANG_GUARD):
                 while not await storage.list_ticks("stuck"):
                     await anyio.sleep(0.01)
+                # The tick is claimed before its evaluation's watchdog starts sleeping on the
+                # clock: move the clock only once the watchdog waits for its deadline.
+                while clock.next_deadline != T0 + HOUR + 10:
+                    await anyio.sleep(0.01)
                 clock.advance(10)  # the timeout passes on the scheduler's clock
                 while (await storage.list_ticks("stuck"))[0].status is TickStatus.STARTED:
                     await anyio.sleep(0.01)
